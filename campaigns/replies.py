@@ -1,0 +1,33 @@
+"""What the rules answer, independent of any channel's client library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Button:
+    """An inline button: ``data`` comes back as a callback, ``url`` opens a link."""
+
+    text: str
+    data: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Document:
+    filename: str
+    content: bytes
+    caption: str | None = None
+
+
+@dataclass
+class Reply:
+    """One message to send (HTML text), or an edit of the message whose button was pressed."""
+
+    text: str
+    buttons: list[list[Button]] = field(default_factory=list)
+    document: Document | None = None
+    edit: bool = False
+    # A short notice shown for the pressed button (Telegram's answerCallbackQuery).
+    toast: str | None = None

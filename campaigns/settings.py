@@ -1,0 +1,131 @@
+"""Settings: every one declared once, with its default and a help line.
+
+They come from environment variables prefixed ``NALGAE_`` and an optional
+``.env`` file. A test checks that the README documents each of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("NALGAE_DATABASE_URL", "sqlite:///var/nalgae.db",
+            "Store: `sqlite:///path` or `postgresql://user@host:port/db`; nalgae picks the driver."),
+    Setting("NALGAE_REDIS_URL", "",
+            "Redis for shared rate limits, update dedup and live counters; empty = in-process."),
+    Setting("NALGAE_TELEGRAM_TOKEN", "",
+            "Bot token from @BotFather; empty = start the local sandbox Bot API instead."),
+    Setting("NALGAE_TELEGRAM_BASE_URL", "https://api.telegram.org/bot",
+            "Bot API base URL (a self-hosted Bot API server or any compatible emulator)."),
+    Setting("NALGAE_TELEGRAM_WEBHOOK_URL", "",
+            "Public HTTPS URL of `/telegram/webhook`; empty = long polling."),
+    Setting("NALGAE_TELEGRAM_WEBHOOK_SECRET", "",
+            "Secret Telegram echoes in `X-Telegram-Bot-Api-Secret-Token`; empty = derived "
+            "from the token, so every web process agrees on it."),
+    Setting("NALGAE_TELEGRAM_MAX_RATE", "30",
+            "Messages per second per bot across all workers (0 = unpaced; up to 1000 for "
+            "paid broadcasts)."),
+    Setting("NALGAE_HTTP_HOST", "127.0.0.1", "Address the web app (dashboard, API, webhook) binds."),
+    Setting("NALGAE_HTTP_PORT", "8000", "Port of the web app."),
+    Setting("NALGAE_SANDBOX_PORT", "8081", "Port of the sandbox Bot API when no token is set."),
+    Setting("NALGAE_ADMINS", "",
+            "Comma-separated Telegram user ids who become admins (organisers) at start."),
+    Setting("NALGAE_SECRET_KEY", "",
+            "Key for sessions, login links and derived secrets; empty = a random key per start "
+            "(sessions do not survive a restart)."),
+    Setting("NALGAE_LOG_LEVEL", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR)."),
+)
+
+_DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+
+def _env(env: dict[str, str], name: str) -> str:
+    return env.get(name, _DEFAULTS[name]).strip()
+
+
+def database_url_for_driver(url: str) -> str:
+    """Map a plain URL to the async driver nalgae uses (aiosqlite, asyncpg)."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = _DEFAULTS["NALGAE_DATABASE_URL"]
+    redis_url: str = ""
+    telegram_token: str = ""
+    telegram_base_url: str = _DEFAULTS["NALGAE_TELEGRAM_BASE_URL"]
+    telegram_webhook_url: str = ""
+    telegram_webhook_secret: str = ""
+    telegram_max_rate: float = 30.0
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    sandbox_port: int = 8081
+    admins: tuple[str, ...] = field(default_factory=tuple)
+    secret_key: str = ""
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+        """Read settings from the environment, over an optional `.env` file."""
+        env: dict[str, str] = {}
+        dotenv_path = dotenv if dotenv is not None else Path(".env")
+        if dotenv_path.is_file():
+            env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        env.update(os.environ if environ is None else environ)
+        secret_key = _env(env, "NALGAE_SECRET_KEY") or os.urandom(32).hex()
+        try:
+            max_rate = float(_env(env, "NALGAE_TELEGRAM_MAX_RATE"))
+            http_port = int(_env(env, "NALGAE_HTTP_PORT"))
+            sandbox_port = int(_env(env, "NALGAE_SANDBOX_PORT"))
+        except ValueError as exc:
+            raise ValueError(f"invalid numeric setting: {exc}") from None
+        if max_rate < 0:
+            raise ValueError("NALGAE_TELEGRAM_MAX_RATE must be 0 (unpaced) or positive")
+        admins = tuple(a.strip() for a in _env(env, "NALGAE_ADMINS").split(",") if a.strip())
+        return cls(
+            database_url=_env(env, "NALGAE_DATABASE_URL"),
+            redis_url=_env(env, "NALGAE_REDIS_URL"),
+            telegram_token=_env(env, "NALGAE_TELEGRAM_TOKEN"),
+            telegram_base_url=_env(env, "NALGAE_TELEGRAM_BASE_URL"),
+            telegram_webhook_url=_env(env, "NALGAE_TELEGRAM_WEBHOOK_URL"),
+            telegram_webhook_secret=_env(env, "NALGAE_TELEGRAM_WEBHOOK_SECRET"),
+            telegram_max_rate=max_rate,
+            http_host=_env(env, "NALGAE_HTTP_HOST"),
+            http_port=http_port,
+            sandbox_port=sandbox_port,
+            admins=admins,
+            secret_key=secret_key,
+            log_level=_env(env, "NALGAE_LOG_LEVEL").upper(),
+        )
+
+    @property
+    def driver_database_url(self) -> str:
+        return database_url_for_driver(self.database_url)
+
+    def webhook_secret_for(self, token: str) -> str:
+        """The webhook secret: configured, or derived so that it survives restarts."""
+        if self.telegram_webhook_secret:
+            return self.telegram_webhook_secret
+        # Derived from the token alone so that N web processes behind a load
+        # balancer agree without coordination; Telegram allows [A-Za-z0-9_-]{1,256}.
+        return hashlib.sha256(f"nalgae-webhook:{token}".encode()).hexdigest()

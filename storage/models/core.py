@@ -1,0 +1,188 @@
+"""Foundation tables: bots, supporters, their channel identities, consent, audit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.models.base import Base, BigIntPK, UTCDateTime
+
+
+class Bot(Base):
+    """One bot account on one channel; a deployment may serve several."""
+
+    __tablename__ = "bot"
+    __table_args__ = (UniqueConstraint("channel", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))  # telegram | x
+    name: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str | None] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    # The token is a credential: never logged, never exported.
+    token: Mapped[str | None] = mapped_column(Text)
+    base_url: Mapped[str | None] = mapped_column(Text)
+    max_rate: Mapped[float] = mapped_column(default=30.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Supporter(Base):
+    """A person who agreed to hear from the movement. Created only after consent."""
+
+    __tablename__ = "supporter"
+    __table_args__ = (Index("ix_supporter_bot_status", "bot_id", "status"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bot.id"))
+    display_name: Mapped[str | None] = mapped_column(String(128))
+    language: Mapped[str] = mapped_column(String(8), default="ko")
+    region: Mapped[str | None] = mapped_column(String(16))
+    tier: Mapped[str] = mapped_column(String(16), default="supporter")  # supporter | member
+    # active | stopped | erased
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    source_ref: Mapped[str | None] = mapped_column(String(64))
+    # The next free-text input we expect (e.g. "name"), so a dialog survives restarts
+    # and works across processes without in-memory conversation state.
+    pending_input: Mapped[str | None] = mapped_column(String(32))
+    # What the person came for before signing up (e.g. "sign:<slug>"), resumed after.
+    pending_intent: Mapped[str | None] = mapped_column(String(96))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SupporterTag(Base):
+    __tablename__ = "supporter_tag"
+
+    supporter_id: Mapped[int] = mapped_column(
+        ForeignKey("supporter.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class ChannelIdentity(Base):
+    """How to reach a supporter on one channel of one bot."""
+
+    __tablename__ = "channel_identity"
+    __table_args__ = (
+        UniqueConstraint("bot_id", "channel", "external_user_id"),
+        Index("ix_channel_identity_supporter", "supporter_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    supporter_id: Mapped[int] = mapped_column(ForeignKey("supporter.id", ondelete="CASCADE"))
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bot.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    external_user_id: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    username: Mapped[str | None] = mapped_column(String(64))
+    reachable: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Consent(Base):
+    """A recorded consent decision: purpose, notice version, choice, time, channel."""
+
+    __tablename__ = "consent"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    supporter_id: Mapped[int] = mapped_column(ForeignKey("supporter.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(64))
+    notice_version: Mapped[str] = mapped_column(String(16))
+    choice: Mapped[str] = mapped_column(String(16))  # granted | withdrawn
+    channel: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MemberCode(Base):
+    """A one-time code that raises a supporter to the member tier (stored hashed)."""
+
+    __tablename__ = "member_code"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    redeemed_by: Mapped[int | None] = mapped_column(
+        ForeignKey("supporter.id", ondelete="SET NULL")
+    )
+    redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Organiser(Base):
+    """A person allowed to run campaigns: admin, organiser or viewer."""
+
+    __tablename__ = "organiser"
+    __table_args__ = (UniqueConstraint("telegram_user_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    telegram_user_id: Mapped[str | None] = mapped_column(String(64))
+    login: Mapped[str | None] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16), default="organiser")
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditLog(Base):
+    """Who did what to what. Internal ids only: no names, no chat ids, no tokens."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(64))  # e.g. supporter:12, organiser:3, cli
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class InboxUpdate(Base):
+    """Telegram updates stored before they are acknowledged; (bot, update_id) dedups.
+
+    The payload is cleared once handled: it holds names and chat ids, and must not
+    outlive processing (nothing personal before consent, nothing after erasure).
+    """
+
+    __tablename__ = "inbox_update"
+    __table_args__ = (Index("ix_inbox_pending", "bot_id", "processed_at"),)
+
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bot.id"), primary_key=True)
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Campaign(Base):
+    """Groups petitions, polls, broadcasts and events under one cause."""
+
+    __tablename__ = "campaign"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    bot_id: Mapped[int | None] = mapped_column(ForeignKey("bot.id"))
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title_ko: Mapped[str] = mapped_column(String(200))
+    title_en: Mapped[str | None] = mapped_column(String(200))
+    description_ko: Mapped[str | None] = mapped_column(Text)
+    description_en: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft|active|closed
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

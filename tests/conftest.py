@@ -1,0 +1,149 @@
+"""Shared fixtures: real SQLite and PostgreSQL stores, real Redis.
+
+PostgreSQL and Redis tests skip with a printed reason when the server is absent;
+with NALGAE_REQUIRE_SERVICES=1 (CI) a missing service fails the run instead.
+Each test process gets its own PostgreSQL database and Redis key prefix, so
+several test runs on one machine do not disturb each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from storage.db import Database
+
+PG_ADMIN_URL = os.environ.get("NALGAE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("NALGAE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+T = TypeVar("T")
+REQUIRE = os.environ.get("NALGAE_REQUIRE_SERVICES") == "1"
+
+
+def run_sync(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
+def service_missing(name: str, reason: str) -> None:
+    """Skip (locally) or fail (CI) when a required service is unreachable."""
+    message = f"{name} unavailable: {reason}"
+    if REQUIRE:
+        pytest.fail(message + " (NALGAE_REQUIRE_SERVICES=1)")
+    print(f"\nSKIP: {message}")
+    pytest.skip(message)
+
+
+def _pg_server_error() -> str | None:
+    import asyncpg
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+        await conn.close()
+
+    try:
+        run_sync(probe)
+    except Exception as exc:  # any failure means "not usable here"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """A private PostgreSQL database for this test process, with every table."""
+    error = _pg_server_error()
+    if error:
+        service_missing("PostgreSQL", error)
+    import asyncpg
+
+    name = f"nalgae_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    run_sync(lambda: admin(f'CREATE DATABASE "{name}"'))
+    url = f"{base}/{name}"
+
+    async def create() -> None:
+        db = Database(_driver(url))
+        await db.create_all()
+        await db.dispose()
+
+    run_sync(create)
+    yield url
+    run_sync(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _driver(url: str) -> str:
+    from campaigns.settings import database_url_for_driver
+
+    return database_url_for_driver(url)
+
+
+async def _truncate_pg(db: Database) -> None:
+    from sqlalchemy import text
+
+    from storage.models import Base
+
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with db.engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """An empty store with every table, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        database = Database(_driver(f"sqlite:///{tmp_path}/nalgae.db"))
+        await database.create_all()
+    else:
+        url = request.getfixturevalue("pg_database_url")
+        database = Database(_driver(url))
+        await _truncate_pg(database)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """SQLite only, for tests whose subject is not the backend."""
+    database = Database(_driver(f"sqlite:///{tmp_path}/nalgae.db"))
+    await database.create_all()
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The real Redis; tests isolate themselves with `redis_prefix`."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        service_missing("Redis", f"{type(exc).__name__}: {exc}")
+    finally:
+        await client.aclose()
+    yield REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"nalgae-test:{uuid.uuid4().hex[:10]}:"
