@@ -1,0 +1,74 @@
+"""The python-telegram-bot Application for one bot row, with every feature's handlers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.ext import Application, ContextTypes
+
+from bots.telegram import signup
+from bots.telegram.context import Services
+from bots.telegram.processing import OrderedUpdateProcessor
+from campaigns.clock import Clock
+from storage.db import Database
+from storage.dedup import UpdateDedup
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member", "poll_answer", "poll"]
+
+COMMANDS = {
+    "ko": [("start", "시작하기"), ("help", "도움말"), ("me", "내 정보"), ("lang", "언어 바꾸기"),
+           ("stop", "수신 중지"), ("export", "내 정보 받기"), ("forget", "내 정보 삭제")],
+    "en": [("start", "Start"), ("help", "Help"), ("me", "My data"), ("lang", "Language"),
+           ("stop", "Stop messages"), ("export", "Get my data"), ("forget", "Erase my data")],
+}
+
+
+async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    # Never log the update itself: it carries names and opinions.
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("error while handling update %s: %r", update_id, context.error)
+
+
+async def _post_init(app: Application) -> None:  # type: ignore[type-arg]
+    for lang, commands in COMMANDS.items():
+        await app.bot.set_my_commands(
+            [BotCommand(c, d) for c, d in commands], language_code=None if lang == "ko" else lang
+        )
+
+
+def build_application(
+    *,
+    token: str,
+    base_url: str,
+    db: Database,
+    clock: Clock,
+    bot_id: int,
+    dedup: UpdateDedup,
+    admins: tuple[str, ...] = (),
+    max_concurrent_updates: int = 256,
+    polling: bool = True,
+    request: Any = None,
+) -> Application:  # type: ignore[type-arg]
+    """An Application wired to our services; handlers registered per feature."""
+    builder = (
+        Application.builder()
+        .token(token)
+        .base_url(base_url)
+        .concurrent_updates(OrderedUpdateProcessor(max_concurrent_updates, dedup, bot_id))
+        .post_init(_post_init)
+    )
+    if request is not None:
+        builder = builder.request(request)
+    if not polling:
+        builder = builder.updater(None)
+    app = builder.build()
+    app.bot_data["services"] = Services(db=db, clock=clock, bot_id=bot_id, admins=admins)
+    signup.register(app)
+    # Features register here, before the fallbacks.
+    signup.register_fallbacks(app)
+    app.add_error_handler(_on_error)
+    return app

@@ -1,0 +1,147 @@
+"""Running one bot: long polling, or webhook with the store-first inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from telegram import Update
+from telegram.ext import Application, ContextTypes, TypeHandler
+
+from bots.telegram.app import ALLOWED_UPDATES, build_application
+from campaigns.clock import Clock
+from storage.db import Database
+from storage.dedup import MemoryDedup, UpdateDedup
+from storage.inbox import InboxDone, InboxWriter, pending
+
+log = logging.getLogger(__name__)
+
+
+class _InboxIsTheDedup(MemoryDedup):
+    """In webhook mode the inbox primary key already filters repeats durably."""
+
+    async def first_time(self, bot_id: int, update_id: int) -> bool:
+        return True
+
+
+@dataclass
+class TelegramRuntime:
+    """One bot's Application and how updates reach it."""
+
+    bot_id: int
+    token: str
+    base_url: str
+    db: Database
+    clock: Clock
+    dedup: UpdateDedup
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    admins: tuple[str, ...] = ()
+    request: Any = None
+    app: Application = field(init=False)  # type: ignore[type-arg]
+    _inbox: InboxWriter | None = field(init=False, default=None)
+    _done: InboxDone | None = field(init=False, default=None)
+    _recovery: asyncio.Task[None] | None = field(init=False, default=None)
+
+    @property
+    def webhook_mode(self) -> bool:
+        return bool(self.webhook_url)
+
+    def __post_init__(self) -> None:
+        self.app = build_application(
+            token=self.token,
+            base_url=self.base_url,
+            db=self.db,
+            clock=self.clock,
+            bot_id=self.bot_id,
+            dedup=_InboxIsTheDedup() if self.webhook_mode else self.dedup,
+            admins=self.admins,
+            polling=not self.webhook_mode,
+            request=self.request,
+        )
+        if self.webhook_mode:
+            self._inbox = InboxWriter(self.db)
+            self._done = InboxDone(self.db)
+            # A late group runs after the feature handler has finished with the update.
+            self.app.add_handler(TypeHandler(Update, self._mark_done), group=1000)
+
+    async def start(self) -> None:
+        await self.app.initialize()
+        await self.app.start()
+        if self.webhook_mode:
+            await self.app.bot.set_webhook(
+                self.webhook_url,
+                secret_token=self.webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            self._recovery = asyncio.create_task(self._recover_loop())
+        else:
+            assert self.app.updater is not None
+            await self.app.bot.delete_webhook()
+            await self.app.updater.start_polling(
+                poll_interval=0.0, timeout=10, allowed_updates=ALLOWED_UPDATES
+            )
+        me = self.app.bot.bot
+        log.info("telegram bot @%s running (%s)", me.username,
+                 "webhook" if self.webhook_mode else "long polling")
+
+    async def stop(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        for writer in (self._inbox, self._done):
+            if writer is not None:
+                await writer.stop()
+        await self.app.shutdown()
+
+    def secret_ok(self, header: str | None) -> bool:
+        """Constant-time check of X-Telegram-Bot-Api-Secret-Token."""
+        if not header or not self.webhook_secret:
+            return False
+        return hmac.compare_digest(header.encode(), self.webhook_secret.encode())
+
+    async def accept(self, body: bytes) -> bool:
+        """Store an update from the webhook, then queue it. False if it is malformed."""
+        assert self._inbox is not None
+        try:
+            data = orjson.loads(body)
+            update_id = int(data["update_id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return False
+        if not isinstance(data, dict):
+            return False
+        is_new = await self._inbox.put(self.bot_id, update_id, body.decode(), self.clock.now())
+        if is_new:
+            await self._enqueue(data)
+        return True
+
+    async def _enqueue(self, data: dict[str, Any]) -> None:
+        try:
+            update = Update.de_json(data, self.app.bot)
+        except Exception:
+            log.warning("undecodable update %s stored but skipped", data.get("update_id"))
+            return
+        await self.app.update_queue.put(update)
+
+    async def _mark_done(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert self._done is not None
+        await self._done.done(self.bot_id, update.update_id, self.clock.now())
+
+    async def _recover_loop(self) -> None:
+        """Handle what was stored but not handled, e.g. after a crash."""
+        while True:
+            try:
+                older = self.clock.now() - timedelta(seconds=30)
+                for _update_id, payload in await pending(self.db, self.bot_id, older):
+                    await self._enqueue(orjson.loads(payload))
+            except Exception:
+                log.exception("inbox recovery failed; retrying")
+            await asyncio.sleep(30)

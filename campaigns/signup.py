@@ -1,0 +1,454 @@
+"""Sign-up, consent, preferences, opt-out, export and erasure: the supporter's own journey.
+
+Nothing about a person is stored before they press "agree": until then the dialog is
+stateless, carried by the buttons themselves (the consent button holds the language
+and the deep-link payload). After consent the remaining steps (region, name) are
+driven by the supporter row, so the dialog survives restarts and works across
+processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns import intents
+from campaigns.clock import Clock
+from campaigns.i18n import LANGUAGES, _, normalise_language, t
+from campaigns.regions import REGION_CODES, REGIONS, region_name
+from campaigns.replies import Button, Document, Reply
+from campaigns.text import clean_name, normalise_keyword
+from storage import privacy
+from storage import supporters as store
+from storage.models import Supporter
+
+NOTICE_VERSION = "2026-11"
+PURPOSE = "campaign_updates"
+STOP_WORDS = frozenset({"stop", "/stop", "중지", "그만", "unsubscribe", "수신거부"})
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who wrote to the bot, as the channel describes them. Not stored before consent."""
+
+    bot_id: int
+    channel: str
+    user_id: str
+    chat_id: int | None
+    first_name: str | None = None
+    last_name: str | None = None
+    username: str | None = None
+    language_code: str | None = None
+
+    @property
+    def full_name(self) -> str | None:
+        return clean_name(" ".join(p for p in (self.first_name, self.last_name) if p))
+
+
+def _lang(person: Person, known: store.Known | None) -> str:
+    return known.supporter.language if known else normalise_language(person.language_code)
+
+
+def is_stop_word(text: str) -> bool:
+    return normalise_keyword(text) in STOP_WORDS
+
+
+# --- /start and consent ---------------------------------------------------------------------
+
+def consent_request(lang: str, payload: intents.StartPayload) -> Reply:
+    """The privacy notice with agree / decline buttons; carries the payload, stores nothing."""
+    carried = intents.encode_payload(payload)
+    agree = f"c:y:{lang}:{carried}"
+    if len(agree.encode()) > 64:  # Telegram's callback_data limit; keep the intent if we can
+        agree = f"c:y:{lang}:" + intents.encode_payload(intents.StartPayload(intent=payload.intent))
+        if len(agree.encode()) > 64:
+            agree = f"c:y:{lang}:"
+    return Reply(
+        text=t(lang, "privacy_notice", version=NOTICE_VERSION),
+        buttons=[[
+            Button(t(lang, "✅ I agree"), data=agree),
+            Button(t(lang, "No, thanks"), data=f"c:n:{lang}"),
+        ]],
+    )
+
+
+async def start(
+    session: AsyncSession, person: Person, payload: str | None, clock: Clock
+) -> list[Reply]:
+    """/start, with or without a deep-link payload."""
+    parsed = intents.parse_start_payload(payload)
+    known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    if known is None or known.supporter.status != "active":
+        lang = _lang(person, known)
+        return [consent_request(lang, parsed)]
+    supporter = known.supporter
+    if not known.identity.reachable or known.identity.chat_id != person.chat_id:
+        known.identity.reachable = True
+        known.identity.chat_id = person.chat_id
+    if parsed.intent:
+        supporter.pending_intent = parsed.intent
+        if _onboarded(supporter):
+            return await intents.resume(session, supporter, clock)
+    next_step = _next_onboarding_step(supporter)
+    if next_step:
+        return [next_step]
+    return [Reply(t(supporter.language, "welcome_back", name=supporter.display_name or ""))]
+
+
+async def consent(
+    session: AsyncSession, person: Person, data: str, clock: Clock
+) -> list[Reply]:
+    """The agree / decline button. Agreeing creates (or re-activates) the supporter."""
+    _, choice, rest = data.split(":", 2)
+    lang, _, carried = rest.partition(":")
+    lang = lang if lang in LANGUAGES else normalise_language(person.language_code)
+    if choice != "y":
+        return [Reply(t(lang, "declined"), edit=True)]
+    payload = intents.parse_start_payload(carried or None)
+    now = clock.now()
+    known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    if known is None:
+        known = await store.create(
+            session,
+            bot_id=person.bot_id,
+            channel=person.channel,
+            external_user_id=person.user_id,
+            chat_id=person.chat_id,
+            username=person.username,
+            display_name=person.full_name,
+            language=lang,
+            source_ref=payload.source_ref,
+            pending_intent=payload.intent,
+            now=now,
+        )
+        action = "supporter.signed_up"
+    else:
+        s = known.supporter
+        if s.status == "active":
+            return [Reply(t(lang, "already_signed_up"), edit=True)]
+        s.status, s.stopped_at, s.consented_at, s.updated_at = "active", None, now, now
+        s.language = lang
+        s.pending_intent = payload.intent or s.pending_intent
+        known.identity.reachable = True
+        known.identity.chat_id = person.chat_id
+        action = "supporter.resubscribed"
+    await store.record_consent(
+        session, known.supporter.id, purpose=PURPOSE, notice_version=NOTICE_VERSION,
+        choice="granted", channel=person.channel, now=now,
+    )
+    await store.audit(session, actor=f"supporter:{known.supporter.id}", action=action, now=now)
+    replies = [Reply(t(lang, "Thank you! Your consent is recorded."), edit=True)]
+    step = _next_onboarding_step(known.supporter)
+    if step:
+        replies.append(step)
+    else:
+        replies.extend(await _finish(session, known.supporter, clock))
+    return replies
+
+
+# --- onboarding: region, then name ------------------------------------------------------------
+# `pending_input` holds the step: "region" → "name_confirm" (keep the channel's name?) or
+# "name" (type one) → None (done). "rename" is /name after sign-up.
+ONBOARDING_STEPS = frozenset({"region", "name_confirm", "name"})
+
+
+def _onboarded(s: Supporter) -> bool:
+    return s.pending_input not in ONBOARDING_STEPS
+
+
+def region_request(lang: str) -> Reply:
+    rows: list[list[Button]] = []
+    for i in range(0, len(REGIONS), 3):
+        rows.append([
+            Button(ko if lang == "ko" else en, data=f"r:{code}")
+            for code, ko, en in REGIONS[i:i + 3]
+        ])
+    return Reply(t(lang, "Where do you live? Choose your region."), buttons=rows)
+
+
+def name_request(s: Supporter) -> Reply:
+    lang = s.language
+    return Reply(
+        t(lang, "name_confirm", name=s.display_name or ""),
+        buttons=[[
+            Button(t(lang, "Keep this name"), data="n:keep"),
+            Button(t(lang, "Change it"), data="n:edit"),
+        ]],
+    )
+
+
+def _ask_name(lang: str, edit: bool = False) -> Reply:
+    return Reply(t(lang, "What name should we use for you? Send it as a message."), edit=edit)
+
+
+def _next_onboarding_step(s: Supporter) -> Reply | None:
+    """The question for the step the supporter is at, deciding the step if needed."""
+    if s.pending_input is None and s.region is None:
+        s.pending_input = "region"
+    elif s.pending_input is None and s.display_name is None:
+        s.pending_input = "name"
+    if s.pending_input == "region":
+        return region_request(s.language)
+    if s.pending_input == "name_confirm":
+        return name_request(s)
+    if s.pending_input == "name":
+        return _ask_name(s.language)
+    return None
+
+
+async def _finish(session: AsyncSession, s: Supporter, clock: Clock) -> list[Reply]:
+    replies = [Reply(t(s.language, "welcome", name=s.display_name or ""))]
+    replies.extend(await intents.resume(session, s, clock))
+    return replies
+
+
+async def _active(session: AsyncSession, person: Person) -> store.Known | None:
+    known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    return known if known and known.supporter.status == "active" else None
+
+
+def _not_signed_up(person: Person) -> list[Reply]:
+    return [Reply(t(normalise_language(person.language_code), "not_signed_up"))]
+
+
+async def choose_region(
+    session: AsyncSession, person: Person, data: str, clock: Clock
+) -> list[Reply]:
+    """A region button."""
+    known = await _active(session, person)
+    if known is None:
+        return _not_signed_up(person)
+    code = data.partition(":")[2]
+    s = known.supporter
+    if code not in REGION_CODES:
+        return [region_request(s.language)]
+    s.region, s.updated_at = code, clock.now()
+    replies = [Reply(t(s.language, "Region: {region}", region=region_name(code, s.language)),
+                     edit=True)]
+    if s.pending_input == "region":
+        s.pending_input = "name_confirm" if s.display_name else "name"
+        step = _next_onboarding_step(s)
+        if step:
+            replies.append(step)
+    return replies
+
+
+async def name_choice(
+    session: AsyncSession, person: Person, data: str, clock: Clock
+) -> list[Reply]:
+    """Keep the name taken from the channel, or type another one."""
+    known = await _active(session, person)
+    if known is None:
+        return _not_signed_up(person)
+    s = known.supporter
+    if data == "n:edit":
+        s.pending_input = "name" if not _onboarded(s) else "rename"
+        return [_ask_name(s.language, edit=True)]
+    if s.pending_input != "name_confirm":
+        return [Reply(t(s.language, "Name: {name}", name=s.display_name or "-"), edit=True)]
+    s.pending_input = None
+    replies = [Reply(t(s.language, "Name: {name}", name=s.display_name or ""), edit=True)]
+    return replies + await _finish(session, s, clock)
+
+
+async def text_message(
+    session: AsyncSession, person: Person, text: str, clock: Clock
+) -> list[Reply]:
+    """Free text: a stop word, the name we asked for, or something we do not understand."""
+    if is_stop_word(text):
+        return await stop(session, person, clock)
+    known = await _active(session, person)
+    if known is None:
+        return _not_signed_up(person)
+    s = known.supporter
+    if s.pending_input in ("name", "rename"):
+        name = clean_name(text) if len(text) <= 256 else None
+        if name is None:
+            return [Reply(t(s.language, "That name is empty or too long (at most 64 characters). "
+                                        "Please send another."))]
+        onboarding = s.pending_input == "name"
+        s.display_name, s.pending_input, s.updated_at = name, None, clock.now()
+        replies = [Reply(t(s.language, "Name: {name}", name=name))]
+        if onboarding:
+            replies.extend(await _finish(session, s, clock))
+        return replies
+    step = _next_onboarding_step(s)
+    if step:
+        return [step]
+    return [Reply(t(s.language, "help"))]
+
+
+async def edit_name(session: AsyncSession, person: Person, clock: Clock) -> list[Reply]:
+    """/name: change the display name."""
+    known = await _active(session, person)
+    if known is None:
+        return _not_signed_up(person)
+    if _onboarded(known.supporter):
+        known.supporter.pending_input = "rename"
+    return [_ask_name(known.supporter.language)]
+
+
+async def edit_region(session: AsyncSession, person: Person, clock: Clock) -> list[Reply]:
+    """/region: choose another region."""
+    known = await _active(session, person)
+    if known is None:
+        return _not_signed_up(person)
+    return [region_request(known.supporter.language)]
+
+
+# --- language ---------------------------------------------------------------------------------
+
+async def language_menu(session: AsyncSession, person: Person) -> list[Reply]:
+    """/lang: offer both languages."""
+    known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    lang = _lang(person, known)
+    return [Reply(t(lang, "Choose your language."),
+                  buttons=[[Button("한국어", data="l:ko"), Button("English", data="l:en")]])]
+
+
+async def choose_language(
+    session: AsyncSession, person: Person, data: str, clock: Clock
+) -> list[Reply]:
+    """A language button. Before sign-up the choice is only carried by the next buttons."""
+    lang = data.partition(":")[2]
+    if lang not in LANGUAGES:
+        lang = normalise_language(person.language_code)
+    known = await _active(session, person)
+    if known is None:
+        return [Reply(t(lang, "Language: English"), edit=True),
+                consent_request(lang, intents.StartPayload())]
+    known.supporter.language, known.supporter.updated_at = lang, clock.now()
+    return [Reply(t(lang, "Language: English"), edit=True)]
+
+
+# --- stop, me, export, forget, member ---------------------------------------------------------
+
+async def stop(session: AsyncSession, person: Person, clock: Clock) -> list[Reply]:
+    """/stop or a stop word: no further broadcasts, confirmed at once."""
+    known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    lang = _lang(person, known)
+    if known is None or known.supporter.status != "active":
+        return [Reply(t(lang, "You are not subscribed. Nothing will be sent to you."))]
+    now = clock.now()
+    s = known.supporter
+    s.status, s.stopped_at, s.updated_at = "stopped", now, now
+    if s.pending_input == "rename":
+        s.pending_input = None
+    await store.record_consent(session, s.id, purpose=PURPOSE, notice_version=NOTICE_VERSION,
+                               choice="withdrawn", channel=person.channel, now=now)
+    await store.audit(session, actor=f"supporter:{s.id}", action="supporter.stopped", now=now)
+    return [Reply(t(lang, "stopped"))]
+
+
+async def me(session: AsyncSession, person: Person) -> list[Reply]:
+    """/me: what we store about you."""
+    known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    if known is None:
+        return [Reply(t(normalise_language(person.language_code), "nothing_stored"))]
+    s = known.supporter
+    lang = s.language
+    tag_list = await store.tags(session, s.id)
+    return [Reply(t(
+        lang, "me",
+        name=s.display_name or "-",
+        region=region_name(s.region, lang),
+        language="한국어" if lang == "ko" else "English",
+        tier=t(lang, "member") if s.tier == "member" else t(lang, "supporter"),
+        status=t(lang, "subscribed") if s.status == "active" else t(lang, "unsubscribed"),
+        since=s.created_at.date().isoformat(),
+        tags=", ".join(tag_list) or "-",
+    ))]
+
+
+async def export(session: AsyncSession, person: Person, clock: Clock) -> list[Reply]:
+    """/export: everything stored about you, as a JSON document."""
+    known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    if known is None:
+        return [Reply(t(normalise_language(person.language_code), "nothing_stored"))]
+    data: dict[str, object] = {"exported_at": clock.now().isoformat()}
+    for exporter in privacy.exporters():
+        data.update(await exporter(session, known.supporter.id))
+    content = json.dumps(data, ensure_ascii=False, indent=2).encode()
+    lang = known.supporter.language
+    await store.audit(session, actor=f"supporter:{known.supporter.id}",
+                      action="supporter.exported", now=clock.now())
+    return [Reply(t(lang, "Here is everything we store about you."),
+                  document=Document("nalgae-my-data.json", content))]
+
+
+async def forget(session: AsyncSession, person: Person) -> list[Reply]:
+    """/forget: ask for confirmation first."""
+    known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    if known is None:
+        return [Reply(t(normalise_language(person.language_code), "nothing_stored"))]
+    lang = known.supporter.language
+    return [Reply(t(lang, "forget_confirm"), buttons=[[
+        Button(t(lang, "Yes, erase my data"), data="f:yes"),
+        Button(t(lang, "Cancel"), data="f:no"),
+    ]])]
+
+
+async def forget_choice(
+    session: AsyncSession, person: Person, data: str, clock: Clock
+) -> list[Reply]:
+    """The erase / cancel button."""
+    known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    lang = _lang(person, known)
+    if known is None:
+        return [Reply(t(lang, "nothing_stored"), edit=True)]
+    if data != "f:yes":
+        return [Reply(t(lang, "Nothing was erased."), edit=True)]
+    supporter_id = known.supporter.id
+    for eraser in privacy.erasers():
+        await eraser(session, supporter_id)
+    await store.audit(session, actor=f"supporter:{supporter_id}", action="supporter.erased",
+                      now=clock.now())
+    return [Reply(t(lang, "erased"), edit=True)]
+
+
+def hash_member_code(code: str) -> str:
+    """Codes are stored hashed; normalise what people type (case, spaces, dashes)."""
+    normalised = "".join(ch for ch in code.upper() if ch.isalnum())
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+async def member(
+    session: AsyncSession, person: Person, code: str | None, clock: Clock
+) -> list[Reply]:
+    """/member CODE: become a party member (a higher vote weight)."""
+    known = await _active(session, person)
+    if known is None:
+        return _not_signed_up(person)
+    s = known.supporter
+    if not code or len(code) > 64:
+        return [Reply(t(s.language, "Send your member code like this: /member ABCD-EFGH-JK"))]
+    if s.tier == "member":
+        return [Reply(t(s.language, "You are already a member."))]
+    now = clock.now()
+    if not await store.redeem_member_code(session, hash_member_code(code), s.id, now):
+        await store.audit(session, actor=f"supporter:{s.id}", action="member.code_rejected",
+                          now=now)
+        return [Reply(t(s.language, "That code is not valid or was already used."))]
+    s.tier, s.updated_at = "member", now
+    await store.audit(session, actor=f"supporter:{s.id}", action="member.joined", now=now)
+    return [Reply(t(s.language, "Welcome, member! Your votes now carry a member's weight."))]
+
+
+async def blocked(
+    session: AsyncSession, person: Person, is_blocked: bool, clock: Clock
+) -> None:
+    """The person blocked (or unblocked) the bot: stop trying to reach them."""
+    await store.set_reachable(session, person.bot_id, person.channel, person.user_id,
+                              not is_blocked)
+
+
+async def help_text(session: AsyncSession, person: Person) -> list[Reply]:
+    known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    return [Reply(t(_lang(person, known), "help"))]
+
+
+# Strings built at run time; listed so extraction sees them.
+_EXTRA = (_("member"), _("supporter"), _("subscribed"), _("unsubscribed"))

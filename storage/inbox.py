@@ -1,0 +1,175 @@
+"""The inbox: Telegram updates stored before they are acknowledged, with group commit.
+
+Telegram redelivers an update only when the webhook does not answer 2xx, so an
+update acknowledged but not stored is lost. Requests arriving within a few
+milliseconds share one INSERT (group commit), which keeps the per-update cost of
+"store first" small under load. The primary key (bot, update_id) makes a
+redelivered update a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from storage.db import Database
+from storage.models import InboxUpdate
+
+log = logging.getLogger(__name__)
+
+
+def _insert(db: Database) -> Any:
+    return (postgresql.insert if db.is_postgres else sqlite.insert)(InboxUpdate)
+
+
+class GroupCommit:
+    """Batches small writes: callers await their own result, one statement serves many."""
+
+    def __init__(self, max_batch: int = 500, max_delay: float = 0.002) -> None:
+        self.max_batch = max_batch
+        self.max_delay = max_delay
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def submit(self, item: Any) -> Any:
+        self.start()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_delay
+            while len(batch) < self.max_batch:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
+                except TimeoutError:
+                    break
+            try:
+                results = await self.flush([item for item, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def flush(self, items: list[Any]) -> list[Any]:
+        raise NotImplementedError
+
+
+class InboxWriter(GroupCommit):
+    """`await put(bot_id, update_id, payload, now)` → True if new, False if seen before."""
+
+    def __init__(self, db: Database, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.db = db
+
+    async def put(self, bot_id: int, update_id: int, payload: str, now: datetime) -> bool:
+        return bool(await self.submit((bot_id, update_id, payload, now)))
+
+    async def flush(self, items: list[Any]) -> list[Any]:
+        rows = [
+            {"bot_id": b, "update_id": u, "payload": p, "received_at": n, "attempts": 0}
+            for b, u, p, n in items
+        ]
+        # Two copies of one update inside one batch: the first wins, like the PK would.
+        unique: dict[tuple[int, int], dict[str, Any]] = {}
+        for row in rows:
+            unique.setdefault((row["bot_id"], row["update_id"]), row)
+        stmt = (
+            _insert(self.db)
+            .values(list(unique.values()))
+            .on_conflict_do_nothing()
+            .returning(InboxUpdate.bot_id, InboxUpdate.update_id)
+        )
+        async with self.db.session() as session:
+            inserted = {(b, u) for b, u in (await session.execute(stmt)).all()}
+        seen: set[tuple[int, int]] = set()
+        out = []
+        for b, u, _, _ in items:
+            key = (b, u)
+            out.append(key in inserted and key not in seen)
+            seen.add(key)
+        return out
+
+
+class InboxDone(GroupCommit):
+    """Marks updates handled and drops their payload (it holds personal data)."""
+
+    def __init__(self, db: Database, **kwargs: Any) -> None:
+        kwargs.setdefault("max_delay", 0.02)
+        super().__init__(**kwargs)
+        self.db = db
+
+    async def done(self, bot_id: int, update_id: int, now: datetime) -> None:
+        await self.submit((bot_id, update_id, now))
+
+    async def flush(self, items: list[Any]) -> list[Any]:
+        now = max(n for _, _, n in items)
+        keys = or_(*(and_(InboxUpdate.bot_id == b, InboxUpdate.update_id == u)
+                     for b, u, _ in items))
+        async with self.db.session() as session:
+            await session.execute(
+                update(InboxUpdate).where(keys).values(processed_at=now, payload=None)
+            )
+        return [None] * len(items)
+
+
+async def pending(
+    db: Database, bot_id: int, older_than: datetime, limit: int = 1000
+) -> list[tuple[int, str]]:
+    """Stored but never handled (a crash between acknowledge and handling): handle them now."""
+    async with db.session() as session:
+        rows = await session.execute(
+            select(InboxUpdate.update_id, InboxUpdate.payload)
+            .where(
+                InboxUpdate.bot_id == bot_id,
+                InboxUpdate.processed_at.is_(None),
+                InboxUpdate.received_at < older_than,
+                InboxUpdate.payload.is_not(None),
+            )
+            .order_by(InboxUpdate.update_id)
+            .limit(limit)
+        )
+        return [(u, p) for u, p in rows.all() if p is not None]
+
+
+async def purge(db: Database, before: datetime) -> None:
+    """Handled rows only matter for dedup while Telegram may redeliver (24 hours)."""
+    async with db.session() as session:
+        from sqlalchemy import delete
+
+        await session.execute(
+            delete(InboxUpdate).where(
+                InboxUpdate.processed_at.is_not(None), InboxUpdate.processed_at < before
+            )
+        )
+
+
+RETENTION = timedelta(days=2)

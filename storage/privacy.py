@@ -1,0 +1,30 @@
+"""Data export and erasure across every table that can hold a supporter's data.
+
+Each feature that stores something about a supporter adds its exporter and its
+eraser here, so that `/export` and `/forget` can never miss a table. A test scans
+every table after erasure for the supporter's identifiers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+Exporter = Callable[[AsyncSession, int], Awaitable[dict[str, Any]]]
+Eraser = Callable[[AsyncSession, int], Awaitable[None]]
+
+
+def exporters() -> list[Exporter]:
+    """Every feature's exporter, in order. Add yours here."""
+    from storage import supporters
+
+    return [supporters.export_core]
+
+
+def erasers() -> list[Eraser]:
+    """Every feature's eraser. Erase rows or unlink them so aggregates survive. Add yours here."""
+    from storage import supporters
+
+    return [supporters.erase_core]

@@ -1,0 +1,254 @@
+"""Supporters, their channel identities, consent records and the audit log (SQL only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    AuditLog,
+    ChannelIdentity,
+    Consent,
+    MemberCode,
+    Supporter,
+    SupporterTag,
+)
+
+
+@dataclass(frozen=True)
+class Known:
+    """A supporter as seen from one channel identity."""
+
+    supporter: Supporter
+    identity: ChannelIdentity
+
+
+async def find(
+    session: AsyncSession, bot_id: int, channel: str, external_user_id: str
+) -> Known | None:
+    row = (
+        await session.execute(
+            select(Supporter, ChannelIdentity)
+            .join(ChannelIdentity, ChannelIdentity.supporter_id == Supporter.id)
+            .where(
+                ChannelIdentity.bot_id == bot_id,
+                ChannelIdentity.channel == channel,
+                ChannelIdentity.external_user_id == external_user_id,
+            )
+        )
+    ).first()
+    return Known(row[0], row[1]) if row else None
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    bot_id: int,
+    channel: str,
+    external_user_id: str,
+    chat_id: int | None,
+    username: str | None,
+    display_name: str | None,
+    language: str,
+    source_ref: str | None,
+    pending_intent: str | None,
+    now: datetime,
+) -> Known:
+    supporter = Supporter(
+        bot_id=bot_id,
+        display_name=display_name,
+        language=language,
+        status="active",
+        tier="supporter",
+        source_ref=source_ref,
+        pending_intent=pending_intent,
+        created_at=now,
+        updated_at=now,
+        consented_at=now,
+    )
+    session.add(supporter)
+    await session.flush()
+    identity = ChannelIdentity(
+        supporter_id=supporter.id,
+        bot_id=bot_id,
+        channel=channel,
+        external_user_id=external_user_id,
+        chat_id=chat_id,
+        username=username,
+        reachable=True,
+        created_at=now,
+    )
+    session.add(identity)
+    await session.flush()
+    return Known(supporter, identity)
+
+
+async def record_consent(
+    session: AsyncSession,
+    supporter_id: int,
+    *,
+    purpose: str,
+    notice_version: str,
+    choice: str,
+    channel: str,
+    now: datetime,
+) -> None:
+    session.add(
+        Consent(
+            supporter_id=supporter_id,
+            purpose=purpose,
+            notice_version=notice_version,
+            choice=choice,
+            channel=channel,
+            created_at=now,
+        )
+    )
+
+
+async def consents(session: AsyncSession, supporter_id: int) -> list[Consent]:
+    rows = await session.execute(
+        select(Consent).where(Consent.supporter_id == supporter_id).order_by(Consent.id)
+    )
+    return list(rows.scalars())
+
+
+async def tags(session: AsyncSession, supporter_id: int) -> list[str]:
+    rows = await session.execute(
+        select(SupporterTag.tag).where(SupporterTag.supporter_id == supporter_id)
+    )
+    return sorted(rows.scalars())
+
+
+async def set_reachable(
+    session: AsyncSession, bot_id: int, channel: str, external_user_id: str, reachable: bool
+) -> int:
+    result = await session.execute(
+        update(ChannelIdentity)
+        .where(
+            ChannelIdentity.bot_id == bot_id,
+            ChannelIdentity.channel == channel,
+            ChannelIdentity.external_user_id == external_user_id,
+        )
+        .values(reachable=reachable)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def audit(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    now: datetime,
+    target: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    session.add(AuditLog(at=now, actor=actor, action=action, target=target, details=details))
+
+
+async def redeem_member_code(
+    session: AsyncSession, code_hash: str, supporter_id: int, now: datetime
+) -> bool:
+    """Mark an unused code as redeemed by this supporter; False if unknown or used."""
+    result = await session.execute(
+        update(MemberCode)
+        .where(MemberCode.code_hash == code_hash, MemberCode.redeemed_at.is_(None))
+        .values(redeemed_by=supporter_id, redeemed_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def counts_by_status(session: AsyncSession, bot_id: int) -> dict[str, int]:
+    rows = await session.execute(
+        select(Supporter.status, func.count())
+        .where(Supporter.bot_id == bot_id)
+        .group_by(Supporter.status)
+    )
+    return {status: int(n) for status, n in rows.all()}
+
+
+async def export_core(session: AsyncSession, supporter_id: int) -> dict[str, Any]:
+    """Everything the foundation stores about one supporter."""
+    supporter = await session.get(Supporter, supporter_id)
+    if supporter is None:
+        return {}
+    identities = (
+        await session.execute(
+            select(ChannelIdentity).where(ChannelIdentity.supporter_id == supporter_id)
+        )
+    ).scalars()
+    return {
+        "supporter": {
+            "id": supporter.id,
+            "display_name": supporter.display_name,
+            "language": supporter.language,
+            "region": supporter.region,
+            "tier": supporter.tier,
+            "status": supporter.status,
+            "source_ref": supporter.source_ref,
+            "created_at": supporter.created_at.isoformat(),
+            "consented_at": supporter.consented_at.isoformat() if supporter.consented_at else None,
+            "stopped_at": supporter.stopped_at.isoformat() if supporter.stopped_at else None,
+            "tags": await tags(session, supporter_id),
+        },
+        "channels": [
+            {
+                "channel": i.channel,
+                "user_id": i.external_user_id,
+                "chat_id": i.chat_id,
+                "username": i.username,
+                "reachable": i.reachable,
+                "since": i.created_at.isoformat(),
+            }
+            for i in identities
+        ],
+        "consents": [
+            {
+                "purpose": c.purpose,
+                "notice_version": c.notice_version,
+                "choice": c.choice,
+                "channel": c.channel,
+                "at": c.created_at.isoformat(),
+            }
+            for c in await consents(session, supporter_id)
+        ],
+    }
+
+
+async def erase_core(session: AsyncSession, supporter_id: int) -> None:
+    """Remove identifying data; keep an anonymous row so aggregate counts survive.
+
+    What stays: region, tier, language and the day of sign-up, which feed counts
+    by region and by day. Exact timestamps go, since they could be matched with
+    other records to single a person out.
+    """
+    supporter = await session.get(Supporter, supporter_id)
+    if supporter is None:
+        return
+    day = supporter.created_at.replace(hour=0, minute=0, second=0, microsecond=0)
+    await session.execute(delete(ChannelIdentity).where(ChannelIdentity.supporter_id == supporter_id))
+    await session.execute(delete(Consent).where(Consent.supporter_id == supporter_id))
+    await session.execute(delete(SupporterTag).where(SupporterTag.supporter_id == supporter_id))
+    await session.execute(
+        update(MemberCode).where(MemberCode.redeemed_by == supporter_id).values(redeemed_by=None)
+    )
+    await session.execute(
+        update(Supporter)
+        .where(Supporter.id == supporter_id)
+        .values(
+            display_name=None,
+            source_ref=None,
+            pending_input=None,
+            pending_intent=None,
+            status="erased",
+            created_at=day,
+            updated_at=day,
+            consented_at=None,
+            stopped_at=None,
+            erased_at=day,
+        )
+    )

@@ -1,0 +1,153 @@
+"""Sign-up rules against real stores (SQLite and PostgreSQL), without a channel."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+
+from campaigns import signup
+from campaigns.clock import FixedClock
+from campaigns.signup import Person
+from storage.db import Database
+from storage.models import Consent, MemberCode, Supporter
+from tests.helpers import dump_all, find_anywhere, make_bot
+
+
+def person(bot_id: int, **kw: object) -> Person:
+    base: dict[str, object] = dict(bot_id=bot_id, channel="telegram", user_id="777001",
+                                   chat_id=777001, first_name="지민", last_name="박",
+                                   username="jimin_p", language_code="ko")
+    base.update(kw)
+    return Person(**base)  # type: ignore[arg-type]
+
+
+async def sign_up(db: Database, p: Person, clock: FixedClock, region: str = "r:busan") -> None:
+    async with db.session() as s:
+        replies = await signup.start(s, p, "ref_poster7", clock)
+    agree = replies[0].buttons[0][0].data
+    assert agree is not None
+    async with db.session() as s:
+        await signup.consent(s, p, agree, clock)
+    async with db.session() as s:
+        await signup.choose_region(s, p, region, clock)
+    async with db.session() as s:
+        await signup.name_choice(s, p, "n:keep", clock)
+
+
+async def test_nothing_is_stored_before_consent_or_after_decline(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    p = person(bot_id)
+    before = await dump_all(db)
+    async with db.session() as s:
+        replies = await signup.start(s, p, "ref_poster7", clock)
+    assert "동의" in replies[0].text
+    decline = replies[0].buttons[0][1].data
+    async with db.session() as s:
+        answer = await signup.consent(s, p, str(decline), clock)
+    assert "저장하지 않았습니다" in answer[0].text
+    assert await dump_all(db) == before
+
+
+async def test_consent_records_purpose_version_choice_time_and_channel(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    p = person(bot_id)
+    await sign_up(db, p, clock)
+    async with db.session() as s:
+        consent = (await s.execute(select(Consent))).scalar_one()
+        supporter = (await s.execute(select(Supporter))).scalar_one()
+    assert (consent.purpose, consent.notice_version, consent.choice, consent.channel) == (
+        signup.PURPOSE, signup.NOTICE_VERSION, "granted", "telegram")
+    assert consent.created_at == clock.now()
+    assert supporter.region == "busan" and supporter.source_ref == "poster7"
+    assert supporter.display_name == "지민 박" and supporter.status == "active"
+
+
+async def test_stop_then_start_again_needs_fresh_consent(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    p = person(bot_id)
+    await sign_up(db, p, clock)
+    async with db.session() as s:
+        replies = await signup.text_message(s, p, " 그만 ", clock)
+    assert "멈췄습니다" in replies[0].text
+    clock.advance(minutes=5)
+    async with db.session() as s:
+        replies = await signup.start(s, p, None, clock)
+    assert replies[0].buttons, "a stopped supporter is asked for consent again"
+    async with db.session() as s:
+        await signup.consent(s, p, str(replies[0].buttons[0][0].data), clock)
+    async with db.session() as s:
+        choices = [c.choice for c in (await s.execute(select(Consent).order_by(Consent.id)))
+                   .scalars()]
+        status = (await s.execute(select(Supporter.status))).scalar_one()
+    assert choices == ["granted", "withdrawn", "granted"] and status == "active"
+
+
+async def test_forget_leaves_nothing_identifying_but_keeps_counts(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    p = person(bot_id, first_name="Zelda<b>&", last_name="Quux", username="zq_unique_name",
+               user_id="987654321", chat_id=987654321)
+    await sign_up(db, p, clock)
+    async with db.session() as s:
+        export = await signup.export(s, p, clock)
+    doc = export[0].document
+    assert doc is not None
+    data = json.loads(doc.content)
+    assert data["supporter"]["display_name"] == "Zelda<b>& Quux"
+    assert data["channels"][0]["user_id"] == "987654321"
+    async with db.session() as s:
+        confirm = await signup.forget(s, p)
+    assert confirm[0].buttons
+    async with db.session() as s:
+        await signup.forget_choice(s, p, "f:yes", clock)
+    hits = await find_anywhere(db, ["987654321", "Zelda", "Quux", "zq_unique_name", "poster7"])
+    assert hits == []
+    async with db.session() as s:
+        count = (await s.execute(select(func.count()).select_from(Supporter))).scalar_one()
+        region = (await s.execute(select(Supporter.region))).scalar_one()
+    assert count == 1 and region == "busan"
+
+
+async def test_member_code_once(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    a, b = person(bot_id), person(bot_id, user_id="2", chat_id=2)
+    await sign_up(db, a, clock)
+    await sign_up(db, b, clock)
+    async with db.session() as s:
+        s.add(MemberCode(code_hash=signup.hash_member_code("ABCD-EFGH-JK"),
+                         created_at=clock.now()))
+    async with db.session() as s:
+        ok = await signup.member(s, a, "abcd efgh jk", clock)
+    async with db.session() as s:
+        again = await signup.member(s, b, "ABCD-EFGH-JK", clock)
+    assert "당원 인증" in ok[0].text
+    assert "유효하지 않거나" in again[0].text
+    async with db.session() as s:
+        tiers = dict((await s.execute(select(Supporter.id, Supporter.tier))).all())
+    assert sorted(tiers.values()) == ["member", "supporter"]
+
+
+async def test_hostile_names_are_cleaned_and_bounded(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    p = person(bot_id, language_code="en")
+    await sign_up(db, p, clock)
+    async with db.session() as s:
+        await signup.edit_name(s, p, clock)
+    async with db.session() as s:
+        too_long = await signup.text_message(s, p, "x" * 5000, clock)
+    assert "too long" in too_long[0].text
+    async with db.session() as s:
+        empty = await signup.text_message(s, p, "\u200b\u202e\u2066", clock)
+    assert "empty" in empty[0].text
+    async with db.session() as s:
+        ok = await signup.text_message(s, p, "<b>Kim</b> & \u202eLee 👩‍👩‍👧", clock)
+    assert "&lt;b&gt;Kim&lt;/b&gt; &amp; Lee 👩‍👩‍👧" in ok[0].text
+    async with db.session() as s:
+        name = (await s.execute(select(Supporter.display_name))).scalar_one()
+    assert name == "<b>Kim</b> & Lee 👩‍👩‍👧"
