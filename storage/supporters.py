@@ -230,7 +230,9 @@ async def erase_core(session: AsyncSession, supporter_id: int) -> None:
     if supporter is None:
         return
     day = supporter.created_at.replace(hour=0, minute=0, second=0, microsecond=0)
-    await session.execute(delete(ChannelIdentity).where(ChannelIdentity.supporter_id == supporter_id))
+    await session.execute(
+        delete(ChannelIdentity).where(ChannelIdentity.supporter_id == supporter_id)
+    )
     await session.execute(delete(Consent).where(Consent.supporter_id == supporter_id))
     await session.execute(delete(SupporterTag).where(SupporterTag.supporter_id == supporter_id))
     await session.execute(

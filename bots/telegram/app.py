@@ -33,7 +33,7 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     log.error("error while handling update %s: %r", update_id, context.error)
 
 
-async def _post_init(app: Application) -> None:  # type: ignore[type-arg]
+async def _post_init(app: Application) -> None:
     for lang, commands in COMMANDS.items():
         await app.bot.set_my_commands(
             [BotCommand(c, d) for c, d in commands], language_code=None if lang == "ko" else lang
@@ -52,7 +52,7 @@ def build_application(
     max_concurrent_updates: int = 256,
     polling: bool = True,
     request: Any = None,
-) -> Application:  # type: ignore[type-arg]
+) -> Application:
     """An Application wired to our services; handlers registered per feature."""
     builder = (
         Application.builder()

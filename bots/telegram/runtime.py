@@ -43,7 +43,7 @@ class TelegramRuntime:
     webhook_secret: str = ""
     admins: tuple[str, ...] = ()
     request: Any = None
-    app: Application = field(init=False)  # type: ignore[type-arg]
+    app: Application = field(init=False)
     _inbox: InboxWriter | None = field(init=False, default=None)
     _done: InboxDone | None = field(init=False, default=None)
     _recovery: asyncio.Task[None] | None = field(init=False, default=None)

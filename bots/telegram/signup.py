@@ -1,4 +1,4 @@
-"""Sign-up, consent, preferences, opt-out, export and erasure: thin handlers over campaigns.signup."""
+"""Sign-up, consent, preferences, opt-out, export, erasure: thin handlers over campaigns.signup."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ async def not_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
         return [Reply(t(normalise_language(p.language_code), "I can only read text messages."))]
 
-    await handle(update, context, answer)  # type: ignore[arg-type]
+    await handle(update, context, answer)
 
 
 async def membership(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -145,7 +145,7 @@ async def membership(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         await signup.blocked(session, person, blocked, svc.clock)
 
 
-def register(app: Application, group: int = 0) -> None:  # type: ignore[type-arg]
+def register(app: Application, group: int = 0) -> None:
     """Sign-up handlers; `register_fallbacks` adds free text and unknown commands last."""
     commands = {
         "start": start, "lang": lang, "stop": stop, "me": me, "export": export,
@@ -162,7 +162,7 @@ def register(app: Application, group: int = 0) -> None:  # type: ignore[type-arg
     app.add_handler(ChatMemberHandler(membership, ChatMemberHandler.MY_CHAT_MEMBER), group)
 
 
-def register_fallbacks(app: Application, group: int = 0) -> None:  # type: ignore[type-arg]
+def register_fallbacks(app: Application, group: int = 0) -> None:
     """Register after every feature: in one group the first matching handler wins."""
     app.add_handler(MessageHandler(PRIVATE & filters.COMMAND, help_command), group)
     app.add_handler(MessageHandler(PRIVATE & filters.TEXT & ~filters.COMMAND, text), group)

@@ -1,0 +1,102 @@
+"""Webhook mode: the sandbox posts updates to our ASGI app, which stores before acknowledging."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import orjson
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from bots.telegram.runtime import TelegramRuntime
+from bots.telegram.webhook import webhook_router
+from storage.db import Database
+from storage.models import InboxUpdate
+from tests.helpers import dump_all
+from tests.telegram_env import press, telegram_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def serve(app: FastAPI, port: int) -> AsyncIterator[None]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def settled(db: Database) -> int:
+    """Wait until every stored update is handled; the number still holding a payload."""
+    left = -1
+    for _ in range(100):
+        async with db.session() as s:
+            left = int((await s.execute(select(func.count()).select_from(InboxUpdate)
+                                        .where(InboxUpdate.payload.is_not(None)))).scalar_one())
+        if left == 0:
+            break
+        await asyncio.sleep(0.05)
+    return left
+
+
+def update_json(update_id: int, user_id: int, text: str) -> bytes:
+    user = {"id": user_id, "is_bot": False, "first_name": "Web", "language_code": "en"}
+    return orjson.dumps({
+        "update_id": update_id,
+        "message": {
+            "message_id": 1, "date": 1764230400, "text": text, "from": user,
+            "chat": {"id": user_id, "type": "private", "first_name": "Web"},
+            "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}],
+        },
+    })
+
+
+async def test_webhook_dialog_secret_and_duplicates(db: Database) -> None:
+    port = free_port()
+    runtimes: list[TelegramRuntime] = []
+    app = FastAPI()
+    app.include_router(webhook_router(lambda: runtimes))
+    url = f"http://127.0.0.1:{port}/telegram/webhook"
+    async with serve(app, port), telegram_env(db, webhook_url=url) as env:
+        runtimes.append(env.runtime)
+        # The sandbox, like Telegram, pushes the update with the secret header.
+        d = env.dialog(6001, "Hana", language_code="en")
+        await d.run([("/start", "Do you agree?"), (press("✅ I agree"), "Choose your region")])
+
+        await settled(db)
+        before = await dump_all(db)
+        async with aiohttp.ClientSession() as http:
+            for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
+                async with http.post(url, data=update_json(900001, 6002, "/start"),
+                                     headers=headers) as resp:
+                    assert resp.status == 403
+            assert await dump_all(db) == before, "a request without the secret wrote something"
+
+            good = {"X-Telegram-Bot-Api-Secret-Token": "test-secret"}
+            async with http.post(url, data=b"{not json", headers=good) as resp:
+                assert resp.status == 400
+            user = env.user(6003, "Web")  # the chat must exist for the bot's reply
+            body = update_json(900002, 6003, "/help")
+            for _ in range(3):  # Telegram redelivers when unsure; we answer once
+                async with http.post(url, data=body, headers=good) as resp:
+                    assert resp.status == 200
+        first = await user.next_message(timeout=5)
+        assert "What you can do" in (first.text or "")
+        await asyncio.sleep(0.5)
+        assert len([m for m in user.chat.log if m.from_bot]) == 1
+        assert await settled(db) == 0, "handled updates must not keep payloads (names, chat ids)"
