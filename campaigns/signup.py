@@ -106,7 +106,7 @@ async def consent(
     lang, _, carried = rest.partition(":")
     lang = lang if lang in LANGUAGES else normalise_language(person.language_code)
     if choice != "y":
-        return [Reply(t(lang, "declined"), edit=True)]
+        return [Reply(t(lang, "signup_declined"), edit=True)]
     payload = intents.parse_start_payload(carried or None)
     now = clock.now()
     known = await store.find(session, person.bot_id, person.channel, person.user_id)
@@ -200,7 +200,7 @@ def _next_onboarding_step(s: Supporter) -> Reply | None:
 
 
 async def _finish(session: AsyncSession, s: Supporter, clock: Clock) -> list[Reply]:
-    replies = [Reply(t(s.language, "welcome", name=s.display_name or ""))]
+    replies = [Reply(t(s.language, "signup_welcome", name=s.display_name or ""))]
     replies.extend(await intents.resume(session, s, clock))
     return replies
 
@@ -278,7 +278,7 @@ async def text_message(
     step = _next_onboarding_step(s)
     if step:
         return [step]
-    return [Reply(t(s.language, "help"))]
+    return [Reply(t(s.language, "signup_help"))]
 
 
 async def edit_name(session: AsyncSession, person: Person, clock: Clock) -> list[Reply]:
@@ -334,13 +334,13 @@ async def stop(session: AsyncSession, person: Person, clock: Clock) -> list[Repl
         return [Reply(t(lang, "You are not subscribed. Nothing will be sent to you."))]
     now = clock.now()
     s = known.supporter
-    s.status, s.stopped_at, s.updated_at = "stopped", now, now
+    s.status, s.stopped_at, s.updated_at = "signup_stopped", now, now
     if s.pending_input == "rename":
         s.pending_input = None
     await store.record_consent(session, s.id, purpose=PURPOSE, notice_version=NOTICE_VERSION,
                                choice="withdrawn", channel=person.channel, now=now)
     await store.audit(session, actor=f"supporter:{s.id}", action="supporter.stopped", now=now)
-    return [Reply(t(lang, "stopped"))]
+    return [Reply(t(lang, "signup_stopped"))]
 
 
 async def me(session: AsyncSession, person: Person) -> list[Reply]:
@@ -352,7 +352,7 @@ async def me(session: AsyncSession, person: Person) -> list[Reply]:
     lang = s.language
     tag_list = await store.tags(session, s.id)
     return [Reply(t(
-        lang, "me",
+        lang, "signup_me",
         name=s.display_name or "-",
         region=region_name(s.region, lang),
         language="한국어" if lang == "ko" else "English",
@@ -406,7 +406,7 @@ async def forget_choice(
         await eraser(session, supporter_id)
     await store.audit(session, actor=f"supporter:{supporter_id}", action="supporter.erased",
                       now=clock.now())
-    return [Reply(t(lang, "erased"), edit=True)]
+    return [Reply(t(lang, "signup_erased"), edit=True)]
 
 
 def hash_member_code(code: str) -> str:
@@ -447,7 +447,7 @@ async def blocked(
 
 async def help_text(session: AsyncSession, person: Person) -> list[Reply]:
     known = await store.find(session, person.bot_id, person.channel, person.user_id)
-    return [Reply(t(_lang(person, known), "help"))]
+    return [Reply(t(_lang(person, known), "signup_help"))]
 
 
 # Strings built at run time; listed so extraction sees them.
