@@ -334,7 +334,7 @@ async def stop(session: AsyncSession, person: Person, clock: Clock) -> list[Repl
         return [Reply(t(lang, "You are not subscribed. Nothing will be sent to you."))]
     now = clock.now()
     s = known.supporter
-    s.status, s.stopped_at, s.updated_at = "signup_stopped", now, now
+    s.status, s.stopped_at, s.updated_at = "stopped", now, now
     if s.pending_input == "rename":
         s.pending_input = None
     await store.record_consent(session, s.id, purpose=PURPOSE, notice_version=NOTICE_VERSION,
