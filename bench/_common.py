@@ -61,7 +61,7 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 @contextmanager
 def process(args: list[str], env: dict[str, str] | None = None,
             log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, cwd=ROOT, stdout=out,
                             stderr=subprocess.STDOUT)
     try:
