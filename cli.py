@@ -220,14 +220,21 @@ def supporters_import(
     async def go(database: Database) -> importer.ImportResult:
         clock = SystemClock()
         async with database.session() as s:
-            bot = await ensure_default_bot(s, ctx.settings, clock.now())
+            bot = await ensure_default_bot(s, ctx.settings, clock.now(), keep_existing=True)
             return await importer.import_supporters(
                 s, bot.id, text, clock, skip_invalid=skip_invalid, dry_run=dry_run,
                 progress=progress,
             )
 
+    from sqlalchemy.exc import IntegrityError
+
     try:
         result = run_async(go, ctx)
+    except IntegrityError:
+        # Someone in the file signed up through the bot while the import ran; the
+        # transaction rolled back, so a second run reports them as already stored.
+        fail("a supporter in the file was added meanwhile; nothing was imported, run the "
+             "import again", as_json)
     finally:
         progress.close()
     seconds = round(time.perf_counter() - started, 2)
@@ -269,7 +276,7 @@ def supporters_export(ctx: Ctx, fmt: str, output: str | None) -> None:
     async def go(database: Database, out: TextIO) -> int:
         clock = SystemClock()
         async with database.session() as s:
-            bot = await ensure_default_bot(s, ctx.settings, clock.now())
+            bot = await ensure_default_bot(s, ctx.settings, clock.now(), keep_existing=True)
             return await importer.export_supporters(s, bot.id, out, clock, fmt=fmt)
 
     if output is None:

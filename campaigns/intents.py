@@ -61,7 +61,7 @@ def encode_payload(p: StartPayload) -> str:
 
 def resumers() -> dict[str, Resumer]:
     """Intent kind → the feature's function that carries it out. Add yours here."""
-    from campaigns import petitions  # noqa: F401  (registered below once it exists)
+    from campaigns import petitions
 
     registry: dict[str, Resumer] = {}
     resume_sign = getattr(petitions, "resume_sign", None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -17,6 +17,8 @@ from storage.models import (
     Supporter,
     SupporterTag,
 )
+
+KST = timezone(timedelta(hours=9), "KST")
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,9 @@ async def erase_core(session: AsyncSession, supporter_id: int) -> None:
     supporter = await session.get(Supporter, supporter_id)
     if supporter is None:
         return
-    day = supporter.created_at.replace(hour=0, minute=0, second=0, microsecond=0)
+    # Truncate to the Korean day (the dashboard counts days in KST), kept in UTC.
+    kst = supporter.created_at.astimezone(KST)
+    day = kst.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
     await session.execute(
         delete(ChannelIdentity).where(ChannelIdentity.supporter_id == supporter_id)
     )

@@ -8,7 +8,7 @@ from typing import Any
 from telegram import BotCommand, Update
 from telegram.ext import Application, ContextTypes
 
-from bots.telegram import signup
+from bots.telegram import petitions, polls, signup
 from bots.telegram.context import Services
 from bots.telegram.processing import OrderedUpdateProcessor
 from campaigns.clock import Clock
@@ -69,6 +69,8 @@ def build_application(
     app.bot_data["services"] = Services(db=db, clock=clock, bot_id=bot_id, admins=admins)
     signup.register(app)
     # Features register here, before the fallbacks.
+    petitions.register(app)
+    polls.register(app)
     signup.register_fallbacks(app)
     app.add_error_handler(_on_error)
     return app

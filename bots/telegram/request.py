@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import orjson
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
@@ -128,9 +127,10 @@ class AiohttpRequest(BaseRequest):
                     form.add_field(name, content, filename=filename, content_type=mimetype)
                 kwargs["data"] = form
             else:
-                # Parameters are already JSON-encoded per value, as the Bot API accepts them.
-                kwargs["data"] = orjson.dumps(request_data.json_parameters)
-                kwargs["headers"] = {"Content-Type": "application/json"}
+                # Form-encoded, exactly as PTB's default client sends them (nested objects are
+                # JSON strings per value). A JSON body with string-valued objects is accepted by
+                # Telegram but not by every Bot API implementation.
+                kwargs["data"] = request_data.json_parameters
         try:
             async with session.request(method, url, **kwargs) as resp:
                 return resp.status, await resp.read()

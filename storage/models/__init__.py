@@ -1,6 +1,7 @@
 """All models; importing this package registers every table on ``Base.metadata``."""
 
 from storage.models.base import Base, BigIntPK, UTCDateTime
+from storage.models.broadcasts import Broadcast, OutboxMessage
 from storage.models.core import (
     AuditLog,
     Bot,
@@ -13,18 +14,48 @@ from storage.models.core import (
     Supporter,
     SupporterTag,
 )
+from storage.models.petitions import (
+    NativePollMap,
+    OrganiserNotice,
+    Petition,
+    PetitionCard,
+    PetitionCountDelta,
+    PetitionRegionCount,
+    PetitionSourceAlert,
+    Poll,
+    PollAnswer,
+    PollBallot,
+    PollBallotPending,
+    PollVoter,
+    Signature,
+)
 
 __all__ = [
     "AuditLog",
     "Base",
     "BigIntPK",
     "Bot",
+    "Broadcast",
     "Campaign",
     "ChannelIdentity",
     "Consent",
     "InboxUpdate",
     "MemberCode",
+    "NativePollMap",
     "Organiser",
+    "OrganiserNotice",
+    "OutboxMessage",
+    "Petition",
+    "PetitionCard",
+    "PetitionCountDelta",
+    "PetitionRegionCount",
+    "PetitionSourceAlert",
+    "Poll",
+    "PollAnswer",
+    "PollBallot",
+    "PollBallotPending",
+    "PollVoter",
+    "Signature",
     "Supporter",
     "SupporterTag",
     "UTCDateTime",

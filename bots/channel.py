@@ -1,0 +1,57 @@
+"""What a social channel offers the delivery loop: send one message, report the outcome.
+
+Each channel adapter (bots/telegram, bots/x) implements ``Channel``. The outcome
+classes follow RapidPro Courier's: a message is sent, the person blocked us (never
+retry), the channel asks us to slow down, a transient error (retry with back-off),
+or a permanent failure (give up at once, with the reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from campaigns.broadcasts import OutgoingMessage
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    BLOCKED = "blocked"  # the person blocked the bot or left: never retry
+    RATE_LIMITED = "rate_limited"  # the whole bot waits retry_after
+    RETRY = "retry"  # 5xx, timeouts, network: back off and try again
+    FAILED = "failed"  # bad request, chat not found: give up now
+    MIGRATED = "migrated"  # the group became a supergroup: send again to migrate_to
+    BOT_ERROR = "bot_error"  # the bot itself is refused (bad token): stop the bot
+
+
+@dataclass(slots=True)
+class SendResult:
+    outcome: Outcome
+    message_id: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    migrate_to: int | None = None
+    # The channel's id of a native poll that was sent (its answers name it).
+    poll_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChannelLimits:
+    """The channel's published limits for one bot account."""
+
+    per_second: float  # overall; 0 = unpaced
+    chat_interval: float  # seconds between two messages to one private chat
+    group_interval: float  # seconds between two messages to one group
+
+
+class Channel(Protocol):
+    """One bot account on one channel, as the delivery loop uses it."""
+
+    name: str  # "telegram", "x"
+    capabilities: frozenset[str]  # "html", "buttons", "native_poll", ...
+    limits: ChannelLimits
+
+    async def send(self, chat_id: int, message: OutgoingMessage) -> SendResult: ...
+
+    async def aclose(self) -> None: ...

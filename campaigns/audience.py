@@ -1,0 +1,159 @@
+"""Who a broadcast goes to: parsing audience filters and counting them.
+
+The text form is what organisers type in the CLI and the dashboard::
+
+    region=서울|부산,tier=member,tags=volunteer|donor,language=en,channel=telegram,
+    signed=<petition-slug>,not_signed=<slug>,answered=<poll-slug>,not_answered=<slug>
+
+Filters combine with AND; ``|`` inside one filter means OR (for ``signed`` and
+``answered`` it means "every one of them", for ``not_*`` "none of them"). An empty
+text is everyone who is active and reachable. The parsed form is a JSON object
+stored with the broadcast, so the audience is resolved at send time, not at
+compose time: whoever signs up before the send is included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.i18n import LANGUAGES, _, t, t_plain
+from campaigns.regions import parse_region, region_name
+from storage import outbox
+
+KEYS = ("region", "tier", "tags", "language", "channel", "signed", "not_signed", "answered",
+        "not_answered")
+TIERS = ("supporter", "member")
+CHANNELS = ("telegram", "x")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+@dataclass
+class AudienceError(ValueError):
+    """A filter that cannot be understood; ``message(lang)`` explains it to the organiser."""
+
+    msgid: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return t_plain("en", self.msgid, **self.params)
+
+    def message(self, lang: str) -> str:
+        return t_plain(lang, self.msgid, **self.params)
+
+    def html(self, lang: str) -> str:
+        return t(lang, self.msgid, **self.params)
+
+
+def _values(key: str, raw: str) -> list[str]:
+    values = [v.strip() for v in raw.split("|") if v.strip()]
+    if not values:
+        raise AudienceError(_("The filter “{key}” has no value."), {"key": key})
+    return values
+
+
+def _slugs(key: str, raw: str) -> list[str]:
+    out = []
+    for value in _values(key, raw):
+        slug = value.lower()
+        if not _SLUG.match(slug):
+            raise AudienceError(
+                _("“{value}” is not a valid slug for “{key}”."), {"value": value, "key": key}
+            )
+        out.append(slug)
+    return out
+
+
+def parse(text: str) -> dict[str, list[str]]:
+    """Parse the text form into the stored JSON form; raises AudienceError."""
+    audience: dict[str, list[str]] = {}
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        key, sep, raw = part.partition("=")
+        key = key.strip().lower()
+        if not sep:
+            raise AudienceError(_("“{part}” is not a filter: write key=value."), {"part": part})
+        if key not in KEYS:
+            raise AudienceError(
+                _("Unknown filter “{key}”. Known filters: {known}."),
+                {"key": key, "known": ", ".join(KEYS)},
+            )
+        if key in audience:
+            raise AudienceError(_("The filter “{key}” is given twice."), {"key": key})
+        if key == "region":
+            codes = []
+            for value in _values(key, raw):
+                code = parse_region(value)
+                if code is None:
+                    raise AudienceError(_("Unknown region “{value}”."), {"value": value})
+                codes.append(code)
+            audience[key] = sorted(set(codes))
+        elif key in ("tier", "language", "channel"):
+            allowed = {"tier": TIERS, "language": LANGUAGES, "channel": CHANNELS}[key]
+            values = [v.lower() for v in _values(key, raw)]
+            for value in values:
+                if value not in allowed:
+                    raise AudienceError(
+                        _("“{value}” is not a valid {key}; choose from {allowed}."),
+                        {"value": value, "key": key, "allowed": ", ".join(allowed)},
+                    )
+            audience[key] = sorted(set(values))
+        elif key == "tags":
+            audience[key] = sorted({v.lower() for v in _values(key, raw)})
+        else:
+            audience[key] = sorted(set(_slugs(key, raw)))
+    return audience
+
+
+def to_query(audience: dict[str, Any]) -> outbox.AudienceQuery:
+    """The stored JSON form as a storage query."""
+    def get(key: str) -> tuple[str, ...]:
+        return tuple(audience.get(key) or ())
+
+    return outbox.AudienceQuery(
+        regions=get("region"), tiers=get("tier"), tags=get("tags"), languages=get("language"),
+        channels=get("channel"), signed=get("signed"), not_signed=get("not_signed"),
+        answered=get("answered"), not_answered=get("not_answered"),
+    )
+
+
+def describe(audience: dict[str, Any], lang: str) -> str:
+    """A short human summary, e.g. 'region=서울, tier=member' (everyone when empty)."""
+    if not audience:
+        return t_plain(lang, _("all active supporters"))
+    parts = []
+    for key in KEYS:
+        values = audience.get(key)
+        if not values:
+            continue
+        if key == "region":
+            values = [region_name(v, lang) for v in values]
+        parts.append(f"{key}={'|'.join(values)}")
+    return ", ".join(parts)
+
+
+async def check_references(session: AsyncSession, audience: dict[str, Any]) -> None:
+    """Petitions and polls named by the audience must exist; raises AudienceError."""
+    petitions = [*audience.get("signed", []), *audience.get("not_signed", [])]
+    polls = [*audience.get("answered", []), *audience.get("not_answered", [])]
+    if petitions:
+        from storage import petitions as petition_store
+
+        for slug in petitions:
+            if await petition_store.petition_by_slug(session, slug) is None:
+                raise AudienceError(_("There is no petition “{slug}”."), {"slug": slug})
+    if polls:
+        from storage import polls as poll_store
+
+        for slug in polls:
+            if await poll_store.poll_by_slug(session, slug) is None:
+                raise AudienceError(_("There is no poll “{slug}”."), {"slug": slug})
+
+
+async def size(session: AsyncSession, bot_id: int, audience: dict[str, Any]) -> int:
+    """How many messages a broadcast to this audience would send now."""
+    return await outbox.audience_size(session, bot_id, to_query(audience))

@@ -1,0 +1,106 @@
+"""Bot rows: one per bot account and channel; the settings' single token is the first one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Bot
+
+DEFAULT_BOT_NAME = "default"
+
+
+class TelegramBotSettings(Protocol):
+    """What the default bot needs from `campaigns.settings.Settings` (not imported here)."""
+
+    @property
+    def telegram_token(self) -> str: ...
+
+    @property
+    def telegram_base_url(self) -> str: ...
+
+    @property
+    def telegram_max_rate(self) -> float: ...
+
+
+async def ensure_bot(
+    session: AsyncSession,
+    *,
+    channel: str,
+    name: str,
+    now: datetime,
+    token: str | None = None,
+    base_url: str | None = None,
+    max_rate: float = 30.0,
+    keep_existing: bool = False,
+) -> Bot:
+    """The bot row (channel, name), created if missing; token, base URL and rate kept current.
+
+    Safe when several processes start at once: the insert does nothing on a conflict
+    with the (channel, name) unique constraint, and everyone then reads the same row.
+    ``keep_existing`` leaves an existing row as it is: for commands that only need the
+    bot's id and must not undo what a running `nalgae run` wrote (its sandbox token).
+    """
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(Bot)
+        .values(channel=channel, name=name, token=token, base_url=base_url, max_rate=max_rate,
+                created_at=now)
+        .on_conflict_do_nothing(index_elements=["channel", "name"])
+    )
+    # Only write when something changed, so N processes starting together do not all
+    # take a row lock for nothing.
+    if not keep_existing:
+        await session.execute(
+            update(Bot)
+            .where(
+                Bot.channel == channel,
+                Bot.name == name,
+                (Bot.token.is_distinct_from(token))
+                | (Bot.base_url.is_distinct_from(base_url))
+                | (Bot.max_rate != max_rate),
+            )
+            .values(token=token, base_url=base_url, max_rate=max_rate)
+            .execution_options(synchronize_session=False)
+        )
+    bot = (
+        await session.execute(
+            select(Bot)
+            .where(Bot.channel == channel, Bot.name == name)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+    return bot
+
+
+async def ensure_default_bot(
+    session: AsyncSession, settings: TelegramBotSettings, now: datetime,
+    *, keep_existing: bool = False,
+) -> Bot:
+    """The "default" Telegram bot, from NALGAE_TELEGRAM_TOKEN, _BASE_URL and _MAX_RATE."""
+    return await ensure_bot(
+        session,
+        channel="telegram",
+        name=DEFAULT_BOT_NAME,
+        now=now,
+        token=settings.telegram_token or None,
+        base_url=settings.telegram_base_url or None,
+        max_rate=settings.telegram_max_rate,
+        keep_existing=keep_existing,
+    )
+
+
+async def get_bot(session: AsyncSession, bot_id: int) -> Bot | None:
+    return await session.get(Bot, bot_id)
+
+
+async def find_bot(session: AsyncSession, channel: str, name: str) -> Bot | None:
+    return (
+        await session.execute(select(Bot).where(Bot.channel == channel, Bot.name == name))
+    ).scalar_one_or_none()

@@ -1,0 +1,299 @@
+"""Bulk supporter import and export (SQL only; the rules are in campaigns/importer.py).
+
+Set-based, with no ORM objects: on PostgreSQL each chunk of rows is one statement
+(arrays in, four inserts out); on SQLite one executemany per table through Core,
+with values converted once per chunk rather than once per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, insert, literal, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from storage.models import ChannelIdentity, Consent, Supporter, SupporterTag, UTCDateTime
+
+# Rows per round trip; it also sets how often progress is reported.
+CHUNK = 10_000
+_LOOKUP_CHUNK = 5000  # under SQLite's and asyncpg's 32,767 bound parameters
+
+
+class NewSupporter(NamedTuple):
+    """One supporter to insert, with one identity on one channel (a tuple: built in bulk)."""
+
+    external_user_id: str
+    chat_id: int | None
+    display_name: str | None
+    language: str
+    region: str | None
+    tier: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GrantedConsent:
+    purpose: str
+    notice_version: str
+    channel: str
+
+
+async def existing_external_ids(
+    session: AsyncSession, bot_id: int, channel: str, external_ids: Sequence[str]
+) -> set[str]:
+    """Those of ``external_ids`` already known to this bot on this channel."""
+    found: set[str] = set()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # PostgreSQL takes the ids as one array parameter; SQLite in lists under its limit.
+    size = 100_000 if postgres else _LOOKUP_CHUNK
+    for start in range(0, len(external_ids), size):
+        chunk = list(external_ids[start : start + size])
+        matches = (
+            ChannelIdentity.external_user_id == any_(bindparam("ids", chunk, ARRAY(String)))
+            if postgres
+            else ChannelIdentity.external_user_id.in_(bindparam("ids", chunk, expanding=True))
+        )
+        rows = await session.execute(
+            select(ChannelIdentity.external_user_id).where(
+                ChannelIdentity.bot_id == bot_id, ChannelIdentity.channel == channel, matches
+            )
+        )
+        found.update(rows.scalars())
+    return found
+
+
+async def insert_supporters(
+    session: AsyncSession,
+    *,
+    bot_id: int,
+    channel: str,
+    rows: Sequence[NewSupporter],
+    consent: GrantedConsent,
+    now: datetime,
+) -> int:
+    """Insert active, consenting supporters with their identity, consent and tags.
+
+    Runs in the caller's transaction; call it with chunks of about CHUNK rows.
+    """
+    if not rows:
+        return 0
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        return await _insert_postgresql(conn, bot_id, channel, rows, consent, now)
+    return await _insert_sqlite(conn, bot_id, channel, rows, consent, now)
+
+
+# PostgreSQL: one statement per chunk. The rows travel as arrays, ids come from the
+# sequence once per row (materialised, so every insert sees the same id), and the
+# supporter, identity, consent and tag rows are written by data-modifying CTEs.
+# Foreign keys are checked at the end of the statement, after all four inserts.
+_PG_INSERT = text("""
+WITH input AS (
+    SELECT * FROM unnest(
+        CAST(:external_ids AS text[]), CAST(:chat_ids AS bigint[]), CAST(:names AS text[]),
+        CAST(:languages AS text[]), CAST(:regions AS text[]), CAST(:tiers AS text[])
+    ) WITH ORDINALITY AS u(external_user_id, chat_id, display_name, language, region, tier, ord)
+), ids AS MATERIALIZED (
+    SELECT nextval((SELECT CAST(pg_get_serial_sequence('supporter', 'id') AS regclass))) AS id,
+           input.*
+    FROM input
+), new_supporters AS (
+    INSERT INTO supporter (id, bot_id, display_name, language, region, tier, status,
+                           created_at, updated_at, consented_at)
+    SELECT id, CAST(:bot_id AS bigint), display_name, language, region, tier, 'active',
+           CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz)
+    FROM ids
+), new_identities AS (
+    INSERT INTO channel_identity (supporter_id, bot_id, channel, external_user_id, chat_id,
+                                  reachable, created_at)
+    SELECT id, CAST(:bot_id AS bigint), CAST(:channel AS text), external_user_id, chat_id, true,
+           CAST(:now AS timestamptz)
+    FROM ids
+), new_consents AS (
+    INSERT INTO consent (supporter_id, purpose, notice_version, choice, channel, created_at)
+    SELECT id, CAST(:purpose AS text), CAST(:notice_version AS text), 'granted',
+           CAST(:consent_channel AS text), CAST(:now AS timestamptz)
+    FROM ids
+), new_tags AS (
+    INSERT INTO supporter_tag (supporter_id, tag)
+    SELECT ids.id, t.tag
+    FROM unnest(CAST(:tag_ords AS bigint[]), CAST(:tags AS text[])) AS t(ord, tag)
+    JOIN ids ON ids.ord = t.ord
+)
+SELECT count(*) FROM ids
+""")
+
+
+async def _insert_postgresql(
+    conn: AsyncConnection,
+    bot_id: int,
+    channel: str,
+    rows: Sequence[NewSupporter],
+    consent: GrantedConsent,
+    now: datetime,
+) -> int:
+    tag_ords = [i for i, r in enumerate(rows, start=1) for _ in r.tags]
+    tags = [tag for r in rows for tag in r.tags]
+    result = await conn.execute(_PG_INSERT, {
+        "external_ids": [r.external_user_id for r in rows],
+        "chat_ids": [r.chat_id for r in rows],
+        "names": [r.display_name for r in rows],
+        "languages": [r.language for r in rows],
+        "regions": [r.region for r in rows],
+        "tiers": [r.tier for r in rows],
+        "tag_ords": tag_ords,
+        "tags": tags,
+        "bot_id": bot_id,
+        "channel": channel,
+        "purpose": consent.purpose,
+        "notice_version": consent.notice_version,
+        "consent_channel": consent.channel,
+        "now": now,
+    })
+    return int(result.scalar_one())
+
+
+def _db_value(conn: AsyncConnection, model: Any, column_name: str, value: Any) -> Any:
+    """``value`` as the column's type would send it to this database."""
+    # dialect_impl: SQLite's DATETIME formats with microseconds, the generic type does not.
+    col_type = model.__table__.c[column_name].type.dialect_impl(conn.dialect)
+    process = col_type.bind_processor(conn.dialect)
+    return process(value) if process else value
+
+
+def _insert_sql(model: Any, *names: str) -> str:
+    """A plain parameterised INSERT (qmark style, as sqlite3 takes it)."""
+    return (f"INSERT INTO {model.__tablename__} ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' * len(names))})")
+
+
+# On SQLite the rows go straight to the driver's executemany as tuples: building and
+# type-converting SQLAlchemy parameters row by row costs more than the inserts
+# themselves. The one converted value (the timestamp) is converted once per chunk.
+_SUPPORTER_SQL = _insert_sql(Supporter, "bot_id", "display_name", "language", "region", "tier",
+                             "status", "created_at", "updated_at", "consented_at")
+_IDENTITY_SQL = _insert_sql(ChannelIdentity, "supporter_id", "bot_id", "channel",
+                            "external_user_id", "chat_id", "reachable", "created_at")
+_TAG_SQL = _insert_sql(SupporterTag, "supporter_id", "tag")
+
+
+async def _insert_sqlite(
+    conn: AsyncConnection,
+    bot_id: int,
+    channel: str,
+    rows: Sequence[NewSupporter],
+    consent: GrantedConsent,
+    now: datetime,
+) -> int:
+    at = _db_value(conn, Supporter, "created_at", now)
+    await conn.exec_driver_sql(_SUPPORTER_SQL, [
+        (bot_id, r.display_name, r.language, r.region, r.tier, "active", at, at, at)
+        for r in rows
+    ])
+    # SQLite has one writer at a time and this transaction now holds the write lock;
+    # an INTEGER PRIMARY KEY takes max(id) + 1, so the chunk got the newest ids, in order.
+    last = int((await conn.execute(select(func.max(Supporter.id)))).scalar_one())
+    first = last - len(rows) + 1
+    mine = (await conn.execute(
+        select(func.count()).select_from(Supporter).where(
+            Supporter.id.between(first, last), Supporter.bot_id == bot_id,
+            Supporter.created_at == now,
+        )
+    )).scalar_one()
+    if mine != len(rows):  # never expected; refuse to link rows to the wrong people
+        raise RuntimeError("supporter ids of the imported chunk are not contiguous")
+    ids = range(first, last + 1)
+    await conn.exec_driver_sql(_IDENTITY_SQL, [
+        (sid, bot_id, channel, r.external_user_id, r.chat_id, True, at)
+        for sid, r in zip(ids, rows, strict=True)
+    ])
+    await conn.execute(
+        insert(Consent).from_select(
+            ["supporter_id", "purpose", "notice_version", "choice", "channel", "created_at"],
+            select(
+                Supporter.id, literal(consent.purpose), literal(consent.notice_version),
+                literal("granted"), literal(consent.channel), literal(now, UTCDateTime()),
+            ).where(Supporter.id.between(first, last)),
+        )
+    )
+    tag_rows = [(sid, tag) for sid, r in zip(ids, rows, strict=True) for tag in r.tags]
+    if tag_rows:
+        await conn.exec_driver_sql(_TAG_SQL, tag_rows)
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class ExportedSupporter:
+    id: int
+    external_user_id: str | None
+    display_name: str | None
+    language: str
+    region: str | None
+    tier: str
+    status: str
+    created_at: datetime
+    tags: tuple[str, ...]
+
+
+async def iter_supporters(
+    session: AsyncSession, bot_id: int, channel: str, batch: int = CHUNK
+) -> AsyncIterator[list[ExportedSupporter]]:
+    """Every supporter of a bot except erased ones, in batches (keyset pagination by id)."""
+    identity = and_(
+        ChannelIdentity.supporter_id == Supporter.id,
+        ChannelIdentity.bot_id == bot_id,
+        ChannelIdentity.channel == channel,
+    )
+    last_id = 0
+    while True:
+        rows = (
+            await session.execute(
+                select(
+                    Supporter.id,
+                    ChannelIdentity.external_user_id,
+                    Supporter.display_name,
+                    Supporter.language,
+                    Supporter.region,
+                    Supporter.tier,
+                    Supporter.status,
+                    Supporter.created_at,
+                )
+                .outerjoin(ChannelIdentity, identity)
+                .where(
+                    Supporter.bot_id == bot_id,
+                    Supporter.status != "erased",
+                    Supporter.id > last_id,
+                )
+                .order_by(Supporter.id)
+                .limit(batch)
+            )
+        ).all()
+        if not rows:
+            return
+        ids = [r.id for r in rows]
+        tags: dict[int, list[str]] = {}
+        tag_rows = await session.execute(
+            select(SupporterTag.supporter_id, SupporterTag.tag)
+            .where(SupporterTag.supporter_id.in_(ids))
+            .order_by(SupporterTag.supporter_id, SupporterTag.tag)
+        )
+        for sid, tag in tag_rows:
+            tags.setdefault(sid, []).append(tag)
+        yield [
+            ExportedSupporter(
+                id=r.id,
+                external_user_id=r.external_user_id,
+                display_name=r.display_name,
+                language=r.language,
+                region=r.region,
+                tier=r.tier,
+                status=r.status,
+                created_at=r.created_at,
+                tags=tuple(tags.get(r.id, ())),
+            )
+            for r in rows
+        ]
+        last_id = rows[-1].id

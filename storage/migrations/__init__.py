@@ -1,0 +1,1 @@
+"""Alembic migrations; run them with `nalgae db upgrade` (see storage/migrate.py)."""

@@ -1,0 +1,701 @@
+"""initial
+
+Revision ID: 0001
+Revises:
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0001"
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "audit_log",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=64), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("target", sa.String(length=64), nullable=True),
+        sa.Column("details", sa.JSON(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
+    )
+    op.create_index("ix_audit_log_at", "audit_log", ["at"], unique=False)
+    op.create_table(
+        "bot",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("username", sa.String(length=64), nullable=True),
+        sa.Column("external_id", sa.String(length=64), nullable=True),
+        sa.Column("token", sa.Text(), nullable=True),
+        sa.Column("base_url", sa.Text(), nullable=True),
+        sa.Column("max_rate", sa.Double(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_bot")),
+        sa.UniqueConstraint("channel", "name", name=op.f("uq_bot_channel_name")),
+    )
+    op.create_table(
+        "organiser",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("telegram_user_id", sa.String(length=64), nullable=True),
+        sa.Column("login", sa.String(length=64), nullable=True),
+        sa.Column("display_name", sa.String(length=128), nullable=True),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("password_hash", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_organiser")),
+        sa.UniqueConstraint("login", name=op.f("uq_organiser_login")),
+        sa.UniqueConstraint("telegram_user_id", name=op.f("uq_organiser_telegram_user_id")),
+    )
+    op.create_table(
+        "petition_count_delta",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("petition_id", sa.BigInteger(), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=False),
+        sa.Column("delta", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_petition_count_delta")),
+    )
+    op.create_table(
+        "campaign",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("slug", sa.String(length=64), nullable=False),
+        sa.Column("title_ko", sa.String(length=200), nullable=False),
+        sa.Column("title_en", sa.String(length=200), nullable=True),
+        sa.Column("description_ko", sa.Text(), nullable=True),
+        sa.Column("description_en", sa.Text(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_campaign_bot_id_bot")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign")),
+        sa.UniqueConstraint("slug", name=op.f("uq_campaign_slug")),
+    )
+    op.create_table(
+        "inbox_update",
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("update_id", sa.BigInteger(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_inbox_update_bot_id_bot")),
+        sa.PrimaryKeyConstraint("bot_id", "update_id", name=op.f("pk_inbox_update")),
+    )
+    op.create_index("ix_inbox_pending", "inbox_update", ["bot_id", "processed_at"], unique=False)
+    op.create_table(
+        "supporter",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("display_name", sa.String(length=128), nullable=True),
+        sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("tier", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("source_ref", sa.String(length=64), nullable=True),
+        sa.Column("pending_input", sa.String(length=32), nullable=True),
+        sa.Column("pending_intent", sa.String(length=96), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("consented_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_supporter_bot_id_bot")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter")),
+    )
+    op.create_index("ix_supporter_bot_status", "supporter", ["bot_id", "status"], unique=False)
+    op.create_table(
+        "broadcast",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "campaign_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("texts", sa.JSON(), nullable=False),
+        sa.Column("buttons", sa.JSON(), nullable=True),
+        sa.Column("poll", sa.JSON(), nullable=True),
+        sa.Column("audience", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("send_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("window_end", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("audience_size", sa.Integer(), nullable=True),
+        sa.Column("claimed_by", sa.String(length=64), nullable=True),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_broadcast_bot_id_bot")),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"],
+            ["campaign.id"],
+            name=op.f("fk_broadcast_campaign_id_campaign"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_broadcast")),
+    )
+    op.create_index("ix_broadcast_due", "broadcast", ["status", "send_at"], unique=False)
+    op.create_table(
+        "channel_identity",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("external_user_id", sa.String(length=64), nullable=False),
+        sa.Column("chat_id", sa.BigInteger(), nullable=True),
+        sa.Column("username", sa.String(length=64), nullable=True),
+        sa.Column("reachable", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bot_id"], ["bot.id"], name=op.f("fk_channel_identity_bot_id_bot")
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_channel_identity_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_channel_identity")),
+        sa.UniqueConstraint(
+            "bot_id",
+            "channel",
+            "external_user_id",
+            name=op.f("uq_channel_identity_bot_id_channel_external_user_id"),
+        ),
+    )
+    op.create_index(
+        "ix_channel_identity_supporter", "channel_identity", ["supporter_id"], unique=False
+    )
+    op.create_table(
+        "consent",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("purpose", sa.String(length=64), nullable=False),
+        sa.Column("notice_version", sa.String(length=16), nullable=False),
+        sa.Column("choice", sa.String(length=16), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_consent_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_consent")),
+    )
+    op.create_table(
+        "member_code",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "redeemed_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("redeemed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["redeemed_by"],
+            ["supporter.id"],
+            name=op.f("fk_member_code_redeemed_by_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_member_code")),
+        sa.UniqueConstraint("code_hash", name=op.f("uq_member_code_code_hash")),
+    )
+    op.create_table(
+        "petition",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "campaign_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("slug", sa.String(length=40), nullable=False),
+        sa.Column("title_ko", sa.String(length=200), nullable=False),
+        sa.Column("title_en", sa.String(length=200), nullable=True),
+        sa.Column("body_ko", sa.Text(), nullable=True),
+        sa.Column("body_en", sa.Text(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("opens_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("closes_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("milestones", sa.JSON(), nullable=False),
+        sa.Column("signature_count", sa.BigInteger(), nullable=False),
+        sa.Column("last_milestone", sa.BigInteger(), nullable=True),
+        sa.Column("last_milestone_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"], ["campaign.id"], name=op.f("fk_petition_campaign_id_campaign")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_petition")),
+        sa.UniqueConstraint("slug", name=op.f("uq_petition_slug")),
+    )
+    op.create_table(
+        "poll",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "campaign_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("slug", sa.String(length=40), nullable=False),
+        sa.Column("question_ko", sa.Text(), nullable=False),
+        sa.Column("question_en", sa.Text(), nullable=True),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("options", sa.JSON(), nullable=False),
+        sa.Column("weights", sa.JSON(), nullable=False),
+        sa.Column("eligible_tier", sa.String(length=16), nullable=True),
+        sa.Column("eligible_region", sa.String(length=16), nullable=True),
+        sa.Column("secret", sa.Boolean(), nullable=False),
+        sa.Column("allow_change", sa.Boolean(), nullable=False),
+        sa.Column("native", sa.Boolean(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("closes_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"], ["campaign.id"], name=op.f("fk_poll_campaign_id_campaign")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_poll")),
+        sa.UniqueConstraint("slug", name=op.f("uq_poll_slug")),
+    )
+    op.create_table(
+        "supporter_tag",
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("tag", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_supporter_tag_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("supporter_id", "tag", name=op.f("pk_supporter_tag")),
+    )
+    op.create_table(
+        "native_poll_map",
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("telegram_poll_id", sa.String(length=64), nullable=False),
+        sa.Column("poll_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("chat_id", sa.BigInteger(), nullable=False),
+        sa.Column("message_id", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_native_poll_map_bot_id_bot")),
+        sa.ForeignKeyConstraint(
+            ["poll_id"], ["poll.id"], name=op.f("fk_native_poll_map_poll_id_poll")
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_native_poll_map_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("bot_id", "telegram_poll_id", name=op.f("pk_native_poll_map")),
+    )
+    op.create_index("ix_native_poll_map_poll", "native_poll_map", ["poll_id"], unique=False)
+    op.create_table(
+        "organiser_notice",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column(
+            "petition_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("msgid", sa.Text(), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["petition_id"], ["petition.id"], name=op.f("fk_organiser_notice_petition_id_petition")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_organiser_notice")),
+    )
+    op.create_index("ix_organiser_notice_claimed", "organiser_notice", ["claimed_at"], unique=False)
+    op.create_table(
+        "outbox_message",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "broadcast_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "identity_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("chat_id", sa.BigInteger(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("lease_owner", sa.String(length=64), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("message_id", sa.BigInteger(), nullable=True),
+        sa.Column("error", sa.String(length=200), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_outbox_message_bot_id_bot")),
+        sa.ForeignKeyConstraint(
+            ["broadcast_id"],
+            ["broadcast.id"],
+            name=op.f("fk_outbox_message_broadcast_id_broadcast"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["identity_id"],
+            ["channel_identity.id"],
+            name=op.f("fk_outbox_message_identity_id_channel_identity"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_outbox_message_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_message")),
+        sa.UniqueConstraint(
+            "supporter_id",
+            "broadcast_id",
+            "channel",
+            name=op.f("uq_outbox_message_supporter_id_broadcast_id_channel"),
+        ),
+    )
+    op.create_index(
+        "ix_outbox_due",
+        "outbox_message",
+        ["bot_id", "not_before", "id"],
+        unique=False,
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    )
+    op.create_index(
+        "ix_outbox_lease",
+        "outbox_message",
+        ["lease_until"],
+        unique=False,
+        postgresql_where=sa.text("status = 'inflight'"),
+        sqlite_where=sa.text("status = 'inflight'"),
+    )
+    op.create_index(
+        "ix_outbox_progress", "outbox_message", ["broadcast_id", "status"], unique=False
+    )
+    op.create_table(
+        "petition_card",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "petition_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("chat_id", sa.BigInteger(), nullable=False),
+        sa.Column("message_id", sa.BigInteger(), nullable=False),
+        sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("shown_count", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("edited_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_petition_card_bot_id_bot")),
+        sa.ForeignKeyConstraint(
+            ["petition_id"], ["petition.id"], name=op.f("fk_petition_card_petition_id_petition")
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_petition_card_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_petition_card")),
+        sa.UniqueConstraint(
+            "bot_id",
+            "chat_id",
+            "message_id",
+            name=op.f("uq_petition_card_bot_id_chat_id_message_id"),
+        ),
+    )
+    op.create_index("ix_petition_card_petition", "petition_card", ["petition_id"], unique=False)
+    op.create_table(
+        "petition_region_count",
+        sa.Column(
+            "petition_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("region", sa.String(length=16), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["petition_id"],
+            ["petition.id"],
+            name=op.f("fk_petition_region_count_petition_id_petition"),
+        ),
+        sa.PrimaryKeyConstraint("petition_id", "region", name=op.f("pk_petition_region_count")),
+    )
+    op.create_table(
+        "petition_source_alert",
+        sa.Column(
+            "petition_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("source_ref", sa.String(length=64), nullable=False),
+        sa.Column("alerted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("recent_count", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["petition_id"],
+            ["petition.id"],
+            name=op.f("fk_petition_source_alert_petition_id_petition"),
+        ),
+        sa.PrimaryKeyConstraint("petition_id", "source_ref", name=op.f("pk_petition_source_alert")),
+    )
+    op.create_table(
+        "poll_answer",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("poll_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("choices", sa.String(length=64), nullable=False),
+        sa.Column("tier", sa.String(length=16), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("weight", sa.String(length=32), nullable=False),
+        sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["poll_id"], ["poll.id"], name=op.f("fk_poll_answer_poll_id_poll")),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_poll_answer_supporter_id_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_poll_answer")),
+        sa.UniqueConstraint(
+            "poll_id", "supporter_id", name=op.f("uq_poll_answer_poll_id_supporter_id")
+        ),
+    )
+    op.create_table(
+        "poll_ballot",
+        sa.Column("poll_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("choices", sa.String(length=64), nullable=False),
+        sa.Column("tier", sa.String(length=16), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("weight", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(["poll_id"], ["poll.id"], name=op.f("fk_poll_ballot_poll_id_poll")),
+        sa.PrimaryKeyConstraint("poll_id", "id", name=op.f("pk_poll_ballot")),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "poll_ballot_pending",
+        sa.Column("poll_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("choices", sa.String(length=64), nullable=False),
+        sa.Column("tier", sa.String(length=16), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("weight", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["poll_id"], ["poll.id"], name=op.f("fk_poll_ballot_pending_poll_id_poll")
+        ),
+        sa.PrimaryKeyConstraint("poll_id", "id", name=op.f("pk_poll_ballot_pending")),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "poll_voter",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("poll_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.ForeignKeyConstraint(["poll_id"], ["poll.id"], name=op.f("fk_poll_voter_poll_id_poll")),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_poll_voter_supporter_id_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_poll_voter")),
+        sa.UniqueConstraint(
+            "poll_id", "supporter_id", name=op.f("uq_poll_voter_poll_id_supporter_id")
+        ),
+    )
+    op.create_table(
+        "signature",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "petition_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("tier", sa.String(length=16), nullable=False),
+        sa.Column("source_ref", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("valid", sa.Boolean(), nullable=False),
+        sa.Column("invalidated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("invalidation_reason", sa.String(length=200), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["petition_id"], ["petition.id"], name=op.f("fk_signature_petition_id_petition")
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_signature_supporter_id_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_signature")),
+        sa.UniqueConstraint(
+            "petition_id", "supporter_id", name=op.f("uq_signature_petition_id_supporter_id")
+        ),
+    )
+    op.create_index(
+        "ix_signature_petition_created", "signature", ["petition_id", "created_at"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_signature_petition_created", table_name="signature")
+    op.drop_table("signature")
+    op.drop_table("poll_voter")
+    op.drop_table("poll_ballot_pending")
+    op.drop_table("poll_ballot")
+    op.drop_table("poll_answer")
+    op.drop_table("petition_source_alert")
+    op.drop_table("petition_region_count")
+    op.drop_index("ix_petition_card_petition", table_name="petition_card")
+    op.drop_table("petition_card")
+    op.drop_index("ix_outbox_progress", table_name="outbox_message")
+    op.drop_index(
+        "ix_outbox_lease",
+        table_name="outbox_message",
+        postgresql_where=sa.text("status = 'inflight'"),
+        sqlite_where=sa.text("status = 'inflight'"),
+    )
+    op.drop_index(
+        "ix_outbox_due",
+        table_name="outbox_message",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    )
+    op.drop_table("outbox_message")
+    op.drop_index("ix_organiser_notice_claimed", table_name="organiser_notice")
+    op.drop_table("organiser_notice")
+    op.drop_index("ix_native_poll_map_poll", table_name="native_poll_map")
+    op.drop_table("native_poll_map")
+    op.drop_table("supporter_tag")
+    op.drop_table("poll")
+    op.drop_table("petition")
+    op.drop_table("member_code")
+    op.drop_table("consent")
+    op.drop_index("ix_channel_identity_supporter", table_name="channel_identity")
+    op.drop_table("channel_identity")
+    op.drop_index("ix_broadcast_due", table_name="broadcast")
+    op.drop_table("broadcast")
+    op.drop_index("ix_supporter_bot_status", table_name="supporter")
+    op.drop_table("supporter")
+    op.drop_index("ix_inbox_pending", table_name="inbox_update")
+    op.drop_table("inbox_update")
+    op.drop_table("campaign")
+    op.drop_table("petition_count_delta")
+    op.drop_table("organiser")
+    op.drop_table("bot")
+    op.drop_index("ix_audit_log_at", table_name="audit_log")
+    op.drop_table("audit_log")

@@ -1,0 +1,671 @@
+"""The broadcast outbox: materialise, claim, record outcomes (SQL only, set-based).
+
+Every function here runs a fixed number of statements per call, whatever the
+number of rows: one INSERT .. SELECT to materialise an audience, one UPDATE ..
+RETURNING to claim a batch, one statement per outcome kind to record a batch.
+
+Claiming differs per backend. PostgreSQL picks rows with ``FOR UPDATE SKIP
+LOCKED`` in a CTE, so any number of workers claim disjoint batches without
+waiting for each other, and the same statement joins the supporter to skip
+whoever opted out. SQLite has a single writer, so an UPDATE .. RETURNING on a
+bounded id set is already exclusive; the opt-out check follows in the same
+transaction, which holds the write lock until it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Broadcast, ChannelIdentity, OutboxMessage, Supporter, SupporterTag
+from storage.models.base import UTCDateTime
+
+MAX_ERROR = 200
+# Core tables, not ORM entities: bulk statements here must not try to synchronise
+# objects in the session, and executemany must stay a plain executemany.
+OUT: Table = OutboxMessage.__table__  # type: ignore[assignment]
+IDENT: Table = ChannelIdentity.__table__  # type: ignore[assignment]
+BCAST: Table = Broadcast.__table__  # type: ignore[assignment]
+OPEN_STATUSES = ("pending", "inflight")
+
+
+def _dialect(session: AsyncSession) -> str:
+    bind = session.get_bind()
+    return bind.dialect.name
+
+
+# --- audience -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AudienceQuery:
+    """Filters on the active supporters of one bot; empty tuples mean "any"."""
+
+    regions: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    signed: tuple[str, ...] = ()  # petition slugs: signed every one of them
+    not_signed: tuple[str, ...] = ()  # petition slugs: signed none of them
+    answered: tuple[str, ...] = ()  # poll slugs
+    not_answered: tuple[str, ...] = ()
+
+
+def _petition_filters(query: AudienceQuery) -> list[Any]:
+    """Conditions on signatures and poll answers (models owned by the petitions feature)."""
+    conds: list[Any] = []
+    if query.signed or query.not_signed:
+        from storage.models.petitions import Petition, Signature
+
+        for slug in query.signed:
+            conds.append(exists().where(
+                Signature.supporter_id == Supporter.id,
+                Signature.valid.is_(True),
+                Signature.petition_id == select(Petition.id).where(Petition.slug == slug)
+                .scalar_subquery(),
+            ))
+        if query.not_signed:
+            conds.append(not_(exists().where(
+                Signature.supporter_id == Supporter.id,
+                Signature.valid.is_(True),
+                Signature.petition_id.in_(
+                    select(Petition.id).where(Petition.slug.in_(query.not_signed))
+                ),
+            )))
+    if query.answered or query.not_answered:
+        from storage.models.petitions import Poll, PollVoter
+
+        for slug in query.answered:
+            conds.append(exists().where(
+                PollVoter.supporter_id == Supporter.id,
+                PollVoter.poll_id == select(Poll.id).where(Poll.slug == slug).scalar_subquery(),
+            ))
+        if query.not_answered:
+            conds.append(not_(exists().where(
+                PollVoter.supporter_id == Supporter.id,
+                PollVoter.poll_id.in_(select(Poll.id).where(Poll.slug.in_(query.not_answered))),
+            )))
+    return conds
+
+
+def audience_select(bot_id: int, query: AudienceQuery) -> Select[int, int, str, int | None]:
+    """Reachable identities of the matching active supporters: one row per identity."""
+    ci = ChannelIdentity
+    conds: list[Any] = [
+        Supporter.bot_id == bot_id,
+        Supporter.status == "active",
+        ci.reachable.is_(True),
+        ci.chat_id.is_not(None),
+    ]
+    if query.regions:
+        conds.append(Supporter.region.in_(query.regions))
+    if query.tiers:
+        conds.append(Supporter.tier.in_(query.tiers))
+    if query.languages:
+        conds.append(Supporter.language.in_(query.languages))
+    if query.channels:
+        conds.append(ci.channel.in_(query.channels))
+    if query.tags:
+        conds.append(exists().where(
+            SupporterTag.supporter_id == Supporter.id, SupporterTag.tag.in_(query.tags)
+        ))
+    conds.extend(_petition_filters(query))
+    return (
+        select(Supporter.id.label("supporter_id"), ci.id.label("identity_id"),
+               ci.channel.label("channel"), ci.chat_id.label("chat_id"))
+        .join(ci, and_(ci.supporter_id == Supporter.id, ci.bot_id == bot_id))
+        .where(*conds)
+    )
+
+
+async def audience_size(session: AsyncSession, bot_id: int, query: AudienceQuery) -> int:
+    """How many (supporter, channel) messages a broadcast to this audience would send."""
+    sub = audience_select(bot_id, query).with_only_columns(
+        Supporter.id, ChannelIdentity.channel
+    ).distinct().subquery()
+    return int((await session.execute(select(func.count()).select_from(sub))).scalar_one())
+
+
+def _spread_expr(dialect: str, start: datetime, window_s: float, order_col: Any) -> Any:
+    """not_before spread evenly from ``start`` over ``window_s`` seconds, in supporter order."""
+    offset = (
+        cast(func.row_number().over(order_by=order_col) - 1, Float)
+        * literal(window_s, Float)
+        / func.count().over()
+    )
+    if dialect == "postgresql":
+        return literal(start, UTCDateTime()) + func.make_interval(0, 0, 0, 0, 0, 0, offset)
+    # SQLite keeps datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text (SQLAlchemy's format);
+    # build exactly that from epoch seconds so comparisons stay lexical and correct.
+    epoch = literal(start.timestamp(), Float) + offset
+    whole = cast(epoch, Integer)
+    return func.strftime("%Y-%m-%d %H:%M:%S", whole, "unixepoch").op("||")(
+        func.printf(".%06d", cast((epoch - whole) * 1_000_000, Integer))
+    )
+
+
+_STALE_TABLES = text("""
+SELECT relname FROM pg_stat_user_tables
+WHERE relname IN ('supporter', 'channel_identity', 'supporter_tag', 'outbox_message')
+  AND (last_analyze IS NULL AND last_autoanalyze IS NULL
+       OR n_mod_since_analyze > 1000 + n_live_tup / 5)
+""")
+
+
+async def refresh_statistics(session: AsyncSession) -> list[str]:
+    """ANALYZE the audience tables if they changed a lot since PostgreSQL last looked.
+
+    Right after a bulk import the planner still believes the tables are empty and
+    joins a million supporters by nested loops (minutes instead of a second);
+    autovacuum would fix that, but only later. ANALYZE samples, so it is cheap.
+    """
+    if _dialect(session) != "postgresql":
+        return []
+    stale = [str(r) for r in (await session.execute(_STALE_TABLES)).scalars()]
+    for name in stale:
+        try:
+            async with session.begin_nested():
+                await session.execute(text(f'ANALYZE "{name}"'))
+        except Exception:  # not the owner: carry on with the statistics there are
+            continue
+    return stale
+
+
+async def materialise(
+    session: AsyncSession,
+    *,
+    broadcast_id: int,
+    bot_id: int,
+    query: AudienceQuery,
+    send_at: datetime,
+    window_end: datetime | None,
+) -> int:
+    """Write the outbox rows of a broadcast in one INSERT .. SELECT; a repeat adds nothing."""
+    dialect = _dialect(session)
+    await refresh_statistics(session)
+    aud = audience_select(bot_id, query).subquery("aud")
+    window_s = (window_end - send_at).total_seconds() if window_end else 0.0
+    if window_s > 0:
+        not_before: Any = _spread_expr(dialect, send_at, window_s, aud.c.supporter_id)
+    else:
+        not_before = literal(send_at, UTCDateTime())
+    source = select(
+        literal(broadcast_id).label("broadcast_id"),
+        literal(bot_id).label("bot_id"),
+        aud.c.supporter_id,
+        aud.c.identity_id,
+        aud.c.channel,
+        aud.c.chat_id,
+        literal("pending").label("status"),
+        literal(0).label("attempts"),
+        not_before.label("not_before"),
+    ).where(aud.c.supporter_id.is_not(None))  # SQLite needs a WHERE before ON CONFLICT
+    cols = ["broadcast_id", "bot_id", "supporter_id", "identity_id", "channel", "chat_id",
+            "status", "attempts", "not_before"]
+    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert_fn(OUT).from_select(cols, source).on_conflict_do_nothing()
+    result = await session.execute(stmt)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- scheduler claims -----------------------------------------------------------------------
+
+async def claim_due_broadcasts(
+    session: AsyncSession, *, owner: str, now: datetime, until: datetime, limit: int = 10
+) -> list[int]:
+    """Claim scheduled broadcasts whose time has come; concurrent schedulers get disjoint sets."""
+    pick = (
+        select(BCAST.c.id)
+        .where(
+            BCAST.c.status == "scheduled",
+            BCAST.c.send_at <= now,
+            or_(BCAST.c.claimed_until.is_(None), BCAST.c.claimed_until < now),
+        )
+        .order_by(BCAST.c.send_at, BCAST.c.id)
+        .limit(limit)
+    )
+    if _dialect(session) == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    result = await session.execute(
+        update(BCAST)
+        .where(BCAST.c.id.in_(pick.scalar_subquery()))
+        .values(claimed_by=owner, claimed_until=until)
+        .returning(BCAST.c.id)
+    )
+    return sorted(int(i) for i in result.scalars())
+
+
+@dataclass(frozen=True)
+class Starting:
+    bot_id: int
+    audience: dict[str, Any]
+    send_at: datetime
+    window_end: datetime | None
+
+
+async def begin_sending(
+    session: AsyncSession, broadcast_id: int, *, owner: str, now: datetime
+) -> Starting | None:
+    """Move a broadcast this scheduler claimed from scheduled to sending; None if not ours."""
+    row = (await session.execute(
+        update(BCAST)
+        .where(BCAST.c.id == broadcast_id, BCAST.c.status == "scheduled",
+               BCAST.c.claimed_by == owner)
+        .values(status="sending", started_at=now, claimed_by=None, claimed_until=None)
+        .returning(BCAST.c.bot_id, BCAST.c.audience, BCAST.c.send_at, BCAST.c.window_end)
+    )).first()
+    if row is None:
+        return None
+    return Starting(int(row[0]), dict(row[1] or {}), row[2] or now, row[3])
+
+
+async def set_audience_size(session: AsyncSession, broadcast_id: int, size: int) -> None:
+    await session.execute(
+        update(BCAST).where(BCAST.c.id == broadcast_id).values(audience_size=size)
+    )
+
+
+# --- worker claims --------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class ClaimedRow:
+    """An outbox row leased to one worker, with what rendering it needs."""
+
+    id: int
+    broadcast_id: int
+    supporter_id: int
+    identity_id: int | None
+    chat_id: int
+    attempts: int
+    language: str
+    name: str | None
+    region: str | None
+
+
+_PG_CLAIM = text("""
+WITH picked AS (
+    SELECT o.id, s.status AS s_status, s.language, s.display_name, s.region,
+           ci.reachable, ci.chat_id AS ci_chat_id
+    FROM outbox_message AS o
+    JOIN supporter AS s ON s.id = o.supporter_id
+    LEFT JOIN channel_identity AS ci ON ci.id = o.identity_id
+    WHERE o.bot_id = :bot_id AND o.status = 'pending' AND o.not_before <= :now
+      AND o.broadcast_id IN (
+          SELECT b.id FROM broadcast AS b WHERE b.bot_id = :bot_id AND b.status = 'sending')
+    ORDER BY o.not_before, o.id
+    LIMIT :limit
+    FOR UPDATE OF o SKIP LOCKED
+)
+UPDATE outbox_message AS o
+SET status = CASE WHEN p.s_status = 'active' AND p.reachable AND p.ci_chat_id IS NOT NULL
+                  THEN 'inflight' ELSE 'skipped' END,
+    lease_owner = :owner,
+    lease_until = :until,
+    chat_id = COALESCE(p.ci_chat_id, o.chat_id),
+    error = CASE WHEN p.s_status = 'active' AND p.reachable AND p.ci_chat_id IS NOT NULL
+                 THEN NULL ELSE 'opted out or unreachable' END,
+    finished_at = CASE WHEN p.s_status = 'active' AND p.reachable AND p.ci_chat_id IS NOT NULL
+                       THEN NULL ELSE :now END
+FROM picked AS p
+WHERE o.id = p.id
+RETURNING o.id, o.broadcast_id, o.supporter_id, o.identity_id, o.chat_id, o.attempts,
+          o.status, p.language, p.display_name, p.region
+""").bindparams(
+    bindparam("now", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime())
+)
+
+_SQLITE_CLAIM = text("""
+UPDATE outbox_message
+SET status = 'inflight', lease_owner = :owner, lease_until = :until
+WHERE id IN (
+    SELECT o.id FROM outbox_message AS o
+    WHERE o.bot_id = :bot_id AND o.status = 'pending' AND o.not_before <= :now
+      AND o.broadcast_id IN (
+          SELECT b.id FROM broadcast AS b WHERE b.bot_id = :bot_id AND b.status = 'sending')
+    ORDER BY o.not_before, o.id
+    LIMIT :limit)
+RETURNING id
+""").bindparams(
+    bindparam("now", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime())
+)
+
+_SQLITE_DETAILS = text("""
+SELECT o.id, o.broadcast_id, o.supporter_id, o.identity_id, ci.chat_id, o.attempts,
+       s.status, ci.reachable, s.language, s.display_name, s.region
+FROM outbox_message AS o
+JOIN supporter AS s ON s.id = o.supporter_id
+LEFT JOIN channel_identity AS ci ON ci.id = o.identity_id
+WHERE o.id IN :ids
+""").bindparams(bindparam("ids", expanding=True))
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    bot_id: int,
+    owner: str,
+    now: datetime,
+    until: datetime,
+    limit: int,
+) -> tuple[list[ClaimedRow], int]:
+    """Lease up to ``limit`` due rows to ``owner``; returns (rows to send, rows skipped).
+
+    Rows whose supporter is no longer active, or whose identity is unreachable, are
+    marked skipped here: a /stop committed before the claim stops the message.
+    """
+    params = {"bot_id": bot_id, "now": now, "until": until, "owner": owner, "limit": limit}
+    out: list[ClaimedRow] = []
+    skipped = 0
+    if _dialect(session) == "postgresql":
+        for r in (await session.execute(_PG_CLAIM, params)).all():
+            if r[6] == "inflight":
+                out.append(ClaimedRow(r[0], r[1], r[2], r[3], r[4], r[5], r[7], r[8], r[9]))
+            else:
+                skipped += 1
+        return out, skipped
+    ids = list((await session.execute(_SQLITE_CLAIM, params)).scalars())
+    if not ids:
+        return out, 0
+    rejected: list[int] = []
+    for r in (await session.execute(_SQLITE_DETAILS, {"ids": ids})).all():
+        if r[6] == "active" and r[7] and r[4] is not None:
+            out.append(ClaimedRow(r[0], r[1], r[2], r[3], r[4], r[5], r[8], r[9], r[10]))
+        else:
+            rejected.append(r[0])
+    if rejected:
+        await session.execute(
+            update(OUT)
+            .where(OUT.c.id.in_(rejected))
+            .values(status="skipped", lease_owner=None, lease_until=None,
+                    error="opted out or unreachable", finished_at=now)
+        )
+    return out, len(rejected)
+
+
+async def reclaim_expired(session: AsyncSession, *, now: datetime) -> int:
+    """Return rows whose worker's lease ran out (it died or hung) to the queue."""
+    result = await session.execute(
+        update(OUT)
+        .where(OUT.c.status == "inflight", OUT.c.lease_until < now)
+        .values(status="pending", lease_owner=None, lease_until=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- outcomes -------------------------------------------------------------------------------
+
+@dataclass
+class Outcomes:
+    """One batch of delivery results of one worker, recorded together."""
+
+    # (outbox id, channel message id)
+    sent: list[tuple[int, int | None]]
+    # (outbox id, identity id, reason): the identity becomes unreachable
+    blocked: list[tuple[int, int | None, str]]
+    # (outbox id, attempts, reason)
+    failed: list[tuple[int, int, str]]
+    # (outbox id, attempts, not_before, reason): back to pending
+    retry: list[tuple[int, int, datetime, str | None]]
+    # (outbox id, identity id, new chat id): a group chat that became a supergroup
+    migrated: list[tuple[int, int | None, int]]
+
+    @classmethod
+    def empty(cls) -> Outcomes:
+        return cls([], [], [], [], [])
+
+    def __len__(self) -> int:
+        return len(self.sent) + len(self.blocked) + len(self.failed) + len(self.retry)
+
+
+_PG_SENT = text("""
+UPDATE outbox_message AS o
+SET status = 'sent', message_id = v.mid, attempts = o.attempts + 1,
+    lease_owner = NULL, lease_until = NULL, error = NULL, finished_at = :now
+FROM unnest(CAST(:ids AS bigint[]), CAST(:mids AS bigint[])) AS v(id, mid)
+WHERE o.id = v.id AND o.status = 'inflight' AND o.lease_owner = :owner
+""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def _mine(owner: str) -> Any:
+    return and_(OUT.c.status == "inflight", OUT.c.lease_owner == owner)
+
+
+async def record(session: AsyncSession, *, owner: str, now: datetime, batch: Outcomes) -> None:
+    """Write a batch of outcomes; rows whose lease this worker lost are left alone."""
+    om = OUT.c
+    postgres = _dialect(session) == "postgresql"
+    if batch.migrated:
+        # Before the outcomes: a resent message's row then keeps the new chat id.
+        moved = [{"iid": iid, "cid": cid} for _, iid, cid in batch.migrated if iid is not None]
+        if moved:
+            await session.execute(
+                update(IDENT)
+                .where(IDENT.c.id == bindparam("iid"))
+                .values(chat_id=bindparam("cid")),
+                moved,
+            )
+        await session.execute(
+            update(OUT).where(om.id == bindparam("oid")).values(chat_id=bindparam("cid")),
+            [{"oid": oid, "cid": cid} for oid, _, cid in batch.migrated],
+        )
+    if batch.sent:
+        if postgres:
+            await session.execute(_PG_SENT, {
+                "ids": [i for i, _ in batch.sent], "mids": [m for _, m in batch.sent],
+                "owner": owner, "now": now,
+            })
+        else:
+            await session.execute(
+                update(OUT).where(om.id == bindparam("oid"), _mine(owner)).values(
+                    status="sent", message_id=bindparam("mid"), attempts=om.attempts + 1,
+                    lease_owner=None, lease_until=None, error=None, finished_at=now),
+                [{"oid": i, "mid": m} for i, m in batch.sent],
+            )
+    if batch.blocked:
+        await session.execute(
+            update(OUT).where(om.id == bindparam("oid"), _mine(owner)).values(
+                status="blocked", attempts=om.attempts + 1, lease_owner=None, lease_until=None,
+                error=bindparam("err"), finished_at=now),
+            [{"oid": i, "err": e[:MAX_ERROR]} for i, _, e in batch.blocked],
+        )
+        identities = sorted({iid for _, iid, _ in batch.blocked if iid is not None})
+        if identities:
+            await session.execute(
+                update(IDENT).where(IDENT.c.id.in_(identities)).values(reachable=False)
+            )
+    if batch.failed:
+        await session.execute(
+            update(OUT).where(om.id == bindparam("oid"), _mine(owner)).values(
+                status="failed", attempts=bindparam("att"), lease_owner=None, lease_until=None,
+                error=bindparam("err"), finished_at=now),
+            [{"oid": i, "att": a, "err": e[:MAX_ERROR]} for i, a, e in batch.failed],
+        )
+    if batch.retry:
+        await session.execute(
+            update(OUT).where(om.id == bindparam("oid"), _mine(owner)).values(
+                status="pending", attempts=bindparam("att"), not_before=bindparam("nb"),
+                lease_owner=None, lease_until=None, error=bindparam("err")),
+            [{"oid": i, "att": a, "nb": nb, "err": (e or "")[:MAX_ERROR] or None}
+             for i, a, nb, e in batch.retry],
+        )
+
+
+async def map_native_polls(
+    session: AsyncSession, rows: list[dict[str, Any]], *, now: datetime
+) -> None:
+    """Remember which native Telegram poll went to whom, so its answers can be counted."""
+    from storage.models.petitions import NativePollMap
+
+    table: Table = NativePollMap.__table__  # type: ignore[assignment]
+    insert_fn = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    await session.execute(
+        insert_fn(table).on_conflict_do_nothing(index_elements=["bot_id", "telegram_poll_id"]),
+        [{**row, "created_at": now} for row in rows],
+    )
+
+
+async def release(
+    session: AsyncSession, *, owner: str, ids: Sequence[int], not_before: datetime
+) -> None:
+    """Hand rows this worker will not send back to the queue (shutdown, long pause)."""
+    if not ids:
+        return
+    await session.execute(
+        update(OUT)
+        .where(OUT.c.id.in_(list(ids)), _mine(owner))
+        .values(status="pending", lease_owner=None, lease_until=None, not_before=not_before)
+    )
+
+
+# --- progress and control -------------------------------------------------------------------
+
+async def progress(session: AsyncSession, broadcast_id: int) -> dict[str, int]:
+    """Outbox rows of a broadcast by status (every status present, zero if none)."""
+    rows = await session.execute(
+        select(OUT.c.status, func.count())
+        .where(OUT.c.broadcast_id == broadcast_id)
+        .group_by(OUT.c.status)
+    )
+    counts = dict.fromkeys(("pending", "inflight", "sent", "blocked", "failed", "skipped"), 0)
+    counts.update({status: int(n) for status, n in rows.all()})
+    return counts
+
+
+async def finish_if_complete(session: AsyncSession, broadcast_id: int, now: datetime) -> bool:
+    """Mark a sending broadcast done once no row is pending or in flight."""
+    open_rows = exists().where(
+        OUT.c.broadcast_id == broadcast_id, OUT.c.status.in_(OPEN_STATUSES)
+    )
+    result = await session.execute(
+        update(BCAST)
+        .where(BCAST.c.id == broadcast_id, BCAST.c.status == "sending", not_(open_rows))
+        .values(status="done", finished_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def sending_broadcasts(session: AsyncSession) -> list[tuple[int, int]]:
+    """(broadcast id, bot id) of every broadcast being sent."""
+    rows = await session.execute(
+        select(BCAST.c.id, BCAST.c.bot_id).where(BCAST.c.status == "sending")
+    )
+    return [(int(a), int(b)) for a, b in rows.all()]
+
+
+async def next_due(session: AsyncSession, bot_ids: Sequence[int]) -> datetime | None:
+    """The earliest time a row of these bots becomes claimable (due or lease expiry)."""
+    if not bot_ids:
+        return None
+    sending = select(BCAST.c.id).where(BCAST.c.status == "sending")
+    pending = await session.execute(
+        select(func.min(OUT.c.not_before)).where(
+            OUT.c.bot_id.in_(list(bot_ids)), OUT.c.status == "pending",
+            OUT.c.broadcast_id.in_(sending),
+        )
+    )
+    lease = await session.execute(
+        select(func.min(OUT.c.lease_until)).where(
+            OUT.c.bot_id.in_(list(bot_ids)), OUT.c.status == "inflight"
+        )
+    )
+    times = [t for t in (pending.scalar(), lease.scalar()) if t is not None]
+    return min(times) if times else None
+
+
+async def scheduled_before(session: AsyncSession, at: datetime) -> bool:
+    """Is a broadcast scheduled to start before ``at`` (and not started yet)?"""
+    found = await session.execute(
+        select(BCAST.c.id).where(BCAST.c.status == "scheduled", BCAST.c.send_at <= at).limit(1)
+    )
+    return found.first() is not None
+
+
+async def set_status(
+    session: AsyncSession,
+    broadcast_id: int,
+    *,
+    new: str,
+    allowed_from: Sequence[str],
+    now: datetime,
+) -> bool:
+    """Move a broadcast to ``new`` if it is in one of ``allowed_from``; False otherwise."""
+    values: dict[str, Any] = {"status": new}
+    if new in ("done", "cancelled"):
+        values["finished_at"] = now
+    result = await session.execute(
+        update(BCAST)
+        .where(BCAST.c.id == broadcast_id, BCAST.c.status.in_(list(allowed_from)))
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def skip_pending(session: AsyncSession, broadcast_id: int, *, reason: str,
+                       now: datetime) -> int:
+    """Mark every pending row of a broadcast skipped (it was cancelled)."""
+    result = await session.execute(
+        update(OUT)
+        .where(OUT.c.broadcast_id == broadcast_id, OUT.c.status == "pending")
+        .values(status="skipped", error=reason, finished_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- privacy --------------------------------------------------------------------------------
+
+async def export_supporter(session: AsyncSession, supporter_id: int) -> dict[str, Any]:
+    """The broadcasts a supporter was sent, and what happened to each."""
+    rows = await session.execute(
+        select(OUT.c.broadcast_id, OUT.c.channel, OUT.c.chat_id,
+               OUT.c.status, OUT.c.message_id, OUT.c.finished_at)
+        .where(OUT.c.supporter_id == supporter_id)
+        .order_by(OUT.c.id)
+    )
+    return {"broadcast_messages": [
+        {"broadcast_id": b, "channel": ch, "chat_id": chat, "status": st, "message_id": mid,
+         "at": at.isoformat() if at else None}
+        for b, ch, chat, st, mid, at in rows.all()
+    ]}
+
+
+async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
+    """Forget where a supporter's messages went; keep the rows so broadcast counts survive.
+
+    Rows not yet sent are skipped, so nothing reaches an erased supporter.
+    """
+    now = datetime.now(UTC)
+    om = OUT.c
+    await session.execute(
+        update(OUT)
+        .where(om.supporter_id == supporter_id, om.status.in_(OPEN_STATUSES))
+        .values(status="skipped", error="erased", finished_at=now, lease_owner=None,
+                lease_until=None)
+    )
+    await session.execute(
+        update(OUT)
+        .where(om.supporter_id == supporter_id)
+        .values(chat_id=None, message_id=None, identity_id=None)
+    )

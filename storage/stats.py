@@ -1,0 +1,71 @@
+"""Aggregate supporter counts for the organiser dashboard (SQL only, no personal data)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Date, cast, func, literal_column, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from storage.models import Supporter
+
+
+def _bot_filter(bot_id: int | None) -> list[ColumnElement[bool]]:
+    return [Supporter.bot_id == bot_id] if bot_id is not None else []
+
+
+async def counts_by_status_and_tier(
+    session: AsyncSession, bot_id: int | None = None
+) -> dict[tuple[str, str], int]:
+    """How many supporters per (status, tier); erased rows are kept for these counts."""
+    rows = await session.execute(
+        select(Supporter.status, Supporter.tier, func.count())
+        .where(*_bot_filter(bot_id))
+        .group_by(Supporter.status, Supporter.tier)
+    )
+    return {(status, tier): int(n) for status, tier, n in rows.all()}
+
+
+async def active_by_region(
+    session: AsyncSession, bot_id: int | None = None
+) -> dict[str | None, int]:
+    """Active supporters per region code (None: not given)."""
+    rows = await session.execute(
+        select(Supporter.region, func.count())
+        .where(Supporter.status == "active", *_bot_filter(bot_id))
+        .group_by(Supporter.region)
+    )
+    return {region: int(n) for region, n in rows.all()}
+
+
+def _local_day(session: AsyncSession, offset_minutes: int) -> ColumnElement[Any]:
+    """The calendar day of ``created_at`` at a fixed UTC offset, in SQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        shifted = func.timezone("UTC", Supporter.created_at) + text(
+            f"interval '{int(offset_minutes)} minutes'"
+        )
+        return cast(shifted, Date)
+    # SQLite stores UTC as 'YYYY-MM-DD HH:MM:SS.ffffff'; date() shifts and truncates it.
+    return func.date(Supporter.created_at, literal_column(f"'{int(offset_minutes):+d} minutes'"))
+
+
+async def signups_by_day(
+    session: AsyncSession,
+    since: datetime,
+    offset_minutes: int,
+    bot_id: int | None = None,
+) -> dict[date, int]:
+    """Supporters who signed up per local day since ``since`` (erased ones still count)."""
+    day = _local_day(session, offset_minutes).label("day")
+    rows = await session.execute(
+        select(day, func.count())
+        .where(Supporter.created_at >= since, *_bot_filter(bot_id))
+        .group_by(day)
+    )
+    out: dict[date, int] = {}
+    for value, n in rows.all():
+        key = value if isinstance(value, date) else date.fromisoformat(str(value))
+        out[key] = int(n)
+    return out
