@@ -571,6 +571,8 @@ def poll_create(ctx: Ctx, campaign_slug: str, slug: str, question_ko: str,
 
 def _results_text(r: dict[str, Any]) -> str:
     lines = [f"{r['poll']} [{r['status']}] {r['voters']} voter(s); weights {r['weights']}"]
+    if r.get("hidden_until_close"):
+        return lines[0] + "\n  secret ballot: results are shown once it has closed"
     for o in r["overall"]["options"]:
         lines.append(f"  {o['label_ko']}: {o['count']} (weighted {o['weighted']})")
     for tier, b in r["by_tier"].items():
@@ -1143,6 +1145,143 @@ def run_cmd(ctx: Ctx) -> None:
 def web_cmd(ctx: Ctx) -> None:
     """Start the web app and the bot (webhook in production); stateless, run several."""
     _run_fast(lambda: _serve(ctx.settings, everything=False))
+
+
+# --- HTTP API tokens and webhooks ------------------------------------------------------------
+
+@cli.group("api-token")
+def api_token() -> None:
+    """Tokens for the HTTP API (/api/v1): shown once, stored hashed, scoped read or write."""
+
+
+@api_token.command("create")
+@click.option("--name", required=True, help="What the token is for (e.g. the script's name).")
+@click.option("--scope", type=click.Choice(["read", "write"]), required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def api_token_create(ctx: Ctx, name: str, scope: str, as_json: bool) -> None:
+    """Create a token and print it once (it cannot be shown again)."""
+    from campaigns import api as rules
+    from campaigns.clock import SystemClock
+
+    async def go(database: Database) -> dict[str, Any]:
+        async with database.session() as s:
+            new = await rules.create_token(s, name=name, scope=scope, clock=SystemClock(),
+                                           actor="cli")
+            return {"id": new.token.id, "name": new.token.name, "scope": new.token.scope,
+                    "token": new.secret}
+
+    emit(_rules(go, ctx, as_json), as_json, lambda r: (
+        f"token {r['id']} ({r['name']}, {r['scope']}): {r['token']}\n"
+        "Keep it now: it is stored hashed and cannot be shown again."))
+
+
+@api_token.command("revoke")
+@click.argument("token")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def api_token_revoke(ctx: Ctx, token: str, as_json: bool) -> None:
+    """Revoke a token by id, or every active token with this name."""
+    from campaigns import api as rules
+    from campaigns.clock import SystemClock
+
+    async def go(database: Database) -> dict[str, Any]:
+        async with database.session() as s:
+            return {"revoked": await rules.revoke_token(s, token, clock=SystemClock(),
+                                                        actor="cli")}
+
+    emit(_rules(go, ctx, as_json), as_json,
+         lambda r: "revoked token " + ", ".join(str(i) for i in r["revoked"]))
+
+
+@api_token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def api_token_list(ctx: Ctx, as_json: bool) -> None:
+    """Every token (never the token itself)."""
+    from storage import api as store
+
+    async def go(database: Database) -> list[dict[str, Any]]:
+        async with database.session() as s:
+            return [{"id": t.id, "name": t.name, "scope": t.scope,
+                     "created_at": t.created_at.isoformat(),
+                     "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None}
+                    for t in await store.tokens(s)]
+
+    emit(run_async(go, ctx), as_json, lambda rows: "\n".join(
+        f"{r['id']}: {r['name']} {r['scope']}" + (" (revoked)" if r["revoked_at"] else "")
+        for r in rows) or "no tokens")
+
+
+@cli.group()
+def webhook() -> None:
+    """Outbound webhooks: signature.created, poll.answered, supporter.stopped (HMAC-signed)."""
+
+
+@webhook.command("add")
+@click.argument("url")
+@click.option("--events", default="signature.created,poll.answered,supporter.stopped",
+              show_default=True, help="Comma-separated events.")
+@click.option("--secret", default=None, help="Signing secret (16-128 characters); random if "
+              "absent, and printed once.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def webhook_add(ctx: Ctx, url: str, events: str, secret: str | None, as_json: bool) -> None:
+    """Send events to URL, signed with a shared secret (X-Nalgae-Signature)."""
+    from campaigns import webhooks as rules
+    from campaigns.clock import SystemClock
+
+    async def go(database: Database) -> dict[str, Any]:
+        async with database.session() as s:
+            sub = await rules.add_subscription(s, url=url, events=events, secret=secret,
+                                               clock=SystemClock(), actor="cli")
+            return {"id": sub.id, "url": sub.url, "events": rules.events_of(sub),
+                    "secret": sub.secret}
+
+    emit(_rules(go, ctx, as_json), as_json, lambda r: (
+        f"webhook {r['id']}: {r['url']} ({', '.join(r['events'])})\n"
+        f"signing secret: {r['secret']}"))
+
+
+@webhook.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def webhook_list(ctx: Ctx, as_json: bool) -> None:
+    """Every subscription and its deliveries by status (secrets are not shown)."""
+    from campaigns import webhooks as rules
+    from storage import api as store
+
+    async def go(database: Database) -> list[dict[str, Any]]:
+        async with database.session() as s:
+            out = []
+            for sub in await store.subscriptions(s):
+                counts: dict[str, int] = {}
+                for d in await store.deliveries(s, sub.id):
+                    counts[d.status] = counts.get(d.status, 0) + 1
+                out.append({"id": sub.id, "url": sub.url, "events": rules.events_of(sub),
+                            "active": sub.active, "deliveries": counts})
+            return out
+
+    emit(run_async(go, ctx), as_json, lambda rows: "\n".join(
+        f"{r['id']}: {r['url']} ({', '.join(r['events'])}) {r['deliveries']}" for r in rows
+    ) or "no webhooks")
+
+
+@webhook.command("remove")
+@click.argument("webhook_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def webhook_remove(ctx: Ctx, webhook_id: int, as_json: bool) -> None:
+    """Stop sending to a subscriber (its queued deliveries are dropped)."""
+    from campaigns import webhooks as rules
+    from campaigns.clock import SystemClock
+
+    async def go(database: Database) -> dict[str, Any]:
+        async with database.session() as s:
+            await rules.remove_subscription(s, webhook_id, clock=SystemClock(), actor="cli")
+            return {"removed": webhook_id}
+
+    emit(_rules(go, ctx, as_json), as_json, lambda r: f"removed webhook {r['removed']}")
 
 
 # --- entry point ----------------------------------------------------------------------------

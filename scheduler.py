@@ -42,6 +42,7 @@ from typing import Any
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bots import webhooks
 from bots.channel import Channel, ChannelLimits, Outcome, SendResult
 from campaigns import broadcasts, petitions, polls
 from campaigns.broadcasts import Plan
@@ -94,6 +95,7 @@ TICKS: list[Tick] = [
     Tick("petitions.reconcile", petitions.reconcile_tick, seconds=600.0),
     Tick("polls.close_due", polls.close_due_tick, seconds=10.0),
     Tick("polls.mix_ballots", polls.mix_tick, seconds=30.0),
+    Tick("webhooks.deliver", webhooks.deliver_tick, seconds=5.0),
 ]
 
 
@@ -147,7 +149,8 @@ class WorkerOptions:
     request_timeout: float = 10.0
     backoff_base: float = 2.0  # first retry after ~2 s, then ~8 s
     burst_horizon: float = 60.0  # run_burst waits for retries due within this many seconds
-    chat_interval: float = 1.0
+    # Telegram counts arrivals, we schedule departures: a margin over "1 per second".
+    chat_interval: float = 1.1
     group_interval: float = 3.0
     bot_error_pause: float = 60.0
 
@@ -235,6 +238,8 @@ class Worker:
         self._flush_wanted = asyncio.Event()
         self._closing = False
         self._flusher_stop = False
+        self._flushing = 0
+        self._epoch = 0  # counts claims that found rows
         self._last_tick = -math.inf
 
     # --- public -----------------------------------------------------------------------------
@@ -362,11 +367,9 @@ class Worker:
 
     async def _drained(self) -> bool:
         """Burst mode: True when nothing is left to do now or within the horizon."""
-        lanes = list(self._lanes.values())
-        if any(not lane.starved or not lane.queue.empty() or lane.busy for lane in lanes):
+        if not self._idle():
             return False
-        if len(self._outcomes) or self._outcomes.migrated:
-            return False
+        epoch = self._epoch
         try:
             async with self.db.session() as s:
                 sending = await outbox.sending_broadcasts(s)
@@ -385,9 +388,18 @@ class Worker:
             return False
         if due_unstarted:
             return False
+        # Work claimed while we were asking is not in the answer: ask again next time.
+        if epoch != self._epoch or not self._idle():
+            return False
         if next_due is None:
             return True
         return (next_due - self.clock.now()).total_seconds() > self.options.burst_horizon
+
+    def _idle(self) -> bool:
+        lanes = list(self._lanes.values())
+        if any(not lane.starved or not lane.queue.empty() or lane.busy for lane in lanes):
+            return False
+        return not (len(self._outcomes) or self._outcomes.migrated or self._flushing)
 
     # --- feeding ----------------------------------------------------------------------------
 
@@ -417,13 +429,14 @@ class Worker:
                         s, bot_id=lane.bot.id, owner=self.owner, now=now_dt,
                         until=now_dt + timedelta(seconds=o.lease_seconds), limit=batch,
                     )
-                claimed_at = loop.time()
+                claimed_at = loop.time()  # the lease's clock
                 self.stats.skipped += skipped
                 if not rows:
                     lane.starved = True
                     await asyncio.sleep(o.idle_interval)
                     continue
                 lane.starved = False
+                self._epoch += 1
                 await self._ensure_plans({r.broadcast_id for r in rows})
                 grant = await self.limiter.acquire(lane.bot.id, lane.limits,
                                                    [r.chat_id for r in rows])
@@ -431,7 +444,8 @@ class Worker:
                     self._pause_lane(lane, grant.paused_for)
                     self._release([r for r in rows], grant.paused_for)
                     continue
-                self._enqueue(lane, rows, grant.delays, claimed_at)
+                # Delays count from when Redis answered; starting from its reply errs late.
+                self._enqueue(lane, rows, grant.delays, claimed_at, loop.time())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -441,19 +455,19 @@ class Worker:
                 await asyncio.sleep(1.0)
 
     def _enqueue(self, lane: _Lane, rows: list[ClaimedRow], delays: list[float],
-                 claimed_at: float) -> None:
+                 claimed_at: float, granted_at: float) -> None:
         o = self.options
         # Send nothing in the last fifth of the lease (at least 2 s): the row may be
         # handed to another worker right after it expires.
         deadline = claimed_at + o.lease_seconds - max(2.0, o.lease_seconds / 5)
         put = lane.queue.put_nowait
         late: list[ClaimedRow] = []
-        latest = deadline - claimed_at
+        latest = deadline - granted_at
         for row, delay in zip(rows, delays, strict=True):
             if delay >= latest:
                 late.append(row)  # its chat is busy for longer than the lease: later
                 continue
-            put(_Item(row, self._plans[row.broadcast_id], claimed_at + delay, deadline))
+            put(_Item(row, self._plans[row.broadcast_id], granted_at + delay, deadline))
         if late:
             self._release(late, max(delays))
 
@@ -598,6 +612,7 @@ class Worker:
         if not len(batch) and not batch.migrated and not polls:
             return True
         self._outcomes, self._native_polls = Outcomes.empty(), []
+        self._flushing += 1
         try:
             async with self.db.session() as s:
                 await outbox.record(s, owner=self.owner, now=self.clock.now(), batch=batch)
@@ -611,6 +626,8 @@ class Worker:
             self._native_polls[:0] = polls
             await asyncio.sleep(0.5)
             return False
+        finally:
+            self._flushing -= 1
         return True
 
     async def _flush_until_done(self, attempts: int = 20) -> None:

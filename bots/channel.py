@@ -8,11 +8,18 @@ or a permanent failure (give up at once, with the reason).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from campaigns.broadcasts import OutgoingMessage
+
+
+# The outbox row being sent, set by the worker around ``Channel.send``. A channel whose
+# one message is several requests (an X thread) keys its progress on it, so that a
+# retry resumes where it stopped instead of posting the first parts again.
+SENDING_ROW: ContextVar[int | None] = ContextVar("nalgae_sending_row", default=None)
 
 
 class Outcome(StrEnum):

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import signup
+from campaigns import events, signup
 from campaigns.clock import Clock
 from campaigns.i18n import _, normalise_language, t
 from campaigns.regions import REGION_CODES, region_name
@@ -310,6 +310,9 @@ async def sign(
         ref = None
     if await store.insert_signature(session, petition_id=petition.id, supporter_id=supporter.id,
                                     source_ref=ref, now=now):
+        await events.emit(session, events.SIGNATURE_CREATED,
+                          {"petition_id": petition.id, "petition": petition.slug,
+                           "person_id": supporter.id}, now=now, supporter_id=supporter.id)
         # The counter catches up within a second (batched); this signature is in it then.
         count = petition.signature_count + 1
         return [Reply(

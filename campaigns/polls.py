@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import petitions
+from campaigns import events, petitions
 from campaigns.clock import Clock
 from campaigns.i18n import _, normalise_language, t
 from campaigns.petitions import RuleError, check_slug, format_time
@@ -164,6 +164,7 @@ class Results:
     overall: Breakdown
     by_tier: dict[str, Breakdown]
     by_region: dict[str, Breakdown]
+    hidden: bool = False  # a secret ballot still open: no running tally is shown
 
 
 def parse_choices(value: str) -> list[int]:
@@ -229,9 +230,20 @@ def results_json(poll: Poll, results: Results, voters: int) -> dict[str, Any]:
     }
 
 
+def hidden_until_close(poll: Poll) -> bool:
+    """A secret ballot shows no running results: watching a tally move as each person
+    is marked "has voted" would reveal their choice. Only the final result is shown."""
+    return poll.secret and poll.status != "closed"
+
+
 async def results(session: AsyncSession, poll: Poll) -> Results:
-    groups = await store.tally_groups(session, poll)
-    r = tally(poll.kind, len(poll.options), groups)
+    """Exact results from the stored rows; empty (and `hidden`) for a secret ballot that is
+    still open, whoever asks (see `hidden_until_close`)."""
+    if hidden_until_close(poll):
+        r = tally(poll.kind, len(poll.options), [])
+        r.hidden = True
+    else:
+        r = tally(poll.kind, len(poll.options), await store.tally_groups(session, poll))
     r.poll_id = poll.id
     return r
 
@@ -578,6 +590,7 @@ async def vote(
             await store.insert_answer(session, poll_id=poll.id, supporter_id=supporter.id,
                                       choices=encoded, tier=supporter.tier,
                                       region=supporter.region, weight=weight, now=now)
+        await _emit_answered(session, poll, supporter, valid, now, changed=False)
         return VoteOutcome("thanks", [_answered(poll, lang, valid, "thanks", edit)])
     if poll.secret:
         return VoteOutcome("secret_locked", [Reply(
@@ -593,7 +606,18 @@ async def vote(
     if not await store.change_answer(session, poll_id=poll.id, supporter_id=supporter.id,
                                      choices=encoded, now=now):
         return VoteOutcome("closed", [_closed_reply(poll, lang)])
+    await _emit_answered(session, poll, supporter, valid, now, changed=True)
     return VoteOutcome("changed", [_answered(poll, lang, valid, "changed", edit)])
+
+
+async def _emit_answered(session: AsyncSession, poll: Poll, supporter: Supporter,
+                         choices: Sequence[int], now: datetime, *, changed: bool) -> None:
+    """The webhook event; a secret ballot's says only that the person voted, never what."""
+    data: dict[str, Any] = {"poll_id": poll.id, "poll": poll.slug, "person_id": supporter.id,
+                            "secret": poll.secret, "changed": changed}
+    if not poll.secret:
+        data["choices"] = list(choices)
+    await events.emit(session, events.POLL_ANSWERED, data, now=now, supporter_id=supporter.id)
 
 
 def _closed_reply(poll: Poll, lang: str) -> Reply:
@@ -765,14 +789,20 @@ async def results_for(
 
 
 async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
-    """`nalgae poll results --json`: exact results plus the stored rows' count."""
+    """`nalgae poll results --json`: exact results (a secret ballot's once it has closed)."""
     poll = await _get(session, slug)
-    r = await results(session, poll)
     voters = await store.voter_count(session, poll.id)
-    return results_json(poll, r, voters)
+    if hidden_until_close(poll):
+        return {"poll": poll.slug, "id": poll.id, "kind": poll.kind, "status": poll.status,
+                "secret": True, "weights": poll.weights, "voters": voters,
+                "hidden_until_close": True}
+    return results_json(poll, await results(session, poll), voters)
 
 
 async def stored_ballots(session: AsyncSession, slug: str) -> list[dict[str, Any]]:
     """Every stored answer or ballot without supporter ids: enough to recompute results."""
-    return await store.stored_rows(session, await _get(session, slug))
+    poll = await _get(session, slug)
+    if hidden_until_close(poll):
+        raise RuleError("a secret ballot's rows are shown once it has closed")
+    return await store.stored_rows(session, poll)
 

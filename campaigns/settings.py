@@ -13,6 +13,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from campaigns.x_settings import XSettings
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -47,6 +49,28 @@ SETTINGS: tuple[Setting, ...] = (
             "Key for sessions, login links and derived secrets; empty = a random key per start "
             "(sessions do not survive a restart)."),
     Setting("NALGAE_LOG_LEVEL", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR)."),
+    Setting("NALGAE_X_API_KEY", "", "X app's API key (OAuth 1.0a user context, with the next "
+            "three); no X credentials at all = the X channel is off."),
+    Setting("NALGAE_X_API_SECRET", "", "X app's API key secret (OAuth 1.0a)."),
+    Setting("NALGAE_X_ACCESS_TOKEN", "", "The X account's access token (OAuth 1.0a)."),
+    Setting("NALGAE_X_ACCESS_SECRET", "", "The X account's access token secret (OAuth 1.0a)."),
+    Setting("NALGAE_X_BEARER_TOKEN", "",
+            "Instead of the OAuth 1.0a keys: an OAuth 2.0 user access token of the account "
+            "(scopes tweet.read tweet.write users.read)."),
+    Setting("NALGAE_X_USER_ID", "",
+            "The X account's numeric user id (mentions are read for it); empty = asked from X."),
+    Setting("NALGAE_X_MENTION_POLL_SECONDS", "60",
+            "Seconds between two reads of the account's mentions (also bounded by X's limits)."),
+    Setting("NALGAE_X_TIER", "pro",
+            "X rate limits to respect: pro (the published per-endpoint limits), basic or free."),
+    Setting("NALGAE_X_LIMITS", "",
+            "Override the tier's limits, e.g. `posts_15m=100,posts_24h=10000,"
+            "mention_reads_15m=180`."),
+    Setting("NALGAE_X_LINK_BOT", "",
+            "Telegram bot @username X posts link to (`https://t.me/<name>?start=sign_<slug>`)."),
+    Setting("NALGAE_X_PRIVACY_URL", "",
+            "Privacy notice linked from X replies; empty = the Telegram bot, whose /start "
+            "shows it."),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -83,6 +107,7 @@ class Settings:
     admins: tuple[str, ...] = field(default_factory=tuple)
     secret_key: str = ""
     log_level: str = "INFO"
+    x: XSettings = field(default_factory=XSettings)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:
@@ -116,6 +141,7 @@ class Settings:
             admins=admins,
             secret_key=secret_key,
             log_level=_env(env, "NALGAE_LOG_LEVEL").upper(),
+            x=XSettings.from_env(lambda name: _env(env, name)),
         )
 
     @property

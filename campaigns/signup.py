@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import intents
+from campaigns import events, intents
 from campaigns.clock import Clock
 from campaigns.i18n import LANGUAGES, _, normalise_language, t
 from campaigns.regions import REGION_CODES, REGIONS, region_name
@@ -340,6 +340,8 @@ async def stop(session: AsyncSession, person: Person, clock: Clock) -> list[Repl
     await store.record_consent(session, s.id, purpose=PURPOSE, notice_version=NOTICE_VERSION,
                                choice="withdrawn", channel=person.channel, now=now)
     await store.audit(session, actor=f"supporter:{s.id}", action="supporter.stopped", now=now)
+    await events.emit(session, events.SUPPORTER_STOPPED, {"person_id": s.id}, now=now,
+                      supporter_id=s.id)
     return [Reply(t(lang, "signup_stopped"))]
 
 

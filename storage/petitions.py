@@ -97,10 +97,12 @@ async def insert_petition(session: AsyncSession, **values: Any) -> Petition:
     return petition
 
 
+_BY_SLUG = select(Petition).where(Petition.slug == bindparam("slug"))
+
+
 async def petition_by_slug(session: AsyncSession, slug: str) -> Petition | None:
-    return (
-        await session.execute(select(Petition).where(Petition.slug == slug))
-    ).scalar_one_or_none()
+    # A prebuilt statement: this runs once per signature.
+    return (await session.execute(_BY_SLUG, {"slug": slug})).scalar_one_or_none()
 
 
 async def petition_by_id(session: AsyncSession, petition_id: int) -> Petition | None:

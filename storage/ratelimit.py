@@ -34,7 +34,7 @@ class Limits:
     """One bot's limits: messages per second overall (0 = unpaced) and per-chat spacing."""
 
     per_second: float = 30.0
-    chat_interval: float = 1.0  # seconds between two messages to one private chat
+    chat_interval: float = 1.1  # seconds between two messages to one private chat
     group_interval: float = 3.0  # 20 per minute in a group
 
 

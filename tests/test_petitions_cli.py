@@ -92,12 +92,16 @@ async def test_poll_commands_with_exact_weighted_results(db: Database) -> None:
     async with db.session() as s:
         for sid in members + backers:
             await polls.vote(s, await s.get_one(Supporter, sid), made["id"], [0], clock)
+    running = await ok(db, "poll", "results", "rules")
+    assert running["voters"] == 3 and running["hidden_until_close"]  # secret: no running tally
+    refused = await run(db, "poll", "results", "rules", "--rows", "--json")
+    assert refused.exit_code == 1 and "once it has closed" in refused.stderr
+    closed = await ok(db, "poll", "close", "rules")
+    assert closed["status"] == "closed" and closed["overall"]["weighted_voters"] == "5/3"
     results = await ok(db, "poll", "results", "rules", "--rows")
     assert results["overall"]["options"][0]["weighted"] == "5/3"
     assert results["voters"] == 3 and len(results["rows"]) == 3
     assert all(set(r) == {"choices", "tier", "region", "weight"} for r in results["rows"])
-    closed = await ok(db, "poll", "close", "rules")
-    assert closed["status"] == "closed" and closed["overall"]["weighted_voters"] == "5/3"
     async with db.session() as s:
         poll = await poll_store.poll_by_slug(s, "rules")
         assert poll is not None and poll.status == "closed"

@@ -189,6 +189,10 @@ async def test_tally_equals_a_recount_of_the_stored_rows(
         assert (await vote(db, clock, sid, poll_id, sorted(choices))).status == "thanks"
     if secret:
         await polls.mix_ballots(db, min_batch=10)  # some mixed, some maybe still pending
+        async with db.session() as s:
+            poll = await store.poll_by_id(s, poll_id)
+            assert poll is not None
+            await polls.close_poll(s, poll.slug, actor="cli", clock=clock)
     r = await summary(db, poll_id)
     async with db.session() as s:
         poll = await store.poll_by_id(s, poll_id)
@@ -242,6 +246,10 @@ async def test_secret_ballot_cannot_be_linked_to_the_voter(db: Database) -> None
     # "Has voted" still blocks a second vote, and nothing can be changed.
     again = await vote(db, clock, voters[0], poll_id, [4])
     assert again.status == "secret_locked" and "비밀투표" in again.replies[0].text
+    async with db.session() as s:
+        poll = await store.poll_by_id(s, poll_id)
+        assert poll is not None
+        await polls.close_poll(s, poll.slug, actor="cli", clock=clock)
     r = await summary(db, poll_id)
     assert r["voters"] == 12 and sum(o["count"] for o in r["overall"]["options"]) == 12
 
@@ -254,7 +262,8 @@ async def test_secret_ballots_below_the_batch_wait_but_are_counted(db: Database)
     for sid in ids:
         await vote(db, clock, sid, poll_id, [1])
     assert await polls.mix_ballots(db) == 0  # fewer than MIX_BATCH: not mixed yet
-    assert [o["count"] for o in (await summary(db, poll_id))["overall"]["options"]] == [0, 3, 0]
+    running = await summary(db, poll_id)
+    assert running["hidden_until_close"] and running["voters"] == 3 and "overall" not in running
     async with db.session() as s:
         poll = await store.poll_by_id(s, poll_id)
         assert poll is not None and poll.allow_change is False  # secret forces no change
@@ -262,6 +271,7 @@ async def test_secret_ballots_below_the_batch_wait_but_are_counted(db: Database)
     async with db.session() as s:
         assert await s.scalar(select(func.count()).select_from(PollBallot)) == 3
         assert await s.scalar(select(func.count()).select_from(PollBallotPending)) == 0
+    assert [o["count"] for o in (await summary(db, poll_id))["overall"]["options"]] == [0, 3, 0]
 
 
 async def test_answers_change_until_close_unless_forbidden(db: Database) -> None:
@@ -429,4 +439,4 @@ async def test_erasure_unlinks_answers_and_keeps_tallies(db: Database) -> None:
         assert await store.export_supporter(s, sid) == {"poll_answers": [],
                                                         "secret_ballots_cast": []}
     assert [o["count"] for o in (await summary(db, open_poll))["overall"]["options"]] == [0, 0, 1]
-    assert (await summary(db, secret_poll))["voters"] == 1
+    assert (await summary(db, secret_poll))["voters"] == 1  # (results hidden until close)

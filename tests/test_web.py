@@ -18,6 +18,7 @@ from campaigns.settings import Settings, database_url_for_driver
 from storage import bots
 from storage.db import Database
 from storage.models import Supporter
+from tests.dashboard_helpers import make_organiser, sign_in
 from web.app import WEB_DIR, create_app
 
 # 2026-11-27 09:00 UTC is 18:00 in Korea.
@@ -32,7 +33,9 @@ def client_for(app: object) -> httpx.AsyncClient:
 @pytest.fixture
 async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(Settings(), db, clock=FixedClock(NOW), sandbox_url="http://127.0.0.1:8081/")
+    await make_organiser(db, NOW, "minji", role="viewer")
     async with client_for(app) as c:
+        await sign_in(c, "minji")  # the overview is for organisers only
         yield c
 
 
@@ -104,8 +107,9 @@ async def test_dashboard_counts_by_region_and_by_korean_day(
     assert row("day", "2026-10-29")[1] == "0"   # the oldest day shown
     assert 'data-day="2026-10-28"' not in html
     cards = re.findall(r'<div class="card"><b>([\d,]+)</b><span>(.*?)</span>', html)
-    assert cards == [("6", "활동 중인 지지자"), ("1", "회원"), ("1", "수신 중지"),
-                     ("8", "누적 가입")]
+    assert cards == [("6", "활동 중인 지지자"), ("1", "회원"), ("5", "지지자 등급"),
+                     ("1", "수신 중지"), ("8", "누적 가입"), ("0", "연락 가능"),
+                     ("0", "봇 차단")]
 
 
 async def test_dashboard_speaks_english_when_asked_and_remembers(

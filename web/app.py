@@ -85,6 +85,15 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(_pages())
+    from web.dashboard import dashboard_router
+    from web.public import public_router
+
+    app.include_router(dashboard_router())
+    app.include_router(public_router())
+    # The HTTP API (/api/v1), its JSON error answers and /metrics: in every web process.
+    from web import api
+
+    api.install(app)
     for router in routers:
         app.include_router(router)
     return app
@@ -111,12 +120,17 @@ def _pages() -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def home(request: Request) -> Response:
+        from web import auth
+        from web.dashboard import overview_extras
+
+        me = await auth.require(request)  # supporter counts are for organisers only
         lang = _language(request)
         app = request.app
         async with app.state.db.session() as session:
             overview = await dashboard.overview(session, app.state.clock)
+            extras = await overview_extras(session, overview, lang)
         return _render(request, lang, "dashboard.html", {
-            "overview": overview,
+            "overview": overview, "me": me, "csrf": me.csrf, **extras,
             "region_name": lambda code: region_name(code, lang) if code else t_plain(
                 lang, NO_REGION),
         })

@@ -1,5 +1,6 @@
 """All models; importing this package registers every table on ``Base.metadata``."""
 
+from storage.models.api import ApiToken, WebhookDelivery, WebhookSubscription
 from storage.models.base import Base, BigIntPK, UTCDateTime
 from storage.models.broadcasts import Broadcast, OutboxMessage
 from storage.models.core import (
@@ -29,8 +30,11 @@ from storage.models.petitions import (
     PollVoter,
     Signature,
 )
+from storage.models.signin import LoginLink
+from storage.models.x import XCursor, XMention, XPoll, XPost
 
 __all__ = [
+    "ApiToken",
     "AuditLog",
     "Base",
     "BigIntPK",
@@ -40,6 +44,7 @@ __all__ = [
     "ChannelIdentity",
     "Consent",
     "InboxUpdate",
+    "LoginLink",
     "MemberCode",
     "NativePollMap",
     "Organiser",
@@ -59,4 +64,10 @@ __all__ = [
     "Supporter",
     "SupporterTag",
     "UTCDateTime",
+    "WebhookDelivery",
+    "WebhookSubscription",
+    "XCursor",
+    "XMention",
+    "XPoll",
+    "XPost",
 ]

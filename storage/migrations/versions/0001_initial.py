@@ -17,6 +17,23 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
+        "api_token",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("scope", sa.String(length=8), nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_token")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_api_token_token_hash")),
+    )
+    op.create_table(
         "audit_log",
         sa.Column(
             "id",
@@ -83,6 +100,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_petition_count_delta")),
     )
     op.create_table(
+        "webhook_subscription",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("secret", sa.String(length=128), nullable=False),
+        sa.Column("events", sa.String(length=200), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_subscription")),
+    )
+    op.create_table(
         "campaign",
         sa.Column(
             "id",
@@ -117,6 +149,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_inbox_pending", "inbox_update", ["bot_id", "processed_at"], unique=False)
     op.create_table(
+        "login_link",
+        sa.Column("nonce", sa.String(length=64), nullable=False),
+        sa.Column(
+            "organiser_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["organiser_id"],
+            ["organiser.id"],
+            name=op.f("fk_login_link_organiser_id_organiser"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("nonce", name=op.f("pk_login_link")),
+    )
+    op.create_table(
         "supporter",
         sa.Column(
             "id",
@@ -142,6 +191,88 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter")),
     )
     op.create_index("ix_supporter_bot_status", "supporter", ["bot_id", "status"], unique=False)
+    op.create_table(
+        "webhook_delivery",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "subscription_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("event", sa.String(length=32), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("supporter_id", sa.BigInteger(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_status", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.String(length=200), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["subscription_id"],
+            ["webhook_subscription.id"],
+            name=op.f("fk_webhook_delivery_subscription_id_webhook_subscription"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_delivery")),
+    )
+    op.create_index(
+        "ix_webhook_delivery_due",
+        "webhook_delivery",
+        ["next_attempt_at", "id"],
+        unique=False,
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    )
+    op.create_index(
+        "ix_webhook_delivery_lease",
+        "webhook_delivery",
+        ["lease_until"],
+        unique=False,
+        postgresql_where=sa.text("status = 'delivering'"),
+        sqlite_where=sa.text("status = 'delivering'"),
+    )
+    op.create_index(
+        "ix_webhook_delivery_supporter", "webhook_delivery", ["supporter_id"], unique=False
+    )
+    op.create_table(
+        "x_cursor",
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("since_id", sa.BigInteger(), nullable=True),
+        sa.Column("last_polled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("claimed_by", sa.String(length=64), nullable=True),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("window_start", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("window_reads", sa.Integer(), nullable=False),
+        sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_x_cursor_bot_id_bot")),
+        sa.PrimaryKeyConstraint("bot_id", name=op.f("pk_x_cursor")),
+    )
+    op.create_table(
+        "x_post",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("part", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("tweet_id", sa.BigInteger(), nullable=False),
+        sa.Column("in_reply_to", sa.BigInteger(), nullable=True),
+        sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_x_post_bot_id_bot")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_x_post")),
+        sa.UniqueConstraint("bot_id", "key", "part", name=op.f("uq_x_post_bot_id_key_part")),
+    )
+    op.create_index("ix_x_post_bot_posted", "x_post", ["bot_id", "posted_at"], unique=False)
     op.create_table(
         "broadcast",
         sa.Column(
@@ -342,6 +473,49 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("supporter_id", "tag", name=op.f("pk_supporter_tag")),
     )
+    op.create_table(
+        "x_mention",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("tweet_id", sa.BigInteger(), nullable=False),
+        sa.Column("author_id", sa.BigInteger(), nullable=True),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("intent", sa.String(length=16), nullable=True),
+        sa.Column("slug", sa.String(length=40), nullable=True),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reply_state", sa.String(length=16), nullable=False),
+        sa.Column("reply_text", sa.Text(), nullable=True),
+        sa.Column("reply_not_before", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reply_attempts", sa.Integer(), nullable=False),
+        sa.Column("reply_tweet_id", sa.BigInteger(), nullable=True),
+        sa.Column("replied_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reply_error", sa.String(length=200), nullable=True),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_x_mention_bot_id_bot")),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_x_mention_supporter_id_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_x_mention")),
+        sa.UniqueConstraint("bot_id", "tweet_id", name=op.f("uq_x_mention_bot_id_tweet_id")),
+    )
+    op.create_index(
+        "ix_x_mention_reply_due",
+        "x_mention",
+        ["bot_id", "reply_not_before"],
+        unique=False,
+        postgresql_where=sa.text("reply_state = 'pending'"),
+        sqlite_where=sa.text("reply_state = 'pending'"),
+    )
+    op.create_index("ix_x_mention_supporter", "x_mention", ["supporter_id"], unique=False)
     op.create_table(
         "native_poll_map",
         sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -649,9 +823,53 @@ def upgrade() -> None:
     op.create_index(
         "ix_signature_petition_created", "signature", ["petition_id", "created_at"], unique=False
     )
+    op.create_table(
+        "x_poll",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("poll_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("tweet_id", sa.BigInteger(), nullable=False),
+        sa.Column("x_poll_id", sa.String(length=32), nullable=True),
+        sa.Column("options", sa.JSON(), nullable=False),
+        sa.Column("duration_minutes", sa.Integer(), nullable=False),
+        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("counts", sa.JSON(), nullable=True),
+        sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_x_poll_bot_id_bot")),
+        sa.ForeignKeyConstraint(
+            ["poll_id"], ["poll.id"], name=op.f("fk_x_poll_poll_id_poll"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_x_poll")),
+        sa.UniqueConstraint("bot_id", "tweet_id", name=op.f("uq_x_poll_bot_id_tweet_id")),
+    )
+    op.create_index(
+        "ix_x_poll_due",
+        "x_poll",
+        ["ends_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'open'"),
+        sqlite_where=sa.text("status = 'open'"),
+    )
+    op.create_index("ix_x_poll_poll", "x_poll", ["poll_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_x_poll_poll", table_name="x_poll")
+    op.drop_index(
+        "ix_x_poll_due",
+        table_name="x_poll",
+        postgresql_where=sa.text("status = 'open'"),
+        sqlite_where=sa.text("status = 'open'"),
+    )
+    op.drop_table("x_poll")
     op.drop_index("ix_signature_petition_created", table_name="signature")
     op.drop_table("signature")
     op.drop_table("poll_voter")
@@ -680,6 +898,14 @@ def downgrade() -> None:
     op.drop_table("organiser_notice")
     op.drop_index("ix_native_poll_map_poll", table_name="native_poll_map")
     op.drop_table("native_poll_map")
+    op.drop_index("ix_x_mention_supporter", table_name="x_mention")
+    op.drop_index(
+        "ix_x_mention_reply_due",
+        table_name="x_mention",
+        postgresql_where=sa.text("reply_state = 'pending'"),
+        sqlite_where=sa.text("reply_state = 'pending'"),
+    )
+    op.drop_table("x_mention")
     op.drop_table("supporter_tag")
     op.drop_table("poll")
     op.drop_table("petition")
@@ -689,13 +915,33 @@ def downgrade() -> None:
     op.drop_table("channel_identity")
     op.drop_index("ix_broadcast_due", table_name="broadcast")
     op.drop_table("broadcast")
+    op.drop_index("ix_x_post_bot_posted", table_name="x_post")
+    op.drop_table("x_post")
+    op.drop_table("x_cursor")
+    op.drop_index("ix_webhook_delivery_supporter", table_name="webhook_delivery")
+    op.drop_index(
+        "ix_webhook_delivery_lease",
+        table_name="webhook_delivery",
+        postgresql_where=sa.text("status = 'delivering'"),
+        sqlite_where=sa.text("status = 'delivering'"),
+    )
+    op.drop_index(
+        "ix_webhook_delivery_due",
+        table_name="webhook_delivery",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    )
+    op.drop_table("webhook_delivery")
     op.drop_index("ix_supporter_bot_status", table_name="supporter")
     op.drop_table("supporter")
+    op.drop_table("login_link")
     op.drop_index("ix_inbox_pending", table_name="inbox_update")
     op.drop_table("inbox_update")
     op.drop_table("campaign")
+    op.drop_table("webhook_subscription")
     op.drop_table("petition_count_delta")
     op.drop_table("organiser")
     op.drop_table("bot")
     op.drop_index("ix_audit_log_at", table_name="audit_log")
     op.drop_table("audit_log")
+    op.drop_table("api_token")

@@ -1,0 +1,80 @@
+"""The X account as a ``Channel`` for the delivery worker (scheduler.Worker).
+
+A broadcast to the X bot has one outbox row, addressed to the account itself; the
+worker sends it here and gets the usual outcomes: SENT (with the first post's id),
+RATE_LIMITED with the reset time X gave (the worker reschedules the row and pauses
+only this bot's lane: Telegram lanes never wait for X), BOT_ERROR for refused
+credentials (the row waits; nothing is lost), RETRY, or FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bots.channel import SENDING_ROW, ChannelLimits, Outcome, SendResult
+from campaigns.broadcasts import OutgoingMessage
+from campaigns.clock import Clock, SystemClock
+from campaigns.x_settings import XSettings
+from storage.db import Database
+
+from .account import XAccount
+from .client import XApi, XApiError
+
+if TYPE_CHECKING:
+    from scheduler import BotInfo
+
+log = logging.getLogger("nalgae.x")
+
+
+class XChannel:
+    """One X account, for the worker. Builds its client lazily, closes it with the lane."""
+
+    name = "x"
+    capabilities = frozenset({"native_poll", "thread", "links"})
+
+    def __init__(self, settings: XSettings, db: Database, *, bot_id: int,
+                 limits: ChannelLimits, clock: Clock | None = None,
+                 api: XApi | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.bot_id = bot_id
+        self.limits = limits
+        self.clock = clock or SystemClock()
+        self._api = api
+        self._account: XAccount | None = None
+
+    async def _ready(self) -> XAccount:
+        if self._account is None:
+            from .setup import resolve_account_id
+
+            api = self._api or XApi(self.settings, clock=self.clock)
+            self._api = api
+            account_id = await resolve_account_id(self.db, api, self.settings, self.bot_id)
+            self._account = XAccount(api, self.db, self.clock, bot_id=self.bot_id,
+                                     account_id=account_id, limits=self.settings.limits)
+        return self._account
+
+    async def send(self, chat_id: int, message: OutgoingMessage) -> SendResult:
+        try:
+            account = await self._ready()
+        except XApiError as err:
+            outcome = Outcome.BOT_ERROR if err.kind == "auth" else Outcome.RETRY
+            return SendResult(outcome, error=str(err)[:200])
+        return await account.publish(chat_id=chat_id, message=message,
+                                     outbox_id=SENDING_ROW.get())
+
+    async def aclose(self) -> None:
+        if self._api is not None:
+            await self._api.aclose()
+
+
+def channel_factory(settings: XSettings, db: Database, clock: Clock | None = None,
+                    api: XApi | None = None) -> Callable[[BotInfo, ChannelLimits], XChannel]:
+    """The worker's factory for X lanes (scheduler.Worker(channels={"x": ...}))."""
+
+    def make(info: BotInfo, limits: ChannelLimits) -> XChannel:
+        return XChannel(settings, db, bot_id=info.id, limits=limits, clock=clock, api=api)
+
+    return make

@@ -1,0 +1,134 @@
+"""Rules behind the HTTP API: tokens for scripts, and the writes that have no other home.
+
+A token is shown once when created and stored as its SHA-256 only. Scopes: "read"
+reads everything the API shows; "write" also creates and changes. Every write made
+with a token is audited as ``api_token:<id>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns import events
+from campaigns.clock import Clock
+from campaigns.petitions import SOURCE_REF, RuleError, is_open
+from storage import api as store
+from storage import petitions as petition_store
+from storage import supporters
+from storage.models import ApiToken, Signature
+from storage.models.api import API_SCOPES
+
+TOKEN_PREFIX = "nalgae_"
+
+
+class NotFound(RuleError):
+    """The thing named does not exist (or is not shown, e.g. an erased person)."""
+
+
+class Conflict(RuleError):
+    """The request is valid but the current state refuses it."""
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def actor(token: ApiToken) -> str:
+    return f"api_token:{token.id}"
+
+
+@dataclass(frozen=True)
+class NewToken:
+    token: ApiToken
+    secret: str  # the bearer token itself: print once, never store
+
+
+async def create_token(
+    session: AsyncSession, *, name: str, scope: str, clock: Clock, actor: str
+) -> NewToken:
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise RuleError("a token name is 1-64 characters")
+    if scope not in API_SCOPES:
+        raise RuleError(f"scope is one of {', '.join(API_SCOPES)}")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = clock.now()
+    token = await store.insert_token(session, name=name, token_hash=hash_token(secret),
+                                     scope=scope, created_by=actor, created_at=now)
+    await supporters.audit(session, actor=actor, action="api_token.created",
+                           target=f"api_token:{token.id}", now=now, details={"scope": scope})
+    return NewToken(token, secret)
+
+
+async def revoke_token(
+    session: AsyncSession, ref: str, *, clock: Clock, actor: str
+) -> list[int]:
+    """Revoke by id or by name (every active token of that name); the ids revoked."""
+    now = clock.now()
+    if ref.isdigit():
+        ids = [int(ref)] if await store.revoke_token(session, int(ref), now) else []
+    else:
+        ids = [t.id for t in await store.token_by_name(session, ref)
+               if await store.revoke_token(session, t.id, now)]
+    if not ids:
+        raise RuleError(f"no active token {ref!r}")
+    for token_id in ids:
+        await supporters.audit(session, actor=actor, action="api_token.revoked",
+                               target=f"api_token:{token_id}", now=now)
+    return ids
+
+
+async def authenticate(session: AsyncSession, bearer: str) -> ApiToken | None:
+    """The active token this bearer string is, or None (unknown or revoked)."""
+    if not bearer.startswith(TOKEN_PREFIX) or len(bearer) > 200:
+        return None
+    return await store.active_token(session, hash_token(bearer))
+
+
+def allows(token: ApiToken, scope: str) -> bool:
+    return token.scope == "write" or scope == "read"
+
+
+@dataclass(frozen=True)
+class Signed:
+    signature: Signature
+    created: bool
+
+
+async def record_signature(
+    session: AsyncSession, *, petition_id: int, person_id: int, clock: Clock, actor: str,
+    source_ref: str | None = None,
+) -> Signed:
+    """Sign an open petition for a known, active person (e.g. a paper form typed in)."""
+    petition = await petition_store.petition_by_id(session, petition_id)
+    if petition is None:
+        raise NotFound(f"no petition {petition_id}")
+    person = await store.person(session, person_id)
+    if person is None:
+        raise NotFound(f"no person {person_id}")
+    if person.status != "active":
+        raise Conflict("this person stopped; they cannot sign until they sign up again")
+    now = clock.now()
+    if not is_open(petition, now):
+        raise Conflict(f"the petition is {'closed' if petition.status != 'draft' else 'a draft'}"
+                       "; it takes no signatures")
+    if source_ref is not None and not SOURCE_REF.match(source_ref):
+        raise RuleError("a source ref is 1-64 letters, digits, '-' or '_'")
+    created = await petition_store.insert_signature(
+        session, petition_id=petition.id, supporter_id=person.id,
+        source_ref=source_ref or person.source_ref, now=now)
+    if created:
+        await events.emit(session, events.SIGNATURE_CREATED,
+                          {"petition_id": petition.id, "petition": petition.slug,
+                           "person_id": person.id}, now=now, supporter_id=person.id)
+        await supporters.audit(session, actor=actor, action="petition.signed",
+                               target=f"petition:{petition.id}", now=now,
+                               details={"supporter_id": person.id})
+    signature = await store.signature_for(session, petition.id, person.id)
+    if signature is None:  # closed between the check and the insert
+        raise Conflict("the petition closed; it takes no signatures")
+    return Signed(signature, created)

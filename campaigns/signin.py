@@ -1,0 +1,139 @@
+"""Organiser sign-in for the dashboard: argon2 passwords and one-time login links.
+
+A login link is ``itsdangerous``-signed (organiser id + random nonce) and short-lived;
+the nonce is also stored, and marking it used is a single conditional UPDATE, so a
+link works once even with many web processes. Every attempt is audited with internal
+ids only (never the login typed, never the link).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.clock import Clock
+from campaigns.organisers import ROLES, actor
+from storage import signin as store
+from storage import supporters
+from storage.models import Organiser
+
+LINK_SECONDS = 10 * 60
+MIN_PASSWORD = 10
+_HASHER = PasswordHasher()
+# A hash to verify against when the login is unknown, so that the answer takes as long.
+_DUMMY_HASH = _HASHER.hash("not-a-real-password")
+
+
+class SignInError(ValueError):
+    """A refused administrative change (short password, unknown login...)."""
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise SignInError(f"a password has at least {MIN_PASSWORD} characters")
+    return _HASHER.hash(password)
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def set_password(
+    session: AsyncSession, login: str, password: str, clock: Clock, *, by: str,
+    role: str | None = None, create: bool = False, telegram_user_id: str | None = None,
+) -> Organiser:
+    """Set an organiser's password (creating a login-only organiser when ``create``)."""
+    login = login.strip().lower()
+    if not login or len(login) > 64:
+        raise SignInError("a login is 1 to 64 characters")
+    password_hash = hash_password(password)
+    organiser = await store.by_login(session, login)
+    now = clock.now()
+    if organiser is None:
+        if not create:
+            raise SignInError(f"no organiser with the login {login!r}")
+        if role is not None and role not in ROLES:
+            raise SignInError(f"unknown role {role!r}")
+        organiser = await store.insert_organiser(session, login=login, role=role or "organiser",
+                                                 now=now, telegram_user_id=telegram_user_id)
+        await supporters.audit(session, actor=by, action="organiser.created",
+                               target=actor(organiser), now=now,
+                               details={"role": organiser.role})
+    await store.set_password_hash(session, organiser.id, password_hash)
+    await supporters.audit(session, actor=by, action="organiser.password_set",
+                           target=actor(organiser), now=now)
+    return organiser
+
+
+async def authenticate(
+    session: AsyncSession, login: str, password: str, clock: Clock
+) -> Organiser | None:
+    """The organiser if the password is right; every attempt audited."""
+    organiser = await store.by_login(session, login.strip().lower())
+    ok = _verify(organiser.password_hash if organiser else None, password)
+    await supporters.audit(
+        session, actor=actor(organiser) if organiser else "stranger",
+        action="organiser.signed_in" if ok else "organiser.sign_in_refused",
+        now=clock.now(), details={"method": "password"},
+    )
+    return organiser if ok else None
+
+
+def _serializer(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt="nalgae.login-link")
+
+
+async def issue_link_token(
+    session: AsyncSession, organiser: Organiser, clock: Clock, secret_key: str,
+    *, seconds: int = LINK_SECONDS,
+) -> str:
+    """A signed, single-use token for ``/login/link/<token>``."""
+    nonce = secrets.token_urlsafe(24)
+    now = clock.now()
+    await store.add_login_link(session, nonce=nonce, organiser_id=organiser.id, now=now,
+                               expires_at=now + timedelta(seconds=seconds))
+    await supporters.audit(session, actor=actor(organiser), action="organiser.login_link_sent",
+                           now=now)
+    return _serializer(secret_key).dumps({"o": organiser.id, "n": nonce})
+
+
+async def redeem_link_token(
+    session: AsyncSession, token: str, clock: Clock, secret_key: str,
+    *, seconds: int = LINK_SECONDS,
+) -> Organiser | None:
+    """The organiser the link was made for, the first time it is used within its life."""
+    try:
+        data = _serializer(secret_key).loads(token, max_age=seconds)
+        organiser_id, nonce = int(data["o"]), str(data["n"])
+    except (BadSignature, SignatureExpired, KeyError, TypeError, ValueError):
+        data = None
+    ok = data is not None and await store.use_login_link(
+        session, nonce=nonce, organiser_id=organiser_id, now=clock.now())
+    organiser = await store.by_id(session, organiser_id) if ok else None
+    await supporters.audit(
+        session, actor=actor(organiser) if organiser else "stranger",
+        action="organiser.signed_in" if organiser else "organiser.sign_in_refused",
+        now=clock.now(), details={"method": "link"},
+    )
+    return organiser
+
+
+async def organiser_for_link(session: AsyncSession, who: str) -> Organiser | None:
+    """The organiser a "send me a link" request names: a login or a Telegram user id."""
+    from storage import organisers
+
+    who = who.strip().lower().lstrip("@")
+    if not who:
+        return None
+    organiser = await store.by_login(session, who)
+    if organiser is None and who.isdigit():
+        organiser = await organisers.by_telegram_user(session, who)
+    return organiser if organiser is not None and organiser.telegram_user_id else None

@@ -1,0 +1,194 @@
+"""Lists the organiser dashboard shows and exports (SQL only, no rules).
+
+Nothing here returns a chat id, Telegram id or username: the dashboard shows a
+display name and a region at most, and erased supporters have neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ChannelIdentity, Petition, Signature, Supporter, SupporterTag
+
+PAGE = 50
+
+
+async def reachability(session: AsyncSession, bot_id: int | None = None) -> dict[str, int]:
+    """Active supporters' channel identities: reachable vs blocked (the bot was blocked)."""
+    query = (
+        select(ChannelIdentity.reachable, func.count())
+        .join(Supporter, Supporter.id == ChannelIdentity.supporter_id)
+        .where(Supporter.status == "active")
+        .group_by(ChannelIdentity.reachable)
+    )
+    if bot_id is not None:
+        query = query.where(Supporter.bot_id == bot_id)
+    rows = (await session.execute(query)).all()
+    counts = {bool(r): int(n) for r, n in rows}
+    return {"reachable": counts.get(True, 0), "blocked": counts.get(False, 0)}
+
+
+@dataclass(frozen=True)
+class SignatureRow:
+    id: int
+    created_at: datetime
+    name: str | None  # None: anonymous (erased, or never gave one)
+    region: str | None
+    valid: bool
+    source_ref: str | None
+
+
+def _signature_query(petition_id: int, search: str | None) -> Any:
+    # Erased supporters are unlinked (supporter_id NULL) or marked erased: no name either way.
+    name = func.nullif(
+        func.coalesce(Supporter.display_name, ""), ""
+    )
+    query = (
+        select(Signature.id, Signature.created_at, Supporter.display_name, Supporter.status,
+               Signature.region, Signature.valid, Signature.source_ref)
+        .outerjoin(Supporter, Supporter.id == Signature.supporter_id)
+        .where(Signature.petition_id == petition_id)
+    )
+    if search:
+        pattern = f"%{search.strip().lower()}%"
+        query = query.where(or_(
+            and_(func.lower(name).like(pattern), Supporter.status != "erased"),
+            func.lower(func.coalesce(Signature.region, "")).like(pattern),
+            func.lower(func.coalesce(Signature.source_ref, "")).like(pattern),
+        ))
+    return query
+
+
+async def signatures(
+    session: AsyncSession, petition_id: int, *, search: str | None = None, offset: int = 0,
+    limit: int = PAGE,
+) -> tuple[list[SignatureRow], int]:
+    """One page of a petition's signatures, newest first, and how many match."""
+    query = _signature_query(petition_id, search)
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = (await session.execute(
+        query.order_by(Signature.created_at.desc(), Signature.id.desc())
+        .offset(offset).limit(limit)
+    )).all()
+    return [
+        SignatureRow(r.id, r.created_at, r.display_name if r.status == "active"
+                     or r.status == "stopped" else None, r.region, bool(r.valid), r.source_ref)
+        for r in rows
+    ], total
+
+
+async def iter_signatures(
+    session: AsyncSession, petition_id: int | None = None, batch: int = 5000
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every signature (keyset by id) for an export: petition slug, time, name, region."""
+    last = 0
+    while True:
+        query = (
+            select(Signature.id, Petition.slug, Signature.created_at, Supporter.display_name,
+                   Supporter.status, Signature.region, Signature.valid)
+            .join(Petition, Petition.id == Signature.petition_id)
+            .outerjoin(Supporter, Supporter.id == Signature.supporter_id)
+            .where(Signature.id > last)
+            .order_by(Signature.id).limit(batch)
+        )
+        if petition_id is not None:
+            query = query.where(Signature.petition_id == petition_id)
+        rows = (await session.execute(query)).all()
+        if not rows:
+            return
+        last = rows[-1].id
+        yield [{
+            "petition": r.slug,
+            "signed_at": r.created_at.isoformat(),
+            "name": r.display_name if r.status in ("active", "stopped") else None,
+            "region": r.region,
+            "valid": bool(r.valid),
+        } for r in rows]
+
+
+@dataclass(frozen=True)
+class SupporterRow:
+    id: int
+    name: str | None
+    language: str
+    region: str | None
+    tier: str
+    status: str
+    created_at: datetime
+    tags: list[str]
+
+
+async def supporters(
+    session: AsyncSession, bot_id: int, *, region: str | None = None, tier: str | None = None,
+    status: str | None = None, tag: str | None = None, search: str | None = None,
+    offset: int = 0, limit: int = PAGE,
+) -> tuple[list[SupporterRow], int]:
+    """One page of supporters (erased ones never listed), newest first, and the total."""
+    query = select(Supporter.id, Supporter.display_name, Supporter.language, Supporter.region,
+                   Supporter.tier, Supporter.status, Supporter.created_at).where(
+        Supporter.bot_id == bot_id, Supporter.status != "erased")
+    if region:
+        query = query.where(Supporter.region == region)
+    if tier:
+        query = query.where(Supporter.tier == tier)
+    if status:
+        query = query.where(Supporter.status == status)
+    if tag:
+        query = query.where(Supporter.id.in_(
+            select(SupporterTag.supporter_id).where(SupporterTag.tag == tag.strip().lower())))
+    if search:
+        query = query.where(func.lower(func.coalesce(Supporter.display_name, "")).like(
+            f"%{search.strip().lower()}%"))
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = (await session.execute(
+        query.order_by(Supporter.id.desc()).offset(offset).limit(limit))).all()
+    ids = [r.id for r in rows]
+    tags: dict[int, list[str]] = {i: [] for i in ids}
+    if ids:
+        for sid, t in (await session.execute(
+                select(SupporterTag.supporter_id, SupporterTag.tag)
+                .where(SupporterTag.supporter_id.in_(ids)).order_by(SupporterTag.tag))).all():
+            tags[sid].append(t)
+    return [SupporterRow(r.id, r.display_name, r.language, r.region, r.tier, r.status,
+                         r.created_at, tags[r.id]) for r in rows], total
+
+
+async def tag_counts(session: AsyncSession, bot_id: int) -> list[tuple[str, int]]:
+    """Tags of active supporters with how many carry each."""
+    rows = await session.execute(
+        select(SupporterTag.tag, func.count())
+        .join(Supporter, Supporter.id == SupporterTag.supporter_id)
+        .where(Supporter.bot_id == bot_id, Supporter.status == "active")
+        .group_by(SupporterTag.tag).order_by(func.count().desc(), SupporterTag.tag)
+    )
+    return [(t, int(n)) for t, n in rows.all()]
+
+
+async def campaigns(session: AsyncSession) -> list[Any]:
+    from storage.models import Campaign
+
+    return list((await session.execute(select(Campaign).order_by(Campaign.id.desc()))).scalars())
+
+
+async def default_telegram_bot(session: AsyncSession) -> Any:
+    """The first Telegram bot row (the one `nalgae run` and the settings' token create)."""
+    from storage.models import Bot
+
+    return (await session.execute(
+        select(Bot).where(Bot.channel == "telegram").order_by(Bot.id).limit(1)
+    )).scalar_one_or_none()
+
+
+async def set_bot_username(session: AsyncSession, bot_id: int, username: str) -> None:
+    from sqlalchemy import update
+
+    from storage.models import Bot
+
+    await session.execute(update(Bot).where(Bot.id == bot_id).values(username=username)
+                          .execution_options(synchronize_session=False))

@@ -1,0 +1,384 @@
+"""The X channel's tables: cursor, mentions, posts, polls, the account's own row (SQL only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    Broadcast,
+    ChannelIdentity,
+    OutboxMessage,
+    Poll,
+    Supporter,
+    XCursor,
+    XMention,
+    XPoll,
+    XPost,
+)
+
+ACCOUNT_SOURCE = "x:account"
+MAX_ERROR = 200
+
+
+def _pg(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    return (pg_insert if _pg(session) else sqlite_insert)(table)
+
+
+# --- the account ------------------------------------------------------------------------------
+
+async def ensure_account(session: AsyncSession, *, bot_id: int, account_id: int,
+                         now: datetime) -> int:
+    """The supporter row standing for the X account itself; its identity id.
+
+    A broadcast to the X bot is materialised like any other, into one outbox row per
+    reachable identity; the account's own identity is the only X identity with a
+    chat id, so a broadcast becomes exactly one row: one post (or thread), not one
+    message per supporter.
+    """
+    ident = (await session.execute(
+        select(ChannelIdentity.id).where(ChannelIdentity.bot_id == bot_id,
+                                         ChannelIdentity.channel == "x",
+                                         ChannelIdentity.external_user_id == str(account_id))
+    )).scalar()
+    if ident is not None:
+        await session.execute(
+            update(ChannelIdentity).where(ChannelIdentity.id == ident)
+            .values(chat_id=account_id, reachable=True)
+        )
+        return int(ident)
+    supporter = Supporter(bot_id=bot_id, display_name=None, language="ko", status="active",
+                          tier="supporter", source_ref=ACCOUNT_SOURCE, created_at=now,
+                          updated_at=now, consented_at=now)
+    session.add(supporter)
+    await session.flush()
+    identity = ChannelIdentity(supporter_id=supporter.id, bot_id=bot_id, channel="x",
+                               external_user_id=str(account_id), chat_id=account_id,
+                               reachable=True, created_at=now)
+    session.add(identity)
+    await session.flush()
+    return int(identity.id)
+
+
+@dataclass(frozen=True)
+class PostContext:
+    broadcast_id: int
+    poll_id: int | None
+    poll_closes_at: datetime | None
+
+
+async def post_context(session: AsyncSession, outbox_id: int) -> PostContext | None:
+    """The broadcast an outbox row belongs to, and the campaign poll it sends, if any."""
+    row = (await session.execute(
+        select(Broadcast.id, Broadcast.poll)
+        .join(OutboxMessage, OutboxMessage.broadcast_id == Broadcast.id)
+        .where(OutboxMessage.id == outbox_id)
+    )).first()
+    if row is None:
+        return None
+    poll_id = (row[1] or {}).get("poll_id")
+    closes_at = None
+    if poll_id is not None:
+        closes_at = (await session.execute(
+            select(Poll.closes_at).where(Poll.id == poll_id))).scalar()
+    return PostContext(int(row[0]), int(poll_id) if poll_id is not None else None, closes_at)
+
+
+# --- posts ------------------------------------------------------------------------------------
+
+async def posted_parts(session: AsyncSession, bot_id: int, key: str) -> dict[int, int]:
+    """Parts already posted under ``key``: part index -> tweet id."""
+    rows = await session.execute(
+        select(XPost.part, XPost.tweet_id).where(XPost.bot_id == bot_id, XPost.key == key)
+    )
+    return {int(p): int(t) for p, t in rows.all()}
+
+
+async def record_post(session: AsyncSession, *, bot_id: int, key: str, part: int, kind: str,
+                      tweet_id: int, in_reply_to: int | None, now: datetime) -> None:
+    await session.execute(
+        _insert(session, XPost)
+        .values(bot_id=bot_id, key=key, part=part, kind=kind, tweet_id=tweet_id,
+                in_reply_to=in_reply_to, posted_at=now)
+        .on_conflict_do_nothing(index_elements=["bot_id", "key", "part"])
+    )
+
+
+async def posts_since(session: AsyncSession, bot_id: int, since: datetime) -> int:
+    return int((await session.execute(
+        select(func.count()).select_from(XPost)
+        .where(XPost.bot_id == bot_id, XPost.posted_at > since)
+    )).scalar_one())
+
+
+async def nth_post_since(session: AsyncSession, bot_id: int, since: datetime,
+                         offset: int) -> datetime | None:
+    """The time of the ``offset``-th oldest post after ``since`` (0 = the oldest)."""
+    return (await session.execute(
+        select(XPost.posted_at).where(XPost.bot_id == bot_id, XPost.posted_at > since)
+        .order_by(XPost.posted_at, XPost.id).offset(offset).limit(1)
+    )).scalar()
+
+
+# --- the mention cursor -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cursor:
+    since_id: int | None
+    window_start: datetime | None
+    window_reads: int
+
+
+async def claim_cursor(session: AsyncSession, *, bot_id: int, owner: str, now: datetime,
+                       until: datetime, polled_before: datetime) -> Cursor | None:
+    """Claim the right to read mentions now; None if not due, blocked, or someone reads."""
+    await session.execute(
+        _insert(session, XCursor).values(bot_id=bot_id, window_reads=0)
+        .on_conflict_do_nothing(index_elements=["bot_id"])
+    )
+    c = XCursor.__table__.c
+    row = (await session.execute(
+        update(XCursor.__table__)
+        .where(c.bot_id == bot_id,
+               or_(c.claimed_until.is_(None), c.claimed_until < now),
+               or_(c.last_polled_at.is_(None), c.last_polled_at <= polled_before),
+               or_(c.blocked_until.is_(None), c.blocked_until <= now))
+        .values(claimed_by=owner, claimed_until=until)
+        .returning(c.since_id, c.window_start, c.window_reads)
+    )).first()
+    if row is None:
+        return None
+    return Cursor(int(row[0]) if row[0] is not None else None, row[1], int(row[2] or 0))
+
+
+async def release_cursor(session: AsyncSession, *, bot_id: int, owner: str, now: datetime,
+                         since_id: int | None, window_start: datetime | None,
+                         window_reads: int, blocked_until: datetime | None,
+                         polled: bool) -> None:
+    """Store where reading got to and hand the claim back."""
+    c = XCursor.__table__.c
+    values: dict[str, Any] = {"claimed_by": None, "claimed_until": None,
+                              "window_start": window_start, "window_reads": window_reads,
+                              "blocked_until": blocked_until}
+    if since_id is not None:
+        values["since_id"] = since_id
+    if polled:
+        values["last_polled_at"] = now
+    await session.execute(
+        update(XCursor.__table__).where(c.bot_id == bot_id, c.claimed_by == owner)
+        .values(**values)
+    )
+
+
+async def cursor(session: AsyncSession, bot_id: int) -> XCursor | None:
+    return await session.get(XCursor, bot_id, populate_existing=True)
+
+
+# --- mentions ---------------------------------------------------------------------------------
+
+async def insert_mentions(session: AsyncSession, bot_id: int, tweet_ids: Sequence[int],
+                          now: datetime) -> dict[int, int]:
+    """Add mentions to the ledger in one statement; tweet id -> row id of the NEW ones only."""
+    if not tweet_ids:
+        return {}
+    t = XMention.__table__
+    result = await session.execute(
+        _insert(session, t)
+        .on_conflict_do_nothing(index_elements=["bot_id", "tweet_id"])
+        .returning(t.c.tweet_id, t.c.id),
+        [{"bot_id": bot_id, "tweet_id": tid, "received_at": now, "reply_state": "none",
+          "reply_attempts": 0} for tid in tweet_ids],
+    )
+    return {int(tid): int(mid) for tid, mid in result.all()}
+
+
+async def update_mention(session: AsyncSession, mention_id: int, **values: Any) -> None:
+    await session.execute(
+        update(XMention.__table__).where(XMention.__table__.c.id == mention_id).values(**values)
+    )
+
+
+async def mention_by_tweet(session: AsyncSession, bot_id: int, tweet_id: int) -> XMention | None:
+    return (await session.execute(
+        select(XMention).where(XMention.bot_id == bot_id, XMention.tweet_id == tweet_id)
+        .execution_options(populate_existing=True)
+    )).scalar_one_or_none()
+
+
+async def mention_facts(session: AsyncSession, bot_id: int,
+                        tweet_id: int) -> tuple[XMention, str | None, int] | None:
+    """A mention, its supporter's status and how many replies were posted to it."""
+    mention = await mention_by_tweet(session, bot_id, tweet_id)
+    if mention is None:
+        return None
+    status = None
+    if mention.supporter_id is not None:
+        status = (await session.execute(
+            select(Supporter.status).where(Supporter.id == mention.supporter_id))).scalar()
+    replies = int((await session.execute(
+        select(func.count()).select_from(XPost)
+        .where(XPost.bot_id == bot_id, XPost.key == reply_key(mention.id))
+    )).scalar_one())
+    return mention, status, replies
+
+
+def reply_key(mention_id: int) -> str:
+    return f"reply:{mention_id}"
+
+
+@dataclass(frozen=True)
+class DueReply:
+    mention_id: int
+    tweet_id: int
+    author_id: int | None
+    text: str
+    attempts: int
+
+
+async def claim_replies(session: AsyncSession, *, bot_id: int, now: datetime,
+                        limit: int) -> list[DueReply]:
+    """Take due replies (pending -> sending). A reply left "sending" is never retried."""
+    t = XMention.__table__
+    pick = (select(t.c.id).where(t.c.bot_id == bot_id, t.c.reply_state == "pending",
+                                 or_(t.c.reply_not_before.is_(None),
+                                     t.c.reply_not_before <= now))
+            .order_by(t.c.id).limit(limit))
+    if _pg(session):
+        pick = pick.with_for_update(skip_locked=True)
+    rows = await session.execute(
+        update(t).where(t.c.id.in_(pick.scalar_subquery()))
+        .values(reply_state="sending")
+        .returning(t.c.id, t.c.tweet_id, t.c.author_id, t.c.reply_text, t.c.reply_attempts)
+    )
+    return sorted((DueReply(int(a), int(b), int(c) if c is not None else None, d or "", int(e))
+                   for a, b, c, d, e in rows.all()), key=lambda r: r.mention_id)
+
+
+async def finish_reply(session: AsyncSession, mention_id: int, *, state: str, now: datetime,
+                       reply_tweet_id: int | None = None, error: str | None = None) -> None:
+    """Settle a reply; the author's id is no longer needed and goes."""
+    await update_mention(session, mention_id, reply_state=state, reply_tweet_id=reply_tweet_id,
+                         replied_at=now if state == "sent" else None, author_id=None,
+                         reply_error=error[:MAX_ERROR] if error else None)
+
+
+async def retry_reply(session: AsyncSession, mention_id: int, *, not_before: datetime,
+                      attempts: int, error: str | None) -> None:
+    """Hand a claimed reply back (it was certainly not posted)."""
+    await update_mention(session, mention_id, reply_state="pending", reply_not_before=not_before,
+                         reply_attempts=attempts, reply_error=error[:MAX_ERROR] if error else None)
+
+
+async def pending_replies(session: AsyncSession, bot_id: int, now: datetime) -> int:
+    t = XMention.__table__
+    return int((await session.execute(
+        select(func.count()).select_from(t)
+        .where(t.c.bot_id == bot_id, t.c.reply_state == "pending",
+               or_(t.c.reply_not_before.is_(None), t.c.reply_not_before <= now))
+    )).scalar_one())
+
+
+# --- polls ------------------------------------------------------------------------------------
+
+async def record_poll(session: AsyncSession, **values: Any) -> None:
+    await session.execute(
+        _insert(session, XPoll).values(**values)
+        .on_conflict_do_nothing(index_elements=["bot_id", "tweet_id"])
+    )
+
+
+async def claim_due_polls(session: AsyncSession, *, now: datetime, until: datetime,
+                          limit: int = 100) -> list[tuple[int, int, int]]:
+    """Open X polls past their end, claimed for reading back: (row id, bot id, tweet id)."""
+    t = XPoll.__table__
+    pick = (select(t.c.id).where(t.c.status == "open", t.c.ends_at <= now,
+                                 or_(t.c.claimed_until.is_(None), t.c.claimed_until < now))
+            .order_by(t.c.ends_at, t.c.id).limit(limit))
+    if _pg(session):
+        pick = pick.with_for_update(skip_locked=True)
+    rows = await session.execute(
+        update(t).where(t.c.id.in_(pick.scalar_subquery())).values(claimed_until=until)
+        .returning(t.c.id, t.c.bot_id, t.c.tweet_id)
+    )
+    return sorted((int(a), int(b), int(c)) for a, b, c in rows.all())
+
+
+async def close_poll(session: AsyncSession, row_id: int, *, counts: list[int],
+                     x_poll_id: str | None, now: datetime) -> None:
+    t = XPoll.__table__
+    values: dict[str, Any] = {"status": "closed", "counts": counts, "read_at": now,
+                              "claimed_until": None}
+    if x_poll_id:
+        values["x_poll_id"] = x_poll_id
+    await session.execute(update(t).where(t.c.id == row_id).values(**values))
+
+
+async def release_poll(session: AsyncSession, row_id: int, *, retry_at: datetime) -> None:
+    t = XPoll.__table__
+    await session.execute(update(t).where(t.c.id == row_id).values(claimed_until=retry_at))
+
+
+async def polls_of(session: AsyncSession, poll_id: int) -> list[XPoll]:
+    rows = await session.execute(
+        select(XPoll).where(XPoll.poll_id == poll_id).order_by(XPoll.id)
+    )
+    return list(rows.scalars())
+
+
+# --- privacy ----------------------------------------------------------------------------------
+
+async def export_supporter(session: AsyncSession, supporter_id: int) -> dict[str, Any]:
+    """The mentions of the account a supporter made, and how each was answered."""
+    rows = await session.execute(
+        select(XMention.tweet_id, XMention.intent, XMention.slug, XMention.received_at,
+               XMention.reply_state, XMention.reply_tweet_id, XMention.replied_at)
+        .where(XMention.supporter_id == supporter_id).order_by(XMention.id)
+    )
+    return {"x_mentions": [
+        {"tweet_id": str(tid), "command": intent, "petition": slug, "at": at.isoformat(),
+         "reply": state, "reply_tweet_id": str(rid) if rid else None,
+         "replied_at": rat.isoformat() if rat else None}
+        for tid, intent, slug, at, state, rid, rat in rows.all()
+    ]}
+
+
+async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
+    """Forget a supporter's mentions; keep only what stops a mention being handled twice.
+
+    A mention at or below its bot's cursor can never be read again, so its row goes.
+    One above the cursor (a read in progress) keeps its bare tweet id, so it is not
+    handled again as a new mention, with nothing that links it to anyone.
+    """
+    m = XMention.__table__
+    mine = select(m.c.id, m.c.bot_id, m.c.tweet_id).where(m.c.supporter_id == supporter_id)
+    rows = (await session.execute(mine)).all()
+    if not rows:
+        return
+    ids = [int(r[0]) for r in rows]
+    keys = [reply_key(i) for i in ids]
+    p = XPost.__table__
+    await session.execute(update(p).where(p.c.key.in_(keys)).values(in_reply_to=None))
+    cursors = {int(b): c for b, c in (await session.execute(
+        select(XCursor.bot_id, XCursor.since_id))).all()}
+    gone = [int(i) for i, b, tid in rows
+            if cursors.get(int(b)) is not None and int(tid) <= int(cursors[int(b)])]
+    if gone:
+        await session.execute(delete(m).where(m.c.id.in_(gone)))
+    kept = [i for i in ids if i not in set(gone)]
+    if kept:
+        await session.execute(
+            update(m).where(m.c.id.in_(kept))
+            .values(supporter_id=None, author_id=None, intent=None, slug=None, reply_text=None,
+                    reply_state="failed", reply_error="erased")
+        )
