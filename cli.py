@@ -1093,6 +1093,7 @@ async def _serve(settings: Settings, *, everything: bool) -> None:
             webhook_url=settings.telegram_webhook_url,
             webhook_secret=settings.webhook_secret_for(token),
             admins=settings.admins,
+            redis_url=settings.redis_url,
         )
         await runtime.start()
         routers = [webhook_router(lambda: [runtime] if runtime else [],

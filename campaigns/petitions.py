@@ -808,3 +808,86 @@ def region_label(code: str, lang: str) -> str:
 
 # Strings built at run time; listed so extraction sees them.
 _EXTRA = (_("unknown region"),)
+
+
+# --- many signatures at once (the intake hot path) --------------------------------------------
+
+@dataclass(frozen=True)
+class SignRequest:
+    """One `/sign <slug>` from one person, as the channel describes them."""
+
+    person: Person
+    slug: str | None
+
+
+async def sign_batch(
+    session: AsyncSession, requests: Sequence[SignRequest], clock: Clock, *,
+    limiter: store.RateLimiter | None = None,
+) -> list[list[Reply] | None]:
+    """Sign for many people in one transaction; the same answers as `sign` gives each.
+
+    ``None`` for a request means "handle it alone with `sign_as`": a person not signed
+    up yet (consent comes first), an unknown, draft or closed petition. Those are rare
+    under load, and the single path owns their dialogs.
+    """
+    now = clock.now()
+    out: list[list[Reply] | None] = [None] * len(requests)
+    known: dict[tuple[int, str, str], supporters.Known] = {}
+    groups: dict[tuple[int, str], list[str]] = {}
+    for r in requests:
+        groups.setdefault((r.person.bot_id, r.person.channel), []).append(r.person.user_id)
+    for (bot_id, channel), user_ids in groups.items():
+        found = await supporters.find_many(session, bot_id, channel, user_ids)
+        known.update({(bot_id, channel, uid): k for uid, k in found.items()})
+    petitions_by_slug: dict[str, Petition | None] = {}
+    todo: list[tuple[int, Supporter, Petition]] = []
+    for i, r in enumerate(requests):
+        k = known.get((r.person.bot_id, r.person.channel, r.person.user_id))
+        if (k is None or k.supporter.status != "active"
+                or k.supporter.pending_input in signup.ONBOARDING_STEPS):
+            continue
+        slug = (r.slug or "").strip().lower()
+        if slug not in petitions_by_slug:
+            petitions_by_slug[slug] = await _find(session, slug)
+        petition = petitions_by_slug[slug]
+        if petition is None or petition.status == "draft" or not is_open(petition, now):
+            continue
+        todo.append((i, k.supporter, petition))
+    if limiter is not None and todo:
+        allowed = await asyncio.gather(*(
+            limiter.hit(f"sign:{s.id}", SIGN_LIMIT, SIGN_WINDOW_S, now) for _, s, _ in todo))
+        for (i, s, _), ok in zip(todo, allowed, strict=True):
+            if not ok:
+                out[i] = [_slow_down(s.language)]
+        todo = [item for item, ok in zip(todo, allowed, strict=True) if ok]
+    rows = [(p.id, s.id, s.source_ref if s.source_ref and SOURCE_REF.match(s.source_ref)
+             else None) for _, s, p in todo]
+    signed = await store.insert_signatures(session, rows, now)
+    new = [(p, s) for _, s, p in todo if (p.id, s.id) in signed]
+    if new:
+        await events.emit_many(session, events.SIGNATURE_CREATED, [
+            ({"petition_id": p.id, "petition": p.slug, "person_id": s.id}, s.id)
+            for p, s in new], now=now)
+    earlier = await store.signed_pairs(
+        session, [(p.id, s.id) for _, s, p in todo if (p.id, s.id) not in signed])
+    counted: dict[int, int] = {}
+    answered: set[tuple[int, int]] = set()
+    for i, s, p in todo:
+        lang, title, pair = s.language, _title(p, s.language), (p.id, s.id)
+        if pair in signed and pair not in answered:
+            answered.add(pair)
+            # The stored counter lags by up to a second; count this batch on top of it.
+            counted[p.id] = counted.get(p.id, 0) + 1
+            count = p.signature_count + counted[p.id]
+            out[i] = [Reply(
+                t(lang, "✅ Thank you! You signed “{title}”. Signatures so far: {count}.",
+                  title=title, count=f"{count:,}"),
+                toast=t(lang, "✅ Signed"))]
+        elif pair in earlier or pair in answered:
+            out[i] = [Reply(t(lang, "You have already signed “{title}”. Thank you!", title=title),
+                            toast=t(lang, "Already signed"))]
+        else:
+            out[i] = [Reply(
+                t(lang, "“{title}” is closed; it no longer takes signatures.", title=title),
+                toast=t(lang, "This petition is closed."))]
+    return out

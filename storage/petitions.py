@@ -31,6 +31,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     true,
     union_all,
     update,
@@ -778,3 +779,72 @@ class RedisRateLimiter:
 
 def make_rate_limiter(redis_url: str, prefix: str = "nalgae:") -> RateLimiter:
     return RedisRateLimiter(redis_url, prefix) if redis_url else MemoryRateLimiter()
+
+
+# --- batched signing (the intake hot path) -----------------------------------------------------
+
+_BULK_SIGN_PG = text("""
+WITH v AS (
+    SELECT * FROM unnest(CAST(:pids AS bigint[]), CAST(:sids AS bigint[]),
+                         CAST(:refs AS varchar[])) AS v(pid, sid, ref)
+),
+ins AS (
+    INSERT INTO signature (petition_id, supporter_id, region, tier, source_ref, created_at,
+                           valid)
+    SELECT v.pid, s.id, s.region, s.tier, v.ref, :now, true
+    FROM v
+    JOIN supporter s ON s.id = v.sid AND s.status = 'active'
+    JOIN petition p ON p.id = v.pid AND p.status = 'open'
+                   AND (p.closes_at IS NULL OR p.closes_at > :now)
+    ON CONFLICT (petition_id, supporter_id) DO NOTHING
+    RETURNING petition_id, supporter_id, region
+),
+d AS (
+    INSERT INTO petition_count_delta (petition_id, region, delta)
+    SELECT petition_id, coalesce(region, :no_region), count(*) FROM ins GROUP BY 1, 2
+)
+SELECT petition_id, supporter_id FROM ins
+""")
+
+
+async def insert_signatures(
+    session: AsyncSession, rows: Sequence[tuple[int, int, str | None]], now: datetime,
+) -> set[tuple[int, int]]:
+    """Sign many (petition id, supporter id, source ref) at once; the pairs newly signed.
+
+    Same guarantees as `insert_signature`, row by row: one signature per pair, only
+    while the petition is open and the supporter active, checked in the statement
+    that writes. On PostgreSQL the whole batch is one statement, with one counter
+    delta per (petition, region) instead of one per signature.
+    """
+    if not rows:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        result = await session.execute(_BULK_SIGN_PG, {
+            "pids": [r[0] for r in rows], "sids": [r[1] for r in rows],
+            "refs": [r[2] for r in rows], "now": now, "no_region": NO_REGION,
+        })
+        return {(int(p), int(s)) for p, s in result.all()}
+    # SQLite runs in-process: a statement per row inside one transaction is cheap.
+    signed: set[tuple[int, int]] = set()
+    for pid, sid, ref in rows:
+        if await insert_signature(session, petition_id=pid, supporter_id=sid, source_ref=ref,
+                                  now=now):
+            signed.add((pid, sid))
+    return signed
+
+
+async def signed_pairs(
+    session: AsyncSession, pairs: Iterable[tuple[int, int]],
+) -> set[tuple[int, int]]:
+    """Which (petition id, supporter id) pairs already have a signature."""
+    wanted = set(pairs)
+    if not wanted:
+        return set()
+    rows = await session.execute(
+        select(Signature.petition_id, Signature.supporter_id).where(
+            Signature.supporter_id.in_({s for _, s in wanted}),
+            Signature.petition_id.in_({p for p, _ in wanted}),
+        )
+    )
+    return {(p, s) for p, s in rows.all() if s is not None and (p, s) in wanted}

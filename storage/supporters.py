@@ -46,6 +46,24 @@ async def find(
     return Known(row[0], row[1]) if row else None
 
 
+async def find_many(
+    session: AsyncSession, bot_id: int, channel: str, external_user_ids: list[str]
+) -> dict[str, Known]:
+    """`find` for a batch of people, in one query."""
+    if not external_user_ids:
+        return {}
+    rows = await session.execute(
+        select(Supporter, ChannelIdentity)
+        .join(ChannelIdentity, ChannelIdentity.supporter_id == Supporter.id)
+        .where(
+            ChannelIdentity.bot_id == bot_id,
+            ChannelIdentity.channel == channel,
+            ChannelIdentity.external_user_id.in_(set(external_user_ids)),
+        )
+    )
+    return {i.external_user_id: Known(s, i) for s, i in rows.all()}
+
+
 async def create(
     session: AsyncSession,
     *,

@@ -14,15 +14,18 @@ from bots.telegram.processing import OrderedUpdateProcessor
 from campaigns.clock import Clock
 from storage.db import Database
 from storage.dedup import UpdateDedup
+from storage.petitions import RedisRateLimiter
 
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member", "poll_answer", "poll"]
 
 COMMANDS = {
-    "ko": [("start", "시작하기"), ("help", "도움말"), ("me", "내 정보"), ("lang", "언어 바꾸기"),
+    "ko": [("start", "시작하기"), ("sign", "청원 서명"), ("poll", "투표"), ("help", "도움말"),
+           ("me", "내 정보"), ("lang", "언어 바꾸기"),
            ("stop", "수신 중지"), ("export", "내 정보 받기"), ("forget", "내 정보 삭제")],
-    "en": [("start", "Start"), ("help", "Help"), ("me", "My data"), ("lang", "Language"),
+    "en": [("start", "Start"), ("sign", "Sign a petition"), ("poll", "Vote"), ("help", "Help"),
+           ("me", "My data"), ("lang", "Language"),
            ("stop", "Stop messages"), ("export", "Get my data"), ("forget", "Erase my data")],
 }
 
@@ -52,6 +55,7 @@ def build_application(
     max_concurrent_updates: int = 256,
     polling: bool = True,
     request: Any = None,
+    redis_url: str = "",
 ) -> Application:
     """An Application wired to our services; handlers registered per feature."""
     builder = (
@@ -69,7 +73,8 @@ def build_application(
     app.bot_data["services"] = Services(db=db, clock=clock, bot_id=bot_id, admins=admins)
     signup.register(app)
     # Features register here, before the fallbacks.
-    petitions.register(app)
+    # Per-supporter signing limits must be shared by every process when there are several.
+    petitions.register(app, limiter=RedisRateLimiter(redis_url) if redis_url else None)
     polls.register(app)
     signup.register_fallbacks(app)
     app.add_error_handler(_on_error)

@@ -7,6 +7,7 @@ parses it and resumes the "sign:<slug>" intent through campaigns.intents.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from telegram import Update
 from telegram.constants import ParseMode
@@ -15,12 +16,16 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 
 from bots.telegram.context import handle, markup, person_of, send, services
 from campaigns import organisers, petitions
+from campaigns.clock import Clock
+from storage.batching import GroupCommit
+from storage.db import Database
 from storage.petitions import MemoryRateLimiter, RateLimiter
 
 log = logging.getLogger(__name__)
 
 PRIVATE = filters.ChatType.PRIVATE
 LIMITER = "petitions.limiter"
+SIGN_BATCHER = "petitions.sign_batcher"
 
 
 def _limiter(context: ContextTypes.DEFAULT_TYPE) -> RateLimiter:
@@ -37,9 +42,36 @@ def _private(update: Update) -> bool:
     return chat is not None and chat.type == "private"
 
 
+class SignBatcher(GroupCommit):
+    """`/sign` requests arriving together share one transaction (see campaigns.sign_batch)."""
+
+    def __init__(self, db: Database, clock: Clock, limiter: RateLimiter) -> None:
+        super().__init__(max_batch=500, max_delay=0.004)
+        self.db, self.clock, self.limiter = db, clock, limiter
+
+    async def flush(self, items: list[Any]) -> list[Any]:
+        async with self.db.session() as session:
+            return await petitions.sign_batch(session, items, self.clock, limiter=self.limiter)
+
+
 async def sign(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/sign <slug>: sign, or sign up first and then sign."""
-    slug, clock, limiter = _arg(context), services(context).clock, _limiter(context)
+    slug, svc, limiter = _arg(context), services(context), _limiter(context)
+    person = person_of(update, svc.bot_id)
+    if person is None:
+        return
+    batcher = context.bot_data.get(SIGN_BATCHER)
+    replies = None
+    if isinstance(batcher, SignBatcher):
+        try:
+            replies = await batcher.submit(petitions.SignRequest(person, slug))
+        except Exception:
+            # A failed batch is retried one by one below, so one bad row harms nobody else.
+            log.warning("batched signing failed; signing update %s alone", update.update_id)
+    if replies is not None:
+        await send(update, context, replies)
+        return
+    clock = svc.clock
     await handle(update, context,
                  lambda s, p: petitions.sign_as(s, p, slug, clock, limiter=limiter))
 
@@ -208,6 +240,9 @@ def register(app: Application, group: int = 0, *,
              limiter: RateLimiter | None = None, jobs: bool = True) -> None:
     """Petition and organiser handlers, and the two background jobs."""
     app.bot_data[LIMITER] = limiter or MemoryRateLimiter()
+    svc = app.bot_data.get("services")
+    if svc is not None:
+        app.bot_data[SIGN_BATCHER] = SignBatcher(svc.db, svc.clock, app.bot_data[LIMITER])
     private = {"sign": sign, "unsign": unsign, "stats": stats, "open": open_command,
                "close": close_command, "newpetition": new_petition, "newpoll": new_poll}
     for command, callback in private.items():

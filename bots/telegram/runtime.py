@@ -15,6 +15,7 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bots.telegram.app import ALLOWED_UPDATES, build_application
 from campaigns.clock import Clock
+from storage.batching import GroupCommit
 from storage.db import Database
 from storage.dedup import MemoryDedup, UpdateDedup
 from storage.inbox import InboxDone, InboxWriter, pending
@@ -43,6 +44,7 @@ class TelegramRuntime:
     webhook_secret: str = ""
     admins: tuple[str, ...] = ()
     request: Any = None
+    redis_url: str = ""
     app: Application = field(init=False)
     _inbox: InboxWriter | None = field(init=False, default=None)
     _done: InboxDone | None = field(init=False, default=None)
@@ -68,6 +70,7 @@ class TelegramRuntime:
             admins=self.admins,
             polling=not self.webhook_mode,
             request=self.request,
+            redis_url=self.redis_url,
         )
         if self.webhook_mode:
             self._inbox = InboxWriter(self.db)
@@ -102,8 +105,8 @@ class TelegramRuntime:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
-        for writer in (self._inbox, self._done):
-            if writer is not None:
+        for writer in (self._inbox, self._done, *self.app.bot_data.values()):
+            if isinstance(writer, GroupCommit):
                 await writer.stop()
         await self.app.shutdown()
 
