@@ -13,7 +13,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.batching import GroupCommit
@@ -33,27 +33,22 @@ class InboxWriter(GroupCommit):
     def __init__(self, db: Database, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.db = db
+        self._stmt: Any = None
 
     async def put(self, bot_id: int, update_id: int, payload: str, now: datetime) -> bool:
         return bool(await self.submit((bot_id, update_id, payload, now)))
 
     async def flush(self, items: list[Any]) -> list[Any]:
-        rows = [
-            {"bot_id": b, "update_id": u, "payload": p, "received_at": n, "attempts": 0}
-            for b, u, p, n in items
-        ]
         # Two copies of one update inside one batch: the first wins, like the PK would.
         unique: dict[tuple[int, int], dict[str, Any]] = {}
-        for row in rows:
-            unique.setdefault((row["bot_id"], row["update_id"]), row)
-        stmt = (
-            _insert(self.db)
-            .values(list(unique.values()))
-            .on_conflict_do_nothing()
-            .returning(InboxUpdate.bot_id, InboxUpdate.update_id)
-        )
+        for b, u, p, n in items:
+            unique.setdefault((b, u), {"bot_id": b, "update_id": u, "payload": p,
+                                       "received_at": n, "attempts": 0})
+        # executemany of one cached statement (SQLAlchemy's insertmanyvalues): a multi-row
+        # VALUES built per batch would be compiled again for every batch size.
         async with self.db.session() as session:
-            inserted = {(b, u) for b, u in (await session.execute(stmt)).all()}
+            result = await session.execute(self._statement(), list(unique.values()))
+            inserted = {(b, u) for b, u in result.all()}
         seen: set[tuple[int, int]] = set()
         out = []
         for b, u, _, _ in items:
@@ -61,6 +56,15 @@ class InboxWriter(GroupCommit):
             out.append(key in inserted and key not in seen)
             seen.add(key)
         return out
+
+    def _statement(self) -> Any:
+        if self._stmt is None:
+            self._stmt = (
+                _insert(self.db)
+                .on_conflict_do_nothing()
+                .returning(InboxUpdate.bot_id, InboxUpdate.update_id)
+            )
+        return self._stmt
 
 
 class InboxDone(GroupCommit):
@@ -76,13 +80,18 @@ class InboxDone(GroupCommit):
 
     async def flush(self, items: list[Any]) -> list[Any]:
         now = max(n for _, _, n in items)
-        keys = or_(*(and_(InboxUpdate.bot_id == b, InboxUpdate.update_id == u)
-                     for b, u, _ in items))
         async with self.db.session() as session:
             await session.execute(
-                update(InboxUpdate).where(keys).values(processed_at=now, payload=None)
+                _DONE, [{"b": b, "u": u, "now": now} for b, u, _ in items]
             )
         return [None] * len(items)
+
+
+_DONE = (
+    update(InboxUpdate)
+    .where(InboxUpdate.bot_id == bindparam("b"), InboxUpdate.update_id == bindparam("u"))
+    .values(processed_at=bindparam("now"), payload=None)
+)
 
 
 async def pending(
