@@ -164,6 +164,10 @@ def supporters() -> None:
     """Import and export supporter lists."""
 
 
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
 class _Progress:
     """A rich progress bar on a terminal, plain lines otherwise (logs, CI, pipes)."""
 
@@ -174,7 +178,7 @@ class _Progress:
         self.reported = 0
 
     def __call__(self, done: int, total: int) -> None:
-        if sys.stderr.isatty():
+        if _stderr_is_terminal():
             if self.bar is None:
                 from rich.console import Console
                 from rich.progress import Progress
@@ -277,21 +281,26 @@ def supporters_export(ctx: Ctx, fmt: str, output: str | None) -> None:
         clock = SystemClock()
         async with database.session() as s:
             bot = await ensure_default_bot(s, ctx.settings, clock.now(), keep_existing=True)
-            return await importer.export_supporters(s, bot.id, out, clock, fmt=fmt)
+            return await importer.export_supporters(s, bot.id, out, clock, fmt=fmt,
+                                                    progress=progress)
 
-    if output is None:
-        count = run_async(lambda d: go(d, sys.stdout), ctx)
-    else:
-        # Written next to the target and renamed, so a failure leaves no half file.
-        # A BOM lets Excel open Korean CSV text correctly; the importer accepts it.
-        tmp = Path(output + ".partial")
-        encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
-        try:
-            with tmp.open("w", encoding=encoding, newline="") as fh:
-                count = run_async(lambda d: go(d, fh), ctx)
-            os.replace(tmp, output)
-        finally:
-            tmp.unlink(missing_ok=True)
+    progress = _Progress("exporting")
+    try:
+        if output is None:
+            count = run_async(lambda d: go(d, sys.stdout), ctx)
+        else:
+            # Written next to the target and renamed, so a failure leaves no half file.
+            # A BOM lets Excel open Korean CSV text correctly; the importer accepts it.
+            tmp = Path(output + ".partial")
+            encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
+            try:
+                with tmp.open("w", encoding=encoding, newline="") as fh:
+                    count = run_async(lambda d: go(d, fh), ctx)
+                os.replace(tmp, output)
+            finally:
+                tmp.unlink(missing_ok=True)
+    finally:
+        progress.close()
     click.echo(f"exported {count} supporter(s)" + (f" to {output}" if output else ""), err=True)
 
 
@@ -650,6 +659,45 @@ def organiser_add(ctx: Ctx, telegram_user_id: str, role: str, as_json: bool) -> 
 
     emit(_rules(go, ctx, as_json), as_json,
          lambda r: f"organiser {r['id']} (telegram {r['telegram_user_id']}) is {r['role']}")
+
+
+@organiser.command("set-password")
+@click.argument("login")
+@click.option("--create", is_flag=True, help="Create a dashboard-only organiser with this login.")
+@click.option("--role", type=click.Choice(["admin", "organiser", "viewer"]), default=None,
+              help="Role of a new organiser (with --create; default organiser).")
+@click.option("--telegram-user-id", default=None,
+              help="Link a new organiser to their Telegram account (login links, test sends).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def organiser_set_password(ctx: Ctx, login: str, create: bool, role: str | None,
+                           telegram_user_id: str | None, password_stdin: bool,
+                           as_json: bool) -> None:
+    """Set the dashboard password of LOGIN (argon2-hashed; asked twice on a terminal)."""
+    from campaigns import signin
+    from campaigns.clock import SystemClock
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True,
+                                err=True)
+
+    async def go(database: Database) -> dict[str, Any]:
+        async with database.session() as s:
+            try:
+                o = await signin.set_password(s, login, password, SystemClock(), by="cli",
+                                              role=role, create=create,
+                                              telegram_user_id=telegram_user_id)
+            except signin.SignInError as exc:
+                from campaigns.petitions import RuleError
+
+                raise RuleError(str(exc)) from None
+            return {"id": o.id, "login": o.login, "role": o.role}
+
+    emit(_rules(go, ctx, as_json), as_json,
+         lambda r: f"password set for {r['login']} (organiser {r['id']}, {r['role']})")
 
 
 @organiser.command("list")

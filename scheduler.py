@@ -43,7 +43,8 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bots import webhooks
-from bots.channel import Channel, ChannelLimits, Outcome, SendResult
+from bots.channel import SENDING_ROW, Channel, ChannelLimits, Outcome, SendResult
+from bots.x import ticks as x_ticks
 from campaigns import broadcasts, petitions, polls
 from campaigns.broadcasts import Plan
 from campaigns.clock import Clock, SystemClock
@@ -96,6 +97,8 @@ TICKS: list[Tick] = [
     Tick("polls.close_due", polls.close_due_tick, seconds=10.0),
     Tick("polls.mix_ballots", polls.mix_tick, seconds=30.0),
     Tick("webhooks.deliver", webhooks.deliver_tick, seconds=5.0),
+    Tick("x.mentions", x_ticks.mentions_tick, seconds=5.0),
+    Tick("x.poll_results", x_ticks.poll_results_tick, seconds=60.0),
 ]
 
 
@@ -184,6 +187,7 @@ class BotInfo:
     token: str | None
     base_url: str
     max_rate: float
+    channel: str = "telegram"
 
 
 ChannelFactory = Callable[[BotInfo, ChannelLimits], Channel]
@@ -200,6 +204,8 @@ class _Lane:
     pause_until: float = 0.0
     busy: int = 0  # items taken by senders and not yet finished
     starved: bool = False  # the last claim found nothing
+    refused: bool = False  # the channel refused the bot itself (bad token): waits for a fix
+    claiming: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     broadcasts: set[int] = field(default_factory=set)
     bot_error_logged: bool = False
@@ -221,6 +227,7 @@ class Worker:
         owner: str | None = None,
         channel_factory: ChannelFactory | None = None,
         http: aiohttp.ClientSession | None = None,
+        channels: dict[str, ChannelFactory] | None = None,
     ) -> None:
         self.db = db
         self.limiter = limiter
@@ -229,6 +236,8 @@ class Worker:
         self.owner = owner or process_owner("worker")
         self.stats = DeliveryStats()
         self._channel_factory = channel_factory
+        # Factories for bots of other channels ("x"); without one, their broadcasts wait.
+        self._channels = dict(channels or {})
         self._http = http
         self._owns_http = http is None and channel_factory is None
         self._lanes: dict[int, _Lane] = {}
@@ -333,9 +342,11 @@ class Worker:
                     lane = self._lanes.get(bot_id)
                     if lane is None:
                         row = await bot_store.get_bot(s, bot_id)
-                        if row is None or row.channel != "telegram":
+                        if row is None or (row.channel != "telegram"
+                                           and row.channel not in self._channels):
                             continue
-                        info = BotInfo(row.id, row.token, row.base_url or "", row.max_rate)
+                        info = BotInfo(row.id, row.token, row.base_url or "", row.max_rate,
+                                       row.channel)
                         lane = self._start_lane(info)
                     lane.broadcasts |= ids
         except Exception as exc:
@@ -345,8 +356,10 @@ class Worker:
         o = self.options
         channel_limits = ChannelLimits(info.max_rate, o.chat_interval, o.group_interval)
         channel: Channel
-        if self._channel_factory is not None:
-            channel = self._channel_factory(info, channel_limits)
+        factory = (self._channel_factory if info.channel == "telegram"
+                   else self._channels[info.channel])
+        if factory is not None:
+            channel = factory(info, channel_limits)
         else:
             from bots.telegram.sender import TelegramSender
 
@@ -356,7 +369,7 @@ class Worker:
         lane = _Lane(bot=info, channel=channel,
                      limits=Limits(info.max_rate, o.chat_interval, o.group_interval))
         self._lanes[info.id] = lane
-        if not info.token:
+        if not info.token and info.channel == "telegram":
             log.error("bot %d has no token; its broadcasts wait until one is set", info.id)
             lane.starved = True
             return lane
@@ -373,8 +386,11 @@ class Worker:
         try:
             async with self.db.session() as s:
                 sending = await outbox.sending_broadcasts(s)
+                # A bot without a token, or one Telegram refuses, waits for a fix.
                 bot_ids = sorted({bot for _, bot in sending if bot in self._lanes
-                                  and self._lanes[bot].bot.token})
+                                  and (self._lanes[bot].bot.token
+                                       or self._lanes[bot].bot.channel != "telegram")
+                                  and not self._lanes[bot].refused})
                 unknown = [bot for _, bot in sending if bot not in self._lanes]
                 if unknown:
                     return False
@@ -397,7 +413,8 @@ class Worker:
 
     def _idle(self) -> bool:
         lanes = list(self._lanes.values())
-        if any(not lane.starved or not lane.queue.empty() or lane.busy for lane in lanes):
+        if any(not lane.starved or lane.claiming or not lane.queue.empty() or lane.busy
+               for lane in lanes if not lane.refused):
             return False
         return not (len(self._outcomes) or self._outcomes.migrated or self._flushing)
 
@@ -417,6 +434,9 @@ class Worker:
             try:
                 wait = lane.pause_until - loop.time()
                 if wait > 0:
+                    # Paused beyond what a burst waits for (an X 24-hour cap): nothing to
+                    # do here for now, so a burst may end; its rows were handed back.
+                    lane.starved = lane.starved or wait > o.burst_horizon
                     await asyncio.sleep(min(wait, o.idle_interval))
                     continue
                 batch = self._batch(lane)
@@ -424,19 +444,23 @@ class Worker:
                     await asyncio.sleep(min(0.01, o.flush_interval))
                     continue
                 now_dt = self.clock.now()
-                async with self.db.session() as s:
-                    rows, skipped = await outbox.claim(
-                        s, bot_id=lane.bot.id, owner=self.owner, now=now_dt,
-                        until=now_dt + timedelta(seconds=o.lease_seconds), limit=batch,
-                    )
+                lane.claiming = True
+                try:
+                    async with self.db.session() as s:
+                        rows, skipped = await outbox.claim(
+                            s, bot_id=lane.bot.id, owner=self.owner, now=now_dt,
+                            until=now_dt + timedelta(seconds=o.lease_seconds), limit=batch,
+                        )
+                    lane.starved = not rows
+                    if rows:
+                        self._epoch += 1
+                finally:
+                    lane.claiming = False
                 claimed_at = loop.time()  # the lease's clock
                 self.stats.skipped += skipped
                 if not rows:
-                    lane.starved = True
                     await asyncio.sleep(o.idle_interval)
                     continue
-                lane.starved = False
-                self._epoch += 1
                 await self._ensure_plans({r.broadcast_id for r in rows})
                 grant = await self.limiter.acquire(lane.bot.id, lane.limits,
                                                    [r.chat_id for r in rows])
@@ -502,6 +526,7 @@ class Worker:
                     continue
                 row = item.row
                 message = item.plan.render(row.language, row.name, row.region)
+                SENDING_ROW.set(row.id)
                 result = await channel.send(row.chat_id, message)
                 if result.outcome is Outcome.MIGRATED and result.migrate_to is not None:
                     self._outcomes.migrated.append((row.id, row.identity_id, result.migrate_to))
@@ -523,6 +548,7 @@ class Worker:
         out = self._outcomes
         outcome = result.outcome
         if outcome is Outcome.SENT:
+            lane.refused = False
             out.sent.append((row.id, result.message_id))
             self.stats.sent += 1
             if item.plan.poll_id is not None and result.poll_id and result.message_id:
@@ -547,8 +573,10 @@ class Worker:
             wait = self.options.bot_error_pause
             if not lane.bot_error_logged:
                 lane.bot_error_logged = True
-                log.error("Telegram refuses bot %d (%s); pausing it", lane.bot.id, result.error)
+                log.error("%s refuses bot %d (%s); pausing it", lane.channel.name, lane.bot.id,
+                          result.error)
             out.retry.append((row.id, row.attempts, self._later(wait), result.error))
+            lane.refused = True
             self._pause_lane(lane, wait)
         else:
             attempts = row.attempts + 1
@@ -690,4 +718,10 @@ def make_worker(settings: Settings, db: Database, *, options: WorkerOptions | No
     """A worker from settings: Redis pacing when NALGAE_REDIS_URL is set."""
     from storage.ratelimit import rate_limiter
 
-    return Worker(db, limiter=rate_limiter(settings.redis_url or None), options=options)
+    channels: dict[str, ChannelFactory] = {}
+    if settings.x.enabled:
+        from bots.x.channel import channel_factory
+
+        channels["x"] = channel_factory(settings.x, db)
+    return Worker(db, limiter=rate_limiter(settings.redis_url or None), options=options,
+                  channels=channels)

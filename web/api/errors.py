@@ -72,17 +72,18 @@ def install(app: FastAPI) -> None:
         if not _is_api(request):
             return await request_validation_exception_handler(request, exc)
         details = _validation_details(exc)
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        where = ".".join(first["loc"])
-        return problem(422, "invalid_request", f"{where}: {first['msg']}" if where
-                       else first["msg"], details=details)
+        where = ".".join(details[0]["loc"]) if details else ""
+        msg = str(details[0]["msg"]) if details else "invalid request"
+        return problem(422, "invalid_request", f"{where}: {msg}" if where else msg,
+                       details=details)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if not _is_api(request):
             return await http_exception_handler(request, exc)
         code = _HTTP_CODES.get(exc.status_code, "error")
-        return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        return problem(exc.status_code, code, str(exc.detail),
+                       headers=dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:

@@ -431,7 +431,7 @@ def build_router() -> APIRouter:
                 session, campaign_slug=body.campaign, slug=body.slug,
                 question_ko=body.question_ko, question_en=body.question_en, kind=body.kind,
                 options=[(o.ko, o.en) for o in body.options],
-                weights=dict(body.weights) if body.weights else None,
+                weights={str(k): v for k, v in body.weights.items()} if body.weights else None,
                 eligible_tier=body.eligible_tier, eligible_region=body.eligible_region,
                 secret=body.secret, allow_change=body.allow_change, native=body.native,
                 closes_at=body.closes_at, status=body.status, clock=_clock(request),
@@ -487,7 +487,7 @@ def build_router() -> APIRouter:
             bot = await bots.ensure_default_bot(session, settings, clock.now(),
                                                 keep_existing=True)
         draft = broadcasts.Draft(
-            texts=dict(body.texts), audience=body.audience,
+            texts={str(k): v for k, v in body.texts.items()}, audience=body.audience,
             buttons=[[b.model_dump(exclude_none=True) for b in row] for row in body.buttons]
             or None,
             poll=body.poll, campaign=body.campaign, send_at=body.send_at,
