@@ -13,8 +13,9 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.batching import GroupCommit
 from storage.db import Database
@@ -23,8 +24,57 @@ from storage.models import InboxUpdate
 log = logging.getLogger(__name__)
 
 
-def _insert(db: Database) -> Any:
-    return (postgresql.insert if db.is_postgres else sqlite.insert)(InboxUpdate)
+_STATEMENTS: dict[str, Any] = {}
+
+
+def _insert_statement(dialect: str) -> Any:
+    # One cached statement run as executemany (SQLAlchemy's insertmanyvalues): a multi-row
+    # VALUES built per batch would be compiled again for every batch size.
+    stmt = _STATEMENTS.get(dialect)
+    if stmt is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = _STATEMENTS[dialect] = (
+            insert(InboxUpdate).on_conflict_do_nothing()
+            .returning(InboxUpdate.bot_id, InboxUpdate.update_id)
+        )
+    return stmt
+
+
+async def insert_updates(
+    session: AsyncSession, rows: list[tuple[int, int, str, datetime]]
+) -> list[bool]:
+    """Store (bot, update_id, payload, received_at) rows; for each, True if it is new.
+
+    A repeat of a stored update, or a second copy inside the same batch, is False.
+    """
+    unique: dict[tuple[int, int], dict[str, Any]] = {}
+    for b, u, p, n in rows:
+        unique.setdefault((b, u), {"bot_id": b, "update_id": u, "payload": p,
+                                   "received_at": n, "attempts": 0})
+    dialect = session.get_bind().dialect.name
+    result = await session.execute(_insert_statement(dialect), list(unique.values()))
+    inserted = {(b, u) for b, u in result.all()}
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for b, u, _, _ in rows:
+        out.append((b, u) in inserted and (b, u) not in seen)
+        seen.add((b, u))
+    return out
+
+
+_INBOX: Table = InboxUpdate.__table__  # type: ignore[assignment]
+# Core, not ORM: an executemany UPDATE with a WHERE is a plain batch statement here.
+_DONE = (
+    update(_INBOX)
+    .where(_INBOX.c.bot_id == bindparam("b"), _INBOX.c.update_id == bindparam("u"))
+    .values(processed_at=bindparam("now"), payload=None)
+)
+
+
+async def mark_done(session: AsyncSession, keys: list[tuple[int, int]], now: datetime) -> None:
+    """Updates handled: record when, and drop their payload (it holds personal data)."""
+    if keys:
+        await session.execute(_DONE, [{"b": b, "u": u, "now": now} for b, u in keys])
 
 
 class InboxWriter(GroupCommit):
@@ -33,42 +83,17 @@ class InboxWriter(GroupCommit):
     def __init__(self, db: Database, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.db = db
-        self._stmt: Any = None
 
     async def put(self, bot_id: int, update_id: int, payload: str, now: datetime) -> bool:
         return bool(await self.submit((bot_id, update_id, payload, now)))
 
     async def flush(self, items: list[Any]) -> list[Any]:
-        # Two copies of one update inside one batch: the first wins, like the PK would.
-        unique: dict[tuple[int, int], dict[str, Any]] = {}
-        for b, u, p, n in items:
-            unique.setdefault((b, u), {"bot_id": b, "update_id": u, "payload": p,
-                                       "received_at": n, "attempts": 0})
-        # executemany of one cached statement (SQLAlchemy's insertmanyvalues): a multi-row
-        # VALUES built per batch would be compiled again for every batch size.
         async with self.db.session() as session:
-            result = await session.execute(self._statement(), list(unique.values()))
-            inserted = {(b, u) for b, u in result.all()}
-        seen: set[tuple[int, int]] = set()
-        out = []
-        for b, u, _, _ in items:
-            key = (b, u)
-            out.append(key in inserted and key not in seen)
-            seen.add(key)
-        return out
-
-    def _statement(self) -> Any:
-        if self._stmt is None:
-            self._stmt = (
-                _insert(self.db)
-                .on_conflict_do_nothing()
-                .returning(InboxUpdate.bot_id, InboxUpdate.update_id)
-            )
-        return self._stmt
+            return await insert_updates(session, items)
 
 
 class InboxDone(GroupCommit):
-    """Marks updates handled and drops their payload (it holds personal data)."""
+    """Marks updates handled, in batches."""
 
     def __init__(self, db: Database, **kwargs: Any) -> None:
         kwargs.setdefault("max_delay", 0.02)
@@ -79,19 +104,10 @@ class InboxDone(GroupCommit):
         await self.submit((bot_id, update_id, now))
 
     async def flush(self, items: list[Any]) -> list[Any]:
-        now = max(n for _, _, n in items)
         async with self.db.session() as session:
-            await session.execute(
-                _DONE, [{"b": b, "u": u, "now": now} for b, u, _ in items]
-            )
+            await mark_done(session, [(b, u) for b, u, _ in items],
+                            max(n for _, _, n in items))
         return [None] * len(items)
-
-
-_DONE = (
-    update(InboxUpdate)
-    .where(InboxUpdate.bot_id == bindparam("b"), InboxUpdate.update_id == bindparam("u"))
-    .values(processed_at=bindparam("now"), payload=None)
-)
 
 
 async def pending(

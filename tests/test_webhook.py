@@ -100,3 +100,52 @@ async def test_webhook_dialog_secret_and_duplicates(db: Database) -> None:
         await asyncio.sleep(0.5)
         assert len([m for m in user.chat.log if m.from_bot]) == 1
         assert await settled(db) == 0, "handled updates must not keep payloads (names, chat ids)"
+
+
+async def test_fast_lane_signs_once_and_hands_strangers_to_the_dialog(db: Database) -> None:
+    from campaigns import petitions
+    from campaigns.clock import SystemClock
+    from storage.models import Signature
+
+    port = free_port()
+    runtimes: list[TelegramRuntime] = []
+    app = FastAPI()
+    app.include_router(webhook_router(lambda: runtimes))
+    url = f"http://127.0.0.1:{port}/telegram/webhook"
+    clock = SystemClock()
+    async with serve(app, port), telegram_env(db, webhook_url=url) as env:
+        runtimes.append(env.runtime)
+        async with db.session() as s:
+            await petitions.create_campaign(s, slug="air", title_ko="공기", clock=clock,
+                                            actor="cli")
+            await petitions.create_petition(s, campaign_slug="air", slug="clean-air",
+                                            title_ko="맑은 공기", clock=clock, actor="cli")
+            await petitions.open_petition(s, "clean-air", actor="cli", clock=clock)
+        member = env.dialog(6101, "Sora", language_code="en")
+        await member.run([("/start", "Do you agree?"), (press("✅ I agree"), "region"),
+                          (press("Seoul"), "Sora"), (press("Keep this name"), "all set")])
+        good = {"X-Telegram-Bot-Api-Secret-Token": "test-secret"}
+        async with aiohttp.ClientSession() as http:
+            for update_id in (700001, 700001, 700002):  # a redelivery, then a second /sign
+                async with http.post(url, data=update_json(update_id, 6101, "/sign clean-air"),
+                                     headers=good) as resp:
+                    assert resp.status == 200
+        await member.expect("Thank you! You signed", since=0)
+        await member.expect("already signed", since=0)
+        await asyncio.sleep(0.3)
+        texts = [m.text or "" for m in member.user.chat.log if m.from_bot]
+        assert sum("You signed" in t for t in texts) == 1
+        assert sum("already signed" in t for t in texts) == 1
+
+        stranger = env.dialog(6102, "New", language_code="en")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=update_json(700003, 6102, "/sign clean-air"),
+                                 headers=good) as resp:
+                assert resp.status == 200
+        await stranger.expect("Do you agree?", since=0)  # consent first, via PTB
+        await stranger.run([(press("✅ I agree"), "region"), (press("Busan"), "New"),
+                            (press("Keep this name"), "You signed")])
+        async with db.session() as s:
+            rows = (await s.execute(select(func.count()).select_from(Signature))).scalar()
+        assert rows == 2
+        assert await settled(db) == 0

@@ -13,7 +13,9 @@ import orjson
 from telegram import Update
 from telegram.ext import Application, ContextTypes, TypeHandler
 
+from bots.telegram import petitions as petitions_handlers
 from bots.telegram.app import ALLOWED_UPDATES, build_application
+from bots.telegram.fastlane import FastLane, ReplySender, sign_request
 from campaigns.clock import Clock
 from storage.batching import GroupCommit
 from storage.db import Database
@@ -49,6 +51,8 @@ class TelegramRuntime:
     _inbox: InboxWriter | None = field(init=False, default=None)
     _done: InboxDone | None = field(init=False, default=None)
     _recovery: asyncio.Task[None] | None = field(init=False, default=None)
+    _fast: FastLane | None = field(init=False, default=None)
+    _replies: ReplySender | None = field(init=False, default=None)
 
     @property
     def webhook_mode(self) -> bool:
@@ -77,6 +81,9 @@ class TelegramRuntime:
             self._done = InboxDone(self.db)
             # A late group runs after the feature handler has finished with the update.
             self.app.add_handler(TypeHandler(Update, self._mark_done), group=1000)
+            self._fast = FastLane(self.db, self.clock, self.bot_id,
+                                  self.app.bot_data.get(petitions_handlers.LIMITER))
+            self._replies = ReplySender(self.base_url, self.token)
 
     async def start(self) -> None:
         await self.app.initialize()
@@ -105,7 +112,9 @@ class TelegramRuntime:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
-        for writer in (self._inbox, self._done, *self.app.bot_data.values()):
+        if self._replies is not None:
+            await self._replies.aclose()
+        for writer in (self._inbox, self._done, self._fast, *self.app.bot_data.values()):
             if isinstance(writer, GroupCommit):
                 await writer.stop()
         await self.app.shutdown()
@@ -126,6 +135,16 @@ class TelegramRuntime:
             return False
         if not isinstance(data, dict):
             return False
+        request = None
+        if self._fast is not None:
+            request = sign_request(data, self.bot_id, self.app.bot.username)
+        if request is not None and self._fast is not None and self._replies is not None:
+            outcome = await self._fast.submit((update_id, body.decode(), request))
+            if outcome.kind == "handled" and request.person.chat_id is not None:
+                self._replies.send(request.person.chat_id, outcome.replies or [])
+            elif outcome.kind == "fallback":
+                await self._enqueue(data)
+            return True
         is_new = await self._inbox.put(self.bot_id, update_id, body.decode(), self.clock.now())
         if is_new:
             await self._enqueue(data)
