@@ -25,5 +25,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy bots campaigns storage web cli.py scheduler.py
 
+# One broadcast to N supporters through the sandbox: PostgreSQL + Redis, SQLite, and paced
+# at Telegram's 30/s. Each run prints one JSON line (see bench/fanout.py).
+bench-fanout: install
+	$(BIN)/python bench/fanout.py --n $(or $(N),100000)
+	$(BIN)/python bench/fanout.py --sqlite --n $(or $(N),100000)
+	$(BIN)/python bench/fanout.py --paced 30 --seconds 60
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -590,6 +590,10 @@ def _results_text(r: dict[str, Any]) -> str:
     for region, b in r["by_region"].items():
         lines.append(f"  region {region or '?'}: " + ", ".join(
             f"{o['label_ko']} {o['count']}/{o['weighted']}" for o in b["options"]))
+    x = r.get("channels", {}).get("x")
+    if x:
+        lines.append(f"  X (anonymous, {x['closed']}/{x['posts']} poll(s) closed): " + ", ".join(
+            f"{o['label']} {o['count']}" for o in x["options"]))
     return "\n".join(lines)
 
 
@@ -1038,6 +1042,68 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+
+
+@cli.group("x")
+def x_group() -> None:
+    """The X account: public posts, threads and native polls (NALGAE_X_* credentials)."""
+
+
+@x_group.command("post")
+@click.option("--text", "text_ko", help="The post, plain text (Korean); longer than one post "
+              "becomes a numbered thread.")
+@click.option("--text-en", help="English text, posted when there is no Korean one.")
+@click.option("--petition", help="Link the post to this petition (its Telegram deep link).")
+@click.option("--poll", help="Post this open poll (slug) as a native X poll.")
+@click.option("--campaign", help="Campaign slug the post belongs to.")
+@click.option("--at", "at", help="Send time, ISO-8601 with a time zone (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def x_post(ctx: Ctx, text_ko: str | None, text_en: str | None, petition: str | None,
+           poll: str | None, campaign: str | None, at: str | None, as_json: bool) -> None:
+    """Post on X as the account; `nalgae worker` delivers it within X's limits."""
+    from datetime import datetime
+
+    from bots.x.client import XApi, XApiError
+    from bots.x.setup import ensure_x_bot, resolve_account_id
+    from campaigns import broadcasts as rules
+    from campaigns import x_posts
+    from campaigns.clock import SystemClock
+    from campaigns.x_policy import PolicyViolation
+
+    xs = ctx.settings.x
+    if not xs.enabled:
+        fail("the X channel is off: set NALGAE_X_API_KEY, NALGAE_X_API_SECRET, "
+             "NALGAE_X_ACCESS_TOKEN and NALGAE_X_ACCESS_SECRET (or NALGAE_X_BEARER_TOKEN)",
+             as_json)
+    send_at = None
+    if at:
+        try:
+            send_at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            fail(f"--at {at!r} is not an ISO-8601 date and time", as_json)
+    texts = {k: v for k, v in (("ko", text_ko), ("en", text_en)) if v}
+
+    async def go(database: Database) -> dict[str, Any]:
+        clock = SystemClock()
+        bot_id = await ensure_x_bot(database, xs, clock)
+        api = XApi(xs, clock=clock)
+        try:
+            account_id = await resolve_account_id(database, api, xs, bot_id)
+        finally:
+            await api.aclose()
+        return await x_posts.compose_post(
+            database, clock, bot_id=bot_id, account_id=account_id, created_by="cli",
+            texts=texts, petition=petition, poll=poll, link_bot=xs.link_bot, campaign=campaign,
+            send_at=send_at)
+
+    try:
+        result = run_async(go, ctx)
+    except rules.BroadcastError as exc:
+        fail(exc.message(_cli_language()), as_json)
+    except (PolicyViolation, XApiError) as exc:
+        fail(str(exc), as_json)
+    emit(result, as_json, _status_line)
 
 
 @cli.command("worker")

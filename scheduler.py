@@ -364,8 +364,10 @@ class Worker:
             from bots.telegram.sender import TelegramSender
 
             assert self._http is not None
+            # Our own session already carries the request timeout.
             channel = TelegramSender(info.token or "", info.base_url, session=self._http,
-                                     limits=channel_limits, timeout=o.request_timeout)
+                                     limits=channel_limits,
+                                     timeout=None if self._owns_http else o.request_timeout)
         lane = _Lane(bot=info, channel=channel,
                      limits=Limits(info.max_rate, o.chat_interval, o.group_interval))
         self._lanes[info.id] = lane

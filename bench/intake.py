@@ -215,7 +215,9 @@ def main() -> None:
                       "--auto-create-chats", "--no-duplicate-tracking"],
                      log=logs / "nalgae-bench-sandbox.log"):
             wait_http(f"http://127.0.0.1:{sandbox_port}/sandbox")
-            with process([NALGAE, "web"], env=env, log=logs / "nalgae-bench-web.log"):
+            with process([NALGAE, "web"], env=env, log=logs / "nalgae-bench-web.log"), \
+                    process([NALGAE, "scheduler"], env=env,
+                            log=logs / "nalgae-bench-scheduler.log"):
                 wait_http(f"http://127.0.0.1:{web_port}/healthz", timeout=60)
                 per_s = asyncio.run(throughput(hook, pg_url, args.n))
                 lat = asyncio.run(latency(hook, args.rate, args.seconds, args.n))

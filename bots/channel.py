@@ -15,7 +15,6 @@ from typing import Protocol
 
 from campaigns.broadcasts import OutgoingMessage
 
-
 # The outbox row being sent, set by the worker around ``Channel.send``. A channel whose
 # one message is several requests (an X thread) keys its progress on it, so that a
 # retry resumes where it stopped instead of posting the first parts again.

@@ -245,6 +245,7 @@ class Plan:
     poll_options: dict[str, tuple[str, ...]] = field(default_factory=dict)
     poll_multiple: bool = False
     _static: dict[str, OutgoingMessage] = field(default_factory=dict)
+    _regions: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def render(self, language: str, name: str | None, region: str | None) -> OutgoingMessage:
         """The message for one supporter (their language, else Korean, else any)."""
@@ -259,10 +260,18 @@ class Plan:
             return cached
         is_poll = self.poll_id is not None
         text = template.render(
-            name or t_plain(lang, _("friend")), region_name(region, lang) if region else "",
-            escape=not is_poll,
+            name or t_plain(lang, _("friend")), self._region(region, lang), escape=not is_poll
         )
         return self._message(lang, text)
+
+    def _region(self, code: str | None, lang: str) -> str:
+        if not code:
+            return ""
+        key = (code, lang)
+        name = self._regions.get(key)
+        if name is None:
+            name = self._regions[key] = region_name(code, lang)
+        return name
 
     def _message(self, lang: str, text: str) -> OutgoingMessage:
         if self.poll_id is not None:

@@ -355,10 +355,16 @@ async def export_supporters(
     *,
     fmt: str = "csv",
     actor: str = "cli",
+    progress: Progress | None = None,
 ) -> int:
     """Write every supporter of the bot but the erased ones as CSV or JSON; returns the count."""
     if fmt not in ("csv", "json"):
         raise ValueError("format must be csv or json")
+    total = 0
+    if progress:
+        by_status = await supporters.counts_by_status(session, bot_id)
+        total = sum(n for status, n in by_status.items() if status != "erased")
+        progress(0, total)
     count = 0
     writer = csv.writer(out, lineterminator="\n")
     if fmt == "csv":
@@ -389,6 +395,8 @@ async def export_supporters(
                     record["telegram_id"] = int(record["telegram_id"])
                 out.write(("," if count else "") + "\n" + orjson.dumps(record).decode())
             count += 1
+        if progress:
+            progress(count, max(total, count))
     if fmt == "json":
         out.write("\n]\n")
     await supporters.audit(session, actor=actor, action="supporters.exported", now=clock.now(),

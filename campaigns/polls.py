@@ -796,7 +796,14 @@ async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
         return {"poll": poll.slug, "id": poll.id, "kind": poll.kind, "status": poll.status,
                 "secret": True, "weights": poll.weights, "voters": voters,
                 "hidden_until_close": True}
-    return results_json(poll, await results(session, poll), voters)
+    out = results_json(poll, await results(session, poll), voters)
+    # Native X polls: totals only (X never says who voted), a column beside these results.
+    from campaigns.x_posts import x_column
+
+    x = await x_column(session, poll.id)
+    if x is not None:
+        out["channels"] = {"x": x}
+    return out
 
 
 async def stored_ballots(session: AsyncSession, slug: str) -> list[dict[str, Any]]:

@@ -57,6 +57,16 @@ async def set_password(
     password_hash = hash_password(password)
     organiser = await store.by_login(session, login)
     now = clock.now()
+    if organiser is None and create and telegram_user_id:
+        # Someone named by Telegram id (`organiser add`) gets a login for the dashboard.
+        from storage import organisers
+
+        organiser = await organisers.by_telegram_user(session, telegram_user_id)
+        if organiser is not None:
+            if organiser.login:
+                raise SignInError(f"that Telegram user already has the login {organiser.login!r}")
+            await store.set_login(session, organiser.id, login)
+            organiser.login = login
     if organiser is None:
         if not create:
             raise SignInError(f"no organiser with the login {login!r}")

@@ -145,7 +145,7 @@ async def _sign(session: AsyncSession, clock: Clock, bot_id: int, mention: Menti
                         kind="answered")
     title = _title(petition, lang)
     if not petitions.is_open(petition, now):
-        return _Outcome("pending", _fit(lang, _("“{title}” is closed; it no longer takes "
+        return _Outcome("pending", _fit(lang, _("“{title}” is closed and no longer takes "
                                                 "signatures."), title=title), kind="answered")
     known = await supporters.find(session, bot_id, CHANNEL, str(mention.author_id))
     if known is None:
@@ -183,7 +183,7 @@ async def _sign(session: AsyncSession, clock: Clock, bot_id: int, mention: Menti
                             "{privacy_url} · Reply “stop” and we will not reply to you again."),
                     title=title, privacy_url=links.privacy_url)
         return _Outcome("pending", text, supporter.id, "already")
-    return _Outcome("pending", _fit(lang, _("“{title}” is closed; it no longer takes "
+    return _Outcome("pending", _fit(lang, _("“{title}” is closed and no longer takes "
                                             "signatures."), title=title),
                     supporter.id, "answered")
 

@@ -91,13 +91,14 @@ def check_reply(*, to_user_id: int, in_reply_to: int, mention: MentionFacts | No
         raise PolicyViolation(Rule.ENGAGED_FIRST,
                               "the post replied to is not a mention the account received")
     target = f"x_mention:{mention.mention_id}"
-    if mention.author_id is None or mention.author_id != to_user_id:
-        raise PolicyViolation(Rule.ENGAGED_FIRST,
-                              "the reply is not addressed to the author of the mention", target)
     settled = ("sent", "refused", "failed")
     if (mention.replies_sent > 0 or mention.reply_state in settled
             or (mention.reply_state == "sending" and not claimed)):
         raise PolicyViolation(Rule.ONE_REPLY, "this mention was answered already", target)
+    if mention.author_id is None or mention.author_id != to_user_id:
+        # No author kept: the mention asked for nothing an automated reply may answer.
+        raise PolicyViolation(Rule.ENGAGED_FIRST,
+                              "the reply is not addressed to the author of the mention", target)
     if mention.supporter_status == "stopped" and mention.intent != "stop":
         raise PolicyViolation(Rule.STOPPED, "the person asked us to stop", target)
 

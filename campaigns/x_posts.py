@@ -28,12 +28,10 @@ from campaigns.x_policy import PolicyViolation, check_post, record_refusal
 from campaigns.x_settings import XLimits
 from campaigns.x_text import (
     deep_link,
-    fits,
     html_to_plain,
     poll_minutes,
     poll_problem,
     split_thread,
-    weighted_length,
 )
 from storage import petitions as petition_store
 from storage import polls as poll_store
@@ -60,14 +58,16 @@ async def compose_post(
         raise BroadcastError(_("An X post needs a text."))
     for text in texts.values():
         if "{" in text or "}" in text:
-            raise BroadcastError(_("An X post is public: it cannot use {{name}} or {{region}}, "
-                                   "and it cannot contain braces."))
+            raise BroadcastError(_("An X post is public: it cannot be personalised with name "
+                                   "or region placeholders, and cannot contain curly "
+                                   "brackets."))
         try:
             check_post(text)
         except PolicyViolation as violation:
             await record_refusal(db, violation, bot_id=bot_id, now=clock.now())
             raise
     buttons = None
+    link_url: str | None = None
     if petition is not None:
         if not link_bot:
             raise BroadcastError(_("Set NALGAE_X_LINK_BOT (the Telegram bot's @name) so that "
@@ -76,9 +76,9 @@ async def compose_post(
             found = await petition_store.petition_by_slug(s, petition.strip().lower())
         if found is None or found.status == "draft":
             raise BroadcastError(_("There is no open petition “{slug}”."), {"slug": petition})
-        url = deep_link(link_bot, found.slug)
+        link_url = deep_link(link_bot, found.slug)
         buttons = [[{"text": {lang: t_plain(lang, _("Sign here")) for lang in LANGUAGES},
-                     "url": url}]]
+                     "url": link_url}]]
     if poll is not None:
         await _check_poll(db, poll, texts, send_at or clock.now())
         stored = texts
@@ -86,8 +86,7 @@ async def compose_post(
         # Broadcasts store Telegram HTML; a plain X text is escaped into it and back.
         stored = {lang: html.escape(text, quote=False) for lang, text in texts.items()}
         for lang, text in texts.items():
-            link = _link_block([(t_plain(lang, _("Sign here")), b["url"])
-                                for row in buttons or [] for b in row])
+            link = _link_block([(t_plain(lang, _("Sign here")), link_url)] if link_url else [])
             parts = split_thread(text, first_suffix=link)
             if len(parts) > MAX_THREAD:
                 raise BroadcastError(
@@ -195,21 +194,23 @@ async def post_state(db: Database, clock: Clock, *, bot_id: int, key: str,
 
 
 async def record_part(db: Database, clock: Clock, *, bot_id: int, key: str, part: int,
-                      kind: str, tweet_id: int, in_reply_to: int | None) -> None:
-    """Remember a posted part at once: a thread cut short resumes after it, never repeats it."""
-    async with db.session() as s:
-        await store.record_post(s, bot_id=bot_id, key=key, part=part, kind=kind,
-                                tweet_id=tweet_id, in_reply_to=in_reply_to, now=clock.now())
+                      kind: str, tweet_id: int, in_reply_to: int | None,
+                      poll: tuple[int | None, tuple[str, ...], int] | None = None) -> None:
+    """Remember a posted part at once: a thread cut short resumes after it, never repeats it.
 
-
-async def record_poll(db: Database, clock: Clock, *, bot_id: int, poll_id: int | None,
-                      tweet_id: int, options: tuple[str, ...], minutes: int) -> None:
+    ``poll`` (campaign poll id, options, minutes) records the native poll it carries in
+    the same transaction, so a poll that was posted is always read back.
+    """
     now = clock.now()
     async with db.session() as s:
-        await store.record_poll(s, bot_id=bot_id, poll_id=poll_id, tweet_id=tweet_id,
-                                options=list(options), duration_minutes=minutes,
-                                ends_at=now + timedelta(minutes=minutes), status="open",
-                                created_at=now)
+        await store.record_post(s, bot_id=bot_id, key=key, part=part, kind=kind,
+                                tweet_id=tweet_id, in_reply_to=in_reply_to, now=now)
+        if poll is not None:
+            poll_id, options, minutes = poll
+            await store.record_poll(s, bot_id=bot_id, poll_id=poll_id, tweet_id=tweet_id,
+                                    options=list(options), duration_minutes=minutes,
+                                    ends_at=now + timedelta(minutes=minutes), status="open",
+                                    created_at=now)
 
 
 # --- pacing -----------------------------------------------------------------------------------
@@ -272,14 +273,6 @@ async def x_column(db_or_session: Any, poll_id: int) -> dict[str, Any] | None:
     }
 
 
-def poll_counts(options: list[str], readback: list[tuple[int, str, int]]) -> list[int]:
-    """X's options (position, label, votes) as votes in our option order."""
-    by_position = {pos: votes for pos, _label, votes in readback}
-    return [int(by_position.get(i + 1, 0)) for i in range(len(options))]
-
-
-def describe_plan(plan: PostPlan) -> dict[str, Any]:
-    """For status output and logs: sizes only, no text."""
-    return {"kind": plan.kind, "posts": len(plan.parts),
-            "weights": [weighted_length(p) for p in plan.parts],
-            "fits": all(fits(p) for p in plan.parts)}
+def poll_counts(readback: list[tuple[int, str, int]]) -> list[int]:
+    """X's options (position, label, votes) as votes in option order (positions start at 1)."""
+    return [int(votes) for _pos, _label, votes in sorted(readback)]

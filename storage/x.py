@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,11 @@ from storage.models import (
 
 ACCOUNT_SOURCE = "x:account"
 MAX_ERROR = 200
+# Core tables for the bulk statements (no ORM synchronisation wanted there).
+CURSOR: Table = XCursor.__table__  # type: ignore[assignment]
+MENTION: Table = XMention.__table__  # type: ignore[assignment]
+POST: Table = XPost.__table__  # type: ignore[assignment]
+POLL: Table = XPoll.__table__  # type: ignore[assignment]
 
 
 def _pg(session: AsyncSession) -> bool:
@@ -147,9 +152,9 @@ async def claim_cursor(session: AsyncSession, *, bot_id: int, owner: str, now: d
         _insert(session, XCursor).values(bot_id=bot_id, window_reads=0)
         .on_conflict_do_nothing(index_elements=["bot_id"])
     )
-    c = XCursor.__table__.c
+    c = CURSOR.c
     row = (await session.execute(
-        update(XCursor.__table__)
+        update(CURSOR)
         .where(c.bot_id == bot_id,
                or_(c.claimed_until.is_(None), c.claimed_until < now),
                or_(c.last_polled_at.is_(None), c.last_polled_at <= polled_before),
@@ -167,7 +172,7 @@ async def release_cursor(session: AsyncSession, *, bot_id: int, owner: str, now:
                          window_reads: int, blocked_until: datetime | None,
                          polled: bool) -> None:
     """Store where reading got to and hand the claim back."""
-    c = XCursor.__table__.c
+    c = CURSOR.c
     values: dict[str, Any] = {"claimed_by": None, "claimed_until": None,
                               "window_start": window_start, "window_reads": window_reads,
                               "blocked_until": blocked_until}
@@ -176,7 +181,7 @@ async def release_cursor(session: AsyncSession, *, bot_id: int, owner: str, now:
     if polled:
         values["last_polled_at"] = now
     await session.execute(
-        update(XCursor.__table__).where(c.bot_id == bot_id, c.claimed_by == owner)
+        update(CURSOR).where(c.bot_id == bot_id, c.claimed_by == owner)
         .values(**values)
     )
 
@@ -192,7 +197,7 @@ async def insert_mentions(session: AsyncSession, bot_id: int, tweet_ids: Sequenc
     """Add mentions to the ledger in one statement; tweet id -> row id of the NEW ones only."""
     if not tweet_ids:
         return {}
-    t = XMention.__table__
+    t = MENTION
     result = await session.execute(
         _insert(session, t)
         .on_conflict_do_nothing(index_elements=["bot_id", "tweet_id"])
@@ -205,7 +210,7 @@ async def insert_mentions(session: AsyncSession, bot_id: int, tweet_ids: Sequenc
 
 async def update_mention(session: AsyncSession, mention_id: int, **values: Any) -> None:
     await session.execute(
-        update(XMention.__table__).where(XMention.__table__.c.id == mention_id).values(**values)
+        update(MENTION).where(MENTION.c.id == mention_id).values(**values)
     )
 
 
@@ -249,7 +254,7 @@ class DueReply:
 async def claim_replies(session: AsyncSession, *, bot_id: int, now: datetime,
                         limit: int) -> list[DueReply]:
     """Take due replies (pending -> sending). A reply left "sending" is never retried."""
-    t = XMention.__table__
+    t = MENTION
     pick = (select(t.c.id).where(t.c.bot_id == bot_id, t.c.reply_state == "pending",
                                  or_(t.c.reply_not_before.is_(None),
                                      t.c.reply_not_before <= now))
@@ -281,7 +286,7 @@ async def retry_reply(session: AsyncSession, mention_id: int, *, not_before: dat
 
 
 async def pending_replies(session: AsyncSession, bot_id: int, now: datetime) -> int:
-    t = XMention.__table__
+    t = MENTION
     return int((await session.execute(
         select(func.count()).select_from(t)
         .where(t.c.bot_id == bot_id, t.c.reply_state == "pending",
@@ -301,7 +306,7 @@ async def record_poll(session: AsyncSession, **values: Any) -> None:
 async def claim_due_polls(session: AsyncSession, *, now: datetime, until: datetime,
                           limit: int = 100) -> list[tuple[int, int, int]]:
     """Open X polls past their end, claimed for reading back: (row id, bot id, tweet id)."""
-    t = XPoll.__table__
+    t = POLL
     pick = (select(t.c.id).where(t.c.status == "open", t.c.ends_at <= now,
                                  or_(t.c.claimed_until.is_(None), t.c.claimed_until < now))
             .order_by(t.c.ends_at, t.c.id).limit(limit))
@@ -314,9 +319,17 @@ async def claim_due_polls(session: AsyncSession, *, now: datetime, until: dateti
     return sorted((int(a), int(b), int(c)) for a, b, c in rows.all())
 
 
+async def polls_due(session: AsyncSession, now: datetime) -> bool:
+    t = POLL
+    return (await session.execute(
+        select(t.c.id).where(t.c.status == "open", t.c.ends_at <= now,
+                             or_(t.c.claimed_until.is_(None), t.c.claimed_until < now)).limit(1)
+    )).first() is not None
+
+
 async def close_poll(session: AsyncSession, row_id: int, *, counts: list[int],
                      x_poll_id: str | None, now: datetime) -> None:
-    t = XPoll.__table__
+    t = POLL
     values: dict[str, Any] = {"status": "closed", "counts": counts, "read_at": now,
                               "claimed_until": None}
     if x_poll_id:
@@ -325,7 +338,7 @@ async def close_poll(session: AsyncSession, row_id: int, *, counts: list[int],
 
 
 async def release_poll(session: AsyncSession, row_id: int, *, retry_at: datetime) -> None:
-    t = XPoll.__table__
+    t = POLL
     await session.execute(update(t).where(t.c.id == row_id).values(claimed_until=retry_at))
 
 
@@ -360,25 +373,32 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
     One above the cursor (a read in progress) keeps its bare tweet id, so it is not
     handled again as a new mention, with nothing that links it to anyone.
     """
-    m = XMention.__table__
+    m = MENTION
     mine = select(m.c.id, m.c.bot_id, m.c.tweet_id).where(m.c.supporter_id == supporter_id)
     rows = (await session.execute(mine)).all()
     if not rows:
         return
     ids = [int(r[0]) for r in rows]
     keys = [reply_key(i) for i in ids]
-    p = XPost.__table__
+    p = POST
     await session.execute(update(p).where(p.c.key.in_(keys)).values(in_reply_to=None))
     cursors = {int(b): c for b, c in (await session.execute(
         select(XCursor.bot_id, XCursor.since_id))).all()}
-    gone = [int(i) for i, b, tid in rows
-            if cursors.get(int(b)) is not None and int(tid) <= int(cursors[int(b)])]
+    gone = []
+    for i, b, tid in rows:
+        since = cursors.get(int(b))
+        if since is not None and int(tid) <= int(since):
+            gone.append(int(i))
     if gone:
         await session.execute(delete(m).where(m.c.id.in_(gone)))
     kept = [i for i in ids if i not in set(gone)]
     if kept:
         await session.execute(
             update(m).where(m.c.id.in_(kept))
-            .values(supporter_id=None, author_id=None, intent=None, slug=None, reply_text=None,
-                    reply_state="failed", reply_error="erased")
+            .values(supporter_id=None, author_id=None, intent=None, slug=None, reply_text=None)
+        )
+        # Nothing more may be sent to them: a reply still owed is dropped.
+        await session.execute(
+            update(m).where(m.c.id.in_(kept), m.c.reply_state == "pending")
+            .values(reply_state="failed", reply_error="erased")
         )

@@ -6,12 +6,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 
 from storage.db import Database
 from storage.models import Bot, ChannelIdentity, OutboxMessage, Supporter, SupporterTag
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+SUPPORTER: Table = Supporter.__table__  # type: ignore[assignment]
+IDENTITY: Table = ChannelIdentity.__table__  # type: ignore[assignment]
+TAG: Table = SupporterTag.__table__  # type: ignore[assignment]
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
 TOKEN = "123456:TEST-broadcast-token"
 
 
@@ -41,34 +45,33 @@ async def seed(
     """``n`` active supporters with one reachable Telegram identity each; their ids."""
     async with db.session() as s:
         result = await s.execute(
-            insert(Supporter.__table__).returning(Supporter.__table__.c.id,
-                                                  sort_by_parameter_order=True),
+            insert(SUPPORTER).returning(SUPPORTER.c.id, sort_by_parameter_order=True),
             [{"bot_id": bot_id, "display_name": names[i] if names else f"Supporter {i}",
               "language": language, "region": region, "tier": tier, "status": "active",
               "created_at": T0, "updated_at": T0, "consented_at": T0} for i in range(n)],
         )
         ids = [int(r[0]) for r in result.all()]
         chats = list(chat_ids) if chat_ids is not None else [chat_base + i for i in range(n)]
-        await s.execute(insert(ChannelIdentity.__table__), [
+        await s.execute(insert(IDENTITY), [
             {"supporter_id": sid, "bot_id": bot_id, "channel": "telegram",
              "external_user_id": str(chat), "chat_id": chat, "reachable": True,
              "created_at": T0}
             for sid, chat in zip(ids, chats, strict=True)
         ])
         if tags:
-            await s.execute(insert(SupporterTag.__table__),
+            await s.execute(insert(TAG),
                             [{"supporter_id": sid, "tag": tag} for sid in ids for tag in tags])
     return ids
 
 
 async def set_supporter(db: Database, supporter_id: int, **values: Any) -> None:
     async with db.session() as s:
-        await s.execute(update(Supporter.__table__)
-                        .where(Supporter.__table__.c.id == supporter_id).values(**values))
+        await s.execute(update(SUPPORTER).where(SUPPORTER.c.id == supporter_id)
+                        .values(**values))
 
 
 async def outbox(db: Database, broadcast_id: int | None = None) -> list[dict[str, Any]]:
-    table = OutboxMessage.__table__
+    table = OUTBOX
     stmt = select(table).order_by(table.c.id)
     if broadcast_id is not None:
         stmt = stmt.where(table.c.broadcast_id == broadcast_id)
@@ -78,7 +81,7 @@ async def outbox(db: Database, broadcast_id: int | None = None) -> list[dict[str
 
 async def identities(db: Database) -> dict[int, dict[str, Any]]:
     """Channel identities by supporter id."""
-    table = ChannelIdentity.__table__
+    table = IDENTITY
     async with db.session() as s:
         rows = (await s.execute(select(table))).mappings()
         return {int(r["supporter_id"]): dict(r) for r in rows}

@@ -6,12 +6,22 @@ import re
 from datetime import datetime
 
 import httpx
+import pytest
+from argon2 import PasswordHasher
 
 from campaigns import signin
 from campaigns.clock import FixedClock
 from storage.db import Database
 
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 with test-sized costs: the real ones take about half a second per hash here,
+    on purpose. (Import this fixture into a test module to use it there.)"""
+    monkeypatch.setattr(signin, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024,
+                                                          parallelism=1))
 
 
 async def make_organiser(db: Database, now: datetime, login: str, role: str = "organiser",

@@ -323,3 +323,29 @@ async def test_a_draft_can_be_tested_then_scheduled(db: Database) -> None:
     assert sent["status"] == "sending" and len(await outbox(db, draft["id"])) == 2
     with pytest.raises(BroadcastError, match="not a draft"):
         await broadcasts.schedule(db, clock, draft["id"], actor="organiser:1")
+
+
+async def test_export_and_erasure_cover_the_outbox(db: Database) -> None:
+    from storage import privacy
+    from tests.helpers import find_anywhere
+
+    bot = await make_bot(db)
+    ids = await seed(db, 2, bot_id=bot, chat_ids=[987654321, 55555])
+    status = await broadcasts.compose(db, FixedClock(T0), bot_id=bot, created_by="cli",
+                                      draft=Draft(texts={"ko": "안녕"}))
+    async with db.session() as s:
+        exported = {}
+        for exporter in privacy.exporters():
+            exported.update(await exporter(s, ids[0]))
+    assert exported["broadcast_messages"] == [{
+        "broadcast_id": status["id"], "channel": "telegram", "chat_id": 987654321,
+        "status": "pending", "message_id": None, "at": None}]
+    async with db.session() as s:
+        for eraser in privacy.erasers():
+            await eraser(s, ids[0])
+    assert await find_anywhere(db, ["987654321"]) == []
+    rows = {r["supporter_id"]: r for r in await outbox(db, status["id"])}
+    assert rows[ids[0]]["status"] == "skipped" and rows[ids[0]]["chat_id"] is None
+    assert rows[ids[1]]["status"] == "pending" and rows[ids[1]]["chat_id"] == 55555
+    # The broadcast's own counts still add up.
+    assert (await broadcasts.status(db, status["id"]))["audience"] == 2

@@ -33,7 +33,7 @@ from tests.broadcast_helpers import (
     set_supporter,
 )
 
-FAST = {"idle_interval": 0.05, "tick_interval": 0.05, "flush_interval": 0.01,
+FAST: dict[str, Any] = {"idle_interval": 0.05, "tick_interval": 0.05, "flush_interval": 0.01,
         "backoff_base": 0.05, "request_timeout": 2.0, "burst_horizon": 10.0,
         "concurrency": 16}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,7 +19,13 @@ from campaigns.settings import Settings
 from storage import privacy
 from storage.db import Database
 from storage.models import AuditLog, Bot, Supporter
-from tests.dashboard_helpers import PASSWORD, csrf_of, make_organiser, sign_in
+from tests.dashboard_helpers import (
+    PASSWORD,
+    cheap_password_hashes,  # noqa: F401  (autouse)
+    csrf_of,
+    make_organiser,
+    sign_in,
+)
 from tests.helpers import dump_all
 from tests.petition_helpers import make_supporters, setup_petition
 from web.app import create_app
@@ -62,7 +68,7 @@ async def _audit(db: Database, action: str) -> list[AuditLog]:
 
 async def _world(db: Database, clock: FixedClock) -> int:
     """A bot, an open petition with signatures and an open poll; the bot id."""
-    bot_id, p = await setup_petition(db, clock, slug="clean-air", milestones="3,10")
+    bot_id, _p = await setup_petition(db, clock, slug="clean-air", milestones="3,10")
     ids = await make_supporters(db, bot_id, NOW, 4, region="seoul")
     ids += await make_supporters(db, bot_id, NOW, 2, region="busan", first_user_id=600_000)
     async with db.session() as s:
@@ -275,7 +281,7 @@ async def test_bulk_invalidation_previews_the_exact_count_then_confirms(
         p = await petitions.store.petition_by_slug(s, "clean-air")
         assert p is not None and await petitions.live_count(s, p) == 4
     [entry] = await _audit(db, "petition.invalidated")
-    assert entry.details["invalidated"] == 2
+    assert entry.details is not None and entry.details["invalidated"] == 2
 
 
 # --- polls ---------------------------------------------------------------------------------------
@@ -289,7 +295,7 @@ async def test_poll_page_charts_raw_and_weighted_by_tier_and_region(
     async with db.session() as s:
         poll = await polls.create_poll(s, campaign_slug="air", slug="rules",
                                        question_ko="규칙 변경?", kind="yes_no_abstain",
-                                       weights="member=1,supporter=1/2", secret=True,
+                                       weights="member=1,supporter=1/2",
                                        clock=clock, actor="cli")
         for sid in members:
             await polls.vote(s, await s.get_one(Supporter, sid), poll.id, [0], clock)
@@ -307,7 +313,7 @@ async def test_poll_page_charts_raw_and_weighted_by_tier_and_region(
     assert 'data-label="No" data-value="1"' in raw.group(0)
     assert 'data-label="No" data-value="0.5"' in weighted.group(0)  # a supporter weighs 1/2
     assert "Daegu (2)" in html and "Seoul (1)" in html
-    # The export of a secret ballot holds no supporter at all.
+    # Exports hold choices, tier, region and weight: no supporter.
     exported = json.loads((await client.get("/export/polls/rules.json")).text)
     assert sorted(r["choices"] for r in exported) == ["0", "0", "1"]
     assert all(set(r) == {"choices", "tier", "region", "weight"} for r in exported)
@@ -317,6 +323,34 @@ async def test_poll_page_charts_raw_and_weighted_by_tier_and_region(
     await client.post("/polls/rules/close", data={"csrf": csrf})
     public = await client.get("/p/poll/rules?lang=en")
     assert public.status_code == 200 and 'data-label="Yes" data-value="2"' in public.text
+
+
+async def test_a_secret_ballot_shows_no_running_tally_and_no_small_groups(
+    db: Database, client: httpx.AsyncClient, clock: FixedClock
+) -> None:
+    bot_id = await _world(db, clock)
+    voters = await make_supporters(db, bot_id, NOW, 6, region="daegu", first_user_id=800_000)
+    async with db.session() as s:
+        poll = await polls.create_poll(s, campaign_slug="air", slug="vote", question_ko="찬반?",
+                                       kind="yes_no_abstain", secret=True, clock=clock,
+                                       actor="cli")
+        for i, sid in enumerate(voters):
+            await polls.vote(s, await s.get_one(Supporter, sid), poll.id, [i % 2], clock)
+        sup = (await s.execute(select(Supporter).where(
+            Supporter.display_name == "s500000"))).scalar_one()
+        await polls.vote(s, sup, poll.id, [0], clock)  # the only voter from Seoul
+    await make_organiser(db, NOW, "minji")
+    csrf = await sign_in(client, "minji")
+    running = (await client.get("/polls/vote?lang=en")).text
+    assert 'data-voters="7"' in running and 'id="results-hidden"' in running
+    assert 'id="chart-raw"' not in running
+    await client.post("/polls/vote/close", data={"csrf": csrf})
+    final = (await client.get("/p/poll/vote?lang=en")).text
+    assert 'data-label="Yes" data-value="4"' in final
+    assert "Daegu (6)" in final and "Seoul" not in final  # one voter would be revealed
+    exported = json.loads((await client.get("/export/polls/vote.json")).text)
+    assert len(exported) == 7
+    assert all(set(r) == {"choices", "tier", "region", "weight"} for r in exported)
 
 
 async def test_poll_created_from_the_form(db: Database, client: httpx.AsyncClient,
@@ -345,8 +379,8 @@ async def test_composer_counts_the_audience_and_previews_the_message(
     seoul = (await client.get("/broadcasts/audience-count",
                               params={"audience": "region=서울"})).json()
     assert seoul["count"] == 4
-    wrong = (await client.get("/broadcasts/audience-count?lang=en",
-                              params={"audience": "planet=mars"})).json()
+    wrong = (await client.get("/broadcasts/audience-count",
+                              params={"audience": "planet=mars", "lang": "en"})).json()
     assert "Unknown filter" in wrong["error"]
     preview = (await client.get("/broadcasts/preview", params={
         "text": "<b>{name}</b>님 <script>x</script>", "lang": "ko"})).json()
@@ -464,3 +498,73 @@ async def test_public_petition_page_and_poster_need_no_sign_in(
         await petitions.create_petition(s, campaign_slug="air", slug="secret-draft",
                                         title_ko="초안", clock=clock, actor="cli")
     assert (await client.get("/p/secret-draft")).status_code == 404
+
+
+def test_cli_sets_a_password_that_signs_in(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from cli import cli
+    from tests.conftest import run_sync
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+
+    async def create() -> None:
+        db = Database(Settings(database_url=url).driver_database_url)
+        await db.create_all()
+        await db.dispose()
+
+    run_sync(create)
+    env = {"NALGAE_DATABASE_URL": url}
+    runner = CliRunner()
+    added = runner.invoke(cli, ["organiser", "add", "7001", "--role", "admin"], env=env)
+    assert added.exit_code == 0, added.output
+    short = runner.invoke(cli, ["organiser", "set-password", "minji", "--create",
+                                "--telegram-user-id", "7001", "--password-stdin"],
+                          input="short\n", env=env)
+    assert short.exit_code != 0 and "at least 10" in short.output
+    done = runner.invoke(cli, ["organiser", "set-password", "minji", "--create",
+                               "--telegram-user-id", "7001", "--password-stdin", "--json"],
+                         input=PASSWORD + "\n", env=env)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output) == {"id": 1, "login": "minji", "role": "admin"}
+
+    async def check() -> bool:
+        db = Database(Settings(database_url=url).driver_database_url)
+        try:
+            async with db.session() as s:
+                return await signin.authenticate(s, "minji", PASSWORD, FixedClock(NOW)) \
+                    is not None
+        finally:
+            await db.dispose()
+
+    assert run_sync(check)
+
+
+async def test_send_a_test_to_me_then_send_it_for_real(db: Database, clock: FixedClock) -> None:
+    """The test message reaches the organiser's own Telegram chat (the sandbox Bot API)."""
+    from bots.sandbox import Sandbox
+
+    bot_id = await _world(db, clock)
+    async with Sandbox.serve() as sb:
+        async with db.session() as s:
+            bot = await s.get_one(Bot, bot_id)
+            bot.token, bot.base_url = sb.default_token, sb.base_url
+        me = sb.user(7001, "민지", language_code="ko")
+        await make_organiser(db, NOW, "minji", telegram_user_id="7001")
+        app = create_app(Settings(secret_key=SECRET), db, clock=clock)
+        async with client_for(app) as client:
+            csrf = await sign_in(client, "minji")
+            response = await client.post("/broadcasts", data={
+                "csrf": csrf, "audience": "region=seoul", "text_ko": "<b>{name}</b>님 안녕하세요",
+                "buttons": "보기 / View | https://example.org", "intent": "test"})
+            assert response.status_code == 303 and "test=sent" in response.headers["location"]
+            message = await me.next_message(timeout=5)
+            assert message.text == "minji님 안녕하세요"  # their name fills {name}
+            assert message.raw["reply_markup"]["inline_keyboard"][0][0]["text"] == "보기"
+            page = await client.get(response.headers["location"].split("?")[0])
+            assert 'id="send-now"' in page.text and "초안" in page.text  # still a draft
+            bid = response.headers["location"].split("?")[0].rsplit("/", 1)[1]
+            await client.post(f"/broadcasts/{bid}/schedule", data={"csrf": csrf_of(page.text)})
+            page = await client.get(f"/broadcasts/{bid}")
+            assert 'data-field="audience">4<' in page.text
+    assert [a.action for a in await _audit(db, "broadcast.test")] == ["broadcast.test"]

@@ -18,7 +18,11 @@ from campaigns.settings import Settings, database_url_for_driver
 from storage import bots
 from storage.db import Database
 from storage.models import Supporter
-from tests.dashboard_helpers import make_organiser, sign_in
+from tests.dashboard_helpers import (
+    cheap_password_hashes,  # noqa: F401  (autouse)
+    make_organiser,
+    sign_in,
+)
 from web.app import WEB_DIR, create_app
 
 # 2026-11-27 09:00 UTC is 18:00 in Korea.

@@ -292,6 +292,7 @@ def dashboard_router() -> APIRouter:
     async def campaign_create(request: Request) -> Response:
         form = await request.form()
         me = await auth.require_change(request, form)
+        back = "/polls" if form.get("back") == "/polls" else "/petitions"  # never elsewhere
         try:
             async with _db(request).session() as s:
                 await petitions.create_campaign(
@@ -299,8 +300,8 @@ def dashboard_router() -> APIRouter:
                     title_en=str(form.get("title_en") or "") or None,
                     clock=request.app.state.clock, actor=me.actor)
         except RuleError as exc:
-            return _back(str(form.get("back") or "/petitions"), error=str(exc))
-        return _back(str(form.get("back") or "/petitions"))
+            return _back(back, error=str(exc))
+        return _back(back)
 
     @router.post("/petitions")
     async def petition_create(request: Request) -> Response:
@@ -386,18 +387,16 @@ def dashboard_router() -> APIRouter:
                           me: auth.Session) -> Response:
         """First a preview (how many, exactly), then the same conditions confirmed."""
         clock = request.app.state.clock
-        conditions = {
-            "since": _kst(str(form.get("since") or "")),
-            "until": _kst(str(form.get("until") or "")),
-            "source_ref": str(form.get("source_ref") or "").strip() or None,
-            "region": str(form.get("region") or "").strip() or None,
-        }
+        since = _kst(str(form.get("since") or ""))
+        until = _kst(str(form.get("until") or ""))
+        source_ref = str(form.get("source_ref") or "").strip() or None
+        region = str(form.get("region") or "").strip() or None
         reason = str(form.get("reason") or "")
         confirmed = form.get("confirm") == "yes"
         expected = form.get("expected")
         result = await petitions.invalidate(
             s, slug, reason=reason or "(preview)", actor=me.actor, clock=clock, dry_run=True,
-            **conditions)
+            since=since, until=until, source_ref=source_ref, region=region)
         if confirmed and expected is not None and str(result.matched) != str(expected):
             # What would be invalidated changed since the preview: show the new preview.
             confirmed = False
@@ -408,7 +407,8 @@ def dashboard_router() -> APIRouter:
                          ("since", "until", "source_ref", "region", "reason")},
             })
         done = await petitions.invalidate(s, slug, reason=reason, actor=me.actor, clock=clock,
-                                          **conditions)
+                                          since=since, until=until, source_ref=source_ref,
+                                          region=region)
         return _back(f"/petitions/{slug}", done=str(done.invalidated))
 
     # --- polls -----------------------------------------------------------------------------
@@ -615,7 +615,8 @@ def dashboard_router() -> APIRouter:
             known = await supporter_store.find(s, bot.id, "telegram", str(chat)) if bot else None
         language = known.supporter.language if known else _lang(request)
         message = await bc.test_message(_db(request), broadcast_id, language=language,
-                                        name=known.supporter.display_name if known else None,
+                                        name=(known.supporter.display_name if known else None)
+                                        or me.name,
                                         region=known.supporter.region if known else None)
         async with _db(request).session() as s:
             from storage import supporters as supporter_store
@@ -709,13 +710,14 @@ def dashboard_router() -> APIRouter:
             async with _db(request).session() as s:
                 bot = await queries.default_telegram_bot(s)
                 if bot is None:
-                    raise importer.UnreadableFile("no bot")
-                result = await importer.import_supporters(
-                    s, bot.id, text, request.app.state.clock,
-                    skip_invalid=bool(form.get("skip_invalid")),
-                    dry_run=bool(form.get("dry_run")), actor=me.actor)
-        except importer.UnreadableFile as exc:
-            error = t_plain(lang, importer.M_UNREADABLE) if str(exc) != "no bot" else str(exc)
+                    error = t_plain(lang, _("There is no bot to send with."))
+                else:
+                    result = await importer.import_supporters(
+                        s, bot.id, text, request.app.state.clock,
+                        skip_invalid=bool(form.get("skip_invalid")),
+                        dry_run=bool(form.get("dry_run")), actor=me.actor)
+        except importer.UnreadableFile:
+            error = t_plain(lang, importer.M_UNREADABLE)
         return _page(request, "import_result.html", {
             "result": result, "error": error,
             "problems": [(p.line, p.text(lang)) for p in (result.problems if result else [])]})
@@ -788,13 +790,27 @@ def dashboard_router() -> APIRouter:
 
 
 async def _count(request: Request, petition_id: int) -> dict[str, Any]:
+    """A petition's live count, read at most once a second per process however many
+    browsers watch it (public pages can have thousands of viewers)."""
+    import time
+
+    cache: dict[int, tuple[float, dict[str, Any]]] | None = getattr(
+        request.app.state, "live_counts", None)
+    if cache is None:
+        cache = request.app.state.live_counts = {}
+    now = time.monotonic()
+    hit = cache.get(petition_id)
+    if hit is not None and now - hit[0] < LIVE_INTERVAL * 0.9:
+        return hit[1]
     async with _db(request).session() as s:
         p = await petition_store.petition_by_id(s, petition_id)
         if p is None:
             return {"count": 0}
         count = await petitions.live_count(s, p)
-        return {"count": count, "status": p.status,
-                "next_milestone": next((m for m in p.milestones if m > count), None)}
+        value = {"count": count, "status": p.status,
+                 "next_milestone": next((m for m in p.milestones if m > count), None)}
+    cache[petition_id] = (now, value)
+    return value
 
 
 def _progress(status: dict[str, Any]) -> int:
@@ -817,19 +833,21 @@ def render_results(request: Request, poll: Any, results: polls.Results, voters: 
         items = []
         for i, cell in enumerate(b.options):
             if weighted:
-                share = cell.weight / b.weighted_voters if b.weighted_voters else 0
+                share = float(cell.weight / b.weighted_voters) if b.weighted_voters else 0.0
                 items.append((label(i), float(cell.weight),
                               f"{polls.rounded(cell.weight)} ({float(share) * 100:.0f}%)"))
             else:
-                share = cell.count / b.voters if b.voters else 0
+                share = float(cell.count / b.voters) if b.voters else 0.0
                 items.append((label(i), float(cell.count), f"{cell.count:,} ({share * 100:.0f}%)"))
         return charts.hbars(items, chart_id=chart_id, color="#7a4fd6" if weighted else "#2d6cdf")
 
-    groups = []
-    for tier, b in results.by_tier.items():
-        groups.append((t_plain(lang, tier), b))
+    # In a secret ballot a small group's figures would reveal its members' choices: the bot
+    # leaves them out of what voters see, and so does the dashboard.
+    least = polls.MIN_SECRET_GROUP if poll.secret else 0
+    groups = [(t_plain(lang, tier), b) for tier, b in results.by_tier.items()
+              if b.voters >= least]
     regions = [(region_name(code, lang) if code else t_plain(lang, _("No region given")), b)
-               for code, b in results.by_region.items()]
+               for code, b in results.by_region.items() if b.voters >= least]
     templates = request.app.state.templates
     template = templates.env.get_template("poll_results.html")
 
@@ -838,7 +856,8 @@ def render_results(request: Request, poll: Any, results: polls.Results, voters: 
 
     return str(template.render(
         _=translate, poll=poll, voters=voters, overall=results.overall, block=block,
-        tiers=groups, regions=regions, weighted=any(w != "1" for w in poll.weights.values())))
+        tiers=groups, regions=regions, weighted=any(w != "1" for w in poll.weights.values()),
+        hidden=bool(getattr(results, "hidden", False))))
 
 
 def _download(body: str, filename: str, fmt: str) -> Response:

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from bots.channel import ChannelLimits, Outcome, SendResult
 from campaigns.broadcasts import OutgoingMessage
@@ -29,9 +30,11 @@ def make_http_session(*, pool: int = 512, timeout: float = 10.0) -> aiohttp.Clie
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout),
-        # Nothing in the answer needs decompressing, and no cookies exist in the Bot API.
+        # Nothing in the answer needs decompressing, and no cookies exist in the Bot API;
+        # every header and per-request object left out is time saved thousands of times.
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
         raise_for_status=False,
     )
 
@@ -97,9 +100,12 @@ class TelegramSender:
         timeout: float | None = None,
     ) -> None:
         # PTB's convention: the base URL ends where the token starts (".../bot").
-        self._url = f"{base_url}{token}/"
+        # Parsed once: yarl would otherwise parse the URL string on every request.
+        self._urls = {m: URL(f"{base_url}{token}/{m}") for m in ("sendMessage", "sendPoll")}
         self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
+        # None: the session's timeout (no per-request timer object).
+        self._extra: dict[str, Any] = (
+            {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout else {})
         self.limits = limits or ChannelLimits(per_second=30.0, chat_interval=1.0,
                                               group_interval=3.0)
 
@@ -123,8 +129,8 @@ class TelegramSender:
         method, params = self.body(chat_id, message)
         try:
             async with self._session.post(
-                self._url + method, data=orjson.dumps(params), headers=_JSON_HEADERS,
-                timeout=self._timeout,
+                self._urls[method], data=orjson.dumps(params), headers=_JSON_HEADERS,
+                **self._extra,
             ) as resp:
                 payload = await resp.read()
                 status = resp.status

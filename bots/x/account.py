@@ -185,15 +185,13 @@ class XAccount:
                 posted = await self.api.create_post(
                     plan.parts[index], in_reply_to=previous,
                     poll_options=plan.poll_options, poll_minutes=plan.poll_minutes)
-                if key is not None:
-                    await x_posts.record_part(self.db, self.clock, bot_id=self.bot_id, key=key,
-                                              part=index, kind=plan.kind, tweet_id=posted.id,
-                                              in_reply_to=previous)
+                poll = None
                 if plan.poll_options is not None:
-                    await x_posts.record_poll(self.db, self.clock, bot_id=self.bot_id,
-                                              poll_id=state.poll_id, tweet_id=posted.id,
-                                              options=plan.poll_options,
-                                              minutes=plan.poll_minutes or 0)
+                    poll = (state.poll_id, plan.poll_options, plan.poll_minutes or 0)
+                await x_posts.record_part(self.db, self.clock, bot_id=self.bot_id,
+                                          key=key or f"direct:{posted.id}", part=index,
+                                          kind=plan.kind, tweet_id=posted.id,
+                                          in_reply_to=previous, poll=poll)
                 state.done[index] = posted.id
                 previous = posted.id
         except XApiError as err:

@@ -8,6 +8,7 @@ author of a mention) is kept only while a reply is due and is unlinked on erasur
 from __future__ import annotations
 
 from datetime import datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,

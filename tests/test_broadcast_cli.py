@@ -1,0 +1,125 @@
+"""`nalgae broadcast ...` and `nalgae worker --burst` as a script runs them, against the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from bots.sandbox import Sandbox
+from cli import cli
+from scheduler import Worker, WorkerOptions
+from storage.db import Database
+from storage.ratelimit import LocalRateLimiter
+from tests.broadcast_helpers import TOKEN
+
+CSV = (
+    "telegram_id,name,language,region,tier,tags,consent\n"
+    "61001,김민수,ko,서울,,volunteer,yes\n"
+    "61002,Jane,en,Busan,member,,yes\n"
+)
+
+
+@pytest.fixture
+async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Sandbox]:
+    async with Sandbox.serve(auto_create_private_chats=True) as sb:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("NALGAE_DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+        monkeypatch.setenv("NALGAE_TELEGRAM_TOKEN", TOKEN)
+        monkeypatch.setenv("NALGAE_TELEGRAM_BASE_URL", sb.base_url)
+        monkeypatch.setenv("NALGAE_TELEGRAM_MAX_RATE", "0")
+        monkeypatch.setenv("NALGAE_REDIS_URL", "")
+        monkeypatch.setenv("LANG", "C.UTF-8")
+        (tmp_path / "list.csv").write_text(CSV, encoding="utf-8")
+        assert (await nalgae("db", "upgrade")).exit_code == 0
+        assert (await nalgae("supporters", "import", "list.csv")).exit_code == 0
+        yield sb
+
+
+async def nalgae(*args: str) -> Result:
+    """Run the command in a thread: it runs its own event loop, as from a shell."""
+    return await asyncio.to_thread(CliRunner().invoke, cli, list(args), catch_exceptions=False)
+
+
+def as_json(result: Result) -> dict[str, object]:
+    assert result.exit_code == 0, result.output + result.stderr
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+async def test_send_status_and_burst_worker(env: Sandbox) -> None:
+    preview = as_json(await nalgae("broadcast", "preview", "--audience", "region=서울",
+                                   "--json"))
+    assert preview["audience"] == 1
+    sent = as_json(await nalgae("broadcast", "send", "--text", "{name}님, 오늘 7시 광장에서",
+                                "--text-en", "{name}, 7pm at the square", "--json"))
+    assert sent["status"] == "sending" and sent["audience"] == 2
+    status = as_json(await nalgae("broadcast", "status", str(sent["id"]), "--json"))
+    assert status == {"id": sent["id"], "status": "sending", "audience": 2, "sent": 0,
+                      "blocked": 0, "failed": 0, "pending": 2}
+    worked = as_json(await nalgae("worker", "--burst", "--json"))
+    assert worked["sent"] == 2
+    status = as_json(await nalgae("broadcast", "status", str(sent["id"]), "--json"))
+    assert (status["status"], status["sent"], status["pending"]) == ("done", 2, 0)
+    assert env.bot(TOKEN).counters.delivered == {61001: 1, 61002: 1}
+
+
+async def test_each_language_gets_its_text(env: Sandbox) -> None:
+    ko, en = env.user(61001, "민수", bot_token=TOKEN), env.user(61002, "Jane", bot_token=TOKEN)
+    as_json(await nalgae("broadcast", "send", "--text", "{name}님, 서명해 주세요",
+                         "--text-en", "{name}, please sign", "--json"))
+    as_json(await nalgae("worker", "--burst", "--json"))
+    assert (await ko.next_message(timeout=5)).text == "김민수님, 서명해 주세요"
+    assert (await en.next_message(timeout=5)).text == "Jane, please sign"
+
+
+async def test_errors_are_clear_and_translated(env: Sandbox, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    bad = await nalgae("broadcast", "send", "--text", "{이름}님 안녕하세요", "--json")
+    assert bad.exit_code == 1
+    assert "Unknown placeholder {이름} in the Korean text" in json.loads(bad.stderr)["error"]
+    monkeypatch.setenv("LANG", "ko_KR.UTF-8")
+    bad = await nalgae("broadcast", "send", "--text", "안녕", "--audience", "tier=gold")
+    assert bad.exit_code == 1 and "“gold”은(는) tier 값으로 쓸 수 없습니다" in bad.stderr
+    naive = await nalgae("broadcast", "send", "--text", "x", "--at", "2030-01-01T09:00")
+    assert naive.exit_code == 1 and "시간대" in naive.stderr
+
+
+async def test_schedule_then_cancel(env: Sandbox) -> None:
+    later = as_json(await nalgae("broadcast", "send", "--text", "내일 집회",
+                                 "--at", "2030-01-01T09:00:00+09:00", "--json"))
+    assert later["status"] == "scheduled" and later["pending"] == 2
+    assert as_json(await nalgae("worker", "--burst", "--json"))["sent"] == 0
+    cancelled = as_json(await nalgae("broadcast", "cancel", str(later["id"]), "--json"))
+    assert cancelled["status"] == "cancelled"
+    again = await nalgae("broadcast", "pause", str(later["id"]))
+    assert again.exit_code == 1 and "only a broadcast being sent can be paused" in again.stderr
+
+
+async def test_wait_prints_progress_lines_without_a_terminal(env: Sandbox, tmp_path: Path
+                                                             ) -> None:
+    waiting = asyncio.create_task(nalgae("broadcast", "send", "--text", "곧 시작합니다",
+                                         "--wait", "--json"))
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/cli.db")
+    try:
+        from campaigns import broadcasts
+
+        for _ in range(200):
+            try:
+                if (await broadcasts.status(db, 1))["status"] == "sending":
+                    break
+            except broadcasts.BroadcastError:
+                pass
+            await asyncio.sleep(0.05)
+        options = WorkerOptions(idle_interval=0.05, tick_interval=0.05, flush_interval=0.01)
+        await Worker(db, limiter=LocalRateLimiter(), options=options).run_burst()
+    finally:
+        await db.dispose()
+    result = await waiting
+    final = as_json(result)
+    assert (final["status"], final["sent"]) == ("done", 2)
+    assert "broadcast 1: done, audience 2, sent 2" in result.stderr

@@ -1,0 +1,83 @@
+"""Send pacing: the same schedule in-process and in Redis, shared pauses, Redis outages."""
+
+from __future__ import annotations
+
+from storage.ratelimit import Limits, LocalRateLimiter, RateLimiter, RedisRateLimiter
+
+
+def approx(values: list[float], expected: list[float], tolerance: float = 0.05) -> bool:
+    return len(values) == len(expected) and all(
+        abs(v - e) <= tolerance for v, e in zip(values, expected, strict=True))
+
+
+async def check_schedule(a: RateLimiter, b: RateLimiter) -> None:
+    """Two limiters of one bot (two workers) hand out one evenly spaced schedule."""
+    limits = Limits(per_second=10, chat_interval=1.0, group_interval=3.0)
+    first = await a.acquire(1, limits, [1, 2, 3])
+    second = await b.acquire(1, limits, [4, 5])
+    assert approx(first.delays, [0.0, 0.1, 0.2])
+    assert approx(second.delays, [0.3, 0.4])
+    # Another bot has its own budget.
+    assert approx((await b.acquire(2, limits, [1])).delays, [0.0])
+    # One chat twice: the second waits a chat interval; a group waits its own.
+    again = await a.acquire(1, limits, [1, -100])
+    assert again.delays[0] >= 0.99 and approx([again.delays[1]], [0.6])
+    assert (await a.acquire(1, limits, [-100])).delays[0] >= 3.5
+
+
+async def test_local_limiter_schedules_evenly() -> None:
+    limiter = LocalRateLimiter()
+    await check_schedule(limiter, limiter)
+
+
+async def test_redis_limiter_is_shared_between_workers(redis_url: str, redis_prefix: str
+                                                       ) -> None:
+    a = RedisRateLimiter(redis_url, prefix=redis_prefix)
+    b = RedisRateLimiter(redis_url, prefix=redis_prefix)
+    try:
+        await check_schedule(a, b)
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def check_shared_pause(limiters: list[RateLimiter]) -> None:
+    await limiters[0].pause(7, 2.5)
+    grant = await limiters[1].acquire(7, Limits(per_second=0), [1, 2])
+    assert grant.delays == [] and 2.0 < grant.paused_for <= 2.5
+    assert 2.0 < await limiters[1].paused_for(7) <= 2.5
+    await limiters[1].pause(7, 0.5)  # a shorter pause never shortens a longer one
+    assert await limiters[0].paused_for(7) > 2.0
+    assert (await limiters[0].acquire(8, Limits(per_second=0), [1])).paused_for == 0
+
+
+async def test_a_pause_stops_the_bot_in_process() -> None:
+    shared = LocalRateLimiter()
+    await check_shared_pause([shared, shared])
+
+
+async def test_a_pause_stops_every_worker_of_the_bot(redis_url: str, redis_prefix: str) -> None:
+    limiters: list[RateLimiter] = [RedisRateLimiter(redis_url, prefix=redis_prefix)
+                                   for _ in range(2)]
+    try:
+        await check_shared_pause(limiters)
+    finally:
+        for limiter in limiters:
+            await limiter.aclose()
+
+
+async def test_unpaced_bots_only_space_messages_to_the_same_chat() -> None:
+    limiter = LocalRateLimiter()
+    grant = await limiter.acquire(1, Limits(per_second=0), [1, 2, 3, 1])
+    assert grant.delays[:3] == [0.0, 0.0, 0.0] and grant.delays[3] >= 1.0
+
+
+async def test_without_redis_a_worker_paces_itself() -> None:
+    limiter = RedisRateLimiter("redis://127.0.0.1:1/0")  # nothing listens there
+    try:
+        grant = await limiter.acquire(1, Limits(per_second=10), [1, 2, 3])
+        assert approx(grant.delays, [0.0, 0.1, 0.2])
+        await limiter.pause(1, 1.0)
+        assert (await limiter.acquire(1, Limits(per_second=10), [4])).paused_for > 0.5
+    finally:
+        await limiter.aclose()
