@@ -854,8 +854,8 @@ async def sign_batch(
             continue
         todo.append((i, k.supporter, petition))
     if limiter is not None and todo:
-        allowed = await asyncio.gather(*(
-            limiter.hit(f"sign:{s.id}", SIGN_LIMIT, SIGN_WINDOW_S, now) for _, s, _ in todo))
+        allowed = await limiter.hit_many([f"sign:{s.id}" for _, s, _ in todo], SIGN_LIMIT,
+                                         SIGN_WINDOW_S, now)
         for (i, s, _), ok in zip(todo, allowed, strict=True):
             if not ok:
                 out[i] = [_slow_down(s.language)]

@@ -734,6 +734,10 @@ class RateLimiter(Protocol):
 
     async def hit(self, key: str, limit: int, window_s: int, now: datetime) -> bool: ...
 
+    async def hit_many(
+        self, keys: Sequence[str], limit: int, window_s: int, now: datetime
+    ) -> list[bool]: ...
+
 
 class MemoryRateLimiter:
     """One process (the embedded default)."""
@@ -754,6 +758,11 @@ class MemoryRateLimiter:
             self._windows = {k: v for k, v in self._windows.items() if v[0] == window}
         return count <= limit
 
+    async def hit_many(
+        self, keys: Sequence[str], limit: int, window_s: int, now: datetime
+    ) -> list[bool]:
+        return [await self.hit(k, limit, window_s, now) for k in keys]
+
 
 class RedisRateLimiter:
     """Shared by every process of a deployment: INCR on a key per window, expiring."""
@@ -772,6 +781,21 @@ class RedisRateLimiter:
             pipe.expire(name, window_s * 2)
             count, _ = await pipe.execute()
         return int(count) <= limit
+
+    async def hit_many(
+        self, keys: Sequence[str], limit: int, window_s: int, now: datetime
+    ) -> list[bool]:
+        """A whole batch in one round trip (one connection), not one per key."""
+        if not keys:
+            return []
+        window = int(now.timestamp()) // window_s
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                name = f"{self._prefix}rl:{key}:{window}"
+                pipe.incr(name)
+                pipe.expire(name, window_s * 2)
+            replies = await pipe.execute()
+        return [int(count) <= limit for count in replies[0::2]]
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -73,3 +73,23 @@ async def test_concurrent_batches_of_the_same_people_store_each_signature_once(
     async with db.session() as s:
         p = await petitions.store.petition_by_slug(s, "clean-air")
         assert p is not None and p.signature_count == 50
+
+
+async def test_signing_limits_shared_through_redis_count_a_whole_batch(
+    redis_url: str, redis_prefix: str,
+) -> None:
+    from storage.petitions import MemoryRateLimiter, RedisRateLimiter
+
+    now = FixedClock().now()
+    shared = RedisRateLimiter(redis_url, prefix=redis_prefix)
+    try:
+        keys = ["sign:1"] * 12 + ["sign:2"]
+        first = await shared.hit_many(keys, 10, 60, now)
+        assert first == [True] * 10 + [False, False] + [True]
+        # A second process sees the same counts.
+        other = RedisRateLimiter(redis_url, prefix=redis_prefix)
+        assert await other.hit("sign:2", 1, 60, now) is False
+        await other.close()
+    finally:
+        await shared.close()
+    assert await MemoryRateLimiter().hit_many(keys, 10, 60, now) == first
