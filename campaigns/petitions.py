@@ -832,19 +832,19 @@ async def sign_batch(
     """
     now = clock.now()
     out: list[list[Reply] | None] = [None] * len(requests)
-    known: dict[tuple[int, str, str], supporters.Known] = {}
+    known: dict[tuple[int, str, str], supporters.Brief] = {}
     groups: dict[tuple[int, str], list[str]] = {}
     for r in requests:
         groups.setdefault((r.person.bot_id, r.person.channel), []).append(r.person.user_id)
     for (bot_id, channel), user_ids in groups.items():
-        found = await supporters.find_many(session, bot_id, channel, user_ids)
+        found = await supporters.find_briefs(session, bot_id, channel, user_ids)
         known.update({(bot_id, channel, uid): k for uid, k in found.items()})
     petitions_by_slug: dict[str, Petition | None] = {}
-    todo: list[tuple[int, Supporter, Petition]] = []
+    todo: list[tuple[int, supporters.Brief, Petition]] = []
     for i, r in enumerate(requests):
         k = known.get((r.person.bot_id, r.person.channel, r.person.user_id))
-        if (k is None or k.supporter.status != "active"
-                or k.supporter.pending_input in signup.ONBOARDING_STEPS):
+        if (k is None or k.status != "active"
+                or k.pending_input in signup.ONBOARDING_STEPS):
             continue
         slug = (r.slug or "").strip().lower()
         if slug not in petitions_by_slug:
@@ -852,7 +852,7 @@ async def sign_batch(
         petition = petitions_by_slug[slug]
         if petition is None or petition.status == "draft" or not is_open(petition, now):
             continue
-        todo.append((i, k.supporter, petition))
+        todo.append((i, k, petition))
     if limiter is not None and todo:
         allowed = await limiter.hit_many([f"sign:{s.id}" for _, s, _ in todo], SIGN_LIMIT,
                                          SIGN_WINDOW_S, now)

@@ -46,6 +46,19 @@ async def find(
     return Known(row[0], row[1]) if row else None
 
 
+@dataclass(frozen=True)
+class Brief:
+    """The columns the signing hot path needs, without building ORM objects."""
+
+    id: int
+    status: str
+    language: str
+    region: str | None
+    tier: str
+    source_ref: str | None
+    pending_input: str | None
+
+
 async def find_many(
     session: AsyncSession, bot_id: int, channel: str, external_user_ids: list[str]
 ) -> dict[str, Known]:
@@ -62,6 +75,26 @@ async def find_many(
         )
     )
     return {i.external_user_id: Known(s, i) for s, i in rows.all()}
+
+
+async def find_briefs(
+    session: AsyncSession, bot_id: int, channel: str, external_user_ids: list[str]
+) -> dict[str, Brief]:
+    """`find_many` without ORM objects, for the signing hot path: user id -> Brief."""
+    if not external_user_ids:
+        return {}
+    rows = await session.execute(
+        select(ChannelIdentity.external_user_id, Supporter.id, Supporter.status,
+               Supporter.language, Supporter.region, Supporter.tier, Supporter.source_ref,
+               Supporter.pending_input)
+        .join(ChannelIdentity, ChannelIdentity.supporter_id == Supporter.id)
+        .where(
+            ChannelIdentity.bot_id == bot_id,
+            ChannelIdentity.channel == channel,
+            ChannelIdentity.external_user_id.in_(set(external_user_ids)),
+        )
+    )
+    return {r[0]: Brief(*r[1:]) for r in rows.all()}
 
 
 async def create(

@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 import orjson
@@ -14,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from bots.telegram.runtime import TelegramRuntime
-from bots.telegram.webhook import webhook_router
+from bots.telegram.webhook import webhook_asgi, webhook_router
 from storage.db import Database
 from storage.models import InboxUpdate
 from tests.helpers import dump_all
@@ -28,7 +29,7 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve(app: FastAPI, port: int) -> AsyncIterator[None]:
+async def serve(app: Any, port: int) -> AsyncIterator[None]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off"))
     task = asyncio.create_task(server.serve())
@@ -109,8 +110,8 @@ async def test_fast_lane_signs_once_and_hands_strangers_to_the_dialog(db: Databa
 
     port = free_port()
     runtimes: list[TelegramRuntime] = []
-    app = FastAPI()
-    app.include_router(webhook_router(lambda: runtimes))
+    # The production composition: the webhook answered in front of the web app.
+    app = webhook_asgi(FastAPI(), lambda: runtimes)
     url = f"http://127.0.0.1:{port}/telegram/webhook"
     clock = SystemClock()
     async with serve(app, port), telegram_env(db, webhook_url=url) as env:

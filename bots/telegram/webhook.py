@@ -1,34 +1,78 @@
-"""The Telegram webhook route, mounted on the web app: check the secret, store, acknowledge."""
+"""The Telegram webhook: check the secret, store, acknowledge.
+
+`webhook_asgi` serves it in front of the web app's middleware stack (sessions,
+metrics, security headers), which is written for people and browsers and would
+cost a webhook request more than storing the update does. `webhook_router`
+serves the same handler as a FastAPI route, for apps that want it there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from bots.telegram.runtime import TelegramRuntime
 
 MAX_UPDATE_BYTES = 1_000_000
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+Runtimes = Callable[[], Sequence[TelegramRuntime]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def webhook_router(
-    runtimes: Callable[[], Sequence[TelegramRuntime]], path: str = "/telegram/webhook"
-) -> APIRouter:
-    """One path serves every bot: the secret header tells which bot an update is for."""
+async def handle_update(runtimes: Runtimes, secret: str | None, body: bytes | None) -> int:
+    """The HTTP status for one webhook call. One path serves every bot: the secret says which."""
+    runtime = next((r for r in runtimes() if r.webhook_mode and r.secret_ok(secret)), None)
+    if runtime is None:
+        # Nothing is read or written for a request without the right secret.
+        return 403
+    if body is None:
+        return 413
+    return 200 if await runtime.accept(body) else 400
+
+
+def webhook_router(runtimes: Runtimes, path: str = "/telegram/webhook") -> APIRouter:
     router = APIRouter()
 
     @router.post(path, include_in_schema=False)
     async def telegram_webhook(request: Request) -> Response:
-        header = request.headers.get("X-Telegram-Bot-Api-Secret-Token")
-        runtime = next((r for r in runtimes() if r.webhook_mode and r.secret_ok(header)), None)
-        if runtime is None:
-            # Nothing is read or written for a request without the right secret.
-            return Response(status_code=403)
         body = await request.body()
-        if len(body) > MAX_UPDATE_BYTES:
-            return Response(status_code=413)
-        if not await runtime.accept(body):
-            return Response(status_code=400)
-        return Response(status_code=200)
+        status = await handle_update(runtimes, request.headers.get(SECRET_HEADER),
+                                     body if len(body) <= MAX_UPDATE_BYTES else None)
+        return Response(status_code=status)
 
     return router
+
+
+def webhook_asgi(app: ASGIApp, runtimes: Runtimes, path: str = "/telegram/webhook") -> ASGIApp:
+    """`app`, with POST `path` answered directly by the webhook handler."""
+    header = SECRET_HEADER.lower().encode()
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != path or scope["method"] != "POST":
+            await app(scope, receive, send)
+            return
+        secret = next((v.decode("latin-1") for k, v in scope["headers"] if k == header), None)
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= MAX_UPDATE_BYTES:
+                chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks) if size <= MAX_UPDATE_BYTES else None
+        status = await handle_update(runtimes, secret, body)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    return asgi
