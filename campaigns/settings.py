@@ -25,7 +25,8 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("NALGAE_DATABASE_URL", "sqlite:///var/nalgae.db",
-            "Store: `sqlite:///path` or `postgresql://user@host:port/db`; nalgae picks the driver."),
+            "Store: `sqlite:///path` or `postgresql://user@host:port/db`; "
+            "nalgae picks the driver."),
     Setting("NALGAE_REDIS_URL", "",
             "Redis for shared rate limits, update dedup and live counters; empty = in-process."),
     Setting("NALGAE_TELEGRAM_TOKEN", "",
@@ -40,7 +41,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NALGAE_TELEGRAM_MAX_RATE", "30",
             "Messages per second per bot across all workers (0 = unpaced; up to 1000 for "
             "paid broadcasts)."),
-    Setting("NALGAE_HTTP_HOST", "127.0.0.1", "Address the web app (dashboard, API, webhook) binds."),
+    Setting("NALGAE_HTTP_HOST", "127.0.0.1",
+            "Address the web app (dashboard, API, webhook) binds."),
     Setting("NALGAE_HTTP_PORT", "8000", "Port of the web app."),
     Setting("NALGAE_SANDBOX_PORT", "8081", "Port of the sandbox Bot API when no token is set."),
     Setting("NALGAE_ADMINS", "",
@@ -110,7 +112,9 @@ class Settings:
     x: XSettings = field(default_factory=XSettings)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+    def from_env(
+        cls, environ: dict[str, str] | None = None, dotenv: Path | None = None
+    ) -> Settings:
         """Read settings from the environment, over an optional `.env` file."""
         env: dict[str, str] = {}
         dotenv_path = dotenv if dotenv is not None else Path(".env")

@@ -265,6 +265,8 @@ async def iter_supporters(
                 .where(
                     Supporter.bot_id == bot_id,
                     Supporter.status != "erased",
+                    # The X channel's own account row is an address, not a person.
+                    Supporter.source_ref.is_distinct_from("x:account"),
                     Supporter.id > last_id,
                 )
                 .order_by(Supporter.id)

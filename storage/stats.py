@@ -11,9 +11,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from storage.models import Supporter
 
+# The X channel's own account is stored as a supporter row (the address of its posts);
+# it is not a person and must not be counted as one.
+X_ACCOUNT_REF = "x:account"
+
 
 def _bot_filter(bot_id: int | None) -> list[ColumnElement[bool]]:
-    return [Supporter.bot_id == bot_id] if bot_id is not None else []
+    people = Supporter.source_ref.is_distinct_from(X_ACCOUNT_REF)
+    return [people, Supporter.bot_id == bot_id] if bot_id is not None else [people]
 
 
 async def counts_by_status_and_tier(

@@ -32,18 +32,7 @@ class Known:
 async def find(
     session: AsyncSession, bot_id: int, channel: str, external_user_id: str
 ) -> Known | None:
-    row = (
-        await session.execute(
-            select(Supporter, ChannelIdentity)
-            .join(ChannelIdentity, ChannelIdentity.supporter_id == Supporter.id)
-            .where(
-                ChannelIdentity.bot_id == bot_id,
-                ChannelIdentity.channel == channel,
-                ChannelIdentity.external_user_id == external_user_id,
-            )
-        )
-    ).first()
-    return Known(row[0], row[1]) if row else None
+    return (await find_many(session, bot_id, channel, [external_user_id])).get(external_user_id)
 
 
 @dataclass(frozen=True)

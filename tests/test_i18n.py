@@ -12,7 +12,8 @@ from campaigns.i18n import catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYWORDS = {"_": None, "t": (2,), "t_plain": (2,)}
-# Symbolic msgids (snake_case keys of long texts) have no English source text: English lives in en's catalog.
+# Symbolic msgids (snake_case keys of long texts) have no English source text;
+# their English lives in en's catalog.
 SYMBOLIC = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
 
 

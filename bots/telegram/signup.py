@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import ChatMember, Update
 from telegram.ext import (
     Application,
@@ -15,6 +19,8 @@ from telegram.ext import (
 
 from bots.telegram.context import handle, person_of, services
 from campaigns import signup
+from campaigns.clock import Clock
+from campaigns.replies import Reply
 
 PRIVATE = filters.ChatType.PRIVATE
 
@@ -26,39 +32,32 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await handle(update, context, lambda s, p: signup.start(s, p, payload, clock))
 
 
-async def consent(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """The agree / decline buttons."""
-    data = update.callback_query.data if update.callback_query else ""
-    clock = services(context).clock
-    await handle(update, context, lambda s, p: signup.consent(s, p, str(data), clock))
+ButtonRule = Callable[[AsyncSession, signup.Person, str, Clock], Awaitable[list[Reply]]]
+ClockRule = Callable[[AsyncSession, signup.Person, Clock], Awaitable[list[Reply]]]
+Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
-async def region(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A region button."""
-    data = str(update.callback_query.data if update.callback_query else "")
-    clock = services(context).clock
-    await handle(update, context, lambda s, p: signup.choose_region(s, p, data, clock))
+def button(rule: ButtonRule) -> Callback:
+    """A handler for an inline button: the rule gets the button's data."""
+
+    async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        data = str(update.callback_query.data if update.callback_query else "")
+        clock = services(context).clock
+        await handle(update, context, lambda s, p: rule(s, p, data, clock))
+
+    callback.__doc__ = rule.__doc__
+    return callback
 
 
-async def name_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Keep or change the name."""
-    data = str(update.callback_query.data if update.callback_query else "")
-    clock = services(context).clock
-    await handle(update, context, lambda s, p: signup.name_choice(s, p, data, clock))
+def with_clock(rule: ClockRule) -> Callback:
+    """A handler for a command whose rule needs only the clock."""
 
+    async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        clock = services(context).clock
+        await handle(update, context, lambda s, p: rule(s, p, clock))
 
-async def language_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A language button."""
-    data = str(update.callback_query.data if update.callback_query else "")
-    clock = services(context).clock
-    await handle(update, context, lambda s, p: signup.choose_language(s, p, data, clock))
-
-
-async def forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Confirm or cancel erasure."""
-    data = str(update.callback_query.data if update.callback_query else "")
-    clock = services(context).clock
-    await handle(update, context, lambda s, p: signup.forget_choice(s, p, data, clock))
+    callback.__doc__ = rule.__doc__
+    return callback
 
 
 async def lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -66,21 +65,9 @@ async def lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await handle(update, context, signup.language_menu)
 
 
-async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/stop: opt out of broadcasts."""
-    clock = services(context).clock
-    await handle(update, context, lambda s, p: signup.stop(s, p, clock))
-
-
 async def me(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/me: what is stored."""
     await handle(update, context, signup.me)
-
-
-async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/export: the supporter's data as a JSON document."""
-    clock = services(context).clock
-    await handle(update, context, lambda s, p: signup.export(s, p, clock))
 
 
 async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -93,18 +80,6 @@ async def member(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     code = " ".join(context.args) if context.args else None
     clock = services(context).clock
     await handle(update, context, lambda s, p: signup.member(s, p, code, clock))
-
-
-async def name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/name: change the display name."""
-    clock = services(context).clock
-    await handle(update, context, lambda s, p: signup.edit_name(s, p, clock))
-
-
-async def region_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/region: change the region."""
-    clock = services(context).clock
-    await handle(update, context, lambda s, p: signup.edit_region(s, p, clock))
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -147,18 +122,20 @@ async def membership(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 
 def register(app: Application, group: int = 0) -> None:
     """Sign-up handlers; `register_fallbacks` adds free text and unknown commands last."""
-    commands = {
-        "start": start, "lang": lang, "stop": stop, "me": me, "export": export,
-        "forget": forget, "member": member, "name": name, "region": region_command,
+    commands: dict[str, Callback] = {
+        "start": start, "lang": lang, "stop": with_clock(signup.stop), "me": me,
+        "export": with_clock(signup.export), "forget": forget, "member": member,
+        "name": with_clock(signup.edit_name), "region": with_clock(signup.edit_region),
         "help": help_command,
     }
     for command, callback in commands.items():
         app.add_handler(CommandHandler(command, callback, filters=PRIVATE), group)
-    app.add_handler(CallbackQueryHandler(consent, pattern=r"^c:[yn]:"), group)
-    app.add_handler(CallbackQueryHandler(region, pattern=r"^r:"), group)
-    app.add_handler(CallbackQueryHandler(name_button, pattern=r"^n:"), group)
-    app.add_handler(CallbackQueryHandler(language_button, pattern=r"^l:"), group)
-    app.add_handler(CallbackQueryHandler(forget_button, pattern=r"^f:"), group)
+    buttons: dict[str, ButtonRule] = {
+        r"^c:[yn]:": signup.consent, r"^r:": signup.choose_region, r"^n:": signup.name_choice,
+        r"^l:": signup.choose_language, r"^f:": signup.forget_choice,
+    }
+    for pattern, rule in buttons.items():
+        app.add_handler(CallbackQueryHandler(button(rule), pattern=pattern), group)
     app.add_handler(ChatMemberHandler(membership, ChatMemberHandler.MY_CHAT_MEMBER), group)
 
 
