@@ -87,6 +87,55 @@ def upgrade() -> None:
         sa.UniqueConstraint("telegram_user_id", name=op.f("uq_organiser_telegram_user_id")),
     )
     op.create_table(
+        "outbox_message",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("broadcast_id", sa.BigInteger(), nullable=False),
+        sa.Column("bot_id", sa.BigInteger(), nullable=False),
+        sa.Column("supporter_id", sa.BigInteger(), nullable=False),
+        sa.Column("identity_id", sa.BigInteger(), nullable=True),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("chat_id", sa.BigInteger(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("lease_owner", sa.String(length=64), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("message_id", sa.BigInteger(), nullable=True),
+        sa.Column("error", sa.String(length=200), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_message")),
+        sa.UniqueConstraint(
+            "supporter_id",
+            "broadcast_id",
+            "channel",
+            name=op.f("uq_outbox_message_supporter_id_broadcast_id_channel"),
+        ),
+    )
+    op.create_index(
+        "ix_outbox_due",
+        "outbox_message",
+        ["bot_id", "not_before", "id"],
+        unique=False,
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    )
+    op.create_index(
+        "ix_outbox_lease",
+        "outbox_message",
+        ["lease_until"],
+        unique=False,
+        postgresql_where=sa.text("status = 'inflight'"),
+        sqlite_where=sa.text("status = 'inflight'"),
+    )
+    op.create_index(
+        "ix_outbox_progress", "outbox_message", ["broadcast_id", "status"], unique=False
+    )
+    op.create_table(
         "petition_count_delta",
         sa.Column(
             "id",
@@ -563,80 +612,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_organiser_notice_claimed", "organiser_notice", ["claimed_at"], unique=False)
     op.create_table(
-        "outbox_message",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column(
-            "broadcast_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "identity_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column("channel", sa.String(length=16), nullable=False),
-        sa.Column("chat_id", sa.BigInteger(), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("lease_owner", sa.String(length=64), nullable=True),
-        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("message_id", sa.BigInteger(), nullable=True),
-        sa.Column("error", sa.String(length=200), nullable=True),
-        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_outbox_message_bot_id_bot")),
-        sa.ForeignKeyConstraint(
-            ["broadcast_id"],
-            ["broadcast.id"],
-            name=op.f("fk_outbox_message_broadcast_id_broadcast"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["identity_id"],
-            ["channel_identity.id"],
-            name=op.f("fk_outbox_message_identity_id_channel_identity"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["supporter_id"],
-            ["supporter.id"],
-            name=op.f("fk_outbox_message_supporter_id_supporter"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_message")),
-        sa.UniqueConstraint(
-            "supporter_id",
-            "broadcast_id",
-            "channel",
-            name=op.f("uq_outbox_message_supporter_id_broadcast_id_channel"),
-        ),
-    )
-    op.create_index(
-        "ix_outbox_due",
-        "outbox_message",
-        ["bot_id", "not_before", "id"],
-        unique=False,
-        postgresql_where=sa.text("status = 'pending'"),
-        sqlite_where=sa.text("status = 'pending'"),
-    )
-    op.create_index(
-        "ix_outbox_lease",
-        "outbox_message",
-        ["lease_until"],
-        unique=False,
-        postgresql_where=sa.text("status = 'inflight'"),
-        sqlite_where=sa.text("status = 'inflight'"),
-    )
-    op.create_index(
-        "ix_outbox_progress", "outbox_message", ["broadcast_id", "status"], unique=False
-    )
-    op.create_table(
         "petition_card",
         sa.Column(
             "id",
@@ -880,20 +855,6 @@ def downgrade() -> None:
     op.drop_table("petition_region_count")
     op.drop_index("ix_petition_card_petition", table_name="petition_card")
     op.drop_table("petition_card")
-    op.drop_index("ix_outbox_progress", table_name="outbox_message")
-    op.drop_index(
-        "ix_outbox_lease",
-        table_name="outbox_message",
-        postgresql_where=sa.text("status = 'inflight'"),
-        sqlite_where=sa.text("status = 'inflight'"),
-    )
-    op.drop_index(
-        "ix_outbox_due",
-        table_name="outbox_message",
-        postgresql_where=sa.text("status = 'pending'"),
-        sqlite_where=sa.text("status = 'pending'"),
-    )
-    op.drop_table("outbox_message")
     op.drop_index("ix_organiser_notice_claimed", table_name="organiser_notice")
     op.drop_table("organiser_notice")
     op.drop_index("ix_native_poll_map_poll", table_name="native_poll_map")
@@ -940,6 +901,20 @@ def downgrade() -> None:
     op.drop_table("campaign")
     op.drop_table("webhook_subscription")
     op.drop_table("petition_count_delta")
+    op.drop_index("ix_outbox_progress", table_name="outbox_message")
+    op.drop_index(
+        "ix_outbox_lease",
+        table_name="outbox_message",
+        postgresql_where=sa.text("status = 'inflight'"),
+        sqlite_where=sa.text("status = 'inflight'"),
+    )
+    op.drop_index(
+        "ix_outbox_due",
+        table_name="outbox_message",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    )
+    op.drop_table("outbox_message")
     op.drop_table("organiser")
     op.drop_table("bot")
     op.drop_index("ix_audit_log_at", table_name="audit_log")
