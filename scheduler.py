@@ -55,6 +55,7 @@ from storage.outbox import ClaimedRow, Outcomes
 from storage.ratelimit import Limits, RateLimiter
 
 log = logging.getLogger("nalgae.scheduler")
+BOT_RECHECK_SECONDS = 10.0
 
 
 def process_owner(kind: str) -> str:
@@ -147,7 +148,7 @@ class WorkerOptions:
     concurrency: int = 96  # requests in flight per bot
     lease_seconds: float = 60.0
     flush_interval: float = 0.05  # seconds between outcome writes
-    idle_interval: float = 0.5  # seconds between claims when there is nothing to do
+    idle_interval: float = 0.2  # seconds between claims when there is nothing to do
     tick_interval: float = 1.0  # start due broadcasts, reclaim leases, finish broadcasts
     request_timeout: float = 10.0
     backoff_base: float = 2.0  # first retry after ~2 s, then ~8 s
@@ -203,6 +204,7 @@ class _Lane:
     queue: asyncio.Queue[_Item | None] = field(default_factory=asyncio.Queue)
     pause_until: float = 0.0
     busy: int = 0  # items taken by senders and not yet finished
+    waiting: int = 0  # of those, the ones asleep until their send slot
     starved: bool = False  # the last claim found nothing
     refused: bool = False  # the channel refused the bot itself (bad token): waits for a fix
     claiming: bool = False
@@ -212,6 +214,10 @@ class _Lane:
     # Earliest loop time of this worker's next send: after a stall, sends due at once
     # still leave one by one at the bot's rate instead of in a burst.
     next_send: float = 0.0
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / self.limits.per_second if self.limits.per_second > 0 else 0.0
 
 
 class Worker:
@@ -250,6 +256,7 @@ class Worker:
         self._flushing = 0
         self._epoch = 0  # counts claims that found rows
         self._last_tick = -math.inf
+        self._bots_checked = time.monotonic()
 
     # --- public -----------------------------------------------------------------------------
 
@@ -274,6 +281,7 @@ class Worker:
             )
         flusher = asyncio.create_task(self._flusher(), name="nalgae-flusher")
         stopper = asyncio.create_task(stop.wait())
+        log.info("worker %s delivering%s", self.owner, " (burst)" if burst else "")
         try:
             while not stop.is_set():
                 await self._tick(force=burst)
@@ -348,27 +356,58 @@ class Worker:
                         info = BotInfo(row.id, row.token, row.base_url or "", row.max_rate,
                                        row.channel)
                         lane = self._start_lane(info)
-                    lane.broadcasts |= ids
+                    lane.broadcasts = set(ids)
+                for bot_id, lane in self._lanes.items():
+                    if bot_id not in by_bot:
+                        lane.broadcasts = set()
+                # Plans of broadcasts no longer being sent: queued items keep their own.
+                live = {b for b, _ in sending}
+                self._plans = {b: p for b, p in self._plans.items() if b in live}
+                if time.monotonic() - self._bots_checked > BOT_RECHECK_SECONDS:
+                    self._bots_checked = time.monotonic()
+                    await self._recheck_bots(s)
         except Exception as exc:
             log.warning("could not list broadcasts: %s", _describe(exc))
 
-    def _start_lane(self, info: BotInfo) -> _Lane:
+    async def _recheck_bots(self, s: Any) -> None:
+        """Follow changes of a bot's rate, token or base URL without a restart."""
+        from storage import bots as bot_store
+
+        for lane in list(self._lanes.values()):
+            row = await bot_store.get_bot(s, lane.bot.id)
+            if row is None:
+                continue
+            info = BotInfo(row.id, row.token, row.base_url or "", row.max_rate, row.channel)
+            if info == lane.bot:
+                continue
+            if not lane.tasks:  # it had no token: start it now that it may have one
+                self._start_lane(info).broadcasts = lane.broadcasts
+                continue
+            o = self.options
+            lane.limits = Limits(info.max_rate, o.chat_interval, o.group_interval)
+            if (info.token, info.base_url) != (lane.bot.token, lane.bot.base_url):
+                old, lane.channel = lane.channel, self._make_channel(info)
+                await old.aclose()
+            lane.bot, lane.refused = info, False
+
+    def _make_channel(self, info: BotInfo) -> Channel:
         o = self.options
         channel_limits = ChannelLimits(info.max_rate, o.chat_interval, o.group_interval)
-        channel: Channel
         factory = (self._channel_factory if info.channel == "telegram"
                    else self._channels[info.channel])
         if factory is not None:
-            channel = factory(info, channel_limits)
-        else:
-            from bots.telegram.sender import TelegramSender
+            return factory(info, channel_limits)
+        from bots.telegram.sender import TelegramSender
 
-            assert self._http is not None
-            # Our own session already carries the request timeout.
-            channel = TelegramSender(info.token or "", info.base_url, session=self._http,
-                                     limits=channel_limits,
-                                     timeout=None if self._owns_http else o.request_timeout)
-        lane = _Lane(bot=info, channel=channel,
+        assert self._http is not None
+        # Our own session already carries the request timeout.
+        return TelegramSender(info.token or "", info.base_url, session=self._http,
+                              limits=channel_limits,
+                              timeout=None if self._owns_http else o.request_timeout)
+
+    def _start_lane(self, info: BotInfo) -> _Lane:
+        o = self.options
+        lane = _Lane(bot=info, channel=self._make_channel(info),
                      limits=Limits(info.max_rate, o.chat_interval, o.group_interval))
         self._lanes[info.id] = lane
         if not info.token and info.channel == "telegram":
@@ -442,7 +481,9 @@ class Worker:
                     await asyncio.sleep(min(wait, o.idle_interval))
                     continue
                 batch = self._batch(lane)
-                if lane.queue.qsize() >= batch:
+                # Senders asleep until their slot hold rows too: count them, or a paced
+                # bot would have all its senders' worth claimed ahead instead of ~1 s.
+                if lane.queue.qsize() + lane.waiting >= batch:
                     await asyncio.sleep(min(0.01, o.flush_interval))
                     continue
                 now_dt = self.clock.now()
@@ -507,13 +548,14 @@ class Worker:
     async def _sender(self, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
         queue = lane.queue
-        channel = lane.channel
-        interval = 1.0 / lane.limits.per_second if lane.limits.per_second > 0 else 0.0
         while True:
             item = await queue.get()
             if item is None:
                 return
             lane.busy += 1
+            # Read per message: a bot's rate or token may change while we run.
+            channel = lane.channel
+            interval = lane.interval
             try:
                 at = item.at
                 if interval:
@@ -521,7 +563,11 @@ class Worker:
                     lane.next_send = at + interval
                 delay = at - loop.time()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    lane.waiting += 1
+                    try:
+                        await asyncio.sleep(delay)
+                    finally:
+                        lane.waiting -= 1
                 now = loop.time()
                 if self._closing or now >= item.deadline or lane.pause_until > now:
                     self._release([item.row], max(0.0, lane.pause_until - now))

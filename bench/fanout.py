@@ -18,7 +18,7 @@ then sends one broadcast to everyone and prints ONE JSON line:
   minutes and tell nothing more).
 
 With --paced R the sandbox enforces R messages/s per bot and the bot is paced at R:
-the line says whether at least 0.97 R/s were delivered over --seconds with no 429.
+the line says whether at least 29/30 R/s were delivered over --seconds with no 429.
 Everything else goes to stderr. URLs: --pg-url (an admin URL; a private database is
 created and dropped), --redis-url (default NALGAE_REDIS_URL or a local Redis, db 15).
 """
@@ -178,26 +178,28 @@ async def compose_and_wait(url: str, n: int, timeout: float) -> dict[str, Any]:
                                           "en": "{name}, see you at 7pm in the square"}))
         log(f"materialised {status['audience']} rows; delivering")
         deadline = time.monotonic() + timeout
-        last = -1
+        shown = time.monotonic()
         while True:
+            # Cheap to ask (the workers mark it done); counting open rows is not, at a
+            # million rows, and would slow down what it measures: only every 10 s.
             async with db.session() as s:
-                open_rows = (await s.execute(
-                    select(func.count()).select_from(OutboxMessage)
-                    .where(OutboxMessage.status.in_(("pending", "inflight"))))).scalar_one()
-            if open_rows == 0:
+                state = (await s.execute(select(Broadcast.status))).scalar_one()
+            if state == "done":
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{open_rows} rows still open after {timeout}s")
-            if open_rows != last:
-                last = open_rows
-                log(f"  {n - open_rows}/{n} settled")
-            await asyncio.sleep(1.0)
+                raise RuntimeError(f"not done after {timeout}s")
+            if time.monotonic() - shown >= 10:
+                shown = time.monotonic()
+                progress = await broadcasts.status(db, status["id"])
+                log(f"  {n - progress['pending']}/{n} settled")
+            await asyncio.sleep(0.5)
         async with db.session() as s:
             started = (await s.execute(select(Broadcast.started_at))).scalar_one()
             finished = (await s.execute(select(func.max(OutboxMessage.finished_at)))).scalar_one()
+            first = (await s.execute(select(func.min(OutboxMessage.finished_at)))).scalar_one()
             done = dict((await s.execute(select(OutboxMessage.status, func.count())
                                          .group_by(OutboxMessage.status))).all())
-        return {"started": started, "finished": finished, "statuses": done}
+        return {"started": started, "first": first, "finished": finished, "statuses": done}
     finally:
         await db.dispose()
 
@@ -211,6 +213,20 @@ def start_workers(k: int, env: dict[str, str], logdir: Path,
                                       env={**os.environ, **env}, stdout=out,
                                       stderr=subprocess.STDOUT))
     return procs
+
+
+def wait_ready(procs: list[subprocess.Popen[bytes]], logdir: Path, timeout: float) -> None:
+    """Until every worker has logged that it is delivering."""
+    deadline = time.monotonic() + timeout
+    for i, proc in enumerate(procs):
+        path = logdir / f"worker{i}.log"
+        while b" delivering" not in path.read_bytes():
+            if proc.poll() is not None:
+                raise RuntimeError(f"a worker exited: {path.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker {i} not ready after {timeout}s")
+            time.sleep(0.05)
+    time.sleep(0.5)  # its first look at the store
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]]) -> float:
@@ -245,7 +261,7 @@ def run_bench(args: argparse.Namespace, db_url: str, redis_url: str, logdir: Pat
             log(f"naive: {naive_rate:.0f} msg/s")
             asyncio.run(reset_counters(sb_url))
         env = {"NALGAE_DATABASE_URL": db_url, "NALGAE_REDIS_URL": redis_url,
-               "NALGAE_LOG_LEVEL": "WARNING", "NALGAE_TELEGRAM_MAX_RATE": str(rate)}
+               "NALGAE_LOG_LEVEL": "INFO", "NALGAE_TELEGRAM_MAX_RATE": str(rate)}
         extra: list[str] = []
         if args.concurrency:
             extra += ["--concurrency", str(args.concurrency)]
@@ -253,10 +269,7 @@ def run_bench(args: argparse.Namespace, db_url: str, redis_url: str, logdir: Pat
             extra += ["--batch-size", str(args.batch_size)]
         workers = start_workers(args.workers, env, logdir, extra)
         try:
-            time.sleep(args.warmup)  # imports and first connections, not part of the figure
-            for w in workers:
-                if w.poll() is not None:
-                    raise RuntimeError(f"a worker exited: see {logdir}")
+            wait_ready(workers, logdir, args.warmup)  # imports are not part of the figure
             cpu_before = sum(cpu_seconds(w.pid) for w in workers)
             timing = asyncio.run(compose_and_wait(db_url, n, args.timeout))
             cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
@@ -275,6 +288,7 @@ def run_bench(args: argparse.Namespace, db_url: str, redis_url: str, logdir: Pat
         "workers": args.workers,
         "messages_per_s": round(n / seconds, 1),
         "seconds": round(seconds, 2),
+        "first_outcome_after_s": round((timing["first"] - timing["started"]).total_seconds(), 2),
         "peak_rss_mb": round(peak, 1),
         # CPU the workers spent per message: what the machine's load cannot distort.
         "worker_cpu_us_per_message": round(cpu / n * 1e6),
@@ -284,8 +298,9 @@ def run_bench(args: argparse.Namespace, db_url: str, redis_url: str, logdir: Pat
         "statuses": timing["statuses"],
     }
     if args.paced:
+        # The issue's bar: at least 29/s at 30/s (29/30 of the rate), and not one 429.
         out.update(mode="paced", rate=rate,
-                   ok=out["messages_per_s"] >= 0.97 * rate and out["rate_limited"] == 0
+                   ok=out["messages_per_s"] >= rate * 29 / 30 and out["rate_limited"] == 0
                    and lost == 0 and duplicates == 0)
     else:
         out.update(naive_messages_per_s=round(naive_rate, 1),
@@ -298,7 +313,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="supporters (default 100000)")
     parser.add_argument("--sqlite", action="store_true", help="SQLite and in-process pacing")
     parser.add_argument("--paced", type=float, default=None, metavar="RATE",
-                        help="sandbox enforces RATE/s; check >= 0.97 RATE/s and no 429")
+                        help="sandbox enforces RATE/s; check >= 29/30 RATE/s and no 429")
     parser.add_argument("--seconds", type=float, default=60.0, help="duration for --paced")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: 2 on PostgreSQL, 1 on SQLite)")
@@ -311,8 +326,8 @@ def main() -> None:
         help="PostgreSQL admin URL; a private database is created and dropped")
     parser.add_argument("--redis-url", default=os.environ.get(
         "NALGAE_REDIS_URL") or "redis://127.0.0.1:6379/15")
-    parser.add_argument("--warmup", type=float, default=4.0,
-                        help="seconds to let worker processes start before sending")
+    parser.add_argument("--warmup", type=float, default=120.0,
+                        help="longest wait for the worker processes to start")
     parser.add_argument("--timeout", type=float, default=3600.0)
     args = parser.parse_args()
     if args.workers is None:

@@ -310,7 +310,7 @@ WITH picked AS (
     SELECT o.id, s.status AS s_status, s.language, s.display_name, s.region,
            ci.reachable, ci.chat_id AS ci_chat_id
     FROM outbox_message AS o
-    JOIN supporter AS s ON s.id = o.supporter_id
+    LEFT JOIN supporter AS s ON s.id = o.supporter_id
     LEFT JOIN channel_identity AS ci ON ci.id = o.identity_id
     WHERE o.bot_id = :bot_id AND o.status = 'pending' AND o.not_before <= :now
       AND o.broadcast_id IN (
@@ -322,8 +322,10 @@ WITH picked AS (
 UPDATE outbox_message AS o
 SET status = CASE WHEN p.s_status = 'active' AND p.reachable AND p.ci_chat_id IS NOT NULL
                   THEN 'inflight' ELSE 'skipped' END,
-    lease_owner = :owner,
-    lease_until = :until,
+    lease_owner = CASE WHEN p.s_status = 'active' AND p.reachable AND p.ci_chat_id IS NOT NULL
+                       THEN :owner END,
+    lease_until = CASE WHEN p.s_status = 'active' AND p.reachable AND p.ci_chat_id IS NOT NULL
+                       THEN CAST(:until AS timestamptz) END,
     chat_id = COALESCE(p.ci_chat_id, o.chat_id),
     error = CASE WHEN p.s_status = 'active' AND p.reachable AND p.ci_chat_id IS NOT NULL
                  THEN NULL ELSE 'opted out or unreachable' END,
@@ -356,7 +358,7 @@ _SQLITE_DETAILS = text("""
 SELECT o.id, o.broadcast_id, o.supporter_id, o.identity_id, ci.chat_id, o.attempts,
        s.status, ci.reachable, s.language, s.display_name, s.region
 FROM outbox_message AS o
-JOIN supporter AS s ON s.id = o.supporter_id
+LEFT JOIN supporter AS s ON s.id = o.supporter_id
 LEFT JOIN channel_identity AS ci ON ci.id = o.identity_id
 WHERE o.id IN :ids
 """).bindparams(bindparam("ids", expanding=True))

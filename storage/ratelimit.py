@@ -65,7 +65,7 @@ class LocalRateLimiter:
     """The same scheduling inside one process (the embedded default)."""
 
     # Forget chats whose next slot is this far in the past; keeps memory flat.
-    _PRUNE_EVERY = 50_000
+    _PRUNE_EVERY = 10_000
 
     def __init__(self) -> None:
         self._tat: dict[int, float] = {}
@@ -180,11 +180,13 @@ class RedisRateLimiter:
         self._pause = self._redis.register_script(_PAUSE)
         self._fallback = LocalRateLimiter()
         self._warned_at = 0.0
+        self.fallbacks = 0  # calls answered locally because Redis did not
 
     def _key(self, bot_id: int, suffix: str) -> str:
         return f"{self.prefix}send:{bot_id}:{suffix}"
 
     def _degraded(self, exc: Exception) -> None:
+        self.fallbacks += 1
         now = time.monotonic()
         if now - self._warned_at > 30:
             self._warned_at = now

@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
+    AuditLog,
     Broadcast,
     ChannelIdentity,
+    Consent,
     OutboxMessage,
     Poll,
     Supporter,
@@ -23,6 +25,7 @@ from storage.models import (
     XPoll,
     XPost,
 )
+from storage.models.base import UTCDateTime
 
 ACCOUNT_SOURCE = "x:account"
 MAX_ERROR = 200
@@ -190,6 +193,66 @@ async def cursor(session: AsyncSession, bot_id: int) -> XCursor | None:
     return await session.get(XCursor, bot_id, populate_existing=True)
 
 
+# --- X supporters in bulk (the mention intake) --------------------------------------------------
+
+async def create_x_supporters(session: AsyncSession, *, bot_id: int,
+                              people: Sequence[tuple[str, str | None, str]], source_ref: str,
+                              now: datetime) -> dict[str, int]:
+    """Supporters with an X identity (no chat id: nothing can be sent to them); by user id."""
+    if not people:
+        return {}
+    st: Table = Supporter.__table__  # type: ignore[assignment]
+    it: Table = ChannelIdentity.__table__  # type: ignore[assignment]
+    result = await session.execute(
+        insert(st).returning(st.c.id, sort_by_parameter_order=True),
+        [{"bot_id": bot_id, "display_name": None, "language": lang, "status": "active",
+          "tier": "supporter", "source_ref": source_ref, "created_at": now, "updated_at": now,
+          "consented_at": now} for _uid, _name, lang in people],
+    )
+    ids = [int(r[0]) for r in result.all()]
+    await session.execute(insert(it), [
+        {"supporter_id": sid, "bot_id": bot_id, "channel": "x", "external_user_id": uid,
+         "chat_id": None, "username": name, "reachable": True, "created_at": now}
+        for sid, (uid, name, _lang) in zip(ids, people, strict=True)])
+    return {uid: sid for sid, (uid, _name, _lang) in zip(ids, people, strict=True)}
+
+
+async def set_supporter_status(session: AsyncSession, rows: Sequence[tuple[int, str, str]], *,
+                               now: datetime) -> None:
+    """(supporter id, status, language) for each: active (consented now) or stopped."""
+    if not rows:
+        return
+    st: Table = Supporter.__table__  # type: ignore[assignment]
+    await session.execute(
+        update(st).where(st.c.id == bindparam("sid")).values(
+            status=bindparam("st"), language=bindparam("lang"), updated_at=now,
+            stopped_at=bindparam("stopped"), consented_at=func.coalesce(
+                bindparam("consented", type_=UTCDateTime()), st.c.consented_at)),
+        [{"sid": sid, "st": status, "lang": lang,
+          "stopped": now if status == "stopped" else None,
+          "consented": now if status == "active" else None} for sid, status, lang in rows],
+    )
+
+
+async def record_consents(session: AsyncSession, rows: Sequence[tuple[int, str]], *,
+                          purpose: str, notice_version: str, channel: str,
+                          now: datetime) -> None:
+    """(supporter id, granted | withdrawn) consent records, in order."""
+    if rows:
+        await session.execute(insert(Consent), [
+            {"supporter_id": sid, "purpose": purpose, "notice_version": notice_version,
+             "choice": choice, "channel": channel, "created_at": now} for sid, choice in rows])
+
+
+async def audits(session: AsyncSession, rows: Sequence[tuple[int, str]], *, channel: str,
+                 now: datetime) -> None:
+    """(supporter id, action) audit rows, the supporter as the actor."""
+    if rows:
+        await session.execute(insert(AuditLog), [
+            {"at": now, "actor": f"supporter:{sid}", "action": action, "target": None,
+             "details": {"channel": channel}} for sid, action in rows])
+
+
 # --- mentions ---------------------------------------------------------------------------------
 
 async def insert_mentions(session: AsyncSession, bot_id: int, tweet_ids: Sequence[int],
@@ -212,6 +275,19 @@ async def update_mention(session: AsyncSession, mention_id: int, **values: Any) 
     await session.execute(
         update(MENTION).where(MENTION.c.id == mention_id).values(**values)
     )
+
+
+async def update_mentions(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """What each handled mention did (``mid`` is the row id), in one executemany."""
+    if rows:
+        await session.execute(
+            update(MENTION).where(MENTION.c.id == bindparam("mid")).values(
+                intent=bindparam("intent"), slug=bindparam("slug"),
+                supporter_id=bindparam("supporter_id"), reply_state=bindparam("reply_state"),
+                reply_text=bindparam("reply_text"), author_id=bindparam("author_id"),
+                reply_not_before=bindparam("reply_not_before", type_=UTCDateTime())),
+            list(rows),
+        )
 
 
 async def mention_by_tweet(session: AsyncSession, bot_id: int, tweet_id: int) -> XMention | None:
@@ -381,7 +457,10 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
     ids = [int(r[0]) for r in rows]
     keys = [reply_key(i) for i in ids]
     p = POST
-    await session.execute(update(p).where(p.c.key.in_(keys)).values(in_reply_to=None))
+    # Our replies to them are public posts addressed to them: their ids would lead back.
+    # The rows stay (without ids) because they count against X's limits for a day.
+    await session.execute(update(p).where(p.c.key.in_(keys)).values(in_reply_to=None,
+                                                                     tweet_id=0))
     cursors = {int(b): c for b, c in (await session.execute(
         select(XCursor.bot_id, XCursor.since_id))).all()}
     gone = []
@@ -395,7 +474,8 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
     if kept:
         await session.execute(
             update(m).where(m.c.id.in_(kept))
-            .values(supporter_id=None, author_id=None, intent=None, slug=None, reply_text=None)
+            .values(supporter_id=None, author_id=None, intent=None, slug=None, reply_text=None,
+                    reply_tweet_id=None)
         )
         # Nothing more may be sent to them: a reply still owed is dropped.
         await session.execute(

@@ -123,3 +123,19 @@ async def test_wait_prints_progress_lines_without_a_terminal(env: Sandbox, tmp_p
     final = as_json(result)
     assert (final["status"], final["sent"]) == ("done", 2)
     assert "broadcast 1: done, audience 2, sent 2" in result.stderr
+
+
+async def test_draft_test_send_then_schedule(env: Sandbox) -> None:
+    me = env.user(424242, "Organiser", bot_token=TOKEN)
+    draft = as_json(await nalgae("broadcast", "send", "--draft", "--text", "{name}님 확인용",
+                                 "--button", "서명하기|https://example.org/s", "--json"))
+    assert draft["status"] == "draft"
+    tested = as_json(await nalgae("broadcast", "test", str(draft["id"]), "--chat-id", "424242",
+                                  "--name", "나", "--json"))
+    assert tested["ok"] is True
+    message = await me.next_message(timeout=5)
+    assert message.text == "나님 확인용"
+    assert message.raw["reply_markup"]["inline_keyboard"][0][0]["text"] == "서명하기"
+    assert env.bot(TOKEN).counters.delivered.get(61001) is None  # nobody else got it
+    sent = as_json(await nalgae("broadcast", "schedule", str(draft["id"]), "--json"))
+    assert sent["status"] == "sending" and sent["audience"] == 2

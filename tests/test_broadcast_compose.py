@@ -349,3 +349,31 @@ async def test_export_and_erasure_cover_the_outbox(db: Database) -> None:
     assert rows[ids[1]]["status"] == "pending" and rows[ids[1]]["chat_id"] == 55555
     # The broadcast's own counts still add up.
     assert (await broadcasts.status(db, status["id"]))["audience"] == 2
+
+
+async def test_the_scheduler_starts_a_due_broadcast(db: Database) -> None:
+    import asyncio
+
+    from campaigns.clock import SystemClock
+    from campaigns.settings import Settings
+    from scheduler import TICKS, Tick, TickContext, build_scheduler, start_due_broadcasts
+
+    assert "broadcasts.start_due" in {tick.name for tick in TICKS}
+    bot = await make_bot(db)
+    await seed(db, 2, bot_id=bot)
+    clock = SystemClock()
+    status = await broadcasts.compose(
+        db, clock, bot_id=bot, created_by="cli",
+        draft=Draft(texts={"ko": "곧"}, send_at=clock.now() + timedelta(seconds=0.3)))
+    ctx = TickContext(db=db, clock=clock, settings=Settings(), owner="scheduler:test")
+    scheduler = build_scheduler(ctx, [Tick("broadcasts.start_due", start_due_broadcasts, 0.1)])
+    scheduler.start()
+    try:
+        for _ in range(100):
+            if (await broadcasts.status(db, status["id"]))["status"] == "sending":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=False)
+    assert (await broadcasts.status(db, status["id"]))["status"] == "sending"
+    assert len(await outbox(db, status["id"])) == 2

@@ -353,3 +353,19 @@ async def test_two_workers_sharing_redis_keep_the_bot_rate(
     # No second anywhere holds more than the rate (+1 for the window's edges).
     assert max(sum(1 for t in sends if start <= t < start + 1.0) for start in sends) <= rate + 1
     assert delivered(sandbox) == {20_000 + i: 1 for i in range(50)}
+
+
+async def test_a_bot_telegram_refuses_keeps_its_messages_waiting(
+    db: Database, sandbox: Sandbox
+) -> None:
+    refused = await make_bot(db, base_url=sandbox.base_url, token="not-a-token", name="old")
+    tokenless = await make_bot(db, base_url=sandbox.base_url, token="", name="new")
+    await seed(db, 3, bot_id=refused, chat_base=1100)
+    await seed(db, 2, bot_id=tokenless, chat_base=1200)
+    first, second = await send(db, refused), await send(db, tokenless)
+    stats = await worker(db).run_burst()  # returns: nothing it can do now
+    assert stats.sent == 0 and delivered(sandbox) == {}
+    for bid, n in ((first, 3), (second, 2)):
+        status = await broadcasts.status(db, bid)
+        assert (status["status"], status["pending"], status["failed"]) == ("sending", n, 0)
+    assert {r["attempts"] for r in await outbox(db, first)} == {0}  # not counted as tries

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bots.sandbox import Sandbox
 from campaigns import broadcasts
 from campaigns.broadcasts import Draft
@@ -74,7 +76,7 @@ async def test_sigkill_mid_broadcast_loses_nothing(db: Database, tmp_path: Path)
 async def test_database_connections_dropped_mid_broadcast_lose_nothing(db: Database) -> None:
     """PostgreSQL restarts (here: every connection of ours terminated) are survived."""
     if not db.is_postgres:
-        return  # SQLite has no server to lose
+        pytest.skip("SQLite has no server connection to lose")
     from sqlalchemy import text
 
     async with Sandbox.serve(auto_create_private_chats=True) as sb:
@@ -104,3 +106,84 @@ async def test_database_connections_dropped_mid_broadcast_lose_nothing(db: Datab
         assert sum(counters.delivered.values()) - N <= RATE / 2
         final = await broadcasts.status(db, status["id"])
         assert (final["status"], final["sent"]) == ("done", N)
+
+
+class _Proxy:
+    """A TCP proxy in front of Redis that can be 'restarted' (connections cut, port closed)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.links: set[asyncio.StreamWriter] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.links):
+            writer.close()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.links.clear()
+        self.tasks.clear()
+        await self.server.wait_closed()
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.links |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_a_redis_restart_mid_broadcast_loses_nothing(
+    db: Database, redis_url: str, redis_prefix: str
+) -> None:
+    from urllib.parse import urlparse
+
+    from storage.ratelimit import RedisRateLimiter
+
+    target = urlparse(redis_url)
+    proxy = _Proxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{proxy.port}/0", prefix=redis_prefix)
+    async with Sandbox.serve(auto_create_private_chats=True) as sb:
+        # Slow enough that the limiter is asked again while Redis is away.
+        bot = await make_bot(db, base_url=sb.base_url, max_rate=60)
+        await seed(db, N, bot_id=bot, chat_base=50_000)
+        status = await broadcasts.compose(db, SystemClock(), bot_id=bot, created_by="cli",
+                                          draft=Draft(texts={"ko": "레디스가 멈춰도"}))
+        counters = sb.bot(TOKEN).counters
+        options = WorkerOptions(idle_interval=0.05, tick_interval=0.05, flush_interval=0.01,
+                                burst_horizon=10.0, lease_seconds=10)
+        burst = asyncio.create_task(Worker(db, limiter=limiter, options=options).run_burst())
+        try:
+            while counters.sent < N // 3:
+                await asyncio.sleep(0.02)
+            await proxy.stop()  # Redis is gone...
+            await asyncio.sleep(2.0)
+            assert limiter.fallbacks > 0, "the outage went unnoticed"
+            await proxy.start()  # ...and back, on the same port
+            await asyncio.wait_for(burst, 60)
+        finally:
+            await limiter.aclose()
+            await proxy.stop()
+    assert set(counters.delivered) == {50_000 + i for i in range(N)}
+    assert max(counters.delivered.values()) == 1
+    assert (await broadcasts.status(db, status["id"]))["status"] == "done"

@@ -28,6 +28,7 @@ from storage.models import (
     Signature,
     Supporter,
     XMention,
+    XPost,
 )
 from tests.petition_helpers import setup_petition
 from tests.x_helpers import ACCOUNT_ID, FakeX, Fault, fake_x, fixture, headers, settings
@@ -183,13 +184,17 @@ async def test_an_unknown_petition_is_answered_without_storing_anyone(db: Databa
     await setup_petition(db, clock)
     xs = settings()
     page = {"data": [{"id": "1861500000000000300", "author_id": "1500000000000000009",
-                      "text": "@nalgae_bot sign no-such-thing"}],
-            "meta": {"newest_id": "1861500000000000300", "result_count": 1}}
+                      "text": "@nalgae_bot sign no-such-thing"},
+                     {"id": "1861500000000000290", "author_id": "1500000000000000008",
+                      "text": "@nalgae_bot how do I sign up?"}],
+            "meta": {"newest_id": "1861500000000000300", "result_count": 2}}
     with fake_x() as x:
         x.mention_pages[None] = page
         await _read(db, clock, xs)
         await _replies(db, clock, xs)
+    # The one who asked to sign is told; the question that only contains "sign" is not.
     assert len(x.posts) == 1 and "no-such-thing" in x.texts[0]
+    assert x.posts[0]["reply"]["in_reply_to_tweet_id"] == "1861500000000000300"
     assert not [i for i in await _rows(db, ChannelIdentity) if i.channel == "x"]
     assert await _rows(db, Signature) == []
 
@@ -297,6 +302,10 @@ async def test_export_and_erasure_cover_the_mentions(db: Database) -> None:
                                                     for m in mentions])
     signatures = await _rows(db, Signature)
     assert len(signatures) == 3 and supporter.id not in {s.supporter_id for s in signatures}
+    async with db.session() as s:
+        replies = list((await s.execute(select(XPost).where(XPost.kind == "reply"))).scalars())
+    assert len(replies) == 3  # still counted against X's limits ...
+    assert sum(r.tweet_id == 0 and r.in_reply_to is None for r in replies) == 1  # ... unlinked
     audit = [a.action for a in await _rows(db, AuditLog)]
     assert "supporter.signed_up" in audit
 
@@ -326,3 +335,29 @@ async def test_the_scheduler_tick_reads_answers_and_keeps_the_interval(db: Datab
     # Without credentials the X channel is off: nothing happens, nothing fails.
     assert await mentions_tick(TickContext(db=db, clock=clock, settings=Settings(),
                                            owner="s")) is None
+
+
+async def test_sign_then_stop_in_one_read_keeps_the_signature_and_stops_at_once(
+    db: Database,
+) -> None:
+    clock = FixedClock(T0)
+    await setup_petition(db, clock)
+    xs = settings()
+    author = "1500000000000000001"
+    page = {"data": [{"id": "1861500000000000200", "author_id": author,
+                      "text": "@nalgae_bot stop"},
+                     {"id": "1861500000000000100", "author_id": author,
+                      "text": "@nalgae_bot sign clean-air"}],
+            "meta": {"newest_id": "1861500000000000200", "result_count": 2}}
+    with fake_x() as x:
+        x.mention_pages[None] = page
+        report = await _read(db, clock, xs)
+        assert report.intake.signed == 1 and report.intake.stopped == 1
+        counts = await _replies(db, clock, xs)
+    # The signature stands; the thanks is not sent after the stop; the stop is confirmed.
+    assert len(await _rows(db, Signature)) == 1
+    assert counts == {"sent": 1, "retry": 0, "failed": 0, "refused": 1}
+    assert _replied_to(x) == [1861500000000000200]
+    supporter = next(s for s in await _rows(db, Supporter) if s.source_ref == "x")
+    assert supporter.status == "stopped"
+    assert [(c.choice) for c in await _rows(db, Consent)] == ["granted", "withdrawn"]

@@ -92,13 +92,14 @@ class AiohttpRequest(BaseRequest):
                      self._media_write_timeout if has_files else self._write_timeout)
         connect = pick(connect_timeout, self._connect_timeout)
         pool = pick(pool_timeout, self._pool_timeout)
-        # aiohttp has no write timeout of its own: an upload's time counts against its read
-        # timeout, so give that the larger of the two.
-        sock_read = None if read is None else max(read, write or 0.0)
         # `connect` in aiohttp covers waiting for a pooled connection and connecting.
         acquire = None if pool is None and connect is None else (pool or 0.0) + (connect or 0.0)
-        return aiohttp.ClientTimeout(total=None, connect=acquire, sock_connect=connect,
-                                     sock_read=sock_read)
+        # aiohttp has no write timeout: bound an upload as a whole instead (write + read).
+        total = None
+        if has_files and write is not None and read is not None:
+            total = (acquire or 0.0) + write + read
+        return aiohttp.ClientTimeout(total=total, connect=acquire, sock_connect=connect,
+                                     sock_read=read)
 
     async def do_request(
         self,

@@ -1,0 +1,8 @@
+"""The X (Twitter) channel, through tweepy (API v2): posts, threads, native polls, mentions.
+
+- ``client.XApi``: tweepy's Client on the X channel's own small executor; errors classified.
+- ``account.XAccount``: the only way to write to X; X's automation rules are checked first.
+- ``channel.XChannel``: the account as a ``bots.channel.Channel`` for the delivery worker.
+- ``ticks``: the scheduler's mention reading (and replies) and poll read-back.
+- ``setup``: the X bot row and account id from settings (no credentials: the channel is off).
+"""

@@ -9,6 +9,7 @@ credentials (the row waits; nothing is lost), RETRY, or FAILED.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -44,17 +45,19 @@ class XChannel:
         self.clock = clock or SystemClock()
         self._api = api
         self._account: XAccount | None = None
+        self._lock = asyncio.Lock()  # the worker's senders may all arrive at once
 
     async def _ready(self) -> XAccount:
-        if self._account is None:
-            from .setup import resolve_account_id
+        async with self._lock:
+            if self._account is None:
+                from .setup import resolve_account_id
 
-            api = self._api or XApi(self.settings, clock=self.clock)
-            self._api = api
-            account_id = await resolve_account_id(self.db, api, self.settings, self.bot_id)
-            self._account = XAccount(api, self.db, self.clock, bot_id=self.bot_id,
-                                     account_id=account_id, limits=self.settings.limits)
-        return self._account
+                api = self._api or XApi(self.settings, clock=self.clock)
+                self._api = api
+                account_id = await resolve_account_id(self.db, api, self.settings, self.bot_id)
+                self._account = XAccount(api, self.db, self.clock, bot_id=self.bot_id,
+                                         account_id=account_id, limits=self.settings.limits)
+            return self._account
 
     async def send(self, chat_id: int, message: OutgoingMessage) -> SendResult:
         try:
