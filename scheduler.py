@@ -1,5 +1,6 @@
 """APScheduler wiring (the ticks) and the delivery loop (the Worker).
 
+
 Ticks
 -----
 ``nalgae scheduler`` runs every entry of ``TICKS`` on an APScheduler 3.11
@@ -44,7 +45,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bots import webhooks
 from bots.channel import SENDING_ROW, Channel, ChannelLimits, Outcome, SendResult
-from bots.x import ticks as x_ticks
 from campaigns import broadcasts, petitions, polls
 from campaigns.broadcasts import Plan
 from campaigns.clock import Clock, SystemClock
@@ -83,6 +83,19 @@ class Tick:
     seconds: float
 
 
+# tweepy (and requests) take about a second to import; only deployments with X pay it.
+async def x_mentions_tick(ctx: TickContext) -> object:
+    from bots.x import ticks
+
+    return await ticks.mentions_tick(ctx)
+
+
+async def x_poll_results_tick(ctx: TickContext) -> object:
+    from bots.x import ticks
+
+    return await ticks.poll_results_tick(ctx)
+
+
 async def start_due_broadcasts(ctx: TickContext) -> object:
     """Materialise broadcasts whose time has come (claimed, so schedulers never collide)."""
     return await broadcasts.start_due(ctx.db, ctx.clock, owner=ctx.owner)
@@ -98,8 +111,8 @@ TICKS: list[Tick] = [
     Tick("polls.close_due", polls.close_due_tick, seconds=10.0),
     Tick("polls.mix_ballots", polls.mix_tick, seconds=30.0),
     Tick("webhooks.deliver", webhooks.deliver_tick, seconds=5.0),
-    Tick("x.mentions", x_ticks.mentions_tick, seconds=5.0),
-    Tick("x.poll_results", x_ticks.poll_results_tick, seconds=60.0),
+    Tick("x.mentions", x_mentions_tick, seconds=5.0),
+    Tick("x.poll_results", x_poll_results_tick, seconds=60.0),
 ]
 
 
