@@ -127,10 +127,11 @@ class ReplySender:
                                          {"callback_data": b.data or ""})} for b in row]
                     for row in reply.buttons]}
             try:
-                async with self._session.post(
-                    self._url, data=orjson.dumps(body),
-                    headers={"Content-Type": "application/json"},
-                ) as resp:
+                # A ready payload: aiohttp would otherwise search its payload registry for
+                # raw bytes on every request (a tenth of this process's time under load).
+                payload = aiohttp.payload.BytesPayload(orjson.dumps(body),
+                                                       content_type="application/json")
+                async with self._session.post(self._url, data=payload) as resp:
                     if resp.status != 200:
                         # The signature is stored; only the thank-you is lost. No URL: token.
                         log.info("fast-lane reply answered %s", resp.status)
