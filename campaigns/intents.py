@@ -43,7 +43,7 @@ def parse_start_payload(payload: str | None) -> StartPayload:
             continue
         if kind == "ref":
             ref = arg[:64]
-        elif kind in resumer_kinds():
+        elif kind in resumers():
             intent = f"{kind}:{arg}"
     return StartPayload(source_ref=ref, intent=intent)
 
@@ -61,20 +61,10 @@ def encode_payload(p: StartPayload) -> str:
 
 def resumers() -> dict[str, Resumer]:
     """Intent kind → the feature's function that carries it out. Add yours here."""
+    # Imported here: petitions imports signup, which imports this module.
     from campaigns import petitions
 
-    registry: dict[str, Resumer] = {}
-    resume_sign = getattr(petitions, "resume_sign", None)
-    if resume_sign is not None:
-        registry["sign"] = resume_sign
-    return registry
-
-
-def resumer_kinds() -> frozenset[str]:
-    try:
-        return frozenset(resumers())
-    except ImportError:
-        return frozenset()
+    return {"sign": petitions.resume_sign}
 
 
 async def resume(session: AsyncSession, supporter: Supporter, clock: Clock) -> list[Reply]:
@@ -84,10 +74,7 @@ async def resume(session: AsyncSession, supporter: Supporter, clock: Clock) -> l
         return []
     supporter.pending_intent = None
     kind, _, arg = intent.partition(":")
-    try:
-        handler = resumers().get(kind)
-    except ImportError:
-        handler = None
+    handler = resumers().get(kind)
     if handler is None:
         return []
     return await handler(session, supporter, arg, clock)
