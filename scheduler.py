@@ -49,7 +49,7 @@ from campaigns import broadcasts, petitions, polls
 from campaigns.broadcasts import Plan
 from campaigns.clock import Clock, SystemClock
 from campaigns.settings import Settings
-from storage import outbox
+from storage import inbox, outbox
 from storage.db import Database
 from storage.outbox import ClaimedRow, Outcomes
 from storage.ratelimit import Limits, RateLimiter
@@ -96,6 +96,12 @@ async def x_poll_results_tick(ctx: TickContext) -> object:
     return await ticks.poll_results_tick(ctx)
 
 
+async def purge_inbox(ctx: TickContext) -> object:
+    """Drop handled webhook updates once Telegram can no longer redeliver them."""
+    await inbox.purge(ctx.db, ctx.clock.now() - inbox.RETENTION)
+    return None
+
+
 async def start_due_broadcasts(ctx: TickContext) -> object:
     """Materialise broadcasts whose time has come (claimed, so schedulers never collide)."""
     return await broadcasts.start_due(ctx.db, ctx.clock, owner=ctx.owner)
@@ -104,6 +110,7 @@ async def start_due_broadcasts(ctx: TickContext) -> object:
 # One line per tick; see the module docstring.
 TICKS: list[Tick] = [
     Tick("broadcasts.start_due", start_due_broadcasts, seconds=2.0),
+    Tick("inbox.purge", purge_inbox, seconds=3600.0),
     Tick("petitions.flush", petitions.flush_tick, seconds=1.0),
     Tick("petitions.close_due", petitions.close_due_tick, seconds=10.0),
     Tick("petitions.trending", petitions.trending_tick, seconds=60.0),

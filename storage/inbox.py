@@ -13,7 +13,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -132,8 +132,6 @@ async def pending(
 async def purge(db: Database, before: datetime) -> None:
     """Handled rows only matter for dedup while Telegram may redeliver (24 hours)."""
     async with db.session() as session:
-        from sqlalchemy import delete
-
         await session.execute(
             delete(InboxUpdate).where(
                 InboxUpdate.processed_at.is_not(None), InboxUpdate.processed_at < before
