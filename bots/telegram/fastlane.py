@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bots.telegram.sender import inline_keyboard
 from campaigns import petitions
 from campaigns.clock import Clock
 from campaigns.petitions import SignRequest
@@ -121,11 +122,9 @@ class ReplySender:
                 connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=60))
         for reply in replies:
             body: dict[str, Any] = {"chat_id": chat_id, "text": reply.text, "parse_mode": "HTML"}
-            if reply.buttons:
-                body["reply_markup"] = {"inline_keyboard": [
-                    [{"text": b.text, **({"url": b.url} if b.url else
-                                         {"callback_data": b.data or ""})} for b in row]
-                    for row in reply.buttons]}
+            markup = inline_keyboard(reply.buttons)
+            if markup is not None:
+                body["reply_markup"] = markup
             try:
                 # A ready payload: aiohttp would otherwise search its payload registry for
                 # raw bytes on every request (a tenth of this process's time under load).

@@ -10,6 +10,7 @@ The token is part of the URL, so URLs are never logged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,7 @@ from yarl import URL
 
 from bots.channel import ChannelLimits, Outcome, SendResult
 from campaigns.broadcasts import OutgoingMessage
+from campaigns.replies import Button
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -72,16 +74,19 @@ def classify(status: int, payload: bytes) -> SendResult:
     return SendResult(Outcome.RETRY, error=description)
 
 
-def _markup(message: OutgoingMessage) -> dict[str, Any] | None:
-    if not message.buttons:
+def inline_keyboard(buttons: Sequence[Sequence[Button]]) -> dict[str, Any] | None:
+    """The Bot API's InlineKeyboardMarkup for rows of buttons; None for no buttons."""
+    if not buttons:
         return None
-    rows = []
-    for row in message.buttons:
-        rows.append([
-            {"text": b.text, "url": b.url} if b.url else {"text": b.text, "callback_data": b.data}
-            for b in row
-        ])
-    return {"inline_keyboard": rows}
+    return {"inline_keyboard": [
+        [{"text": b.text, "url": b.url} if b.url else {"text": b.text, "callback_data": b.data}
+         for b in row]
+        for row in buttons
+    ]}
+
+
+def _markup(message: OutgoingMessage) -> dict[str, Any] | None:
+    return inline_keyboard(message.buttons)
 
 
 class TelegramSender:
