@@ -19,17 +19,20 @@ from bots.telegram.fastlane import FastLane, ReplySender, sign_request
 from campaigns.clock import Clock
 from storage.batching import GroupCommit
 from storage.db import Database
-from storage.dedup import MemoryDedup, UpdateDedup
+from storage.dedup import UpdateDedup
 from storage.inbox import InboxDone, InboxWriter, pending
 
 log = logging.getLogger(__name__)
 
 
-class _InboxIsTheDedup(MemoryDedup):
+class _InboxIsTheDedup:
     """In webhook mode the inbox primary key already filters repeats durably."""
 
     async def first_time(self, bot_id: int, update_id: int) -> bool:
         return True
+
+    async def close(self) -> None:
+        pass
 
 
 @dataclass
