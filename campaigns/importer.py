@@ -340,6 +340,8 @@ async def import_supporters(
         )
         if progress:
             progress(done, len(parsed.rows))
+    if done:
+        await store.refresh_statistics(session)
     skipped = len(parsed.bad_lines)
     await supporters.audit(session, actor=actor, action="supporters.imported", now=now,
                            target=f"bot:{bot_id}",

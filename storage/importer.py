@@ -225,6 +225,26 @@ async def _insert_sqlite(
     return len(rows)
 
 
+# The tables a bulk import grows; their planner statistics are refreshed right after it.
+_IMPORTED_TABLES = ("supporter", "channel_identity", "consent", "supporter_tag")
+
+
+async def refresh_statistics(session: AsyncSession) -> None:
+    """ANALYZE the tables an import just filled, inside the import's transaction.
+
+    Without it PostgreSQL keeps planning with the statistics of the empty tables until
+    autovacuum gets round to them: the signing path's identity lookup then scanned every
+    identity of the bot (17 ms for 80,000 supporters instead of 0.07 ms), exactly when an
+    organiser imports a list and opens a petition to it. PostgreSQL's ANALYZE counts the
+    rows this transaction inserted; SQLite's feeds its query planner the same way.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        # A sample, as `PRAGMA optimize` takes, instead of reading every row.
+        await session.execute(text("PRAGMA analysis_limit = 1000"))
+    for table in _IMPORTED_TABLES:
+        await session.execute(text(f"ANALYZE {table}"))
+
+
 @dataclass(frozen=True)
 class ExportedSupporter:
     id: int

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from campaigns import importer
 from campaigns.clock import FixedClock
@@ -243,3 +243,29 @@ async def test_an_export_imports_into_another_bot_as_it_was(db: Database) -> Non
     copy = await _bot(db, "copy")
     assert (await _import(db, copy, exported)).imported == 6
     assert await _export(db, copy, "csv") == exported
+
+
+async def test_after_a_large_import_the_signing_lookup_uses_the_identity_index(
+    db: Database,
+) -> None:
+    # An organiser imports a list and opens a petition to it at once: the per-message
+    # identity lookup must not scan every identity of the bot because the planner still
+    # believes the tables are empty (it did: 17 ms per batch at 80,000 supporters).
+    bot_id = await _bot(db)
+    rows = "".join(f"{7_000_000 + i},P{i},ko,seoul,,,yes\n" for i in range(5000))
+    assert (await _import(db, bot_id, HEADER + rows)).imported == 5000
+    wanted = ["7000001", "7000002", "7004999"]
+    async with db.session() as s:
+        found = await store.find_briefs(s, bot_id, "telegram", wanted)
+        assert sorted(found) == wanted
+        query = select(ChannelIdentity.supporter_id).where(
+            ChannelIdentity.bot_id == bot_id, ChannelIdentity.channel == "telegram",
+            ChannelIdentity.external_user_id.in_(wanted))
+        compiled = query.compile(s.get_bind(), compile_kwargs={"literal_binds": True})
+        explain = "EXPLAIN" if db.is_postgres else "EXPLAIN QUERY PLAN"
+        plan = "\n".join(str(r[-1]) for r in await s.execute(text(f"{explain} {compiled}")))
+    if db.is_postgres:
+        index_cond = [line for line in plan.splitlines() if "Index Cond" in line]
+        assert index_cond and "external_user_id" in index_cond[0], plan
+    else:
+        assert "USING INDEX" in plan and "external_user_id" in plan, plan
