@@ -150,3 +150,46 @@ async def test_fast_lane_signs_once_and_hands_strangers_to_the_dialog(db: Databa
             rows = (await s.execute(select(func.count()).select_from(Signature))).scalar()
         assert rows == 2
         assert await settled(db) == 0
+
+
+async def test_fast_lane_thank_you_survives_429_and_5xx_exactly_once(db: Database) -> None:
+    from campaigns import petitions
+    from campaigns.clock import SystemClock
+
+    port = free_port()
+    runtimes: list[TelegramRuntime] = []
+    app = webhook_asgi(FastAPI(), lambda: runtimes)
+    url = f"http://127.0.0.1:{port}/telegram/webhook"
+    clock = SystemClock()
+    async with serve(app, port), telegram_env(db, webhook_url=url) as env:
+        runtimes.append(env.runtime)
+        async with db.session() as s:
+            await petitions.create_campaign(s, slug="rail", title_ko="철도", clock=clock,
+                                            actor="cli")
+            await petitions.create_petition(s, campaign_slug="rail", slug="night-train",
+                                            title_ko="야간 열차", clock=clock, actor="cli")
+            await petitions.open_petition(s, "night-train", actor="cli", clock=clock)
+        people = []
+        for user_id, name in ((6201, "Ara"), (6202, "Bom"), (6203, "Chan")):
+            d = env.dialog(user_id, name, language_code="en")
+            await d.run([("/start", "Do you agree?"), (press("✅ I agree"), "region"),
+                         (press("Seoul"), name), (press("Keep this name"), "all set")])
+            people.append(d)
+        # Telegram allows this bot one message a second now, and its next reply fails
+        # with a 502: the thank-yous wait out retry_after and the error, then arrive.
+        env.sandbox.faults.max_rate = 1
+        env.sandbox.faults.max_burst = 1
+        env.sandbox.faults.fail_next = 1
+        env.sandbox.faults.fail_status = 502
+        good = {"X-Telegram-Bot-Api-Secret-Token": "test-secret"}
+        async with aiohttp.ClientSession() as http:
+            for n, d in enumerate(people):
+                body = update_json(710001 + n, d.user.id, "/sign night-train")
+                async with http.post(url, data=body, headers=good) as resp:
+                    assert resp.status == 200
+        for d in people:
+            await d.expect("Thank you! You signed", since=0, timeout=15)
+        await asyncio.sleep(1.5)
+        for d in people:
+            texts = [m.text or "" for m in d.user.chat.log if m.from_bot]
+            assert sum("You signed" in t for t in texts) == 1, texts

@@ -18,12 +18,16 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
-from bots.telegram.sender import inline_keyboard
+from bots.channel import Outcome as SendOutcome
+from bots.channel import SendResult
+from bots.http import HTTPClientError, KeepAlivePool, RequestTimeout
+from bots.telegram.sender import bot_api_call, classify
 from campaigns import petitions
+from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import Clock
 from campaigns.petitions import SignRequest
 from campaigns.replies import Reply
@@ -104,41 +108,84 @@ class FastLane(GroupCommit):
 
 
 class ReplySender:
-    """Sends the fast lane's answers: one POST per reply, never blocking the webhook."""
+    """Sends the fast lane's answers in the background, never blocking the webhook.
 
-    def __init__(self, base_url: str, token: str) -> None:
-        self._url = f"{base_url}{token}/sendMessage"
-        self._session: aiohttp.ClientSession | None = None
+    The broadcast sender's Bot API call and answer classification, over the lean
+    keep-alive client (bots/http.py). The signature is already stored, so only the
+    thank-you is at stake: a 429 makes every reply of this bot wait Telegram's
+    ``retry_after`` and then go again; a 5xx or a broken connection is tried again after
+    a short pause; a timeout is not (the message may have arrived: no double thank-you).
+    """
+
+    ATTEMPTS = 4
+    BACKOFF_S = 0.5
+    MAX_WAIT_S = 60.0
+
+    def __init__(self, base_url: str, token: str, *, pool_size: int = 128,
+                 timeout: float = 10.0) -> None:
+        self._base_url, self._token = base_url, token
+        self._pool_size, self._timeout = pool_size, timeout
+        self._pool: KeepAlivePool | None = None
+        self._heads: dict[str, bytes] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resume_at = 0.0  # loop time before which nothing is sent (after a 429)
 
     def send(self, chat_id: int, replies: list[Reply]) -> None:
         task = asyncio.create_task(self._send(chat_id, replies))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _client(self) -> KeepAlivePool:
+        if self._pool is None:
+            # Created here, inside the running loop. PTB's convention: the base URL ends
+            # where the token starts (".../bot").
+            parts = urlsplit(self._base_url)
+            self._pool = KeepAlivePool(f"{parts.scheme}://{parts.netloc}",
+                                       size=self._pool_size, timeout=self._timeout)
+            self._heads = {m: self._pool.head(f"{parts.path}{self._token}/{m}")
+                           for m in ("sendMessage", "sendPoll")}
+        return self._pool
+
+    async def _call(self, chat_id: int, message: OutgoingMessage) -> SendResult:
+        pool = self._client()
+        method, params = bot_api_call(chat_id, message)
+        try:
+            status, payload = await pool.post(self._heads[method], orjson.dumps(params))
+        except RequestTimeout:
+            return SendResult(SendOutcome.RETRY, error="timeout")
+        except HTTPClientError as exc:
+            return SendResult(SendOutcome.RETRY, error=f"network error: {exc}")
+        return classify(status, payload)
+
     async def _send(self, chat_id: int, replies: list[Reply]) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=60))
+        loop = asyncio.get_running_loop()
         for reply in replies:
-            body: dict[str, Any] = {"chat_id": chat_id, "text": reply.text, "parse_mode": "HTML"}
-            markup = inline_keyboard(reply.buttons)
-            if markup is not None:
-                body["reply_markup"] = markup
-            try:
-                # A ready payload: aiohttp would otherwise search its payload registry for
-                # raw bytes on every request (a tenth of this process's time under load).
-                payload = aiohttp.payload.BytesPayload(orjson.dumps(body),
-                                                       content_type="application/json")
-                async with self._session.post(self._url, data=payload) as resp:
-                    if resp.status != 200:
-                        # The signature is stored; only the thank-you is lost. No URL: token.
-                        log.info("fast-lane reply answered %s", resp.status)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.info("fast-lane reply failed: %s", type(exc).__name__)
+            message = OutgoingMessage(reply.text, tuple(tuple(row) for row in reply.buttons))
+            for attempt in range(1, self.ATTEMPTS + 1):
+                if (wait := self._resume_at - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                result = await self._call(chat_id, message)
+                if result.outcome is SendOutcome.SENT:
+                    break
+                limited = result.outcome is SendOutcome.RATE_LIMITED
+                again = limited or (result.outcome is SendOutcome.RETRY
+                                    and result.error != "timeout")
+                if not again or attempt == self.ATTEMPTS:
+                    # No URL, no chat id: the token is in the one, personal data the other.
+                    log.info("fast-lane reply not delivered: %s", result.outcome)
+                    return
+                if limited:
+                    pause = min(result.retry_after or 1.0, self.MAX_WAIT_S)
+                    self._resume_at = max(self._resume_at, loop.time() + pause)
+                else:
+                    await asyncio.sleep(self.BACKOFF_S * attempt)
 
     async def aclose(self) -> None:
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+            # Replies in flight finish; one waiting out a long 429 does not hold up shutdown.
+            _, waiting = await asyncio.wait(self._tasks, timeout=5)
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.aclose()

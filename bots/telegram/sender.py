@@ -85,8 +85,21 @@ def inline_keyboard(buttons: Sequence[Sequence[Button]]) -> dict[str, Any] | Non
     ]}
 
 
-def _markup(message: OutgoingMessage) -> dict[str, Any] | None:
-    return inline_keyboard(message.buttons)
+def bot_api_call(chat_id: int, message: OutgoingMessage) -> tuple[str, dict[str, Any]]:
+    """(method, parameters) of the Bot API call that sends ``message``."""
+    if message.poll_options is not None:
+        return "sendPoll", {
+            "chat_id": chat_id,
+            "question": message.text,
+            "options": [{"text": o} for o in message.poll_options],
+            "is_anonymous": False,
+            "allows_multiple_answers": message.poll_multiple,
+        }
+    params: dict[str, Any] = {"chat_id": chat_id, "text": message.text, "parse_mode": "HTML"}
+    markup = inline_keyboard(message.buttons)
+    if markup is not None:
+        params["reply_markup"] = markup
+    return "sendMessage", params
 
 
 class TelegramSender:
@@ -115,20 +128,7 @@ class TelegramSender:
                                               group_interval=3.0)
 
     def body(self, chat_id: int, message: OutgoingMessage) -> tuple[str, dict[str, Any]]:
-        """(method, parameters) of the Bot API call that sends ``message``."""
-        if message.poll_options is not None:
-            return "sendPoll", {
-                "chat_id": chat_id,
-                "question": message.text,
-                "options": [{"text": o} for o in message.poll_options],
-                "is_anonymous": False,
-                "allows_multiple_answers": message.poll_multiple,
-            }
-        params: dict[str, Any] = {"chat_id": chat_id, "text": message.text, "parse_mode": "HTML"}
-        markup = _markup(message)
-        if markup is not None:
-            params["reply_markup"] = markup
-        return "sendMessage", params
+        return bot_api_call(chat_id, message)
 
     async def send(self, chat_id: int, message: OutgoingMessage) -> SendResult:
         method, params = self.body(chat_id, message)
