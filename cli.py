@@ -1173,6 +1173,8 @@ async def _serve(settings: Settings, *, everything: bool) -> None:
     `nalgae run` is the embedded default: one process, the sandbox Bot API when no
     token is set. `nalgae web` is the stateless production process (run N of them).
     """
+    import gc
+
     import uvicorn
 
     import scheduler
@@ -1230,6 +1232,12 @@ async def _serve(settings: Settings, *, everything: bool) -> None:
         if sandbox:
             click.echo(f"No NALGAE_TELEGRAM_TOKEN: using the sandbox Bot API at {sandbox_url}")
             click.echo(f"Talk to the bot as a simulated supporter: {web}/sandbox")
+        # Everything loaded so far (the libraries, catalogs, templates, the PTB and
+        # SQLAlchemy machinery) lives as long as the process. Frozen, it is left out of
+        # the collector's full passes, which otherwise stopped the webhook for 250-300 ms
+        # several times a minute under load (p99 at 500 signatures/s went from ~30 ms
+        # to ~170 ms in those runs).
+        gc.freeze()
         await server.serve()
     finally:
         stop.set()

@@ -14,6 +14,7 @@ its acknowledgement, and a redelivered update is recognised by the inbox key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -127,13 +128,28 @@ class ReplySender:
         self._pool_size, self._timeout = pool_size, timeout
         self._pool: KeepAlivePool | None = None
         self._heads: dict[str, bytes] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Waiting replies are plain tuples, sent by one worker per connection. (A task
+        # per reply kept thousands of coroutines, futures and timers alive during a push,
+        # and the garbage collector's full passes over them stalled the webhook.)
+        self._queue: asyncio.Queue[tuple[int, list[Reply]]] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
         self._resume_at = 0.0  # loop time before which nothing is sent (after a 429)
 
     def send(self, chat_id: int, replies: list[Reply]) -> None:
-        task = asyncio.create_task(self._send(chat_id, replies))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if not self._workers:
+            self._workers = [asyncio.create_task(self._work())
+                             for _ in range(self._pool_size)]
+        self._queue.put_nowait((chat_id, replies))
+
+    async def _work(self) -> None:
+        while True:
+            chat_id, replies = await self._queue.get()
+            try:
+                await self._send(chat_id, replies)
+            except Exception:
+                log.exception("fast-lane reply failed")
+            finally:
+                self._queue.task_done()
 
     def _client(self) -> KeepAlivePool:
         if self._pool is None:
@@ -181,11 +197,12 @@ class ReplySender:
                     await asyncio.sleep(self.BACKOFF_S * attempt)
 
     async def aclose(self) -> None:
-        if self._tasks:
-            # Replies in flight finish; one waiting out a long 429 does not hold up shutdown.
-            _, waiting = await asyncio.wait(self._tasks, timeout=5)
-            for task in waiting:
-                task.cancel()
-            await asyncio.gather(*waiting, return_exceptions=True)
+        # Waiting replies go out; one waiting out a long 429 does not hold up shutdown.
+        if self._workers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), 5)
+            for worker in self._workers:
+                worker.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
         if self._pool is not None:
             await self._pool.aclose()
