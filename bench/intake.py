@@ -7,6 +7,9 @@ sandbox Bot API in another process, and prints one JSON line:
 
 - signatures_per_s: N distinct supporters each post `/sign <slug>`; from the first post
   to the last signature row stored;
+- replies_per_s: the same N over the time until the last thank-you reached the sandbox
+  (the replies are sent after the acknowledgement, so they may trail the signatures);
+  replies_missing: thank-yous that never arrived;
 - p50_ms / p99_ms: webhook acknowledgement latency at a fixed offered load (--rate/s);
 - lost / double_counted: signature rows and petition counters against what was sent;
 - naive_signatures_per_s: the same updates through a plain PTB Application with
@@ -94,7 +97,16 @@ async def count_rows(pg_url: str, slug: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def throughput(url: str, pg_url: str, n: int, concurrency: int = 128) -> float:
+async def replies_sent(sandbox: str) -> int:
+    """Messages the sandbox has taken from the bot so far (thank-yous, here)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{sandbox}/sandbox/counters", params={"token": TOKEN}) as resp:
+            return int((await resp.json(content_type=None))["sent"])
+
+
+async def throughput(url: str, pg_url: str, sandbox: str, n: int,
+                     concurrency: int = 128) -> tuple[float, float, int]:
+    """(signatures stored per second, thank-yous delivered per second, thank-yous missing)."""
     bodies = [update(1_000_000 + i, FIRST_USER + i, "/sign bench-a") for i in range(n)]
     headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
     queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -116,6 +128,7 @@ async def throughput(url: str, pg_url: str, n: int, concurrency: int = 128) -> f
                 failures += 1
                 await asyncio.sleep(0.05)
 
+    sent_before = await replies_sent(sandbox)
     started = time.perf_counter()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -124,7 +137,16 @@ async def throughput(url: str, pg_url: str, n: int, concurrency: int = 128) -> f
         if time.perf_counter() - started > 600:
             break
         await asyncio.sleep(0.05)
-    return n / (time.perf_counter() - started)
+    stored = time.perf_counter() - started
+    # The thank-yous go out after the acknowledgement; they may trail the signatures.
+    sent, last, progress_at = 0, -1, time.perf_counter()
+    while (sent := await replies_sent(sandbox) - sent_before) < n:
+        if sent != last:
+            last, progress_at = sent, time.perf_counter()
+        elif time.perf_counter() - progress_at > 15:
+            break  # no reply for 15 s: report what arrived
+        await asyncio.sleep(0.05)
+    return n / stored, sent / (time.perf_counter() - started), n - sent
 
 
 async def latency(url: str, rate: float, seconds: float, n_users: int) -> list[float]:
@@ -219,7 +241,8 @@ def main() -> None:
                     process([NALGAE, "scheduler"], env=env,
                             log=logs / "nalgae-bench-scheduler.log"):
                 wait_http(f"http://127.0.0.1:{web_port}/healthz", timeout=60)
-                per_s = asyncio.run(throughput(hook, pg_url, args.n))
+                per_s, replies_per_s, replies_missing = asyncio.run(throughput(
+                    hook, pg_url, f"http://127.0.0.1:{sandbox_port}", args.n))
                 lat = asyncio.run(latency(hook, args.rate, args.seconds, args.n))
                 expected_b = len(lat)
                 time.sleep(3)  # counters are flushed in batches about every second
@@ -236,6 +259,8 @@ def main() -> None:
     result: dict[str, Any] = {
         "n": args.n,
         "signatures_per_s": round(per_s, 1),
+        "replies_per_s": round(replies_per_s, 1),
+        "replies_missing": replies_missing,
         "p50_ms": round(statistics.median(lat), 2),
         "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 2),
         "offered_rate": args.rate,

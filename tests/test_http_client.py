@@ -118,3 +118,32 @@ async def test_timeouts_and_refused_connections_raise_clear_errors(server: Serve
     await closed.aclose()
     with pytest.raises(ValueError):
         KeepAlivePool("ftp://example.org")
+
+
+def test_it_works_on_uvloop_as_the_production_processes_run_it() -> None:
+    # The webhook process runs on uvloop, whose transports differ from asyncio's.
+    import uvloop
+
+    async def exchange() -> list[tuple[int, bytes]]:
+        app = web.Application()
+
+        async def echo(request: web.Request) -> web.Response:
+            return web.Response(body=await request.read())
+
+        app.router.add_post("/echo", echo)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        pool = KeepAlivePool(f"http://127.0.0.1:{port}", size=2, timeout=5)
+        try:
+            return await asyncio.gather(*(pool.post(pool.head("/echo"), b"%d" % i)
+                                          for i in range(5)))
+        finally:
+            await pool.aclose()
+            await runner.cleanup()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        answers = runner.run(exchange())
+    assert answers == [(200, b"%d" % i) for i in range(5)]
