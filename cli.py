@@ -309,7 +309,8 @@ def supporters_export(ctx: Ctx, fmt: str, output: str | None) -> None:
 def _when(value: str | None) -> Any:
     """An ISO 8601 time; without a zone it is Korean time (KST), as organisers mean it."""
     from datetime import datetime
-    from zoneinfo import ZoneInfo
+
+    from campaigns.petitions import DISPLAY_TZ
 
     if value is None:
         return None
@@ -318,7 +319,7 @@ def _when(value: str | None) -> Any:
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a time like 2026-12-31T18:00") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=ZoneInfo("Asia/Seoul"))
+        parsed = parsed.replace(tzinfo=DISPLAY_TZ)
     return parsed
 
 

@@ -10,9 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.clock import Clock
 from campaigns.regions import REGIONS
 from storage import stats
-
-# Days are Korean calendar days; Korea has kept UTC+9 without daylight saving since 1988.
-KOREA_OFFSET = timedelta(hours=9)
+from storage.supporters import KST_OFFSET  # days are Korean calendar days, UTC+9
 
 
 @dataclass(frozen=True)
@@ -66,11 +64,11 @@ async def overview(
     if unknown:
         regions.append(RegionCount(None, unknown, _share(unknown, top_region)))
 
-    today = (clock.now().astimezone(UTC) + KOREA_OFFSET).date()
+    today = (clock.now().astimezone(UTC) + KST_OFFSET).date()
     first = today - timedelta(days=days - 1)
-    since = datetime(first.year, first.month, first.day, tzinfo=UTC) - KOREA_OFFSET
+    since = datetime(first.year, first.month, first.day, tzinfo=UTC) - KST_OFFSET
     per_day = await stats.signups_by_day(
-        session, since, int(KOREA_OFFSET.total_seconds() // 60), bot_id
+        session, since, int(KST_OFFSET.total_seconds() // 60), bot_id
     )
     top_day = max(per_day.values(), default=0)
     day_counts = [

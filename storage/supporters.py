@@ -18,7 +18,10 @@ from storage.models import (
     SupporterTag,
 )
 
-KST = timezone(timedelta(hours=9), "KST")
+# Korean time as a fixed offset (no daylight saving since 1988): days are counted in it,
+# in Python here and in SQL by the dashboard (campaigns/dashboard.py), so both agree.
+KST_OFFSET = timedelta(hours=9)
+KST = timezone(KST_OFFSET, "KST")
 
 
 @dataclass(frozen=True)
