@@ -52,6 +52,7 @@ async def measure(url: str, text: str) -> float:
         async with db.session() as s:
             bot = await ensure_bot(s, channel="telegram", name="bench", now=clock.now())
             result = await importer.import_supporters(s, bot.id, text, clock)
+        await importer.after_import(db, result)  # as `nalgae supporters import` does
         elapsed = time.perf_counter() - started
         assert result.imported == text.count("\n") - 1, result.problems[:3]
         return elapsed

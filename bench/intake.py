@@ -9,7 +9,7 @@ sandbox Bot API in another process, and prints one JSON line:
   to the last signature row stored;
 - replies_per_s: the same N over the time until the last thank-you reached the sandbox
   (the replies are sent after the acknowledgement, so they may trail the signatures);
-  replies_missing: thank-yous that never arrived;
+  replies_missing / replies_doubled: supporters who got no thank-you / one too many;
 - p50_ms / p99_ms: webhook acknowledgement latency at a fixed offered load (--rate/s);
 - lost / double_counted: signature rows and petition counters against what was sent;
 - naive_signatures_per_s: the same updates through a plain PTB Application with
@@ -97,16 +97,17 @@ async def count_rows(pg_url: str, slug: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def replies_sent(sandbox: str) -> int:
-    """Messages the sandbox has taken from the bot so far (thank-yous, here)."""
+async def replies_sent(sandbox: str) -> tuple[int, int]:
+    """(messages, distinct chats) the sandbox has taken from the bot so far."""
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{sandbox}/sandbox/counters", params={"token": TOKEN}) as resp:
-            return int((await resp.json(content_type=None))["sent"])
+            data = await resp.json(content_type=None)
+            return int(data["sent"]), int(data["chats"])
 
 
 async def throughput(url: str, pg_url: str, sandbox: str, n: int,
-                     concurrency: int = 128) -> tuple[float, float, int]:
-    """(signatures stored per second, thank-yous delivered per second, thank-yous missing)."""
+                     concurrency: int = 128) -> tuple[float, float, int, int]:
+    """Signatures stored per second; thank-yous delivered per second, missing, doubled."""
     bodies = [update(1_000_000 + i, FIRST_USER + i, "/sign bench-a") for i in range(n)]
     headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
     queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -128,7 +129,7 @@ async def throughput(url: str, pg_url: str, sandbox: str, n: int,
                 failures += 1
                 await asyncio.sleep(0.05)
 
-    sent_before = await replies_sent(sandbox)
+    sent_before, chats_before = await replies_sent(sandbox)
     started = time.perf_counter()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -139,14 +140,20 @@ async def throughput(url: str, pg_url: str, sandbox: str, n: int,
         await asyncio.sleep(0.05)
     stored = time.perf_counter() - started
     # The thank-yous go out after the acknowledgement; they may trail the signatures.
-    sent, last, progress_at = 0, -1, time.perf_counter()
-    while (sent := await replies_sent(sandbox) - sent_before) < n:
-        if sent != last:
-            last, progress_at = sent, time.perf_counter()
+    # Every supporter here is a distinct chat: a chat counted once is one thank-you.
+    chats, last, progress_at = 0, -1, time.perf_counter()
+    while True:
+        sent, chats = (a - b for a, b in zip(await replies_sent(sandbox),
+                                             (sent_before, chats_before), strict=True))
+        if chats >= n:
+            break
+        if chats != last:
+            last, progress_at = chats, time.perf_counter()
         elif time.perf_counter() - progress_at > 15:
-            break  # no reply for 15 s: report what arrived
+            break  # no new reply for 15 s: report what arrived
         await asyncio.sleep(0.05)
-    return n / stored, sent / (time.perf_counter() - started), n - sent
+    elapsed = time.perf_counter() - started
+    return n / stored, chats / elapsed, n - chats, sent - chats
 
 
 async def latency(url: str, rate: float, seconds: float, n_users: int) -> list[float]:
@@ -241,7 +248,7 @@ def main() -> None:
                     process([NALGAE, "scheduler"], env=env,
                             log=logs / "nalgae-bench-scheduler.log"):
                 wait_http(f"http://127.0.0.1:{web_port}/healthz", timeout=60)
-                per_s, replies_per_s, replies_missing = asyncio.run(throughput(
+                per_s, replies_per_s, replies_missing, replies_doubled = asyncio.run(throughput(
                     hook, pg_url, f"http://127.0.0.1:{sandbox_port}", args.n))
                 lat = asyncio.run(latency(hook, args.rate, args.seconds, args.n))
                 expected_b = len(lat)
@@ -261,6 +268,7 @@ def main() -> None:
         "signatures_per_s": round(per_s, 1),
         "replies_per_s": round(replies_per_s, 1),
         "replies_missing": replies_missing,
+        "replies_doubled": replies_doubled,
         "p50_ms": round(statistics.median(lat), 2),
         "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 2),
         "offered_rate": args.rate,

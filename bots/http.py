@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client for one origin: JSON POSTs over persistent connections.
+"""A lean HTTP/1.1 client for one origin: POSTs over persistent connections.
 
 The fast lane answers every signature with one Bot API call, so the client's own
 cost per request decides how many signatures one process takes: aiohttp's
@@ -7,6 +7,19 @@ objects per request) was 29 % of the webhook process's time under load. This one
 writes a prebuilt request head and parses the answer with httptools (the parser
 uvicorn already uses), one request at a time per connection, no pipelining.
 
+Failures say whether the request may have reached the server, because a Bot API
+call is not idempotent (a resent sendMessage is a second message):
+
+- ``NotSent``: nothing was written (no connection could be made or had in time):
+  safe to try again;
+- ``HTTPClientError`` (the other ones): the request was written but no complete
+  answer came (reset, closed early, unparsable): it may have been handled;
+- ``RequestTimeout``: written, no answer in time: it may have been handled.
+
+The client never sends a request twice by itself. To keep the classic keep-alive
+race (the server closes an idle connection just as a request is written on it)
+rare, a connection idle for longer than ``max_idle`` is closed rather than reused.
+
 What it does not do, on purpose: redirects, cookies, compression, proxies. The
 Bot API needs none of them.
 """
@@ -14,6 +27,7 @@ Bot API needs none of them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections import deque
 from typing import cast
@@ -21,9 +35,15 @@ from urllib.parse import urlsplit
 
 import httptools
 
+log = logging.getLogger(__name__)
+
 
 class HTTPClientError(ConnectionError):
-    """The request got no complete answer (refused, reset, closed early, unparsable)."""
+    """The request was written but got no complete answer; it may have been handled."""
+
+
+class NotSent(HTTPClientError):
+    """Nothing was written: the request certainly did not reach the server."""
 
 
 class RequestTimeout(TimeoutError):
@@ -39,9 +59,13 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.body: list[bytes] = []
-        self.received = False  # any byte of the current answer
+        self.status = 0
+        self.informational = False  # a 1xx answer: skipped, the real one follows
+        self.framed = False  # the answer's length is known (Content-Length or chunked)
+        self.headers_done = False
         self.deadline = 0.0
-        self.served = 0
+        self.idle_since = 0.0
+        self.idle = False
         self.closed = False
 
     # asyncio.Protocol
@@ -50,40 +74,66 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(HTTPClientError(f"bad answer: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.headers_done and not self.framed and not self.informational:
+            # An answer delimited by the end of the connection is complete now.
+            self._finish(keep=False)
         self.closed = True
         self.pool._forget(self)
         self._fail(HTTPClientError("connection closed before the answer was complete"))
 
     # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower == b"content-length" or (lower == b"transfer-encoding"
+                                          and b"chunked" in value.lower()):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.informational = 100 <= self.status < 200
+        self.headers_done = True
+        if self.status in (204, 304):
+            self.framed = True
+
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.informational:  # 100 Continue, 103 Early Hints: wait for the answer
+            self._reset_message()
+            return
+        self._finish(keep=self.parser.should_keep_alive())
+
+    # ours
+    def _reset_message(self) -> None:
+        self.body, self.status = [], 0
+        self.informational = self.framed = self.headers_done = False
+
+    def _finish(self, *, keep: bool) -> None:
         waiter, self.waiter = self.waiter, None
-        status = self.parser.get_status_code()
-        keep = self.parser.should_keep_alive()
-        body, self.body = b"".join(self.body), []
-        self.served += 1
-        if waiter is not None and not waiter.done():
+        status, body = self.status, b"".join(self.body)
+        self._reset_message()
+        if waiter is None:
+            # An answer nobody asked for: the connection is out of step; drop it.
+            self.close()
+            return
+        if not waiter.done():
             waiter.set_result((status, body))
         if keep and not self.closed:
             self.pool._release(self)
         else:
             self.close()
 
-    # ours
     def request(self, head: bytes, body: bytes,
                 deadline: float) -> asyncio.Future[tuple[int, bytes]]:
         assert self.transport is not None
         self.waiter = self.pool.loop.create_future()
-        self.received = False
         self.deadline = deadline
         self.transport.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
         return self.waiter
@@ -106,11 +156,11 @@ class KeepAlivePool:
     """POST bodies to paths of one origin (``http://host:port`` or ``https://host``).
 
     At most ``size`` connections; a caller beyond that waits for one to come free.
-    ``timeout`` bounds connecting plus the whole exchange.
+    ``timeout`` bounds the wait for a connection plus the whole exchange.
     """
 
     def __init__(self, origin: str, *, size: int = 64, timeout: float = 10.0,
-                 content_type: str = "application/json") -> None:
+                 max_idle: float = 4.0, content_type: str = "application/json") -> None:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("origin must be http(s)://host[:port]")
@@ -121,7 +171,7 @@ class KeepAlivePool:
         host_header = parts.netloc.rsplit("@", 1)[-1]
         self._head_tail = (f" HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: {content_type}"
                            "\r\nConnection: keep-alive\r\nContent-Length: ").encode()
-        self.size, self.timeout = size, timeout
+        self.size, self.timeout, self.max_idle = size, timeout, max_idle
         self.loop = asyncio.get_running_loop()
         self._idle: deque[_Connection] = deque()
         self._busy: set[_Connection] = set()
@@ -135,67 +185,79 @@ class KeepAlivePool:
         return b"POST " + path.encode() + self._head_tail
 
     async def post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
-        """(status, body) of one POST; raises HTTPClientError or RequestTimeout."""
+        """(status, body) of one POST; raises NotSent, HTTPClientError or RequestTimeout."""
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep())
         deadline = self.loop.time() + self.timeout
-        for _ in range(2):
-            conn = await self._acquire(deadline)
-            reused = conn.served > 0
-            try:
-                return await conn.request(head, body, deadline)
-            except HTTPClientError:
-                # A kept-alive connection the server had just closed: nothing of ours was
-                # read, so sending again on a fresh connection cannot duplicate anything.
-                if not (reused and not conn.received):
-                    raise
-        raise HTTPClientError("connection closed before the answer was complete")
+        conn = await self._acquire(deadline)
+        return await conn.request(head, body, deadline)
 
     async def _acquire(self, deadline: float) -> _Connection:
         while True:
             if self._closed:
-                raise HTTPClientError("client closed")
+                raise NotSent("client closed")
+            now = self.loop.time()
             while self._idle:
                 conn = self._idle.pop()  # the most recently used: least likely to be stale
-                if not conn.closed:
-                    self._busy.add(conn)
-                    return conn
+                conn.idle = False
+                if conn.closed:
+                    continue
+                if now - conn.idle_since > self.max_idle:
+                    conn.close()  # the server may be closing it right now
+                    continue
+                self._busy.add(conn)
+                return conn
             if len(self._busy) + self._connecting < self.size:
                 return await self._connect(deadline)
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
             try:
-                await asyncio.wait_for(waiter, max(0.0, deadline - self.loop.time()))
-            except TimeoutError:
-                raise RequestTimeout("no free connection in time") from None
-            finally:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except BaseException as exc:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    # Woken, but leaving (timeout or cancellation) at the same moment:
+                    # hand the wakeup to the next caller instead of losing it.
+                    self._wake()
+                if isinstance(exc, TimeoutError):
+                    raise NotSent("no free connection in time") from None
+                raise
 
     async def _connect(self, deadline: float) -> _Connection:
         self._connecting += 1
+        conn: _Connection | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 _, conn = await self.loop.create_connection(
                     lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
                     server_hostname=self.host if self.ssl else None)
         except TimeoutError:
-            raise RequestTimeout("connect timed out") from None
+            raise NotSent("connect timed out") from None
         except OSError as exc:
-            raise HTTPClientError(f"connect failed: {type(exc).__name__}") from None
+            raise NotSent(f"connect failed: {type(exc).__name__}") from None
         finally:
             self._connecting -= 1
+            if conn is None:
+                self._wake()  # the slot this connect held is free again
+        if self._closed:
+            conn.close()
+            raise NotSent("client closed")
         self._busy.add(conn)
         return conn
 
     def _release(self, conn: _Connection) -> None:
         self._busy.discard(conn)
-        self._idle.append(conn)
+        if not conn.idle:
+            conn.idle, conn.idle_since = True, self.loop.time()
+            self._idle.append(conn)
         self._wake()
 
     def _forget(self, conn: _Connection) -> None:
         self._busy.discard(conn)
-        if conn in self._idle:
+        if conn.idle:
+            conn.idle = False
             self._idle.remove(conn)
         self._wake()
 
@@ -211,9 +273,13 @@ class KeepAlivePool:
         # are failed here, at most a quarter of a second late.
         while True:
             await asyncio.sleep(0.25)
-            now = self.loop.time()
-            for conn in [c for c in self._busy if c.waiter is not None and c.deadline < now]:
-                conn._fail(RequestTimeout("no answer in time"))
+            try:
+                now = self.loop.time()
+                for conn in [c for c in self._busy
+                             if c.waiter is not None and c.deadline < now]:
+                    conn._fail(RequestTimeout("no answer in time"))
+            except Exception:  # the sweeper must outlive any surprise
+                log.exception("HTTP client sweep failed")
 
     async def aclose(self) -> None:
         self._closed = True

@@ -32,6 +32,7 @@ from campaigns.regions import parse_region
 from campaigns.text import MAX_NAME, clean_name, strip_invisible
 from storage import importer as store
 from storage import supporters
+from storage.db import Database
 
 HEADER: tuple[str, ...] = ("telegram_id", "name", "language", "region", "tier", "tags", "consent")
 EXPORT_HEADER: tuple[str, ...] = (*HEADER, "status", "joined_at")
@@ -340,13 +341,17 @@ async def import_supporters(
         )
         if progress:
             progress(done, len(parsed.rows))
-    if done:
-        await store.refresh_statistics(session)
     skipped = len(parsed.bad_lines)
     await supporters.audit(session, actor=actor, action="supporters.imported", now=now,
                            target=f"bot:{bot_id}",
                            details={"imported": done, "skipped": skipped})
     return ImportResult(rows=total_rows, imported=done, skipped=skipped, problems=parsed.problems)
+
+
+async def after_import(db: Database, result: ImportResult) -> None:
+    """Once the import's transaction has committed: let the planner see the new rows."""
+    if result.imported:
+        await store.refresh_statistics(db)
 
 
 async def export_supporters(

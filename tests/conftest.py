@@ -14,6 +14,7 @@ import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -162,3 +163,40 @@ async def redis_url() -> AsyncIterator[str]:
 @pytest.fixture
 def redis_prefix() -> str:
     return f"nalgae-test:{uuid.uuid4().hex[:10]}:"
+
+
+@dataclass
+class RawServer:
+    """A loopback server that answers each request with the next scripted bytes."""
+
+    url: str
+    script: list[bytes | None]  # None: read the request, then drop the connection
+    received: list[bytes] = field(default_factory=list)
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[RawServer]:
+    state = RawServer(url="", script=[])
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while state.script:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                state.received.append(await reader.readexactly(length))
+                answer = state.script.pop(0)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+                if b"connection: close" in answer.lower():
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    state.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    yield state
+    server.close()
+    await server.wait_closed()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
 
-from bots.http import HTTPClientError, KeepAlivePool, RequestTimeout
+from bots.http import HTTPClientError, KeepAlivePool, NotSent, RequestTimeout
+from tests.conftest import RawServer
 
 
 @dataclass
@@ -96,6 +98,19 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced_unnoticed(
     await pool.aclose()
 
 
+async def test_a_connection_idle_past_max_idle_is_not_reused(server: Server) -> None:
+    # The server might be closing it at this very moment; a request written on it then
+    # may or may not have arrived, and the client never sends one twice.
+    pool = KeepAlivePool(server.url, size=1, max_idle=0.05)
+    await pool.post(pool.head("/a"), b"1")
+    await pool.post(pool.head("/a"), b"2")
+    assert len(server.peers) == 1
+    await asyncio.sleep(0.1)
+    await pool.post(pool.head("/a"), b"3")
+    assert len(server.peers) == 2
+    await pool.aclose()
+
+
 async def test_concurrency_is_bounded_by_the_pool_size(server: Server) -> None:
     pool = KeepAlivePool(server.url, size=3)
     head = pool.head("/pause")
@@ -112,9 +127,14 @@ async def test_timeouts_and_refused_connections_raise_clear_errors(server: Serve
         await pool.post(pool.head("/slow"), b"{}")
     assert await pool.post(pool.head("/x"), b"ok") == (200, b"echo:ok")
     await pool.aclose()
-    closed = KeepAlivePool("http://127.0.0.1:9", size=1, timeout=1)  # discard port: closed
-    with pytest.raises(HTTPClientError):
-        await closed.post(closed.head("/x"), b"{}")
+    closed = KeepAlivePool("http://127.0.0.1:9", size=1, timeout=3)  # discard port: closed
+    started = time.monotonic()
+    # Both callers hear at once that nothing was sent (the second one is not left
+    # waiting for the connection slot the first one's failed connect held).
+    errors = await asyncio.gather(*(closed.post(closed.head("/x"), b"{}") for _ in range(2)),
+                                  return_exceptions=True)
+    assert all(isinstance(e, NotSent) for e in errors), errors
+    assert time.monotonic() - started < 1
     await closed.aclose()
     with pytest.raises(ValueError):
         KeepAlivePool("ftp://example.org")
@@ -147,3 +167,42 @@ def test_it_works_on_uvloop_as_the_production_processes_run_it() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         answers = runner.run(exchange())
     assert answers == [(200, b"%d" % i) for i in range(5)]
+
+
+def answer(body: bytes, *extra: bytes) -> bytes:
+    return (b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n"
+            + b"".join(h + b"\r\n" for h in extra) + b"\r\n" + body)
+
+
+async def test_informational_answers_are_skipped_and_answers_stay_in_step(
+    raw: RawServer,
+) -> None:
+    raw.script = [b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + answer(b"for:A"),
+                  answer(b"for:B")]
+    pool = KeepAlivePool(raw.url, size=1)
+    assert await pool.post(pool.head("/a"), b"A") == (200, b"for:A")
+    assert await pool.post(pool.head("/b"), b"B") == (200, b"for:B")
+    await pool.aclose()
+
+
+async def test_an_answer_ended_by_closing_the_connection_is_read_whole(raw: RawServer) -> None:
+    raw.script = [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"ok\":true}"]
+    pool = KeepAlivePool(raw.url, size=1)
+    assert await pool.post(pool.head("/a"), b"A") == (200, b'{"ok":true}')
+    await pool.aclose()
+
+
+async def test_a_request_lost_after_it_was_written_is_never_sent_again(
+    raw: RawServer,
+) -> None:
+    # The server read the second request, then the connection broke: it may have acted
+    # on it, so the client reports it and does not write it again.
+    raw.script = [answer(b"one"), None]
+    pool = KeepAlivePool(raw.url, size=1)
+    assert await pool.post(pool.head("/a"), b"msg-1") == (200, b"one")
+    with pytest.raises(HTTPClientError) as failure:
+        await pool.post(pool.head("/a"), b"msg-2")
+    assert not isinstance(failure.value, NotSent)
+    await asyncio.sleep(0.1)
+    assert raw.received == [b"msg-1", b"msg-2"]
+    await pool.aclose()

@@ -34,8 +34,11 @@ async def _bot(db: Database, name: str = "default") -> int:
 
 
 async def _import(db: Database, bot_id: int, text: str, **kwargs: Any) -> importer.ImportResult:
+    # As the CLI and the dashboard do it: the import's transaction, then the statistics.
     async with db.session() as s:
-        return await importer.import_supporters(s, bot_id, text, FixedClock(), **kwargs)
+        result = await importer.import_supporters(s, bot_id, text, FixedClock(), **kwargs)
+    await importer.after_import(db, result)
+    return result
 
 
 async def _count(db: Database, model: Any) -> int:

@@ -716,6 +716,8 @@ def dashboard_router() -> APIRouter:
                         s, bot.id, text, request.app.state.clock,
                         skip_invalid=bool(form.get("skip_invalid")),
                         dry_run=bool(form.get("dry_run")), actor=me.actor)
+            if result is not None:
+                await importer.after_import(_db(request), result)
         except importer.UnreadableFile:
             error = t_plain(lang, importer.M_UNREADABLE)
         return _page(request, "import_result.html", {

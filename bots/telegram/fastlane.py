@@ -3,9 +3,10 @@
 During a petition push nearly every update is the same command. For those, the
 webhook stores the update, records the signature and marks the update handled in
 ONE transaction shared by every update of the batch (group commit), then answers
-over aiohttp. Anything else (other commands, buttons, a person not signed up yet,
-an unknown or closed petition) goes through python-telegram-bot's Application as
-usual; the rules and the texts are the same ones (campaigns.petitions.sign_batch).
+through ReplySender (the lean keep-alive client of bots/http.py). Anything else
+(other commands, buttons, a person not signed up yet, an unknown or closed petition)
+goes through python-telegram-bot's Application as usual; the rules and the texts are
+the same ones (campaigns.petitions.sign_batch).
 
 The guarantees of the normal path hold: the update is stored before Telegram gets
 its acknowledgement, and a redelivered update is recognised by the inbox key.
@@ -25,7 +26,7 @@ import orjson
 
 from bots.channel import Outcome as SendOutcome
 from bots.channel import SendResult
-from bots.http import HTTPClientError, KeepAlivePool, RequestTimeout
+from bots.http import HTTPClientError, KeepAlivePool, NotSent, RequestTimeout
 from bots.telegram.sender import bot_api_call, classify
 from campaigns import petitions
 from campaigns.broadcasts import OutgoingMessage
@@ -113,39 +114,59 @@ class ReplySender:
 
     The broadcast sender's Bot API call and answer classification, over the lean
     keep-alive client (bots/http.py). The signature is already stored, so only the
-    thank-you is at stake: a 429 makes every reply of this bot wait Telegram's
-    ``retry_after`` and then go again; a 5xx or a broken connection is tried again after
-    a short pause; a timeout is not (the message may have arrived: no double thank-you).
+    thank-you is at stake, and a sendMessage sent twice is two messages:
+
+    - a 429 pauses every reply of this bot for Telegram's whole ``retry_after``, and for
+      a minute afterwards replies are paced at ``per_second`` (Telegram's 30/s) instead
+      of all going out at once when the pause ends; a 429 does not use up an attempt;
+    - a 5xx, or a request that was certainly not sent (no connection), is tried again
+      after a short pause, up to ``ATTEMPTS`` times;
+    - a request that may have arrived (no answer in time, connection lost after it was
+      written) is not sent again;
+    - a reply still not sent ``MAX_AGE_S`` after the signature is dropped (logged).
+
+    Pacing is per process: several web processes each adapt on their own 429s.
     """
 
     ATTEMPTS = 4
     BACKOFF_S = 0.5
-    MAX_WAIT_S = 60.0
+    PACED_FOR_S = 60.0
+    MAX_AGE_S = 600.0
 
     def __init__(self, base_url: str, token: str, *, pool_size: int = 128,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, per_second: float = 30.0) -> None:
         self._base_url, self._token = base_url, token
         self._pool_size, self._timeout = pool_size, timeout
+        self._interval = 1.0 / per_second
         self._pool: KeepAlivePool | None = None
         self._heads: dict[str, bytes] = {}
         # Waiting replies are plain tuples, sent by one worker per connection. (A task
         # per reply kept thousands of coroutines, futures and timers alive during a push,
         # and the garbage collector's full passes over them stalled the webhook.)
-        self._queue: asyncio.Queue[tuple[int, list[Reply]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, list[Reply], float]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
+        self._closed = False
         self._resume_at = 0.0  # loop time before which nothing is sent (after a 429)
+        self._paced_until = 0.0  # until then, one reply per interval
+        self._next_slot = 0.0
 
     def send(self, chat_id: int, replies: list[Reply]) -> None:
+        if self._closed:
+            log.warning("fast-lane reply dropped: the bot is shutting down")
+            return
         if not self._workers:
             self._workers = [asyncio.create_task(self._work())
                              for _ in range(self._pool_size)]
-        self._queue.put_nowait((chat_id, replies))
+        self._queue.put_nowait((chat_id, replies, asyncio.get_running_loop().time()))
 
     async def _work(self) -> None:
         while True:
-            chat_id, replies = await self._queue.get()
+            chat_id, replies, born = await self._queue.get()
             try:
-                await self._send(chat_id, replies)
+                for reply in replies:
+                    message = OutgoingMessage(reply.text,
+                                              tuple(tuple(row) for row in reply.buttons))
+                    await self._deliver(chat_id, message, born)
             except Exception:
                 log.exception("fast-lane reply failed")
             finally:
@@ -162,47 +183,76 @@ class ReplySender:
                            for m in ("sendMessage", "sendPoll")}
         return self._pool
 
-    async def _call(self, chat_id: int, message: OutgoingMessage) -> SendResult:
+    async def _call(self, chat_id: int, message: OutgoingMessage) -> tuple[SendResult, bool]:
+        """The outcome, and whether sending again cannot duplicate the message."""
         pool = self._client()
         method, params = bot_api_call(chat_id, message)
         try:
             status, payload = await pool.post(self._heads[method], orjson.dumps(params))
+        except NotSent as exc:
+            return SendResult(SendOutcome.RETRY, error=f"not sent: {exc}"), True
         except RequestTimeout:
-            return SendResult(SendOutcome.RETRY, error="timeout")
+            return SendResult(SendOutcome.RETRY, error="timeout"), False
         except HTTPClientError as exc:
-            return SendResult(SendOutcome.RETRY, error=f"network error: {exc}")
-        return classify(status, payload)
+            return SendResult(SendOutcome.RETRY, error=f"network error: {exc}"), False
+        result = classify(status, payload)
+        return result, result.outcome is SendOutcome.RETRY  # a 5xx: Telegram did not send it
 
-    async def _send(self, chat_id: int, replies: list[Reply]) -> None:
+    async def _deliver(self, chat_id: int, message: OutgoingMessage, born: float) -> None:
         loop = asyncio.get_running_loop()
-        for reply in replies:
-            message = OutgoingMessage(reply.text, tuple(tuple(row) for row in reply.buttons))
-            for attempt in range(1, self.ATTEMPTS + 1):
-                if (wait := self._resume_at - loop.time()) > 0:
-                    await asyncio.sleep(wait)
-                result = await self._call(chat_id, message)
-                if result.outcome is SendOutcome.SENT:
-                    break
-                limited = result.outcome is SendOutcome.RATE_LIMITED
-                again = limited or (result.outcome is SendOutcome.RETRY
-                                    and result.error != "timeout")
-                if not again or attempt == self.ATTEMPTS:
-                    # No URL, no chat id: the token is in the one, personal data the other.
-                    log.info("fast-lane reply not delivered: %s", result.outcome)
-                    return
-                if limited:
-                    pause = min(result.retry_after or 1.0, self.MAX_WAIT_S)
-                    self._resume_at = max(self._resume_at, loop.time() + pause)
-                else:
-                    await asyncio.sleep(self.BACKOFF_S * attempt)
+        attempts = 0
+        while True:
+            await self._turn()
+            result, resend_ok = await self._call(chat_id, message)
+            if result.outcome is SendOutcome.SENT:
+                return
+            if result.outcome is SendOutcome.RATE_LIMITED:
+                self._rate_limited(result.retry_after or 1.0)
+                if self._resume_at - born <= self.MAX_AGE_S:
+                    continue
+            else:
+                attempts += 1
+                if resend_ok and attempts < self.ATTEMPTS:
+                    await asyncio.sleep(self.BACKOFF_S * attempts)
+                    continue
+            # No URL, no chat id: the token is in the one, personal data in the other.
+            log.info("fast-lane reply not delivered (%s, after %.0f s)", result.outcome,
+                     loop.time() - born)
+            return
+
+    async def _turn(self) -> None:
+        """Wait out a 429 pause, and while paced, for this reply's slot."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if self._resume_at > now:
+                await asyncio.sleep(self._resume_at - now)
+                continue
+            if self._paced_until <= now:
+                return
+            slot = max(self._next_slot, now)
+            self._next_slot = slot + self._interval
+            if slot > now:
+                await asyncio.sleep(slot - now)
+            if self._resume_at <= loop.time():  # no new 429 while this one waited
+                return
+
+    def _rate_limited(self, retry_after: float) -> None:
+        now = asyncio.get_running_loop().time()
+        self._resume_at = max(self._resume_at, now + retry_after)
+        self._paced_until = self._resume_at + self.PACED_FOR_S
+        self._next_slot = max(self._next_slot, self._resume_at)
 
     async def aclose(self) -> None:
-        # Waiting replies go out; one waiting out a long 429 does not hold up shutdown.
+        """Let waiting replies go out for a few seconds; log what is dropped after that."""
+        self._closed = True
         if self._workers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), 5)
             for worker in self._workers:
                 worker.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
+            if left := self._queue.qsize():
+                log.warning("%d fast-lane replies dropped at shutdown", left)
         if self._pool is not None:
             await self._pool.aclose()

@@ -115,9 +115,11 @@ class TelegramRuntime:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
+        if self._fast is not None:
+            await self._fast.stop()  # before the replies: a last batch still answers
         if self._replies is not None:
             await self._replies.aclose()
-        for writer in (self._inbox, self._done, self._fast, *self.app.bot_data.values()):
+        for writer in (self._inbox, self._done, *self.app.bot_data.values()):
             if isinstance(writer, GroupCommit):
                 await writer.stop()
         await self.app.shutdown()
