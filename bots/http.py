@@ -74,14 +74,20 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            # Bytes nobody asked for (e.g. an idle-timeout notice): the connection is out
+            # of step, and the next request written on it would get this answer.
+            self.close()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(HTTPClientError(f"bad answer: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.headers_done and not self.framed and not self.informational:
-            # An answer delimited by the end of the connection is complete now.
+        if exc is None and self.headers_done and not self.framed and not self.informational:
+            # An answer delimited by a clean end of the connection is complete now
+            # (after a reset it may be cut short: that is a failure, below).
             self._finish(keep=False)
         self.closed = True
         self.pool._forget(self)
@@ -241,9 +247,9 @@ class KeepAlivePool:
             self._connecting -= 1
             if conn is None:
                 self._wake()  # the slot this connect held is free again
-        if self._closed:
+        if self._closed or conn.closed:
             conn.close()
-            raise NotSent("client closed")
+            raise NotSent("client closed" if self._closed else "connection closed at once")
         self._busy.add(conn)
         return conn
 

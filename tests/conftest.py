@@ -167,10 +167,14 @@ def redis_prefix() -> str:
 
 @dataclass
 class RawServer:
-    """A loopback server that answers each request with the next scripted bytes."""
+    """A loopback server that answers each request with the next scripted item.
+
+    bytes: the answer; None: read the request, then drop the connection; (answer,
+    later): the answer, then 50 ms later `later`, unasked, on the same connection.
+    """
 
     url: str
-    script: list[bytes | None]  # None: read the request, then drop the connection
+    script: list[bytes | tuple[bytes, bytes] | None]
     received: list[bytes] = field(default_factory=list)
 
 
@@ -184,11 +188,16 @@ async def raw() -> AsyncIterator[RawServer]:
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
                 state.received.append(await reader.readexactly(length))
-                answer = state.script.pop(0)
-                if answer is None:
+                item = state.script.pop(0)
+                if item is None:
                     break
+                answer, later = item if isinstance(item, tuple) else (item, b"")
                 writer.write(answer)
                 await writer.drain()
+                if later:
+                    await asyncio.sleep(0.05)
+                    writer.write(later)
+                    await writer.drain()
                 if b"connection: close" in answer.lower():
                     break
         except (asyncio.IncompleteReadError, ConnectionError):

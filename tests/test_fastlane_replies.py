@@ -45,3 +45,36 @@ async def test_a_reply_whose_connection_broke_after_sending_is_not_sent_twice(
     await replies.aclose()
     assert len(raw.received) == 2
     assert raw.script == [spare], "a third copy was sent"
+
+
+async def test_an_unreadable_ok_answer_is_not_taken_for_a_failure_to_send(
+    raw: RawServer,
+) -> None:
+    spare = answer(b'{"ok":true,"result":{"message_id":2}}')
+    raw.script = [answer(b'{"ok":true,"result":{"mess'), spare]
+    replies = ReplySender(raw.url + "/bot", "1:T", pool_size=1)
+    replies.BACKOFF_S = 0.01
+    replies.send(5, [Reply("Thank you")])
+    await asyncio.sleep(0.3)
+    await replies.aclose()
+    assert raw.script == [spare], "the 200 was delivered: no second copy"
+
+
+async def test_a_flood_wait_longer_than_a_thank_you_is_worth_drops_the_replies(
+    raw: RawServer,
+) -> None:
+    limited = (b'{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 30",'
+               b'"parameters":{"retry_after":30}}')
+    spare = answer(b'{"ok":true,"result":{"message_id":3}}')
+    raw.script = [b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: "
+                  + str(len(limited)).encode() + b"\r\n\r\n" + limited, spare, spare]
+    replies = ReplySender(raw.url + "/bot", "1:T", pool_size=1)
+    replies.MAX_AGE_S = 5
+    started = asyncio.get_running_loop().time()
+    replies.send(5, [Reply("Thank you")])
+    replies.send(6, [Reply("Thank you")])
+    await asyncio.sleep(0.3)
+    await replies.aclose()
+    # Neither waits out the 30 s (nor holds a worker that long), and nothing more is sent.
+    assert asyncio.get_running_loop().time() - started < 3
+    assert len(raw.received) == 1 and raw.script == [spare, spare]

@@ -206,3 +206,13 @@ async def test_a_request_lost_after_it_was_written_is_never_sent_again(
     await asyncio.sleep(0.1)
     assert raw.received == [b"msg-1", b"msg-2"]
     await pool.aclose()
+
+
+async def test_an_answer_nobody_asked_for_retires_the_connection(raw: RawServer) -> None:
+    # E.g. a proxy's idle-timeout notice: the next request must not get it as its answer.
+    raw.script = [(answer(b"one"), b"HTTP/1.1 408 Request Timeout\r\n\r\n"), answer(b"two")]
+    pool = KeepAlivePool(raw.url, size=1)
+    assert await pool.post(pool.head("/a"), b"1") == (200, b"one")
+    await asyncio.sleep(0.2)
+    assert await pool.post(pool.head("/a"), b"2") == (200, b"two")
+    await pool.aclose()

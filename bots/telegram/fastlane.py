@@ -123,7 +123,8 @@ class ReplySender:
       after a short pause, up to ``ATTEMPTS`` times;
     - a request that may have arrived (no answer in time, connection lost after it was
       written) is not sent again;
-    - a reply still not sent ``MAX_AGE_S`` after the signature is dropped (logged).
+    - a reply that could only go out more than ``MAX_AGE_S`` after the signature is
+      dropped (logged) instead of holding a worker through a long flood wait.
 
     Pacing is per process: several web processes each adapt on their own 429s.
     """
@@ -146,6 +147,7 @@ class ReplySender:
         self._queue: asyncio.Queue[tuple[int, list[Reply], float]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
+        self._dropped = 0
         self._resume_at = 0.0  # loop time before which nothing is sent (after a 429)
         self._paced_until = 0.0  # until then, one reply per interval
         self._next_slot = 0.0
@@ -167,6 +169,9 @@ class ReplySender:
                     message = OutgoingMessage(reply.text,
                                               tuple(tuple(row) for row in reply.buttons))
                     await self._deliver(chat_id, message, born)
+            except asyncio.CancelledError:
+                self._dropped += 1  # shutting down with this reply in hand
+                raise
             except Exception:
                 log.exception("fast-lane reply failed")
             finally:
@@ -195,21 +200,23 @@ class ReplySender:
             return SendResult(SendOutcome.RETRY, error="timeout"), False
         except HTTPClientError as exc:
             return SendResult(SendOutcome.RETRY, error=f"network error: {exc}"), False
-        result = classify(status, payload)
-        return result, result.outcome is SendOutcome.RETRY  # a 5xx: Telegram did not send it
+        # Only a 5xx says Telegram did not send it; a 200 with an unreadable body (also
+        # classified RETRY) was sent.
+        return classify(status, payload), 500 <= status < 600
 
     async def _deliver(self, chat_id: int, message: OutgoingMessage, born: float) -> None:
         loop = asyncio.get_running_loop()
         attempts = 0
         while True:
-            await self._turn()
+            if not await self._turn(born):
+                log.info("fast-lane reply dropped: older than %.0f s", self.MAX_AGE_S)
+                return
             result, resend_ok = await self._call(chat_id, message)
             if result.outcome is SendOutcome.SENT:
                 return
             if result.outcome is SendOutcome.RATE_LIMITED:
                 self._rate_limited(result.retry_after or 1.0)
-                if self._resume_at - born <= self.MAX_AGE_S:
-                    continue
+                continue  # not an attempt; _turn drops the reply once it is too old
             else:
                 attempts += 1
                 if resend_ok and attempts < self.ATTEMPTS:
@@ -220,22 +227,26 @@ class ReplySender:
                      loop.time() - born)
             return
 
-    async def _turn(self) -> None:
-        """Wait out a 429 pause, and while paced, for this reply's slot."""
+    async def _turn(self, born: float) -> bool:
+        """Wait out a 429 pause and, while paced, this reply's slot; False: too old by then."""
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
             if self._resume_at > now:
+                if self._resume_at - born > self.MAX_AGE_S:
+                    return False  # a thank-you that late is noise; do not hold a worker
                 await asyncio.sleep(self._resume_at - now)
                 continue
+            if now - born > self.MAX_AGE_S:
+                return False
             if self._paced_until <= now:
-                return
+                return True
             slot = max(self._next_slot, now)
             self._next_slot = slot + self._interval
             if slot > now:
                 await asyncio.sleep(slot - now)
             if self._resume_at <= loop.time():  # no new 429 while this one waited
-                return
+                return True
 
     def _rate_limited(self, retry_after: float) -> None:
         now = asyncio.get_running_loop().time()
@@ -252,7 +263,7 @@ class ReplySender:
             for worker in self._workers:
                 worker.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
-            if left := self._queue.qsize():
+            if left := self._queue.qsize() + self._dropped:
                 log.warning("%d fast-lane replies dropped at shutdown", left)
         if self._pool is not None:
             await self._pool.aclose()
