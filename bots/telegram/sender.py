@@ -127,11 +127,8 @@ class TelegramSender:
         self.limits = limits or ChannelLimits(per_second=30.0, chat_interval=1.0,
                                               group_interval=3.0)
 
-    def body(self, chat_id: int, message: OutgoingMessage) -> tuple[str, dict[str, Any]]:
-        return bot_api_call(chat_id, message)
-
     async def send(self, chat_id: int, message: OutgoingMessage) -> SendResult:
-        method, params = self.body(chat_id, message)
+        method, params = bot_api_call(chat_id, message)
         try:
             async with self._session.post(
                 self._urls[method], data=orjson.dumps(params), headers=_JSON_HEADERS,
