@@ -246,14 +246,11 @@ async def refresh_statistics(db: Database) -> None:
     """
     try:
         async with db.session() as session:
-            if db.is_postgres:
-                for table in _IMPORTED_TABLES:
-                    await session.execute(text(f"ANALYZE {table}"))
-            else:
+            if not db.is_postgres:
                 # A sample, as `PRAGMA optimize` takes, instead of reading every row.
                 await session.execute(text("PRAGMA analysis_limit = 1000"))
-                for table in _IMPORTED_TABLES:
-                    await session.execute(text(f"ANALYZE {table}"))
+            for table in _IMPORTED_TABLES:
+                await session.execute(text(f"ANALYZE {table}"))
     except Exception:
         log.warning("refreshing planner statistics after an import failed", exc_info=True)
 
