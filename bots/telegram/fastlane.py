@@ -217,11 +217,10 @@ class ReplySender:
             if result.outcome is SendOutcome.RATE_LIMITED:
                 self._rate_limited(result.retry_after or 1.0)
                 continue  # not an attempt; _turn drops the reply once it is too old
-            else:
-                attempts += 1
-                if resend_ok and attempts < self.ATTEMPTS:
-                    await asyncio.sleep(self.BACKOFF_S * attempts)
-                    continue
+            attempts += 1
+            if resend_ok and attempts < self.ATTEMPTS:
+                await asyncio.sleep(self.BACKOFF_S * attempts)
+                continue
             # No URL, no chat id: the token is in the one, personal data in the other.
             log.info("fast-lane reply not delivered (%s, after %.0f s)", result.outcome,
                      loop.time() - born)
