@@ -19,7 +19,7 @@ from bots.telegram.webhook import webhook_asgi, webhook_router
 from storage.db import Database
 from storage.models import InboxUpdate
 from tests.helpers import dump_all
-from tests.telegram_env import press, telegram_env
+from tests.telegram_env import Dialog, TelegramEnv, press, telegram_env
 
 
 def free_port() -> int:
@@ -55,6 +55,9 @@ async def settled(db: Database) -> int:
     return left
 
 
+SECRET_HEADERS = {"X-Telegram-Bot-Api-Secret-Token": "test-secret"}
+
+
 def update_json(update_id: int, user_id: int, text: str) -> bytes:
     user = {"id": user_id, "is_bot": False, "first_name": "Web", "language_code": "en"}
     return orjson.dumps({
@@ -88,7 +91,7 @@ async def test_webhook_dialog_secret_and_duplicates(db: Database) -> None:
                     assert resp.status == 403
             assert await dump_all(db) == before, "a request without the secret wrote something"
 
-            good = {"X-Telegram-Bot-Api-Secret-Token": "test-secret"}
+            good = SECRET_HEADERS
             async with http.post(url, data=b"{not json", headers=good) as resp:
                 assert resp.status == 400
             user = env.user(6003, "Web")  # the chat must exist for the bot's reply
@@ -103,14 +106,15 @@ async def test_webhook_dialog_secret_and_duplicates(db: Database) -> None:
         assert await settled(db) == 0, "handled updates must not keep payloads (names, chat ids)"
 
 
-async def test_fast_lane_signs_once_and_hands_strangers_to_the_dialog(db: Database) -> None:
+@asynccontextmanager
+async def fast_lane_env(db: Database, petition: str) -> AsyncIterator[tuple[TelegramEnv, str]]:
+    """The production composition (the webhook answered in front of the web app), with
+    an open petition; (the bot's environment, the webhook URL)."""
     from campaigns import petitions
     from campaigns.clock import SystemClock
-    from storage.models import Signature
 
     port = free_port()
     runtimes: list[TelegramRuntime] = []
-    # The production composition: the webhook answered in front of the web app.
     app = webhook_asgi(FastAPI(), lambda: runtimes)
     url = f"http://127.0.0.1:{port}/telegram/webhook"
     clock = SystemClock()
@@ -119,18 +123,36 @@ async def test_fast_lane_signs_once_and_hands_strangers_to_the_dialog(db: Databa
         async with db.session() as s:
             await petitions.create_campaign(s, slug="air", title_ko="공기", clock=clock,
                                             actor="cli")
-            await petitions.create_petition(s, campaign_slug="air", slug="clean-air",
+            await petitions.create_petition(s, campaign_slug="air", slug=petition,
                                             title_ko="맑은 공기", clock=clock, actor="cli")
-            await petitions.open_petition(s, "clean-air", actor="cli", clock=clock)
-        member = env.dialog(6101, "Sora", language_code="en")
-        await member.run([("/start", "Do you agree?"), (press("✅ I agree"), "region"),
-                          (press("Seoul"), "Sora"), (press("Keep this name"), "all set")])
-        good = {"X-Telegram-Bot-Api-Secret-Token": "test-secret"}
-        async with aiohttp.ClientSession() as http:
-            for update_id in (700001, 700001, 700002):  # a redelivery, then a second /sign
-                async with http.post(url, data=update_json(update_id, 6101, "/sign clean-air"),
-                                     headers=good) as resp:
-                    assert resp.status == 200
+            await petitions.open_petition(s, petition, actor="cli", clock=clock)
+        yield env, url
+
+
+async def signed_up(env: TelegramEnv, user_id: int, name: str) -> Dialog:
+    """A supporter who has been through consent, region and name."""
+    d = env.dialog(user_id, name, language_code="en")
+    await d.run([("/start", "Do you agree?"), (press("✅ I agree"), "region"),
+                 (press("Seoul"), name), (press("Keep this name"), "all set")])
+    return d
+
+
+async def post_updates(url: str, *updates: bytes) -> None:
+    """Post updates as Telegram does, each acknowledged with 200."""
+    async with aiohttp.ClientSession() as http:
+        for body in updates:
+            async with http.post(url, data=body, headers=SECRET_HEADERS) as resp:
+                assert resp.status == 200
+
+
+async def test_fast_lane_signs_once_and_hands_strangers_to_the_dialog(db: Database) -> None:
+    from storage.models import Signature
+
+    async with fast_lane_env(db, "clean-air") as (env, url):
+        member = await signed_up(env, 6101, "Sora")
+        # A redelivery, then a second /sign.
+        await post_updates(url, *(update_json(update_id, 6101, "/sign clean-air")
+                                  for update_id in (700001, 700001, 700002)))
         await member.expect("Thank you! You signed", since=0)
         await member.expect("already signed", since=0)
         await asyncio.sleep(0.3)
@@ -139,10 +161,7 @@ async def test_fast_lane_signs_once_and_hands_strangers_to_the_dialog(db: Databa
         assert sum("already signed" in t for t in texts) == 1
 
         stranger = env.dialog(6102, "New", language_code="en")
-        async with aiohttp.ClientSession() as http:
-            async with http.post(url, data=update_json(700003, 6102, "/sign clean-air"),
-                                 headers=good) as resp:
-                assert resp.status == 200
+        await post_updates(url, update_json(700003, 6102, "/sign clean-air"))
         await stranger.expect("Do you agree?", since=0)  # consent first, via PTB
         await stranger.run([(press("✅ I agree"), "region"), (press("Busan"), "New"),
                             (press("Keep this name"), "You signed")])
@@ -153,40 +172,17 @@ async def test_fast_lane_signs_once_and_hands_strangers_to_the_dialog(db: Databa
 
 
 async def test_fast_lane_thank_you_survives_429_and_5xx_exactly_once(db: Database) -> None:
-    from campaigns import petitions
-    from campaigns.clock import SystemClock
-
-    port = free_port()
-    runtimes: list[TelegramRuntime] = []
-    app = webhook_asgi(FastAPI(), lambda: runtimes)
-    url = f"http://127.0.0.1:{port}/telegram/webhook"
-    clock = SystemClock()
-    async with serve(app, port), telegram_env(db, webhook_url=url) as env:
-        runtimes.append(env.runtime)
-        async with db.session() as s:
-            await petitions.create_campaign(s, slug="rail", title_ko="철도", clock=clock,
-                                            actor="cli")
-            await petitions.create_petition(s, campaign_slug="rail", slug="night-train",
-                                            title_ko="야간 열차", clock=clock, actor="cli")
-            await petitions.open_petition(s, "night-train", actor="cli", clock=clock)
-        people = []
-        for user_id, name in ((6201, "Ara"), (6202, "Bom"), (6203, "Chan")):
-            d = env.dialog(user_id, name, language_code="en")
-            await d.run([("/start", "Do you agree?"), (press("✅ I agree"), "region"),
-                         (press("Seoul"), name), (press("Keep this name"), "all set")])
-            people.append(d)
+    async with fast_lane_env(db, "night-train") as (env, url):
+        people = [await signed_up(env, user_id, name)
+                  for user_id, name in ((6201, "Ara"), (6202, "Bom"), (6203, "Chan"))]
         # Telegram allows this bot one message a second now, and its next reply fails
         # with a 502: the thank-yous wait out retry_after and the error, then arrive.
         env.sandbox.faults.max_rate = 1
         env.sandbox.faults.max_burst = 1
         env.sandbox.faults.fail_next = 1
         env.sandbox.faults.fail_status = 502
-        good = {"X-Telegram-Bot-Api-Secret-Token": "test-secret"}
-        async with aiohttp.ClientSession() as http:
-            for n, d in enumerate(people):
-                body = update_json(710001 + n, d.user.id, "/sign night-train")
-                async with http.post(url, data=body, headers=good) as resp:
-                    assert resp.status == 200
+        await post_updates(url, *(update_json(710001 + n, d.user.id, "/sign night-train")
+                                  for n, d in enumerate(people)))
         for d in people:
             await d.expect("Thank you! You signed", since=0, timeout=15)
         await asyncio.sleep(1.5)
