@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +39,7 @@ from storage import inbox
 from storage.batching import GroupCommit
 from storage.db import Database
 from storage.petitions import RateLimiter
+from storage.ratelimit import Limits, LocalRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,9 @@ class FastLane(GroupCommit):
         return out
 
 
+_SELF = 0  # the key of ReplySender's own limiter, which paces one bot's replies only
+
+
 class ReplySender:
     """Sends the fast lane's answers in the background, never blocking the webhook.
 
@@ -138,7 +143,10 @@ class ReplySender:
                  timeout: float = 10.0, per_second: float = 30.0) -> None:
         self._base_url, self._token = base_url, token
         self._pool_size, self._timeout = pool_size, timeout
-        self._interval = 1.0 / per_second
+        # The broadcast engine's pacing (storage/ratelimit.py), for this sender alone:
+        # a 429 pauses it; while paced, one reply per 1/per_second.
+        self._limiter = LocalRateLimiter()
+        self._paced = Limits(per_second=per_second, chat_interval=0.0, group_interval=0.0)
         self._pool: KeepAlivePool | None = None
         self._heads: dict[str, bytes] = {}
         # Waiting replies are plain tuples, sent by one worker per connection. (A task
@@ -148,9 +156,7 @@ class ReplySender:
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
         self._dropped = 0
-        self._resume_at = 0.0  # loop time before which nothing is sent (after a 429)
-        self._paced_until = 0.0  # until then, one reply per interval
-        self._next_slot = 0.0
+        self._paced_until = 0.0  # time.monotonic(), like the limiter's clock
 
     def send(self, chat_id: int, replies: list[Reply]) -> None:
         if self._closed:
@@ -159,7 +165,7 @@ class ReplySender:
         if not self._workers:
             self._workers = [asyncio.create_task(self._work())
                              for _ in range(self._pool_size)]
-        self._queue.put_nowait((chat_id, replies, asyncio.get_running_loop().time()))
+        self._queue.put_nowait((chat_id, replies, time.monotonic()))
 
     async def _work(self) -> None:
         while True:
@@ -205,17 +211,16 @@ class ReplySender:
         return classify(status, payload), 500 <= status < 600
 
     async def _deliver(self, chat_id: int, message: OutgoingMessage, born: float) -> None:
-        loop = asyncio.get_running_loop()
         attempts = 0
         while True:
-            if not await self._turn(born):
+            if not await self._turn(chat_id, born):
                 log.info("fast-lane reply dropped: older than %.0f s", self.MAX_AGE_S)
                 return
             result, resend_ok = await self._call(chat_id, message)
             if result.outcome is SendOutcome.SENT:
                 return
             if result.outcome is SendOutcome.RATE_LIMITED:
-                self._rate_limited(result.retry_after or 1.0)
+                await self._rate_limited(result.retry_after or 1.0)
                 continue  # not an attempt; _turn drops the reply once it is too old
             attempts += 1
             if resend_ok and attempts < self.ATTEMPTS:
@@ -223,35 +228,32 @@ class ReplySender:
                 continue
             # No URL, no chat id: the token is in the one, personal data in the other.
             log.info("fast-lane reply not delivered (%s, after %.0f s)", result.outcome,
-                     loop.time() - born)
+                     time.monotonic() - born)
             return
 
-    async def _turn(self, born: float) -> bool:
+    async def _turn(self, chat_id: int, born: float) -> bool:
         """Wait out a 429 pause and, while paced, this reply's slot; False: too old by then."""
-        loop = asyncio.get_running_loop()
         while True:
-            now = loop.time()
-            if self._resume_at > now:
-                if self._resume_at - born > self.MAX_AGE_S:
+            now = time.monotonic()
+            if (paused := await self._limiter.paused_for(_SELF)) > 0:
+                if now + paused - born > self.MAX_AGE_S:
                     return False  # a thank-you that late is noise; do not hold a worker
-                await asyncio.sleep(self._resume_at - now)
+                await asyncio.sleep(paused)
                 continue
             if now - born > self.MAX_AGE_S:
                 return False
             if self._paced_until <= now:
                 return True
-            slot = max(self._next_slot, now)
-            self._next_slot = slot + self._interval
-            if slot > now:
-                await asyncio.sleep(slot - now)
-            if self._resume_at <= loop.time():  # no new 429 while this one waited
+            grant = await self._limiter.acquire(_SELF, self._paced, [chat_id])
+            if grant.delays and grant.delays[0] > 0:
+                await asyncio.sleep(grant.delays[0])
+            if await self._limiter.paused_for(_SELF) <= 0:  # no new 429 meanwhile
                 return True
 
-    def _rate_limited(self, retry_after: float) -> None:
-        now = asyncio.get_running_loop().time()
-        self._resume_at = max(self._resume_at, now + retry_after)
-        self._paced_until = self._resume_at + self.PACED_FOR_S
-        self._next_slot = max(self._next_slot, self._resume_at)
+    async def _rate_limited(self, retry_after: float) -> None:
+        await self._limiter.pause(_SELF, retry_after)
+        paused = await self._limiter.paused_for(_SELF)
+        self._paced_until = time.monotonic() + paused + self.PACED_FOR_S
 
     async def aclose(self) -> None:
         """Let waiting replies go out for a few seconds; log what is dropped after that."""
