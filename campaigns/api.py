@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import events
+from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.petitions import SOURCE_REF, RuleError, is_open
 from storage import api as store

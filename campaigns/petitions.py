@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import events, signup
+from campaigns import signup
+from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import _, normalise_language, t
 from campaigns.regions import REGION_CODES, region_name

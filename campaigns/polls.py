@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import events, petitions
+from campaigns import petitions
+from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import _, normalise_language, t
 from campaigns.petitions import RuleError, check_slug, format_time

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import events, intents
+from campaigns import intents
+from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import LANGUAGES, _, normalise_language, t
 from campaigns.regions import REGION_CODES, REGIONS, region_name

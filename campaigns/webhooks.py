@@ -29,8 +29,8 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
-from campaigns.events import EVENTS
 from campaigns.petitions import RuleError
+from campaigns.webhook_events import EVENTS
 from storage import api as store
 from storage import supporters
 from storage.db import Database

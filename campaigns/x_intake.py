@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import events, petitions
+from campaigns import petitions
+from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import _, t_plain
 from campaigns.signup import NOTICE_VERSION
