@@ -35,7 +35,7 @@ def _freeze_survivors() -> Iterator[None]:
     Hundreds of tests leave modules, apps and caches behind; without this the test
     process's full collections grew to 300-900 ms pauses, long enough to make the
     timing tests (pacing against the sandbox's flood limits) fail by chance. The
-    production processes do the same once after startup (cli._serve).
+    production processes do the same once after startup (runtime.serve).
     """
     yield
     gc.collect()

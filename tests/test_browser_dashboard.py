@@ -70,7 +70,7 @@ class Stack:
 
 async def _serve(settings: Settings, ready: threading.Event, stop_box: list[Any],
                  info: dict[str, Any]) -> None:
-    """What `nalgae run` composes (cli._serve), with handles the fixture can stop."""
+    """What `nalgae run` composes (runtime.serve), with handles the fixture can stop."""
     import uvicorn
 
     import scheduler

@@ -74,7 +74,7 @@ def test_on_a_terminal_export_draws_a_bar_instead(
     import rich.progress
 
     monkeypatch.setattr(rich.progress, "Progress", FakeBar)
-    import cli as cli_module
+    import cli.supporters as cli_module
 
     monkeypatch.setattr(cli_module, "_stderr_is_terminal", lambda: True)
     result = runner.invoke(cli, ["supporters", "export", "-o", str(tmp_path / "o.csv")],

@@ -1,0 +1,52 @@
+"""`nalgae db`: the database schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli import Ctx, Group, emit, pass_ctx, run_async
+from storage import migrate
+from storage.db import Database
+
+
+@click.group(cls=Group)
+def db() -> None:
+    """Database schema."""
+
+
+async def _upgrade(database: Database, revision: str) -> dict[str, Any]:
+    before = await migrate.current_revision(database)
+    await migrate.upgrade(database, revision)
+    return {"from": before, "to": await migrate.current_revision(database)}
+
+
+async def _current(database: Database) -> dict[str, Any]:
+    current = await migrate.current_revision(database)
+    head = migrate.head_revision()
+    return {"current": current, "head": head, "up_to_date": current == head}
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def db_upgrade(ctx: Ctx, revision: str, as_json: bool) -> None:
+    """Apply the schema migrations (safe to run again)."""
+    result = run_async(lambda d: _upgrade(d, revision), ctx)
+    emit(result, as_json, lambda r: f"database at revision {r['to']} (was {r['from'] or 'empty'})")
+
+
+@db.command("current")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def db_current(ctx: Ctx, as_json: bool) -> None:
+    """Show the database's revision and the newest one available."""
+    emit(run_async(_current, ctx), as_json, lambda r: (
+        f"current {r['current'] or '(none)'}, head {r['head']}"
+        + ("" if r["up_to_date"] else " — run `nalgae db upgrade`")
+    ))
+
+
+COMMANDS = [db]
