@@ -17,7 +17,6 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from bots.x.client import XApiError
 from campaigns.audience import AudienceError
 from campaigns.broadcasts import BroadcastError
 from campaigns.errors import RuleError
@@ -31,10 +30,10 @@ from storage.db import Database
 T = TypeVar("T")
 
 # What the rules refuse, shown as one line. Once every family derives from
-# campaigns.errors.RuleError this tuple shrinks to (RuleError, PolicyViolation, XApiError).
+# campaigns.errors.RuleError this tuple shrinks to (RuleError, PolicyViolation).
 REFUSALS: tuple[type[Exception], ...] = (
     RuleError, PetitionRuleError, BroadcastError, AudienceError, SignInError, UnreadableFile,
-    PolicyViolation, XApiError,
+    PolicyViolation,
 )
 
 
