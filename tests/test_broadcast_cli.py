@@ -85,8 +85,18 @@ async def test_errors_are_clear_and_translated(env: Sandbox, monkeypatch: pytest
     monkeypatch.setenv("LANG", "ko_KR.UTF-8")
     bad = await nalgae("broadcast", "send", "--text", "안녕", "--audience", "tier=gold")
     assert bad.exit_code == 1 and "“gold”은(는) tier 값으로 쓸 수 없습니다" in bad.stderr
-    naive = await nalgae("broadcast", "send", "--text", "x", "--at", "2030-01-01T09:00")
-    assert naive.exit_code == 1 and "시간대" in naive.stderr
+    bad_time = await nalgae("broadcast", "send", "--text", "x", "--at", "tomorrow")
+    assert bad_time.exit_code == 1 and "Traceback" not in bad_time.stderr
+    assert bad_time.stderr.strip().count("\n") == 0 and "--at" in bad_time.stderr
+
+
+async def test_a_time_without_zone_is_korean_time(env: Sandbox) -> None:
+    """Organisers type Korean time: 09:00 without a zone is 00:00 UTC."""
+    naive = as_json(await nalgae("broadcast", "send", "--text", "x", "--at",
+                                 "2030-01-01T09:00", "--json"))
+    assert naive["status"] == "scheduled"
+    assert str(naive["details"]["send_at"]).startswith(("2030-01-01T00:00:00+00:00",
+                                             "2030-01-01 00:00:00+00:00"))
 
 
 async def test_schedule_then_cancel(env: Sandbox) -> None:
