@@ -60,14 +60,14 @@ async def ensure_schema(db: Database) -> None:
     A fresh `nalgae run` then just works, while a shared PostgreSQL schema is only
     changed by someone who ran `nalgae db upgrade` on purpose.
     """
-    current, head = await migrate.current_revision(db), migrate.head_revision()
-    if current == head:
+    state = await migrate.schema_state(db)
+    if state in ("current", "unmanaged"):
         return
     if not db.is_postgres:
         await migrate.upgrade(db)
         return
-    raise RuleError("the database is at revision {current}, this version needs {head}: "
-                    "run `nalgae db upgrade` first", current=current or "(empty)", head=head)
+    raise RuleError("the database schema is {state} (this version needs revision {head}): "
+                    "run `nalgae db upgrade` first", state=state, head=migrate.head_revision())
 
 
 def check_port(host: str, port: int, setting: str) -> None:

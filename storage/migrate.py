@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from storage.db import Database
@@ -97,3 +98,21 @@ async def schema_differences(db: Database) -> list[Any]:
     async with db.engine.connect() as conn:
         result: list[Any] = await conn.run_sync(work)
         return result
+
+
+async def schema_state(db: Database) -> str:
+    """Where the schema stands: current (the newest revision), empty (no tables yet),
+    behind (an older revision), or unmanaged (tables but no revision: built from the
+    models, as the tests do, and so left alone)."""
+    current, head = await current_revision(db), head_revision()
+    if current == head:
+        return "current"
+    if current is not None:
+        return "behind"
+
+    def has_tables(sync_conn: Connection) -> bool:
+        return bool(inspect(sync_conn).get_table_names())
+
+    async with db.engine.connect() as conn:
+        populated: bool = await conn.run_sync(has_tables)
+    return "unmanaged" if populated else "empty"
