@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import APIRouter
 
 from campaigns.clock import FixedClock
 from campaigns.i18n import catalog

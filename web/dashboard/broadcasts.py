@@ -22,8 +22,7 @@ from storage import petitions as petition_store
 from storage import polls as poll_store
 from storage import supporters as supporter_store
 from web import auth
-from web.pages import RULE_ERRORS, back, database, error_text, language, live, page, \
-    send_telegram
+from web.pages import RULE_ERRORS, back, database, error_text, language, live, page, send_telegram
 
 router = APIRouter(include_in_schema=False)
 

@@ -17,8 +17,17 @@ from storage import dashboard as queries
 from storage import petitions as petition_store
 from storage.models import Petition
 from web import auth, charts
-from web.pages import NO_REGION, RULE_ERRORS, back, database, error_text, language, live, \
-    live_count, page
+from web.pages import (
+    NO_REGION,
+    RULE_ERRORS,
+    back,
+    database,
+    error_text,
+    language,
+    live,
+    live_count,
+    page,
+)
 
 router = APIRouter(include_in_schema=False)
 

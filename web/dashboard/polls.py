@@ -14,8 +14,7 @@ from campaigns.times import parse_optional
 from storage import dashboard as queries
 from storage import polls as poll_store
 from web import auth
-from web.pages import RULE_ERRORS, back, database, error_text, language, live, page, \
-    render_results
+from web.pages import RULE_ERRORS, back, database, error_text, language, live, page, render_results
 
 router = APIRouter(include_in_schema=False)
 
