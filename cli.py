@@ -1183,7 +1183,6 @@ async def _serve(settings: Settings, *, everything: bool) -> None:
     import scheduler
     from bots.sandbox import Sandbox
     from bots.telegram.runtime import TelegramRuntime
-    from bots.telegram.webhook import webhook_asgi
     from campaigns.clock import SystemClock
     from storage.bots import ensure_default_bot
     from storage.dedup import make_dedup
@@ -1216,12 +1215,11 @@ async def _serve(settings: Settings, *, everything: bool) -> None:
         )
         await runtime.start()
         sandbox_url = sandbox.base_url.removesuffix("/bot") if sandbox else None
-        web_app = create_app(settings, db, sandbox_url=sandbox_url,
-                             sandbox_token=sandbox.default_token if sandbox else None,
-                             clock=clock)
-        # The webhook sits in front of the dashboard's middleware stack (see webhook.py).
-        app = webhook_asgi(web_app, lambda: [runtime] if runtime else [],
-                           path=_webhook_path(settings.telegram_webhook_url))
+        app = create_app(settings, db, telegram=lambda: [runtime] if runtime else [],
+                         webhook_path=_webhook_path(settings.telegram_webhook_url),
+                         sandbox_url=sandbox_url,
+                         sandbox_token=sandbox.default_token if sandbox else None,
+                         clock=clock)
         if everything:
             worker = scheduler.make_worker(settings, db)
             tasks.append(asyncio.create_task(worker.run(stop)))

@@ -9,7 +9,7 @@ Settings it is given, so any number of copies can run behind a load balancer.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import jinja2
@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from bots.telegram.runtime import TelegramRuntime
 from bots.telegram.webhook import Runtimes, webhook_asgi
 from campaigns.clock import Clock, SystemClock
 from campaigns.settings import Settings
@@ -28,8 +29,8 @@ WEB_DIR = Path(__file__).parent
 WEBHOOK_PATH = "/telegram/webhook"
 
 
-def _no_bots() -> list[object]:
-    return []
+def _no_bots() -> Sequence[TelegramRuntime]:
+    return ()
 
 
 def create_app(

@@ -26,6 +26,9 @@ from web.pages import RULE_ERRORS, back, database, error_text, language, live, p
 
 router = APIRouter(include_in_schema=False)
 
+# What composing can refuse: shown on the composer with the form as it was.
+_REFUSED: tuple[type[Exception], ...] = (bc.BroadcastError, audiences.AudienceError, *RULE_ERRORS)
+
 _ALLOWED_PREVIEW_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code",
                          "pre", "tg-spoiler", "blockquote", "span"}
 
@@ -169,7 +172,7 @@ async def broadcast_create(request: Request) -> Response:
         status = await bc.compose(database(request), request.app.state.clock, bot_id=bot.id,
                                   draft=_draft(form), created_by=me.actor,
                                   schedule=not test_only)
-    except (bc.BroadcastError, audiences.AudienceError, *RULE_ERRORS) as exc:
+    except _REFUSED as exc:
         return await _composer(
             request, bot.id if bot else None, error=error_text(exc, language(request)),
             form={k: str(v) for k, v in form.items() if k != "csrf"}, status_code=400)
