@@ -14,6 +14,7 @@ from storage import api as store
 from storage import bots
 from storage.models import Broadcast
 from web.api.routes.common import (
+    PREFIX,
     PageNo,
     PerPage,
     Read,
@@ -28,7 +29,7 @@ from web.api.routes.common import (
 )
 from web.api.schemas import BroadcastIn, ScheduleIn, Text
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, tags=["api"])
 
 
 def broadcast_json(request: Request, status: dict[str, Any]) -> dict[str, Any]:

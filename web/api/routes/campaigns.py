@@ -11,6 +11,7 @@ from campaigns import petitions
 from storage import api as store
 from storage.models import Campaign
 from web.api.routes.common import (
+    PREFIX,
     PageNo,
     PerPage,
     Read,
@@ -25,7 +26,7 @@ from web.api.routes.common import (
 )
 from web.api.schemas import CampaignIn
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, tags=["api"])
 
 
 def campaign_json(request: Request, c: Campaign) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request
 from campaigns import api as rules
 from storage import api as store
 from storage.models import Supporter
-from web.api.routes.common import PageNo, PerPage, Read, RowId, database, href, iso, paged
+from web.api.routes.common import PREFIX, PageNo, PerPage, Read, RowId, database, href, iso, paged
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, tags=["api"])
 
 
 def split_name(display_name: str | None) -> tuple[str | None, str | None]:

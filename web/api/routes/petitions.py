@@ -12,6 +12,7 @@ from storage import api as store
 from storage import petitions as petition_store
 from storage.models import Petition
 from web.api.routes.common import (
+    PREFIX,
     PageNo,
     PerPage,
     Read,
@@ -26,7 +27,7 @@ from web.api.routes.common import (
 )
 from web.api.schemas import MAX_ID, PetitionIn
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, tags=["api"])
 
 
 def petition_json(request: Request, p: Petition, count: int | None = None) -> dict[str, Any]:

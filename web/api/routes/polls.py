@@ -12,6 +12,7 @@ from storage import api as store
 from storage.models import Poll, PollAnswer
 from web.api.errors import ApiProblem
 from web.api.routes.common import (
+    PREFIX,
     PageNo,
     PerPage,
     Read,
@@ -26,7 +27,7 @@ from web.api.routes.common import (
 )
 from web.api.schemas import MAX_ID, PollIn
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, tags=["api"])
 
 
 def poll_json(request: Request, p: Poll) -> dict[str, Any]:

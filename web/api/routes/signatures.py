@@ -10,6 +10,7 @@ from campaigns import api as rules
 from storage import api as store
 from storage.models import Petition, Signature
 from web.api.routes.common import (
+    PREFIX,
     PageNo,
     PerPage,
     Read,
@@ -24,7 +25,7 @@ from web.api.routes.common import (
 )
 from web.api.schemas import SignatureIn
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, tags=["api"])
 
 
 def signature_json(request: Request, s: Signature) -> dict[str, Any]:
