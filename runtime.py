@@ -24,7 +24,6 @@ import uvicorn
 import scheduler
 from bots.sandbox import Sandbox
 from bots.telegram.runtime import TelegramRuntime
-from bots.telegram.webhook import webhook_asgi
 from campaigns.clock import SystemClock
 from campaigns.errors import RuleError
 from campaigns.settings import Settings
@@ -150,14 +149,12 @@ async def serve(settings: Settings, *, everything: bool,
             await sandbox.start(settings.http_host, settings.sandbox_port)
             token, base_url = sandbox.default_token, sandbox.base_url
         runtime = await _telegram(settings, db, token, base_url)
-        web_app = create_app(settings, db,
-                             sandbox_url=sandbox.base_url.removesuffix("/bot") if sandbox else None,
-                             sandbox_token=sandbox.default_token if sandbox else None,
-                             clock=SystemClock())
-        # The webhook sits in front of the dashboard's middleware stack (see webhook.py).
         bots = [runtime]
-        app = webhook_asgi(web_app, lambda: bots,
-                           path=webhook_path(settings.telegram_webhook_url))
+        app = create_app(settings, db, telegram=lambda: bots,
+                         webhook_path=webhook_path(settings.telegram_webhook_url),
+                         sandbox_url=sandbox.base_url.removesuffix("/bot") if sandbox else None,
+                         sandbox_token=sandbox.default_token if sandbox else None,
+                         clock=SystemClock())
         if everything:
             worker = scheduler.make_worker(settings, db)
             tasks.append(asyncio.create_task(worker.run(stop)))

@@ -76,7 +76,6 @@ async def _serve(settings: Settings, ready: threading.Event, stop_box: list[Any]
     import scheduler
     from bots.sandbox import Sandbox
     from bots.telegram.runtime import TelegramRuntime
-    from bots.telegram.webhook import webhook_router
     from storage.bots import ensure_default_bot
     from storage.dedup import MemoryDedup
     from web.app import create_app
@@ -95,7 +94,7 @@ async def _serve(settings: Settings, ready: threading.Event, stop_box: list[Any]
     runtime = TelegramRuntime(bot_id=bot.id, token=token, base_url=base_url, db=db, clock=clock,
                               dedup=MemoryDedup(), admins=())
     await runtime.start()
-    app = create_app(settings, db, routers=[webhook_router(lambda: [runtime])],
+    app = create_app(settings, db, telegram=lambda: [runtime],
                      sandbox_url=sandbox.base_url.removesuffix("/bot"),
                      sandbox_token=token, clock=clock)
     worker = scheduler.make_worker(settings, db)

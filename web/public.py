@@ -14,7 +14,9 @@ from campaigns import petitions, polls
 from campaigns.petitions import DISPLAY_TZ
 from storage import petitions as petition_store
 from storage import polls as poll_store
-from web.dashboard import _count, _db, _lang, _live, _page, bot_username, render_results
+from web.pages import bot_username, database, language, live, live_count, page, render_results
+
+router = APIRouter(include_in_schema=False)
 
 
 def deep_link(username: str | None, slug: str) -> str | None:
@@ -29,7 +31,7 @@ def qr_svg(url: str) -> Markup:
 
 
 async def _public_petition(request: Request, slug: str) -> Any:
-    async with _db(request).session() as s:
+    async with database(request).session() as s:
         p = await petition_store.petition_by_slug(s, slug)
         count = await petitions.live_count(s, p) if p is not None else 0
     if p is None or p.status == "draft":
@@ -37,55 +39,53 @@ async def _public_petition(request: Request, slug: str) -> Any:
     return p, count
 
 
-def public_router() -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+@router.get("/p/{slug}", response_class=HTMLResponse, name="public_petition")
+async def petition_page(request: Request, slug: str) -> Response:
+    p, count = await _public_petition(request, slug)
+    lang = language(request)
+    link = deep_link(await bot_username(request), p.slug)
+    return page(request, "public_petition.html", {
+        "p": p, "count": count, "deep_link": link,
+        "share_url": str(request.url_for("public_petition", slug=p.slug)),
+        "title": (p.title_en if lang == "en" and p.title_en else p.title_ko),
+        "body": (p.body_en if lang == "en" and p.body_en else p.body_ko) or "",
+        "closes": p.closes_at.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M")
+        if p.closes_at else None,
+        "public": True,
+    })
 
-    @router.get("/p/{slug}", response_class=HTMLResponse, name="public_petition")
-    async def petition_page(request: Request, slug: str) -> Response:
-        p, count = await _public_petition(request, slug)
-        lang = _lang(request)
-        link = deep_link(await bot_username(request), p.slug)
-        return _page(request, "public_petition.html", {
-            "p": p, "count": count, "deep_link": link,
-            "share_url": str(request.url_for("public_petition", slug=p.slug)),
-            "title": (p.title_en if lang == "en" and p.title_en else p.title_ko),
-            "body": (p.body_en if lang == "en" and p.body_en else p.body_ko) or "",
-            "closes": p.closes_at.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M")
-            if p.closes_at else None,
-            "public": True,
-        })
 
-    @router.get("/p/{slug}/live")
-    async def petition_live(request: Request, slug: str) -> Response:
-        p, _count_now = await _public_petition(request, slug)
-        return _live(request, lambda: _count(request, p.id))
+@router.get("/p/{slug}/live")
+async def petition_live(request: Request, slug: str) -> Response:
+    p, _count_now = await _public_petition(request, slug)
+    return live(request, lambda: live_count(request, p.id))
 
-    @router.get("/p/{slug}/poster", response_class=HTMLResponse)
-    async def poster(request: Request, slug: str) -> Response:
-        p, count = await _public_petition(request, slug)
-        lang = _lang(request)
-        link = deep_link(await bot_username(request), p.slug)
-        target = link or str(request.url_for("public_petition", slug=p.slug))
-        return _page(request, "poster.html", {
-            "p": p, "count": count, "link": target, "qr": qr_svg(target),
-            "title": (p.title_en if lang == "en" and p.title_en else p.title_ko),
-            "public": True,
-        })
 
-    @router.get("/p/poll/{slug}", response_class=HTMLResponse)
-    async def poll_results(request: Request, slug: str) -> Response:
-        lang = _lang(request)
-        async with _db(request).session() as s:
-            poll = await poll_store.poll_by_slug(s, slug)
-            if poll is None or poll.status != "closed":
-                # Results are published once the poll closes (as in the bot).
-                raise HTTPException(404, "no published results")
-            results = await polls.results(s, poll)
-            voters = await poll_store.voter_count(s, poll.id)
-        return _page(request, "public_poll.html", {
-            "poll": poll, "public": True,
-            "question": poll.question_en if lang == "en" and poll.question_en
-            else poll.question_ko,
-            "results": Markup(render_results(request, poll, results, voters, lang))})
+@router.get("/p/{slug}/poster", response_class=HTMLResponse)
+async def poster(request: Request, slug: str) -> Response:
+    p, count = await _public_petition(request, slug)
+    lang = language(request)
+    link = deep_link(await bot_username(request), p.slug)
+    target = link or str(request.url_for("public_petition", slug=p.slug))
+    return page(request, "poster.html", {
+        "p": p, "count": count, "link": target, "qr": qr_svg(target),
+        "title": (p.title_en if lang == "en" and p.title_en else p.title_ko),
+        "public": True,
+    })
 
-    return router
+
+@router.get("/p/poll/{slug}", response_class=HTMLResponse)
+async def poll_results(request: Request, slug: str) -> Response:
+    lang = language(request)
+    async with database(request).session() as s:
+        poll = await poll_store.poll_by_slug(s, slug)
+        if poll is None or poll.status != "closed":
+            # Results are published once the poll closes (as in the bot).
+            raise HTTPException(404, "no published results")
+        results = await polls.results(s, poll)
+        voters = await poll_store.voter_count(s, poll.id)
+    return page(request, "public_poll.html", {
+        "poll": poll, "public": True,
+        "question": poll.question_en if lang == "en" and poll.question_en
+        else poll.question_ko,
+        "results": Markup(render_results(request, poll, results, voters, lang))})

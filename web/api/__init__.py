@@ -8,11 +8,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from web.api import errors, metrics
-from web.api.routes import build_router
+from web.api.routes import routers
 
 
 def install(app: FastAPI) -> None:
     """Mount the API router, its error handlers, the latency middleware and /metrics."""
     errors.install(app)
     metrics.install(app)
-    app.include_router(build_router())
+    for router in routers():
+        app.include_router(router)

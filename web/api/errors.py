@@ -1,8 +1,10 @@
 """Every API error is `{"error": {"code": "...", "message": "..."}}` with a 4xx status.
 
-Domain refusals from campaigns/ (RuleError, BroadcastError, AudienceError) become
-422 (404 / 409 for campaigns.api's NotFound / Conflict); validation errors 422; a
-race on a unique key 409. Outside /api/ the app's usual handlers answer.
+Refusals from campaigns/ go through one handler: a `campaigns.errors.RuleError` answers
+with its own `code` and English `message` (404 for not_found, 409 for conflict, else
+422); the families not yet in that one family are listed once, in `OTHER_REFUSALS`.
+Validation errors are 422; a race on a unique key 409. Outside /api/ the app's usual
+handlers answer.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from campaigns.api import Conflict, NotFound
+from campaigns import api as api_rules
+from campaigns import petitions
 from campaigns.audience import AudienceError
 from campaigns.broadcasts import BroadcastError
-from campaigns.petitions import RuleError
+from campaigns.errors import RuleError
 
 API_PREFIX = "/api/"
 
@@ -42,6 +45,28 @@ def problem(status: int, code: str, message: str, *, details: Any = None,
     if details is not None:
         error["details"] = details
     return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+# Refusal families outside campaigns.errors.RuleError, most specific first: (class, status,
+# code). Each line goes when its class joins that family (its `code` then says the same).
+OTHER_REFUSALS: tuple[tuple[type[Exception], int, str], ...] = (
+    (api_rules.NotFound, 404, "not_found"),
+    (api_rules.Conflict, 409, "conflict"),
+    (petitions.RuleError, 422, "rule_violation"),
+    (BroadcastError, 422, "invalid_broadcast"),
+    (AudienceError, 422, "invalid_audience"),
+)
+RULE_STATUS = {"not_found": 404, "conflict": 409}
+
+
+def refusal(exc: Exception) -> JSONResponse:
+    """A refusal from campaigns/ as an API error (its message in English)."""
+    if isinstance(exc, RuleError):
+        return problem(RULE_STATUS.get(exc.code, 422), exc.code, exc.message("en"))
+    for family, status, code in OTHER_REFUSALS:
+        if isinstance(exc, family):
+            return problem(status, code, str(exc))  # str() is the English message
+    raise exc
 
 
 def _is_api(request: Request) -> bool:
@@ -85,25 +110,12 @@ def install(app: FastAPI) -> None:
         return problem(exc.status_code, code, str(exc.detail),
                        headers=dict(exc.headers) if exc.headers else None)
 
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound) -> Response:
-        return problem(404, "not_found", str(exc))
+    async def rule(request: Request, exc: Exception) -> Response:
+        return refusal(exc)
 
-    @app.exception_handler(Conflict)
-    async def conflict(request: Request, exc: Conflict) -> Response:
-        return problem(409, "conflict", str(exc))
-
-    @app.exception_handler(RuleError)
-    async def rule(request: Request, exc: RuleError) -> Response:
-        return problem(422, "rule_violation", str(exc))
-
-    @app.exception_handler(BroadcastError)
-    async def broadcast(request: Request, exc: BroadcastError) -> Response:
-        return problem(422, "invalid_broadcast", exc.message("en"))
-
-    @app.exception_handler(AudienceError)
-    async def audience(request: Request, exc: AudienceError) -> Response:
-        return problem(422, "invalid_audience", exc.message("en"))
+    families: list[type[Exception]] = [RuleError, *(f for f, _s, _c in OTHER_REFUSALS)]
+    for family in families:
+        app.add_exception_handler(family, rule)
 
     @app.exception_handler(IntegrityError)
     async def integrity(request: Request, exc: IntegrityError) -> Response:

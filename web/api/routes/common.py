@@ -1,0 +1,79 @@
+"""What every resource under /api/v1 shares: token dependencies, paths, paging, links."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Query, Request
+from sqlalchemy import Select
+
+from campaigns import api as rules
+from campaigns.clock import Clock
+from storage import api as store
+from storage.db import Database
+from storage.models import ApiToken
+from web.api import auth
+from web.api.schemas import MAX_ID
+
+PREFIX = "/api/v1"
+Read = Annotated[ApiToken, Depends(auth.read)]
+Write = Annotated[ApiToken, Depends(auth.write)]
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+PageNo = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number.")]
+PerPage = Annotated[int, Query(ge=1, le=100, description="Items per page (at most 100).")]
+
+
+def database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def clock_of(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+def iso(at: datetime | None) -> str | None:
+    return at.astimezone(UTC).isoformat() if at else None
+
+
+def href(request: Request, path: str) -> dict[str, str]:
+    return {"href": str(request.base_url).rstrip("/") + PREFIX + path}
+
+
+async def paged(
+    request: Request, stmt: Select[Any], page: int, per_page: int, key: str,
+    shape: Callable[[Any], dict[str, Any]],
+    extra: Callable[[Any, Sequence[Any]], Any] | None = None,
+) -> dict[str, Any]:
+    async with database(request).session() as session:
+        total, rows = await store.page(session, stmt, offset=(page - 1) * per_page,
+                                       limit=per_page)
+        if extra is not None:
+            await extra(session, rows)
+    total_pages = max(1, -(-total // per_page))
+    links: dict[str, Any] = {"self": {"href": str(request.url)}}
+    if page < total_pages:
+        links["next"] = {"href": str(request.url.include_query_params(page=page + 1,
+                                                                      per_page=per_page))}
+    if page > 1:
+        links["prev"] = {"href": str(request.url.include_query_params(
+            page=min(page - 1, total_pages), per_page=per_page))}
+    return {
+        "total_records": total,
+        "total_pages": total_pages,
+        "page": page,
+        "per_page": per_page,
+        "_links": links,
+        "_embedded": {key: [shape(r) for r in rows]},
+    }
+
+
+async def get_row(request: Request, model: Any, row_id: int, what: str) -> Any:
+    async with database(request).session() as session:
+        row = await store.get(session, model, row_id)
+    if row is None:
+        raise rules.NotFound(f"no {what} {row_id}")
+    return row
