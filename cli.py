@@ -1126,9 +1126,9 @@ def worker_cmd(ctx: Ctx, burst: bool, concurrency: int | None, batch_size: int |
                lease_seconds: float | None, request_timeout: float | None,
                backoff_base: float | None, as_json: bool) -> None:
     """Deliver broadcasts: claim outbox rows, pace them, send, record outcomes."""
-    import scheduler
+    from worker import WorkerOptions, make_worker
 
-    options = scheduler.WorkerOptions()
+    options = WorkerOptions()
     for name, value in (("concurrency", concurrency), ("batch_size", batch_size),
                         ("lease_seconds", lease_seconds), ("request_timeout", request_timeout),
                         ("backoff_base", backoff_base)):
@@ -1137,7 +1137,7 @@ def worker_cmd(ctx: Ctx, burst: bool, concurrency: int | None, batch_size: int |
 
     async def go() -> dict[str, int]:
         database = ctx.database()
-        worker = scheduler.make_worker(ctx.settings, database, options=options)
+        worker = make_worker(ctx.settings, database, options=options)
         try:
             if burst:
                 stats = await worker.run_burst()
@@ -1188,6 +1188,7 @@ async def _serve(settings: Settings, *, everything: bool) -> None:
     from storage.bots import ensure_default_bot
     from storage.dedup import make_dedup
     from web.app import create_app
+    from worker import make_worker
 
     clock = SystemClock()
     db = Database(settings.driver_database_url)
@@ -1223,7 +1224,7 @@ async def _serve(settings: Settings, *, everything: bool) -> None:
         app = webhook_asgi(web_app, lambda: [runtime] if runtime else [],
                            path=_webhook_path(settings.telegram_webhook_url))
         if everything:
-            worker = scheduler.make_worker(settings, db)
+            worker = make_worker(settings, db)
             tasks.append(asyncio.create_task(worker.run(stop)))
             tasks.append(asyncio.create_task(scheduler.run_scheduler(settings, stop)))
         server = uvicorn.Server(uvicorn.Config(
