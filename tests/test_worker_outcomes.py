@@ -46,7 +46,7 @@ def test_a_refused_bot_waits_for_a_fix() -> None:
 def test_transient_errors_back_off_then_give_up() -> None:
     first = decide(SendResult(Outcome.RETRY, error="timeout"))
     assert first == Action(Kind.RETRY, 1, 10.0, "timeout")
-    assert decide(SendResult(Outcome.RETRY), attempts=2).after == 30.0
+    assert decide(SendResult(Outcome.RETRY), attempts=1).after == 20.0
     last = decide(SendResult(Outcome.RETRY, error="502"), attempts=MAX_ATTEMPTS - 1)
     assert last == Action(Kind.FAIL, MAX_ATTEMPTS,
                           error=f"502 (after {MAX_ATTEMPTS} attempts)")
