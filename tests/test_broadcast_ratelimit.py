@@ -60,7 +60,8 @@ async def test_local_limiter_schedules_evenly() -> None:
     await check_schedule(limiter, limiter, clock)
     # Exactly, with time standing still: slot i is i/rate after the first.
     other = LocalRateLimiter(monotonic=FakeMonotonic())
-    assert (await other.acquire(1, Limits(per_second=4), [1, 2, 3])).delays == pytest.approx([0.0, 0.25, 0.5])
+    grant = await other.acquire(1, Limits(per_second=4), [1, 2, 3])
+    assert grant.delays == pytest.approx([0.0, 0.25, 0.5])
 
 
 async def test_local_limiter_follows_its_clock() -> None:
@@ -128,7 +129,8 @@ async def test_without_redis_a_worker_paces_itself() -> None:
         assert approx(grant.delays, [0.0, 0.1, 0.2], tolerance=1e-9)
         await limiter.pause(1, 1.0)
         clock.advance(0.4)
-        assert (await limiter.acquire(1, Limits(per_second=10), [4])).paused_for == pytest.approx(0.6)
+        paused = (await limiter.acquire(1, Limits(per_second=10), [4])).paused_for
+        assert paused == pytest.approx(0.6)
         assert limiter.fallbacks == 3
     finally:
         await limiter.aclose()
