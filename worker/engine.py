@@ -240,7 +240,9 @@ class Worker:
     async def ensure_plans(self, ids: set[int]) -> None:
         missing = [i for i in ids if i not in self.plans]
         if missing:
-            self.plans.update(await broadcasts.load_plans(self.db, missing))
+            loaded = await broadcasts.load_plans(self.db, missing)
+            # After the await: _refresh_lanes may have replaced the dict meanwhile.
+            self.plans.update(loaded)
 
     def pause_lane(self, lane: Lane, seconds: float) -> None:
         """Stop this bot's sends for ``seconds`` and hand its queued rows back."""
