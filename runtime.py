@@ -32,6 +32,7 @@ from storage.bots import ensure_default_bot
 from storage.db import Database
 from storage.dedup import make_dedup
 from web.app import create_app
+from worker import WorkerOptions, make_worker
 
 T = TypeVar("T")
 
@@ -156,7 +157,7 @@ async def serve(settings: Settings, *, everything: bool,
                          sandbox_token=sandbox.default_token if sandbox else None,
                          clock=SystemClock())
         if everything:
-            worker = scheduler.make_worker(settings, db)
+            worker = make_worker(settings, db)
             tasks.append(asyncio.create_task(worker.run(stop)))
             tasks.append(asyncio.create_task(scheduler.run_scheduler(settings, stop)))
         server = uvicorn.Server(uvicorn.Config(
@@ -178,13 +179,13 @@ async def serve(settings: Settings, *, everything: bool,
         await db.dispose()
 
 
-async def work(settings: Settings, options: scheduler.WorkerOptions, *,
+async def work(settings: Settings, options: WorkerOptions, *,
                burst: bool) -> dict[str, int]:
     """`nalgae worker`: deliver until stopped (or, in a burst, until nothing is due)."""
     database = Database(settings.driver_database_url)
     try:
         await ensure_schema(database)
-        worker = scheduler.make_worker(settings, database, options=options)
+        worker = make_worker(settings, database, options=options)
         try:
             if burst:
                 stats = await worker.run_burst()

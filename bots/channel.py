@@ -8,12 +8,25 @@ or a permanent failure (give up at once, with the reason).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from campaigns.broadcasts import OutgoingMessage
+from storage.ratelimit import Limits
+
+__all__ = [
+    "BOT_TOKEN",
+    "SENDING_ROW",
+    "BotInfo",
+    "Channel",
+    "ChannelFactory",
+    "Limits",
+    "Outcome",
+    "SendResult",
+]
 
 # The outbox row being sent, set by the worker around ``Channel.send``. A channel whose
 # one message is several requests (an X thread) keys its progress on it, so that a
@@ -42,22 +55,33 @@ class SendResult:
     poll_id: str | None = None
 
 
-@dataclass(frozen=True)
-class ChannelLimits:
-    """The channel's published limits for one bot account."""
+# A capability: the account is the token in its bot row, so a bot without a token
+# cannot send at all (its broadcasts wait for one). X accounts live in settings instead.
+BOT_TOKEN = "bot_token"
 
-    per_second: float  # overall; 0 = unpaced
-    chat_interval: float  # seconds between two messages to one private chat
-    group_interval: float  # seconds between two messages to one group
+
+@dataclass
+class BotInfo:
+    """A bot row as the delivery loop needs it (compared to notice changes)."""
+
+    id: int
+    token: str | None
+    base_url: str
+    max_rate: float
+    channel: str = "telegram"
 
 
 class Channel(Protocol):
     """One bot account on one channel, as the delivery loop uses it."""
 
     name: str  # "telegram", "x"
-    capabilities: frozenset[str]  # "html", "buttons", "native_poll", ...
-    limits: ChannelLimits
+    capabilities: frozenset[str]  # "html", "buttons", "native_poll", BOT_TOKEN, ...
+    limits: Limits
 
     async def send(self, chat_id: int, message: OutgoingMessage) -> SendResult: ...
 
     async def aclose(self) -> None: ...
+
+
+# Builds the channel of one bot; the worker keeps one factory per channel name.
+ChannelFactory = Callable[[BotInfo, Limits], Channel]

@@ -6,12 +6,11 @@ only POSTs; what to send, when to retry and when to give up are campaigns' rules
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import aiohttp
 
 from campaigns import webhooks
 from campaigns.clock import Clock
+from campaigns.ticks import TickContext
 from storage.db import Database
 
 TIMEOUT_S = 10.0
@@ -28,14 +27,6 @@ class AiohttpPoster:
                                       allow_redirects=False) as response:
             await response.read()
             return response.status
-
-
-class TickContext(Protocol):
-    @property
-    def db(self) -> Database: ...
-
-    @property
-    def clock(self) -> Clock: ...
 
 
 async def deliver(

@@ -12,7 +12,7 @@ accepts. Values put into a template are HTML-escaped, so a supporter called
 ``<b>`` cannot change anyone's message.
 
 At send time the audience is materialised into the outbox in one statement
-(storage.outbox.materialise), and workers (scheduler.Worker) deliver it. The rules
+(storage.outbox.materialise), and workers (worker.Worker) deliver it. The rules
 workers follow (what to retry, how long to wait) are the functions at the end.
 """
 

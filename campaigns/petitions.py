@@ -9,14 +9,13 @@ trending sources, closings) come back as `Notice` objects for the caller to send
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +27,7 @@ from campaigns.i18n import _, normalise_language, t
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Reply
 from campaigns.signup import Person
+from campaigns.ticks import TickContext
 from storage import petitions as store
 from storage import supporters
 from storage.db import Database
@@ -505,24 +505,6 @@ async def flush(db: Database, clock: Clock, *, limit: int = 100_000) -> FlushRep
     return report
 
 
-async def flush_loop(
-    db: Database, clock: Clock, stop: asyncio.Event, *, interval_s: float = 1.0,
-    notify: Callable[[list[Notice]], Awaitable[None]] | None = None,
-) -> None:
-    """Flush every `interval_s` until `stop` is set (a worker's background task)."""
-    while not stop.is_set():
-        try:
-            report = await flush(db, clock)
-            if report.notices and notify is not None:
-                await notify(report.notices)
-        except Exception:
-            log.exception("counter flush failed; retrying")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
-        except TimeoutError:
-            pass
-
-
 async def reconcile(
     db: Database, clock: Clock, *, fix: bool = False, slug: str | None = None,
     actor: str = "scheduler",
@@ -771,16 +753,6 @@ async def claim_notices(db: Database, clock: Clock, limit: int = 100) -> list[No
         rows = await store.claim_notices(session, clock.now(), limit)
     return [Notice(kind, petition_id, msgid, dict(params or {}))
             for _id, kind, petition_id, msgid, params in rows]
-
-
-class TickContext(Protocol):
-    """What a scheduler tick gets (scheduler.TickContext matches it)."""
-
-    @property
-    def db(self) -> Database: ...
-
-    @property
-    def clock(self) -> Clock: ...
 
 
 async def flush_tick(ctx: TickContext) -> object:

@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 from random import Random
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,7 @@ from campaigns.petitions import RuleError, check_slug, format_time
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Reply
 from campaigns.signup import Person
+from campaigns.ticks import TickContext
 from storage import petitions as petition_store
 from storage import polls as store
 from storage import supporters
@@ -366,10 +367,6 @@ async def close_due(db: Database, clock: Clock) -> list[int]:
                         "{slug}"),
                 params={"slug": slug, "voters": voters}, now=now)
     return [poll_id for poll_id, _ in closed]
-
-
-class TickContext(petitions.TickContext, Protocol):
-    """What a scheduler tick gets (scheduler.TickContext matches it)."""
 
 
 async def close_due_tick(ctx: TickContext) -> object:

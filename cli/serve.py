@@ -48,9 +48,9 @@ def worker_cmd(ctx: Ctx, burst: bool, concurrency: int | None, batch_size: int |
                backoff_base: float | None, as_json: bool) -> None:
     """Deliver broadcasts: claim outbox rows, pace them, send, record outcomes."""
     import runtime
-    import scheduler
+    from worker import WorkerOptions
 
-    options = scheduler.WorkerOptions()
+    options = WorkerOptions()
     for name, value in (("concurrency", concurrency), ("batch_size", batch_size),
                         ("lease_seconds", lease_seconds), ("request_timeout", request_timeout),
                         ("backoff_base", backoff_base)):

@@ -801,10 +801,6 @@ class RedisRateLimiter:
         await self._redis.aclose()
 
 
-def make_rate_limiter(redis_url: str, prefix: str = "nalgae:") -> RateLimiter:
-    return RedisRateLimiter(redis_url, prefix) if redis_url else MemoryRateLimiter()
-
-
 # --- batched signing (the intake hot path) -----------------------------------------------------
 
 _BULK_SIGN_PG = text("""

@@ -22,11 +22,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+# Seconds from an arbitrary start that never go backwards (time.monotonic); tests
+# pass a fake one so pacing can be checked without waiting or timing noise.
+Monotonic = Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ class LocalRateLimiter:
     # Forget chats whose next slot is this far in the past; keeps memory flat.
     _PRUNE_EVERY = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, *, monotonic: Monotonic = time.monotonic) -> None:
+        self._now = monotonic
         self._tat: dict[int, float] = {}
         self._pause: dict[int, float] = {}
         self._chats: dict[tuple[int, int], float] = {}
@@ -77,7 +82,7 @@ class LocalRateLimiter:
         return self.acquire_now(bot_id, limits, chat_ids)
 
     def acquire_now(self, bot_id: int, limits: Limits, chat_ids: Sequence[int]) -> Grant:
-        now = time.monotonic()
+        now = self._now()
         paused = self._pause.get(bot_id, 0.0) - now
         if paused > 0:
             return Grant(paused, [])
@@ -107,12 +112,12 @@ class LocalRateLimiter:
         self._chats = {k: v for k, v in self._chats.items() if v > now}
 
     async def pause(self, bot_id: int, seconds: float) -> None:
-        until = time.monotonic() + seconds
+        until = self._now() + seconds
         if until > self._pause.get(bot_id, 0.0):
             self._pause[bot_id] = until
 
     async def paused_for(self, bot_id: int) -> float:
-        return max(0.0, self._pause.get(bot_id, 0.0) - time.monotonic())
+        return max(0.0, self._pause.get(bot_id, 0.0) - self._now())
 
     async def aclose(self) -> None:
         return None
@@ -171,14 +176,16 @@ return 1
 class RedisRateLimiter:
     """Scheduling in Redis, shared by every worker of a bot on any machine."""
 
-    def __init__(self, url: str, *, prefix: str = "nalgae:") -> None:
+    def __init__(self, url: str, *, prefix: str = "nalgae:",
+                 monotonic: Monotonic = time.monotonic) -> None:
         import redis.asyncio as aioredis
 
         self.prefix = prefix
         self._redis: Any = aioredis.Redis.from_url(url, socket_timeout=5, health_check_interval=30)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._pause = self._redis.register_script(_PAUSE)
-        self._fallback = LocalRateLimiter()
+        self._now = monotonic
+        self._fallback = LocalRateLimiter(monotonic=monotonic)
         self._warned_at = 0.0
         self.fallbacks = 0  # calls answered locally because Redis did not
 
@@ -187,7 +194,7 @@ class RedisRateLimiter:
 
     def _degraded(self, exc: Exception) -> None:
         self.fallbacks += 1
-        now = time.monotonic()
+        now = self._now()
         if now - self._warned_at > 30:
             self._warned_at = now
             log.warning("Redis unavailable (%s); pacing this worker on its own",
@@ -233,8 +240,9 @@ class RedisRateLimiter:
         await self._redis.aclose()
 
 
-def rate_limiter(redis_url: str | None, *, prefix: str = "nalgae:") -> RateLimiter:
+def rate_limiter(redis_url: str | None, *, prefix: str = "nalgae:",
+                 monotonic: Monotonic = time.monotonic) -> RateLimiter:
     """Redis-backed when a URL is given, in-process otherwise."""
     if redis_url:
-        return RedisRateLimiter(redis_url, prefix=prefix)
-    return LocalRateLimiter()
+        return RedisRateLimiter(redis_url, prefix=prefix, monotonic=monotonic)
+    return LocalRateLimiter(monotonic=monotonic)

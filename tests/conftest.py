@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import ipaddress
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +28,81 @@ PG_ADMIN_URL = os.environ.get("NALGAE_TEST_PG_URL", "postgresql://postgres@127.0
 REDIS_URL = os.environ.get("NALGAE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T = TypeVar("T")
 REQUIRE = os.environ.get("NALGAE_REQUIRE_SERVICES") == "1"
+
+
+# --- offline guard ---------------------------------------------------------------------------
+# PTB's OfflineRequest idea: a test that reaches beyond this machine fails loudly, even
+# when the code under test swallows the error (the attempt is remembered and the test
+# fails at teardown). Loopback (the sandbox, PostgreSQL, Redis) and Unix sockets pass.
+
+
+class UnexpectedNetworkCall(RuntimeError):
+    pass
+
+
+_OFFENCES: list[str] = []
+
+
+def _is_local(host: object) -> bool:
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    text = str(host).split("%", 1)[0]  # IPv6 zone
+    if text.lower() in ("localhost", "localhost.localdomain", ""):
+        return True
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False  # a host name other than localhost
+    return address.is_loopback or address.is_unspecified
+
+
+def _refuse(what: str) -> UnexpectedNetworkCall:
+    _OFFENCES.append(what)
+    return UnexpectedNetworkCall(f"test tried to reach the network: {what}")
+
+
+def _install_offline_guard() -> None:
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def remote(sock: socket.socket, address: Any) -> bool:
+        inet = sock.family in (socket.AF_INET, socket.AF_INET6)
+        return inet and isinstance(address, tuple) and not _is_local(address[0])
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if remote(self, address):
+            raise _refuse(f"connect {address!r}")
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        if remote(self, address):
+            raise _refuse(f"connect {address!r}")
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _is_local(host):
+            raise _refuse(f"resolve {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = getaddrinfo
+
+
+_install_offline_guard()
+
+
+@pytest.fixture(autouse=True)
+def _offline() -> Iterator[None]:
+    """Fail the test that tried to reach beyond loopback (see _install_offline_guard)."""
+    _OFFENCES.clear()
+    yield
+    if _OFFENCES:
+        found = list(_OFFENCES)
+        _OFFENCES.clear()
+        pytest.fail(f"unexpected network calls: {found}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -12,10 +12,10 @@ from click.testing import CliRunner, Result
 
 from bots.sandbox import Sandbox
 from cli import cli
-from scheduler import Worker, WorkerOptions
 from storage.db import Database
 from storage.ratelimit import LocalRateLimiter
 from tests.broadcast_helpers import TOKEN
+from worker import Worker, WorkerOptions
 
 CSV = (
     "telegram_id,name,language,region,tier,tags,consent\n"

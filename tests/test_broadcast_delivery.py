@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 
-from bots.channel import Channel, ChannelLimits, SendResult
+from bots.channel import BotInfo, Channel, Limits, SendResult
 from bots.sandbox import Sandbox
 from bots.telegram.sender import TelegramSender
 from campaigns import broadcasts
 from campaigns.broadcasts import Draft, OutgoingMessage
 from campaigns.clock import SystemClock
-from scheduler import BotInfo, Worker, WorkerOptions
 from storage.db import Database
 from storage.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from tests.broadcast_helpers import (
@@ -32,6 +31,7 @@ from tests.broadcast_helpers import (
     seed,
     set_supporter,
 )
+from worker import Worker, WorkerOptions
 
 FAST: dict[str, Any] = {"idle_interval": 0.05, "tick_interval": 0.05, "flush_interval": 0.01,
         "backoff_base": 0.05, "request_timeout": 2.0, "burst_horizon": 10.0,
@@ -331,7 +331,7 @@ async def test_two_workers_sharing_redis_keep_the_bot_rate(
     sends: list[float] = []
     async with aiohttp.ClientSession() as http:
 
-        def factory(info: BotInfo, limits: ChannelLimits) -> Channel:
+        def factory(info: BotInfo, limits: Limits) -> Channel:
             inner = TelegramSender(info.token or "", info.base_url, session=http, limits=limits)
             return _Recording(inner, sends)
 

@@ -16,10 +16,10 @@ from bots.sandbox import Sandbox
 from campaigns import broadcasts
 from campaigns.broadcasts import Draft
 from campaigns.clock import SystemClock
-from scheduler import Worker, WorkerOptions
 from storage.db import Database
 from storage.ratelimit import LocalRateLimiter
 from tests.broadcast_helpers import TOKEN, make_bot, outbox, plain_url, seed
+from worker import Worker, WorkerOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 300

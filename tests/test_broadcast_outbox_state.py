@@ -40,7 +40,7 @@ from tests.broadcast_helpers import T0, make_bot, seed
 
 T = TypeVar("T")
 LEASE = 30.0
-MARGIN = 6.0  # a worker sends nothing in the last part of its lease (as scheduler.Worker)
+MARGIN = 6.0  # a worker sends nothing in the last part of its lease (as worker.Worker)
 SUPPORTERS = 4
 Key = tuple[int, int]  # (broadcast id, supporter id)
 

@@ -1,10 +1,30 @@
-"""Send pacing: the same schedule in-process and in Redis, shared pauses, Redis outages."""
+"""Send pacing: the same schedule in-process and in Redis, shared pauses, Redis outages.
+
+The in-process limiter runs on a fake monotonic clock, so its schedule is exact; the
+Redis one reads the Redis server's clock, so its checks allow for the round trips.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+
+import pytest
 
 from storage.ratelimit import Limits, LocalRateLimiter, RateLimiter, RedisRateLimiter
+
+
+class FakeMonotonic:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def approx(values: list[float], expected: list[float], tolerance: float = 0.05) -> bool:
@@ -12,14 +32,15 @@ def approx(values: list[float], expected: list[float], tolerance: float = 0.05) 
         abs(v - e) <= tolerance for v, e in zip(values, expected, strict=True))
 
 
-async def check_schedule(a: RateLimiter, b: RateLimiter) -> None:
+async def check_schedule(a: RateLimiter, b: RateLimiter,
+                         now: Callable[[], float] = time.monotonic) -> None:
     """Two limiters of one bot (two workers) hand out one evenly spaced schedule."""
     limits = Limits(per_second=10, chat_interval=1.0, group_interval=3.0)
-    start = time.monotonic()
+    start = now()
 
     async def slots(limiter: RateLimiter, bot: int, chats: list[int]) -> list[float]:
         """Send times relative to ``start`` (so a slow machine does not shift them)."""
-        asked = time.monotonic()
+        asked = now()
         grant = await limiter.acquire(bot, limits, chats)
         return [asked - start + d for d in grant.delays]
 
@@ -34,8 +55,27 @@ async def check_schedule(a: RateLimiter, b: RateLimiter) -> None:
 
 
 async def test_local_limiter_schedules_evenly() -> None:
-    limiter = LocalRateLimiter()
-    await check_schedule(limiter, limiter)
+    clock = FakeMonotonic()
+    limiter = LocalRateLimiter(monotonic=clock)
+    await check_schedule(limiter, limiter, clock)
+    # Exactly, with time standing still: slot i is i/rate after the first.
+    other = LocalRateLimiter(monotonic=FakeMonotonic())
+    grant = await other.acquire(1, Limits(per_second=4), [1, 2, 3])
+    assert grant.delays == pytest.approx([0.0, 0.25, 0.5])
+
+
+async def test_local_limiter_follows_its_clock() -> None:
+    clock = FakeMonotonic()
+    limiter = LocalRateLimiter(monotonic=clock)
+    limits = Limits(per_second=10, chat_interval=1.0, group_interval=3.0)
+    assert (await limiter.acquire(1, limits, [1, 2])).delays == pytest.approx([0.0, 0.1])
+    clock.advance(5.0)  # the bot's budget and chat 1's interval have long passed
+    assert (await limiter.acquire(1, limits, [1])).delays == [0.0]
+    await limiter.pause(1, 2.0)
+    clock.advance(1.5)
+    assert (await limiter.acquire(1, limits, [3])).paused_for == pytest.approx(0.5)
+    clock.advance(0.5)
+    assert (await limiter.acquire(1, limits, [3])).paused_for == 0.0
 
 
 async def test_redis_limiter_is_shared_between_workers(redis_url: str, redis_prefix: str
@@ -60,7 +100,7 @@ async def check_shared_pause(limiters: list[RateLimiter]) -> None:
 
 
 async def test_a_pause_stops_the_bot_in_process() -> None:
-    shared = LocalRateLimiter()
+    shared = LocalRateLimiter(monotonic=FakeMonotonic())
     await check_shared_pause([shared, shared])
 
 
@@ -75,17 +115,22 @@ async def test_a_pause_stops_every_worker_of_the_bot(redis_url: str, redis_prefi
 
 
 async def test_unpaced_bots_only_space_messages_to_the_same_chat() -> None:
-    limiter = LocalRateLimiter()
-    grant = await limiter.acquire(1, Limits(per_second=0), [1, 2, 3, 1])
-    assert grant.delays[:3] == [0.0, 0.0, 0.0] and grant.delays[3] >= 1.0
+    limiter = LocalRateLimiter(monotonic=FakeMonotonic())
+    grant = await limiter.acquire(1, Limits(per_second=0, chat_interval=1.1), [1, 2, 3, 1])
+    assert grant.delays == pytest.approx([0.0, 0.0, 0.0, 1.1])
 
 
 async def test_without_redis_a_worker_paces_itself() -> None:
-    limiter = RedisRateLimiter("redis://127.0.0.1:1/0")  # nothing listens there
+    clock = FakeMonotonic()
+    # Nothing listens there.
+    limiter = RedisRateLimiter("redis://127.0.0.1:1/0", monotonic=clock)
     try:
         grant = await limiter.acquire(1, Limits(per_second=10), [1, 2, 3])
-        assert approx(grant.delays, [0.0, 0.1, 0.2])
+        assert approx(grant.delays, [0.0, 0.1, 0.2], tolerance=1e-9)
         await limiter.pause(1, 1.0)
-        assert (await limiter.acquire(1, Limits(per_second=10), [4])).paused_for > 0.5
+        clock.advance(0.4)
+        paused = (await limiter.acquire(1, Limits(per_second=10), [4])).paused_for
+        assert paused == pytest.approx(0.6)
+        assert limiter.fallbacks == 3
     finally:
         await limiter.aclose()

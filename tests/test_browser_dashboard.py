@@ -79,6 +79,7 @@ async def _serve(settings: Settings, ready: threading.Event, stop_box: list[Any]
     from storage.bots import ensure_default_bot
     from storage.dedup import MemoryDedup
     from web.app import create_app
+    from worker import make_worker
 
     clock = SystemClock()
     db = Database(settings.driver_database_url)
@@ -97,7 +98,7 @@ async def _serve(settings: Settings, ready: threading.Event, stop_box: list[Any]
     app = create_app(settings, db, telegram=lambda: [runtime],
                      sandbox_url=sandbox.base_url.removesuffix("/bot"),
                      sandbox_token=token, clock=clock)
-    worker = scheduler.make_worker(settings, db)
+    worker = make_worker(settings, db)
     tasks = [asyncio.create_task(worker.run(stop)),
              asyncio.create_task(scheduler.run_scheduler(settings, stop))]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port,

@@ -23,12 +23,12 @@ from campaigns import broadcasts, polls, x_posts
 from campaigns.clock import FixedClock, SystemClock
 from campaigns.x_settings import XLimits, XSettings
 from campaigns.x_text import weighted_length
-from scheduler import Worker, WorkerOptions
 from storage.db import Database
 from storage.models import OutboxMessage, XPoll, XPost
 from storage.ratelimit import LocalRateLimiter
 from tests.petition_helpers import setup_petition
 from tests.x_helpers import ACCOUNT_ID, fake_x, headers, settings
+from worker import Worker, WorkerOptions
 
 FAST: dict[str, Any] = {"idle_interval": 0.05, "tick_interval": 0.05, "flush_interval": 0.01,
         "backoff_base": 0.05, "request_timeout": 2.0, "burst_horizon": 10.0,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bots.channel import SENDING_ROW, ChannelLimits, Outcome
+from bots.channel import SENDING_ROW, Limits, Outcome
 from bots.x.account import XAccount
 from bots.x.channel import XChannel
 from bots.x.client import XApi
@@ -119,7 +119,7 @@ async def test_never_bulk_dms(db: Database, account: Any) -> None:
         await acct.send_dm(recipients=[MINJI, SEOYEON], text="모두에게", in_answer_to=mine)
     assert err.value.rule is Rule.NO_BULK_DM
     # A broadcast row addressed to a person (not the account) is a bulk DM: refused.
-    channel = XChannel(settings(), db, bot_id=acct.bot_id, limits=ChannelLimits(1, 0, 0),
+    channel = XChannel(settings(), db, bot_id=acct.bot_id, limits=Limits(1, 0, 0),
                        api=acct.api)
     token = SENDING_ROW.set(None)
     try:

@@ -23,12 +23,12 @@ from bots.x.setup import ensure_x_bot
 from campaigns import broadcasts, x_posts
 from campaigns.broadcasts import Draft
 from campaigns.clock import SystemClock
-from scheduler import Worker, WorkerOptions
 from storage.db import Database
 from storage.models import OutboxMessage
 from storage.ratelimit import LocalRateLimiter
 from tests.broadcast_helpers import TOKEN, make_bot, seed
 from tests.x_helpers import ACCOUNT_ID, fake_x, headers, settings
+from worker import Worker, WorkerOptions
 
 FAST: dict[str, Any] = {"idle_interval": 0.05, "tick_interval": 0.05, "flush_interval": 0.01,
                         "backoff_base": 0.05, "request_timeout": 2.0, "burst_horizon": 10.0,

@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from bots.channel import ChannelLimits, Outcome, SendResult
+from bots.channel import BOT_TOKEN, Limits, Outcome, SendResult
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.replies import Button
 
@@ -106,7 +106,7 @@ class TelegramSender:
     """The ``Channel`` for one Telegram bot, sending through a shared aiohttp session."""
 
     name = "telegram"
-    capabilities = frozenset({"html", "buttons", "native_poll"})
+    capabilities = frozenset({"html", "buttons", "native_poll", BOT_TOKEN})
 
     def __init__(
         self,
@@ -114,7 +114,7 @@ class TelegramSender:
         base_url: str,
         *,
         session: aiohttp.ClientSession,
-        limits: ChannelLimits | None = None,
+        limits: Limits | None = None,
         timeout: float | None = None,
     ) -> None:
         # PTB's convention: the base URL ends where the token starts (".../bot").
@@ -124,8 +124,7 @@ class TelegramSender:
         # None: the session's timeout (no per-request timer object).
         self._extra: dict[str, Any] = (
             {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout else {})
-        self.limits = limits or ChannelLimits(per_second=30.0, chat_interval=1.0,
-                                              group_interval=3.0)
+        self.limits = limits or Limits(per_second=30.0, chat_interval=1.0, group_interval=3.0)
 
     async def send(self, chat_id: int, message: OutgoingMessage) -> SendResult:
         method, params = bot_api_call(chat_id, message)

@@ -1,4 +1,4 @@
-"""The X account as a ``Channel`` for the delivery worker (scheduler.Worker).
+"""The X account as a ``Channel`` for the delivery worker (worker.Worker).
 
 A broadcast to the X bot has one outbox row, addressed to the account itself; the
 worker sends it here and gets the usual outcomes: SENT (with the first post's id),
@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from bots.channel import SENDING_ROW, ChannelLimits, Outcome, SendResult
+from bots.channel import SENDING_ROW, BotInfo, Limits, Outcome, SendResult
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import Clock, SystemClock
 from campaigns.x_settings import XSettings
@@ -22,9 +21,6 @@ from storage.db import Database
 
 from .account import XAccount
 from .client import XApi, XApiError
-
-if TYPE_CHECKING:
-    from scheduler import BotInfo
 
 log = logging.getLogger("nalgae.x")
 
@@ -36,7 +32,7 @@ class XChannel:
     capabilities = frozenset({"native_poll", "thread", "links"})
 
     def __init__(self, settings: XSettings, db: Database, *, bot_id: int,
-                 limits: ChannelLimits, clock: Clock | None = None,
+                 limits: Limits, clock: Clock | None = None,
                  api: XApi | None = None) -> None:
         self.settings = settings
         self.db = db
@@ -74,10 +70,10 @@ class XChannel:
 
 
 def channel_factory(settings: XSettings, db: Database, clock: Clock | None = None,
-                    api: XApi | None = None) -> Callable[[BotInfo, ChannelLimits], XChannel]:
-    """The worker's factory for X lanes (scheduler.Worker(channels={"x": ...}))."""
+                    api: XApi | None = None) -> Callable[[BotInfo, Limits], XChannel]:
+    """The worker's factory for X lanes (worker.Worker(channels={"x": ...}))."""
 
-    def make(info: BotInfo, limits: ChannelLimits) -> XChannel:
+    def make(info: BotInfo, limits: Limits) -> XChannel:
         return XChannel(settings, db, bot_id=info.id, limits=limits, clock=clock, api=api)
 
     return make

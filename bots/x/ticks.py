@@ -17,11 +17,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
 
 from campaigns import x_posts
 from campaigns.clock import Clock
-from campaigns.settings import Settings
+from campaigns.ticks import TickContext
 from campaigns.x_intake import IntakeReport, Links, process_mentions
 from campaigns.x_settings import XLimits
 from storage import x as store
@@ -38,22 +37,6 @@ FIRST_LOOKBACK = timedelta(hours=1)
 CLAIM = timedelta(minutes=5)
 MAX_PAGES = 8  # X keeps the 800 most recent mentions: 8 pages of 100
 POLL_RECHECK = timedelta(minutes=5)
-
-
-class TickContext(Protocol):
-    """What a scheduler tick gets (scheduler.TickContext matches it)."""
-
-    @property
-    def db(self) -> Database: ...
-
-    @property
-    def clock(self) -> Clock: ...
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def owner(self) -> str: ...
 
 
 @dataclass
