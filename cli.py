@@ -1070,9 +1070,9 @@ def x_post(ctx: Ctx, text_ko: str | None, text_en: str | None, petition: str | N
     from bots.x.client import XApi, XApiError
     from bots.x.setup import ensure_x_bot, resolve_account_id
     from campaigns import broadcasts as rules
-    from campaigns import x_posts
     from campaigns.clock import SystemClock
-    from campaigns.x_policy import PolicyViolation
+    from campaigns.x import posts as x_posts
+    from campaigns.x.policy import PolicyViolation
 
     xs = ctx.settings.x
     if not xs.enabled:

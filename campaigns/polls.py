@@ -799,7 +799,7 @@ async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
                 "hidden_until_close": True}
     out = results_json(poll, await results(session, poll), voters)
     # Native X polls: totals only (X never says who voted), a column beside these results.
-    from campaigns.x_posts import x_column
+    from campaigns.x.posts import x_column
 
     x = await x_column(session, poll.id)
     if x is not None:

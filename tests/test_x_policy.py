@@ -14,10 +14,10 @@ from bots.x.channel import XChannel
 from bots.x.client import XApi
 from bots.x.setup import ensure_x_bot, links
 from bots.x.ticks import read_mentions
-from campaigns import x_posts
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import FixedClock
-from campaigns.x_policy import InboundDM, PolicyViolation, Rule
+from campaigns.x import posts as x_posts
+from campaigns.x.policy import InboundDM, PolicyViolation, Rule
 from storage.db import Database
 from storage.models import AuditLog
 from tests.petition_helpers import setup_petition

@@ -1,8 +1,8 @@
 """The X account as nalgae uses it: every post, reply and DM passes the policy first.
 
 ``XAccount`` is the only way the rest of nalgae reaches X for writing. Each method
-checks campaigns.x_policy before the request and paces itself on the account's
-own post count (campaigns.x_posts.budget_wait), so a limit is respected before X
+checks campaigns.x.policy before the request and paces itself on the account's
+own post count (campaigns.x.posts.budget_wait), so a limit is respected before X
 has to refuse; X's own 429 is the backstop and comes back as XApiError with the
 reset time.
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bots.channel import Outcome, SendResult
-from campaigns import x_posts
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import Clock
-from campaigns.x_policy import (
+from campaigns.x import posts as x_posts
+from campaigns.x.policy import (
     InboundDM,
     MentionFacts,
     PolicyViolation,
@@ -28,7 +28,7 @@ from campaigns.x_policy import (
     check_reply,
     record_refusal,
 )
-from campaigns.x_settings import XLimits
+from campaigns.x.settings import XLimits
 from storage import x as store
 from storage.db import Database
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from bots.channel import SENDING_ROW, ChannelLimits, Outcome, SendResult
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import Clock, SystemClock
-from campaigns.x_settings import XSettings
+from campaigns.x.settings import XSettings
 from storage.db import Database
 
 from .account import XAccount

@@ -27,8 +27,8 @@ import tweepy
 from requests.adapters import HTTPAdapter
 
 from campaigns.clock import Clock, SystemClock
-from campaigns.x_intake import Mention
-from campaigns.x_settings import XSettings, rate_limit_reset
+from campaigns.x.intake import Mention
+from campaigns.x.settings import XSettings, rate_limit_reset
 
 log = logging.getLogger("nalgae.x")
 T = TypeVar("T")

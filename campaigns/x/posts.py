@@ -8,7 +8,7 @@ Telegram deep link; a broadcast of a campaign poll becomes a native X poll, whos
 totals are read back when it closes and shown beside the Telegram results as a
 separate, anonymous column.
 
-Pacing follows X's published limits (campaigns.x_settings): the account's own posts
+Pacing follows X's published limits (campaigns.x.settings): the account's own posts
 in the last 15 minutes and 24 hours are counted in the store (x_post), so every
 worker and scheduler shares one budget, and a post that would exceed it waits.
 """
@@ -24,9 +24,9 @@ from campaigns import broadcasts
 from campaigns.broadcasts import BroadcastError, Draft, OutgoingMessage
 from campaigns.clock import Clock
 from campaigns.i18n import LANGUAGES, _, t_plain
-from campaigns.x_policy import PolicyViolation, check_post, record_refusal
-from campaigns.x_settings import XLimits
-from campaigns.x_text import (
+from campaigns.x.policy import PolicyViolation, check_post, record_refusal
+from campaigns.x.settings import XLimits
+from campaigns.x.text import (
     deep_link,
     html_to_plain,
     poll_minutes,

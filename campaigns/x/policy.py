@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from campaigns.x_text import handles
+from campaigns.x.text import handles
 from storage import supporters
 from storage.db import Database
 

@@ -33,7 +33,7 @@ from campaigns.clock import Clock
 from campaigns.i18n import _, t_plain
 from campaigns.signup import NOTICE_VERSION
 from campaigns.text import normalise_keyword
-from campaigns.x_text import LIMIT, weighted_length
+from campaigns.x.text import LIMIT, weighted_length
 from storage import petitions as petition_store
 from storage import supporters
 from storage import x as store
