@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
 from campaigns.i18n import _, normalise_language, t
+from campaigns.people import Person
 from campaigns.replies import Button, Reply
-from campaigns.signup import Person
 from storage import organisers as store
 from storage import supporters
 from storage.models import Organiser

@@ -25,9 +25,9 @@ from campaigns import signup
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import _, normalise_language, t
+from campaigns.people import ONBOARDING_STEPS, Person
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Reply
-from campaigns.signup import Person
 from storage import petitions as store
 from storage import supporters
 from storage.db import Database
@@ -338,7 +338,7 @@ async def sign_as(
     consent first, and the signature is made as soon as they have (the intent is kept)."""
     known = await supporters.find(session, person.bot_id, person.channel, person.user_id)
     if (known is not None and known.supporter.status == "active"
-            and known.supporter.pending_input not in signup.ONBOARDING_STEPS):
+            and known.supporter.pending_input not in ONBOARDING_STEPS):
         return await sign(session, known.supporter, slug, clock, limiter=limiter)
     lang = known.supporter.language if known else normalise_language(person.language_code)
     petition = await _find(session, slug)
@@ -382,7 +382,7 @@ async def press_sign(
         return SignPress(await sign_as(session, person, slug, clock, limiter=limiter))
     known = await supporters.find(session, person.bot_id, person.channel, person.user_id)
     if (known is None or known.supporter.status != "active"
-            or known.supporter.pending_input in signup.ONBOARDING_STEPS):
+            or known.supporter.pending_input in ONBOARDING_STEPS):
         return SignPress([], open_private=f"sign_{slug}")
     replies = await sign(session, known.supporter, slug, clock, limiter=limiter)
     return SignPress([Reply("", toast=r.toast or r.text[:190]) for r in replies])
@@ -845,7 +845,7 @@ async def sign_batch(
     for i, r in enumerate(requests):
         k = known.get((r.person.bot_id, r.person.channel, r.person.user_id))
         if (k is None or k.status != "active"
-                or k.pending_input in signup.ONBOARDING_STEPS):
+                or k.pending_input in ONBOARDING_STEPS):
             continue
         slug = (r.slug or "").strip().lower()
         if slug not in petitions_by_slug:

@@ -31,10 +31,10 @@ from campaigns import petitions
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import _, normalise_language, t
+from campaigns.people import Person
 from campaigns.petitions import RuleError, check_slug, format_time
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Reply
-from campaigns.signup import Person
 from storage import petitions as petition_store
 from storage import polls as store
 from storage import supporters

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text, update
 
 from campaigns import petitions, signup
 from campaigns.clock import FixedClock
-from campaigns.signup import Person
+from campaigns.people import Person
 from storage import petitions as store
 from storage import privacy
 from storage.db import Database

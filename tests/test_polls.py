@@ -13,8 +13,8 @@ from sqlalchemy import func, select, text
 
 from campaigns import petitions, polls
 from campaigns.clock import FixedClock
+from campaigns.people import Person
 from campaigns.regions import REGION_CODES
-from campaigns.signup import Person
 from storage import polls as store
 from storage import privacy
 from storage.db import Database

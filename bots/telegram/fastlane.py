@@ -32,9 +32,9 @@ from bots.telegram.sender import bot_api_call, classify
 from campaigns import petitions
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import Clock
+from campaigns.people import Person
 from campaigns.petitions import SignRequest
 from campaigns.replies import Reply
-from campaigns.signup import Person
 from storage import inbox
 from storage.batching import GroupCommit
 from storage.db import Database
