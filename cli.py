@@ -312,7 +312,7 @@ def _when(value: str | None) -> Any:
     """An ISO 8601 time; without a zone it is Korean time (KST), as organisers mean it."""
     from datetime import datetime
 
-    from campaigns.petitions import DISPLAY_TZ
+    from campaigns.times import DISPLAY_TZ
 
     if value is None:
         return None
@@ -327,7 +327,7 @@ def _when(value: str | None) -> Any:
 
 def _rules(fn: Callable[[Database], Awaitable[T]], ctx: Ctx, as_json: bool) -> T:
     """Run rules; a refusal (RuleError) becomes a clear error and a non-zero exit."""
-    from campaigns.petitions import RuleError
+    from campaigns.errors import RuleError
 
     try:
         return run_async(fn, ctx)
@@ -656,12 +656,7 @@ def organiser_add(ctx: Ctx, telegram_user_id: str, role: str, as_json: bool) -> 
 
     async def go(database: Database) -> dict[str, Any]:
         async with database.session() as s:
-            try:
-                o = await rules.set_role(s, telegram_user_id, role, SystemClock(), by="cli")
-            except ValueError as exc:
-                from campaigns.petitions import RuleError
-
-                raise RuleError(str(exc)) from None
+            o = await rules.set_role(s, telegram_user_id, role, SystemClock(), by="cli")
             return {"id": o.id, "telegram_user_id": o.telegram_user_id, "role": o.role}
 
     emit(_rules(go, ctx, as_json), as_json,
@@ -693,14 +688,10 @@ def organiser_set_password(ctx: Ctx, login: str, create: bool, role: str | None,
 
     async def go(database: Database) -> dict[str, Any]:
         async with database.session() as s:
-            try:
-                o = await signin.set_password(s, login, password, SystemClock(), by="cli",
-                                              role=role, create=create,
-                                              telegram_user_id=telegram_user_id)
-            except signin.SignInError as exc:
-                from campaigns.petitions import RuleError
-
-                raise RuleError(str(exc)) from None
+            # A SignInError is a RuleError: `_rules` turns it into a clear error.
+            o = await signin.set_password(s, login, password, SystemClock(), by="cli",
+                                          role=role, create=create,
+                                          telegram_user_id=telegram_user_id)
             return {"id": o.id, "login": o.login, "role": o.role}
 
     emit(_rules(go, ctx, as_json), as_json,

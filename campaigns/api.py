@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
-from campaigns.petitions import SOURCE_REF, RuleError, is_open
+from campaigns.errors import Conflict, NotFound, RuleError
+from campaigns.petitions import SOURCE_REF, is_open
 from storage import api as store
 from storage import petitions as petition_store
 from storage import supporters
@@ -23,14 +24,6 @@ from storage.models import ApiToken, Signature
 from storage.models.api import API_SCOPES
 
 TOKEN_PREFIX = "nalgae_"
-
-
-class NotFound(RuleError):
-    """The thing named does not exist (or is not shown, e.g. an erased person)."""
-
-
-class Conflict(RuleError):
-    """The request is valid but the current state refuses it."""
 
 
 def hash_token(token: str) -> str:

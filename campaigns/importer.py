@@ -27,6 +27,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
+from campaigns.errors import RuleError
 from campaigns.i18n import _, t_plain
 from campaigns.regions import parse_region
 from campaigns.text import MAX_NAME, clean_name, strip_invisible
@@ -131,9 +132,11 @@ M_DUPLICATE = _("Duplicate of line {first}: the same Telegram id.")
 M_STORED = _("Already stored for this bot: this Telegram id is already a supporter.")
 
 
-class UnreadableFile(ValueError):
+class UnreadableFile(RuleError):
+    """The uploaded file is not text in an encoding we read."""
+
     def __init__(self) -> None:
-        super().__init__(t_plain("en", M_UNREADABLE))
+        super().__init__(M_UNREADABLE)
 
 
 def decode(data: bytes) -> str:

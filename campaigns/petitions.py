@@ -17,17 +17,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import signup
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
+from campaigns.errors import RuleError
 from campaigns.i18n import _, normalise_language, t
 from campaigns.people import ONBOARDING_STEPS, Person
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Reply
+from campaigns.times import local_display
 from storage import petitions as store
 from storage import supporters
 from storage.db import Database
@@ -38,15 +39,10 @@ log = logging.getLogger(__name__)
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 SOURCE_REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-DISPLAY_TZ = ZoneInfo("Asia/Seoul")
 
 # Sign / unsign actions per supporter and minute: generous for people, tight for scripts.
 SIGN_LIMIT = 10
 SIGN_WINDOW_S = 60
-
-
-class RuleError(ValueError):
-    """Input an organiser gave that the rules refuse; the message says why (English)."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +72,6 @@ def _title(petition: Petition, lang: str) -> str:
 
 def _body(petition: Petition, lang: str) -> str:
     return (petition.body_en if lang == "en" and petition.body_en else petition.body_ko) or ""
-
-
-def format_time(at: datetime, lang: str) -> str:
-    """A deadline as people in Korea read it (KST), whatever the server's zone."""
-    local = at.astimezone(DISPLAY_TZ)
-    return local.strftime("%Y-%m-%d %H:%M") + (" (KST)" if lang == "en" else "")
 
 
 def utc(at: datetime | None) -> datetime | None:
@@ -250,7 +240,7 @@ def card(petition: Petition, lang: str, count: int, now: datetime) -> Reply:
     buttons: list[list[Button]] = []
     if is_open(petition, now):
         if petition.closes_at is not None:
-            lines.append(t(lang, "Closes {date}", date=format_time(petition.closes_at, lang)))
+            lines.append(t(lang, "Closes {date}", date=local_display(petition.closes_at, lang)))
         buttons = [[Button(t(lang, "✍️ Sign"), data=f"sign:{petition.slug}")]]
     elif petition.status == "draft":
         lines.append(t(lang, "Not open for signatures yet."))

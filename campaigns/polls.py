@@ -30,11 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns import petitions
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
+from campaigns.errors import RuleError
 from campaigns.i18n import _, normalise_language, t
 from campaigns.people import Person
-from campaigns.petitions import RuleError, check_slug, format_time
+from campaigns.petitions import check_slug
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Reply
+from campaigns.times import local_display
 from storage import petitions as petition_store
 from storage import polls as store
 from storage import supporters
@@ -449,7 +451,7 @@ def _hints(poll: Poll, lang: str) -> list[str]:
         lines.append(t(lang, "For supporters in {region} only.",
                        region=region_name(poll.eligible_region, lang)))
     if poll.closes_at is not None:
-        lines.append(t(lang, "Closes {date}", date=format_time(poll.closes_at, lang)))
+        lines.append(t(lang, "Closes {date}", date=local_display(poll.closes_at, lang)))
     return lines
 
 

@@ -29,7 +29,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
-from campaigns.petitions import RuleError
+from campaigns.errors import RuleError
 from campaigns.webhook_events import EVENTS
 from storage import api as store
 from storage import supporters

@@ -16,6 +16,7 @@ from sqlalchemy import insert, select
 from bots import webhooks as http_webhooks
 from campaigns import petitions, polls, signup, webhooks
 from campaigns.clock import FixedClock
+from campaigns.errors import RuleError
 from campaigns.people import Person
 from campaigns.settings import Settings
 from storage import privacy
@@ -195,7 +196,7 @@ async def test_webhook_subscriptions_refuse_bad_input(db: Database) -> None:
     async with db.session() as s:
         for url, events in (("ftp://x", "poll.answered"), ("http://x", "poll.deleted"),
                             ("http://x", "")):
-            with pytest.raises(petitions.RuleError):
+            with pytest.raises(RuleError):
                 await webhooks.add_subscription(s, url=url, events=events, clock=clock,
                                                 actor="cli")
     assert webhooks.retry_delay(1, 10) == 10 and webhooks.retry_delay(4, 10) == 80

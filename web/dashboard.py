@@ -27,10 +27,11 @@ from sse_starlette.sse import EventSourceResponse
 from campaigns import audience as audiences
 from campaigns import broadcasts as bc
 from campaigns import importer, petitions, polls, signin
+from campaigns.errors import RuleError
 from campaigns.i18n import LANGUAGES, _, t_plain
 from campaigns.organisers import MANAGE, allows
-from campaigns.petitions import DISPLAY_TZ, RuleError
 from campaigns.regions import REGIONS, region_name
+from campaigns.times import DISPLAY_TZ
 from storage import dashboard as queries
 from storage import petitions as petition_store
 from storage import polls as poll_store

@@ -1,7 +1,7 @@
 """Every API error is `{"error": {"code": "...", "message": "..."}}` with a 4xx status.
 
-Domain refusals from campaigns/ (RuleError, BroadcastError, AudienceError) become
-422 (404 / 409 for campaigns.api's NotFound / Conflict); validation errors 422; a
+Domain refusals from campaigns/ (the campaigns.errors.RuleError family) become
+422 (404 / 409 for NotFound / Conflict) with the class's `code`; validation errors 422; a
 race on a unique key 409. Outside /api/ the app's usual handlers answer.
 """
 
@@ -19,10 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from campaigns.api import Conflict, NotFound
-from campaigns.audience import AudienceError
-from campaigns.broadcasts import BroadcastError
-from campaigns.petitions import RuleError
+from campaigns.errors import Conflict, NotFound, RuleError
 
 API_PREFIX = "/api/"
 
@@ -85,25 +82,11 @@ def install(app: FastAPI) -> None:
         return problem(exc.status_code, code, str(exc.detail),
                        headers=dict(exc.headers) if exc.headers else None)
 
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound) -> Response:
-        return problem(404, "not_found", str(exc))
-
-    @app.exception_handler(Conflict)
-    async def conflict(request: Request, exc: Conflict) -> Response:
-        return problem(409, "conflict", str(exc))
-
     @app.exception_handler(RuleError)
     async def rule(request: Request, exc: RuleError) -> Response:
-        return problem(422, "rule_violation", str(exc))
-
-    @app.exception_handler(BroadcastError)
-    async def broadcast(request: Request, exc: BroadcastError) -> Response:
-        return problem(422, "invalid_broadcast", exc.message("en"))
-
-    @app.exception_handler(AudienceError)
-    async def audience(request: Request, exc: AudienceError) -> Response:
-        return problem(422, "invalid_audience", exc.message("en"))
+        # One family: the class says the status, `code` the machine name.
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 422
+        return problem(status, exc.code, exc.message("en"))
 
     @app.exception_handler(IntegrityError)
     async def integrity(request: Request, exc: IntegrityError) -> Response:
