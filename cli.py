@@ -844,11 +844,10 @@ def broadcast_send(
             fail(f"--at {at!r} is not an ISO-8601 date and time", as_json)
     button_rows: list[list[dict[str, Any]]] = []
     for spec in buttons:
-        label, sep, target = spec.partition("|")
-        if not sep:
-            fail(f'--button {spec!r}: write "label|https://link" or "label|action:data"', as_json)
-        kind = "url" if "://" in target else "data"
-        button_rows.append([{"text": label.strip(), kind: target.strip()}])
+        try:
+            button_rows.append([rules.parse_button(spec)])
+        except rules.BroadcastError as exc:
+            fail(f"--button: {exc}", as_json)
     texts = {k: v for k, v in (("ko", text_ko), ("en", text_en)) if v}
     draft_spec = rules.Draft(texts=texts, audience=audience, buttons=button_rows or None,
                              poll=poll, campaign=campaign, send_at=send_at,

@@ -167,6 +167,23 @@ def check_texts(texts: dict[str, str], *, plain: bool = False) -> dict[str, Temp
 
 # --- buttons --------------------------------------------------------------------------------
 
+def parse_button(spec: str) -> dict[str, Any]:
+    """One button as organisers type it (CLI --button, dashboard form): "label | target".
+
+    The label may be "Korean / English". A target with "://" is a link, anything else an
+    action (callback data). `check_buttons` then checks the result like any other button.
+    """
+    label, sep, target = spec.partition("|")
+    if not sep:
+        raise BroadcastError(_("Write a button as “label | https://link” or “label | "
+                               "action:data”, not “{spec}”."), spec=spec)
+    ko, slash, en = label.partition("/")
+    texts = {"ko": ko.strip(), "en": en.strip()} if slash else {"ko": label.strip()}
+    target = target.strip()
+    return {"text": {k: v for k, v in texts.items() if v},
+            "url" if "://" in target else "data": target}
+
+
 def check_buttons(rows: list[list[dict[str, Any]]] | None) -> list[list[dict[str, Any]]]:
     """Inline buttons: a label ({ko, en} or one string) and exactly one of url / data."""
     out: list[list[dict[str, Any]]] = []

@@ -31,6 +31,7 @@ from campaigns.errors import RuleError
 from campaigns.i18n import LANGUAGES, _, t_plain
 from campaigns.organisers import MANAGE, allows
 from campaigns.regions import REGIONS, region_name
+from campaigns.text import quote_formula
 from campaigns.times import DISPLAY_TZ
 from storage import dashboard as queries
 from storage import petitions as petition_store
@@ -554,12 +555,7 @@ def dashboard_router() -> APIRouter:
         buttons = []
         for line in str(form.get("buttons") or "").splitlines():
             if line.strip():
-                label, _sep, url = line.rpartition("|")
-                ko, _s, en = label.partition("/") if "/" in label and "://" not in label \
-                    else (label, "", "")
-                buttons.append([{"text": {k: v.strip() for k, v in
-                                          (("ko", ko), ("en", en)) if v.strip()},
-                                 "url": url.strip()}])
+                buttons.append([bc.parse_button(line)])
         when = str(form.get("when") or "now")
         send_at = _kst(str(form.get("send_at") or "")) if when in ("at", "window") else None
         window = None
@@ -881,8 +877,7 @@ def _table_download(rows: list[dict[str, Any]], columns: list[str], filename: st
     writer.writerow(columns)
     for row in rows:
         values = ["" if row.get(c) is None else str(row.get(c)) for c in columns]
-        # Cells starting with = + - @ would run as formulas in a spreadsheet.
-        writer.writerow(["'" + v if v[:1] in ("=", "+", "-", "@") else v for v in values])
+        writer.writerow([quote_formula(v) for v in values])
     return _download(out.getvalue(), filename, fmt)
 
 
