@@ -61,8 +61,8 @@ class Notice:
 def check_slug(slug: str) -> str:
     slug = slug.strip().lower()
     if not SLUG.match(slug):
-        raise RuleError("a slug is 1-40 lower-case letters, digits or hyphens "
-                        "(not at either end), e.g. 'clean-air-2026'")
+        raise RuleError(_("a slug is 1-40 lower-case letters, digits or hyphens "
+                          "(not at either end), e.g. 'clean-air-2026'"))
     return slug
 
 
@@ -79,7 +79,7 @@ def utc(at: datetime | None) -> datetime | None:
     if at is None:
         return None
     if at.tzinfo is None:
-        raise RuleError("a time needs a zone (e.g. +09:00)")
+        raise RuleError(_("a time needs a zone (e.g. +09:00)"))
     return at.astimezone(UTC)
 
 
@@ -102,13 +102,13 @@ async def create_campaign(
     slug = check_slug(slug)
     starts_at, ends_at = utc(starts_at), utc(ends_at)
     if not title_ko.strip():
-        raise RuleError("a campaign needs a Korean title")
+        raise RuleError(_("a campaign needs a Korean title"))
     if status not in ("draft", "active", "closed"):
-        raise RuleError("status is draft, active or closed")
+        raise RuleError(_("status is draft, active or closed"))
     if starts_at and ends_at and ends_at <= starts_at:
-        raise RuleError("a campaign must end after it starts")
+        raise RuleError(_("a campaign must end after it starts"))
     if await store.campaign_by_slug(session, slug):
-        raise RuleError(f"there is already a campaign called {slug!r}")
+        raise RuleError(_("there is already a campaign called {slug!r}"), slug=slug)
     campaign = await store.insert_campaign(
         session, slug=slug, title_ko=title_ko.strip(), title_en=(title_en or "").strip() or None,
         description_ko=description_ko, description_en=description_en, status=status,
@@ -127,9 +127,9 @@ def parse_milestones(value: str | Sequence[int] | None) -> list[int]:
     try:
         numbers = sorted({int(str(v).replace("_", "")) for v in items if str(v)})
     except ValueError:
-        raise RuleError("milestones are whole numbers separated by commas") from None
+        raise RuleError(_("milestones are whole numbers separated by commas")) from None
     if any(n <= 0 for n in numbers):
-        raise RuleError("milestones are positive")
+        raise RuleError(_("milestones are positive"))
     return numbers
 
 
@@ -143,17 +143,17 @@ async def create_petition(
     slug = check_slug(slug)
     campaign = await store.campaign_by_slug(session, campaign_slug.strip().lower())
     if campaign is None:
-        raise RuleError(f"no campaign called {campaign_slug!r}")
+        raise RuleError(_("no campaign called {slug!r}"), slug=campaign_slug)
     if not title_ko.strip():
-        raise RuleError("a petition needs a Korean title")
+        raise RuleError(_("a petition needs a Korean title"))
     opens_at, closes_at = utc(opens_at), utc(closes_at)
     now = clock.now()
     if closes_at is not None and closes_at <= now:
-        raise RuleError("the deadline is in the past")
+        raise RuleError(_("the deadline is in the past"))
     if opens_at is not None and closes_at is not None and closes_at <= opens_at:
-        raise RuleError("a petition must close after it opens")
+        raise RuleError(_("a petition must close after it opens"))
     if await store.petition_by_slug(session, slug):
-        raise RuleError(f"there is already a petition called {slug!r}")
+        raise RuleError(_("there is already a petition called {slug!r}"), slug=slug)
     petition = await store.insert_petition(
         session, campaign_id=campaign.id, slug=slug, title_ko=title_ko.strip(),
         title_en=(title_en or "").strip() or None, body_ko=body_ko, body_en=body_en,
@@ -169,7 +169,7 @@ async def create_petition(
 async def _get(session: AsyncSession, slug: str) -> Petition:
     petition = await store.petition_by_slug(session, slug.strip().lower())
     if petition is None:
-        raise RuleError(f"no petition called {slug!r}")
+        raise RuleError(_("no petition called {slug!r}"), slug=slug)
     return petition
 
 
@@ -177,10 +177,10 @@ async def open_petition(session: AsyncSession, slug: str, *, actor: str, clock: 
     petition = await _get(session, slug)
     now = clock.now()
     if petition.closes_at is not None and petition.closes_at <= now:
-        raise RuleError("its deadline has passed; set a later one first")
+        raise RuleError(_("its deadline has passed; set a later one first"))
     if not await store.change_status(session, petition.id, from_statuses=("draft",), to="open",
                                      now=now):
-        raise RuleError(f"only a draft can be opened (it is {petition.status})")
+        raise RuleError(_("only a draft can be opened (it is {status})"), status=petition.status)
     await supporters.audit(session, actor=actor, action="petition.opened",
                            target=f"petition:{petition.id}", now=now)
     await session.refresh(petition)
@@ -194,7 +194,7 @@ async def close_petition(
     now = clock.now()
     if not await store.change_status(session, petition.id, from_statuses=("draft", "open"),
                                      to="closed", now=now):
-        raise RuleError("it is already closed")
+        raise RuleError(_("it is already closed"))
     await supporters.audit(session, actor=actor, action="petition.closed",
                            target=f"petition:{petition.id}", now=now)
     await session.refresh(petition)
@@ -591,13 +591,13 @@ async def invalidate(
     petition = await _get(session, slug)
     since, until = utc(since), utc(until)
     if since is None and until is None and source_ref is None and region is None:
-        raise RuleError("give at least one condition: a time range, a source ref or a region")
+        raise RuleError(_("give at least one condition: a time range, a source ref or a region"))
     if since is not None and until is not None and until <= since:
-        raise RuleError("the time range is empty")
+        raise RuleError(_("the time range is empty"))
     if region is not None and region != NO_REGION and region not in REGION_CODES:
-        raise RuleError(f"unknown region {region!r}")
+        raise RuleError(_("unknown region {region!r}"), region=region)
     if not reason.strip():
-        raise RuleError("give a reason; it goes into the audit log")
+        raise RuleError(_("give a reason; it goes into the audit log"))
     f = store.SignatureFilter(petition.id, since=since, until=until, source_ref=source_ref,
                               region=region)
     before = await live_count(session, petition)
