@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
-from campaigns.petitions import SOURCE_REF, RuleError, is_open
+from campaigns.errors import Conflict, NotFound, RuleError
+from campaigns.i18n import _
+from campaigns.petitions import SOURCE_REF, is_open
 from storage import api as store
 from storage import petitions as petition_store
 from storage import supporters
@@ -23,14 +25,6 @@ from storage.models import ApiToken, Signature
 from storage.models.api import API_SCOPES
 
 TOKEN_PREFIX = "nalgae_"
-
-
-class NotFound(RuleError):
-    """The thing named does not exist (or is not shown, e.g. an erased person)."""
-
-
-class Conflict(RuleError):
-    """The request is valid but the current state refuses it."""
 
 
 def hash_token(token: str) -> str:
@@ -52,9 +46,9 @@ async def create_token(
 ) -> NewToken:
     name = name.strip()
     if not 1 <= len(name) <= 64:
-        raise RuleError("a token name is 1-64 characters")
+        raise RuleError(_("a token name is 1-64 characters"))
     if scope not in API_SCOPES:
-        raise RuleError(f"scope is one of {', '.join(API_SCOPES)}")
+        raise RuleError(_("scope is one of {scopes}"), scopes=", ".join(API_SCOPES))
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = clock.now()
     token = await store.insert_token(session, name=name, token_hash=hash_token(secret),
@@ -75,7 +69,7 @@ async def revoke_token(
         ids = [t.id for t in await store.token_by_name(session, ref)
                if await store.revoke_token(session, t.id, now)]
     if not ids:
-        raise RuleError(f"no active token {ref!r}")
+        raise RuleError(_("no active token {ref!r}"), ref=ref)
     for token_id in ids:
         await supporters.audit(session, actor=actor, action="api_token.revoked",
                                target=f"api_token:{token_id}", now=now)
@@ -106,18 +100,19 @@ async def record_signature(
     """Sign an open petition for a known, active person (e.g. a paper form typed in)."""
     petition = await petition_store.petition_by_id(session, petition_id)
     if petition is None:
-        raise NotFound(f"no petition {petition_id}")
+        raise NotFound(_("no petition {id}"), id=petition_id)
     person = await store.person(session, person_id)
     if person is None:
-        raise NotFound(f"no person {person_id}")
+        raise NotFound(_("no person {id}"), id=person_id)
     if person.status != "active":
-        raise Conflict("this person stopped; they cannot sign until they sign up again")
+        raise Conflict(_("this person stopped; they cannot sign until they sign up again"))
     now = clock.now()
     if not is_open(petition, now):
-        raise Conflict(f"the petition is {'closed' if petition.status != 'draft' else 'a draft'}"
-                       "; it takes no signatures")
+        raise Conflict(_("the petition is closed; it takes no signatures")
+                       if petition.status != "draft" else
+                       _("the petition is a draft; it takes no signatures"))
     if source_ref is not None and not SOURCE_REF.match(source_ref):
-        raise RuleError("a source ref is 1-64 letters, digits, '-' or '_'")
+        raise RuleError(_("a source ref is 1-64 letters, digits, '-' or '_'"))
     created = await petition_store.insert_signature(
         session, petition_id=petition.id, supporter_id=person.id,
         source_ref=source_ref or person.source_ref, now=now)
@@ -130,5 +125,5 @@ async def record_signature(
                                details={"supporter_id": person.id})
     signature = await store.signature_for(session, petition.id, person.id)
     if signature is None:  # closed between the check and the insert
-        raise Conflict("the petition closed; it takes no signatures")
+        raise Conflict(_("the petition closed; it takes no signatures"))
     return Signed(signature, created)

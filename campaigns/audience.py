@@ -15,12 +15,12 @@ compose time: whoever signs up before the send is included.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.i18n import LANGUAGES, _, t, t_plain
+from campaigns.errors import RuleError
+from campaigns.i18n import LANGUAGES, _, t_plain
 from campaigns.regions import parse_region, region_name
 from storage import outbox
 
@@ -31,27 +31,16 @@ CHANNELS = ("telegram", "x")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 
-@dataclass
-class AudienceError(ValueError):
+class AudienceError(RuleError):
     """A filter that cannot be understood; ``message(lang)`` explains it to the organiser."""
 
-    msgid: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return t_plain("en", self.msgid, **self.params)
-
-    def message(self, lang: str) -> str:
-        return t_plain(lang, self.msgid, **self.params)
-
-    def html(self, lang: str) -> str:
-        return t(lang, self.msgid, **self.params)
+    code: ClassVar[str] = "invalid_audience"
 
 
 def _values(key: str, raw: str) -> list[str]:
     values = [v.strip() for v in raw.split("|") if v.strip()]
     if not values:
-        raise AudienceError(_("The filter “{key}” has no value."), {"key": key})
+        raise AudienceError(_("The filter “{key}” has no value."), key=key)
     return values
 
 
@@ -61,7 +50,7 @@ def _slugs(key: str, raw: str) -> list[str]:
         slug = value.lower()
         if not _SLUG.match(slug):
             raise AudienceError(
-                _("“{value}” is not a valid slug for “{key}”."), {"value": value, "key": key}
+                _("“{value}” is not a valid slug for “{key}”."), value=value, key=key
             )
         out.append(slug)
     return out
@@ -76,20 +65,20 @@ def parse(text: str) -> dict[str, list[str]]:
         key, sep, raw = part.partition("=")
         key = key.strip().lower()
         if not sep:
-            raise AudienceError(_("“{part}” is not a filter: write key=value."), {"part": part})
+            raise AudienceError(_("“{part}” is not a filter: write key=value."), part=part)
         if key not in KEYS:
             raise AudienceError(
                 _("Unknown filter “{key}”. Known filters: {known}."),
-                {"key": key, "known": ", ".join(KEYS)},
+                key=key, known=", ".join(KEYS),
             )
         if key in audience:
-            raise AudienceError(_("The filter “{key}” is given twice."), {"key": key})
+            raise AudienceError(_("The filter “{key}” is given twice."), key=key)
         if key == "region":
             codes = []
             for value in _values(key, raw):
                 code = parse_region(value)
                 if code is None:
-                    raise AudienceError(_("Unknown region “{value}”."), {"value": value})
+                    raise AudienceError(_("Unknown region “{value}”."), value=value)
                 codes.append(code)
             audience[key] = sorted(set(codes))
         elif key in ("tier", "language", "channel"):
@@ -99,7 +88,7 @@ def parse(text: str) -> dict[str, list[str]]:
                 if value not in allowed:
                     raise AudienceError(
                         _("“{value}” is not a valid {key}; choose from {allowed}."),
-                        {"value": value, "key": key, "allowed": ", ".join(allowed)},
+                        value=value, key=key, allowed=", ".join(allowed),
                     )
             audience[key] = sorted(set(values))
         elif key == "tags":
@@ -145,13 +134,13 @@ async def check_references(session: AsyncSession, audience: dict[str, Any]) -> N
 
         for slug in petitions:
             if await petition_store.petition_by_slug(session, slug) is None:
-                raise AudienceError(_("There is no petition “{slug}”."), {"slug": slug})
+                raise AudienceError(_("There is no petition “{slug}”."), slug=slug)
     if polls:
         from storage import polls as poll_store
 
         for slug in polls:
             if await poll_store.poll_by_slug(session, slug) is None:
-                raise AudienceError(_("There is no poll “{slug}”."), {"slug": slug})
+                raise AudienceError(_("There is no poll “{slug}”."), slug=slug)
 
 
 async def size(session: AsyncSession, bot_id: int, audience: dict[str, Any]) -> int:

@@ -24,13 +24,14 @@ import re
 import string
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import audience as audiences
 from campaigns.clock import Clock
-from campaigns.i18n import DEFAULT_LANGUAGE, LANGUAGES, _, t, t_plain
+from campaigns.errors import RuleError
+from campaigns.i18n import DEFAULT_LANGUAGE, LANGUAGES, _, t_plain
 from campaigns.regions import region_name
 from campaigns.replies import Button
 from storage import broadcasts as store
@@ -54,28 +55,18 @@ _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s[^<>]*)?)>")
 LANGUAGE_NAMES = {"ko": _("Korean"), "en": _("English")}
 
 
-@dataclass
-class BroadcastError(ValueError):
-    """Something the organiser must fix; ``message(lang)`` explains it in their language."""
+class BroadcastError(RuleError):
+    """Something the organiser must fix in a broadcast; ``message(lang)`` explains it."""
 
-    msgid: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.message("en")
+    code: ClassVar[str] = "invalid_broadcast"
 
     def _params(self, lang: str) -> dict[str, Any]:
+        # A language code is named in the reader's language ("Korean" / "한국어").
         params = dict(self.params)
         code = params.get("language")
         if code in LANGUAGE_NAMES:
             params["language"] = t_plain(lang, LANGUAGE_NAMES[code])
         return params
-
-    def message(self, lang: str) -> str:
-        return t_plain(lang, self.msgid, **self._params(lang))
-
-    def html(self, lang: str) -> str:
-        return t(lang, self.msgid, **self._params(lang))
 
 
 # --- templates ------------------------------------------------------------------------------
@@ -106,17 +97,17 @@ def _check_html(text: str, lang: str) -> None:
         if match is None:
             raise BroadcastError(
                 _("The {language} text has a “<” that does not start a tag; write &lt; "
-                  "instead."), {"language": lang})
+                  "instead."), language=lang)
         closing, tag = match.group(1), match.group(2).lower()
         if tag not in HTML_TAGS:
             raise BroadcastError(
                 _("The {language} text uses the tag <{tag}>, which Telegram does not support."),
-                {"language": lang, "tag": tag})
+                language=lang, tag=tag)
         if closing:
             if not stack or stack[-1] != tag:
                 raise BroadcastError(
                     _("The {language} text closes </{tag}> without opening it first."),
-                    {"language": lang, "tag": tag})
+                    language=lang, tag=tag)
             stack.pop()
         else:
             stack.append(tag)
@@ -124,20 +115,20 @@ def _check_html(text: str, lang: str) -> None:
     if stack:
         raise BroadcastError(
             _("The {language} text opens <{tag}> but never closes it."),
-            {"language": lang, "tag": stack[-1]})
+            language=lang, tag=stack[-1])
 
 
 def compile_template(text: str, lang: str, *, plain: bool = False) -> Template:
     """Check a template (placeholders, braces, HTML, length); raises BroadcastError."""
     if not text or not text.strip():
-        raise BroadcastError(_("The {language} text is empty."), {"language": lang})
+        raise BroadcastError(_("The {language} text is empty."), language=lang)
     fields: set[str] = set()
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError:
         raise BroadcastError(
             _("The {language} text has an unmatched brace; write {{{{ or }}}} for a literal "
-              "brace."), {"language": lang}) from None
+              "brace."), language=lang) from None
     for _literal, name, spec, conversion in parsed:
         if name is None:
             continue
@@ -146,18 +137,18 @@ def compile_template(text: str, lang: str, *, plain: bool = False) -> Template:
             shown += (":" + spec if spec else "") + "}"
             raise BroadcastError(
                 _("Unknown placeholder {placeholder} in the {language} text; use {{name}} or "
-                  "{{region}}."), {"placeholder": shown, "language": lang})
+                  "{{region}}."), placeholder=shown, language=lang)
         fields.add(name)
     limit = MAX_POLL_QUESTION if plain else MAX_TEXT
     if len(text) > limit:
         raise BroadcastError(
             _("The {language} text is {length} characters long; the limit is {limit}."),
-            {"language": lang, "length": len(text), "limit": limit})
+            language=lang, length=len(text), limit=limit)
     if plain:
         if "<" in text:
             raise BroadcastError(
                 _("A poll question cannot be formatted; remove the tags from the {language} "
-                  "text."), {"language": lang})
+                  "text."), language=lang)
     else:
         _check_html(text, lang)
     return Template(text, frozenset(fields))
@@ -168,13 +159,30 @@ def check_texts(texts: dict[str, str], *, plain: bool = False) -> dict[str, Temp
     clean = {lang: text for lang, text in texts.items() if text is not None and text != ""}
     unknown = sorted(set(clean) - set(LANGUAGES))
     if unknown:
-        raise BroadcastError(_("Unknown language “{language}”."), {"language": unknown[0]})
+        raise BroadcastError(_("Unknown language “{language}”."), language=unknown[0])
     if not clean:
         raise BroadcastError(_("A broadcast needs a text."))
     return {lang: compile_template(text, lang, plain=plain) for lang, text in clean.items()}
 
 
 # --- buttons --------------------------------------------------------------------------------
+
+def parse_button(spec: str) -> dict[str, Any]:
+    """One button as organisers type it (CLI --button, dashboard form): "label | target".
+
+    The label may be "Korean / English". A target with "://" is a link, anything else an
+    action (callback data). `check_buttons` then checks the result like any other button.
+    """
+    label, sep, target = spec.partition("|")
+    if not sep:
+        raise BroadcastError(_("Write a button as “label | https://link” or “label | "
+                               "action:data”, not “{spec}”."), spec=spec)
+    ko, slash, en = label.partition("/")
+    texts = {"ko": ko.strip(), "en": en.strip()} if slash else {"ko": label.strip()}
+    target = target.strip()
+    return {"text": {k: v for k, v in texts.items() if v},
+            "url" if "://" in target else "data": target}
+
 
 def check_buttons(rows: list[list[dict[str, Any]]] | None) -> list[list[dict[str, Any]]]:
     """Inline buttons: a label ({ko, en} or one string) and exactly one of url / data."""
@@ -190,13 +198,13 @@ def check_buttons(rows: list[list[dict[str, Any]]] | None) -> list[list[dict[str
             if (url is None) == (data is None):
                 raise BroadcastError(
                     _("The button “{label}” needs either a link or an action, not both."),
-                    {"label": next(iter(labels.values()))})
+                    label=next(iter(labels.values())))
             if url is not None and not re.match(r"^(https?|tg)://\S+$", str(url), re.I):
-                raise BroadcastError(_("“{url}” is not a valid link."), {"url": url})
+                raise BroadcastError(_("“{url}” is not a valid link."), url=url)
             if data is not None and not 1 <= len(str(data).encode()) <= 64:
                 raise BroadcastError(
                     _("The action of the button “{label}” is longer than 64 bytes."),
-                    {"label": next(iter(labels.values()))})
+                    label=next(iter(labels.values())))
             entry: dict[str, Any] = {"text": {k: v for k, v in labels.items() if v}}
             entry["url" if url is not None else "data"] = url if url is not None else data
             clean_row.append(entry)
@@ -324,13 +332,13 @@ async def _poll_spec(session: AsyncSession, slug: str) -> tuple[dict[str, Any], 
 
     poll = await poll_store.poll_by_slug(session, slug)
     if poll is None:
-        raise BroadcastError(_("There is no poll “{slug}”."), {"slug": slug})
+        raise BroadcastError(_("There is no poll “{slug}”."), slug=slug)
     if poll.status != "open":
-        raise BroadcastError(_("The poll “{slug}” is not open."), {"slug": slug})
+        raise BroadcastError(_("The poll “{slug}” is not open."), slug=slug)
     if poll.secret:
         raise BroadcastError(
             _("The poll “{slug}” is a secret ballot; a native Telegram poll would show who "
-              "voted to the bot."), {"slug": slug})
+              "voted to the bot."), slug=slug)
     spec = {"poll_id": poll.id, "slug": poll.slug, "options": poll.options,
             "multiple": poll.kind == "multiple"}
     questions = {"ko": poll.question_ko, "en": poll.question_en or ""}
@@ -370,7 +378,7 @@ async def compose(
         if draft.campaign:
             campaign_id = await store.campaign_id(s, draft.campaign)
             if campaign_id is None:
-                raise BroadcastError(_("There is no campaign “{slug}”."), {"slug": draft.campaign})
+                raise BroadcastError(_("There is no campaign “{slug}”."), slug=draft.campaign)
         send_now = schedule and send_at <= now
         row = await store.insert(
             s, bot_id=bot_id, campaign_id=campaign_id,
@@ -408,7 +416,7 @@ async def schedule(
             claimed_until=now + timedelta(seconds=CLAIM_SECONDS) if send_now else None,
         )
         if not ok:
-            raise BroadcastError(_("Broadcast {id} is not a draft."), {"id": broadcast_id})
+            raise BroadcastError(_("Broadcast {id} is not a draft."), id=broadcast_id)
         await store.audit(s, actor=actor, action="broadcast.schedule",
                           target=f"broadcast:{broadcast_id}", now=now)
     if send_now:
@@ -474,8 +482,8 @@ async def control(
         if not await outbox.set_status(s, broadcast_id, new=new, allowed_from=allowed, now=now):
             current = await store.get(s, broadcast_id)
             if current is None:
-                raise BroadcastError(_("There is no broadcast {id}."), {"id": broadcast_id})
-            raise BroadcastError(_REFUSED[action], {"id": broadcast_id, "status": current.status})
+                raise BroadcastError(_("There is no broadcast {id}."), id=broadcast_id)
+            raise BroadcastError(_REFUSED[action], id=broadcast_id, status=current.status)
         if action == "cancel":
             await outbox.skip_pending(s, broadcast_id, reason="cancelled", now=now)
         await store.audit(s, actor=actor, action=f"broadcast.{action}",
@@ -488,7 +496,7 @@ async def status(db: Database, broadcast_id: int) -> dict[str, Any]:
     async with db.session() as s:
         b = await store.get(s, broadcast_id)
         if b is None:
-            raise BroadcastError(_("There is no broadcast {id}."), {"id": broadcast_id})
+            raise BroadcastError(_("There is no broadcast {id}."), id=broadcast_id)
         counts = await outbox.progress(s, broadcast_id)
         size = b.audience_size
         if size is None:
@@ -539,7 +547,7 @@ async def test_message(
     async with db.session() as s:
         b = await store.get(s, broadcast_id)
         if b is None:
-            raise BroadcastError(_("There is no broadcast {id}."), {"id": broadcast_id})
+            raise BroadcastError(_("There is no broadcast {id}."), id=broadcast_id)
         plan = plan_of(b)
     return plan.render(language, name, region)
 

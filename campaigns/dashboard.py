@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
 from campaigns.regions import REGIONS
+from campaigns.times import KST_OFFSET  # days are Korean calendar days, UTC+9
 from storage import stats
-from storage.supporters import KST_OFFSET  # days are Korean calendar days, UTC+9
 
 
 @dataclass(frozen=True)

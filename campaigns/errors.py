@@ -19,7 +19,7 @@ class RuleError(ValueError):
     `params`; a message with no catalog entry is shown in English.
     """
 
-    code: ClassVar[str] = "invalid"
+    code: ClassVar[str] = "rule_violation"
 
     def __init__(self, msgid: str, /, **params: Any) -> None:
         super().__init__(msgid)

@@ -27,9 +27,10 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
+from campaigns.errors import RuleError
 from campaigns.i18n import _, t_plain
 from campaigns.regions import parse_region
-from campaigns.text import MAX_NAME, clean_name, strip_invisible
+from campaigns.text import MAX_NAME, clean_name, quote_formula, strip_invisible, unquote_formula
 from storage import importer as store
 from storage import supporters
 from storage.db import Database
@@ -48,9 +49,6 @@ MAX_TELEGRAM_ID = 2**52 - 1
 MAX_TAG = 64
 _TAG_SPLIT = re.compile(r"[;,|]")
 _DIGITS = re.compile(r"[0-9]+")
-# Spreadsheets run a cell starting with one of these as a formula (CSV injection);
-# the export quotes such cells with a leading apostrophe and the import removes it.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 Progress = Callable[[int, int], None]  # (rows done, rows to do)
 
@@ -131,9 +129,11 @@ M_DUPLICATE = _("Duplicate of line {first}: the same Telegram id.")
 M_STORED = _("Already stored for this bot: this Telegram id is already a supporter.")
 
 
-class UnreadableFile(ValueError):
+class UnreadableFile(RuleError):
+    """The uploaded file is not text in an encoding we read."""
+
     def __init__(self) -> None:
-        super().__init__(t_plain("en", M_UNREADABLE))
+        super().__init__(M_UNREADABLE)
 
 
 def decode(data: bytes) -> str:
@@ -144,16 +144,6 @@ def decode(data: bytes) -> str:
         except UnicodeDecodeError:
             continue
     raise UnreadableFile
-
-
-def _unquote_formula(value: str) -> str:
-    if len(value) > 1 and value[0] == "'" and value[1] in _FORMULA_START:
-        return value[1:]
-    return value
-
-
-def _quote_formula(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def _telegram_id(value: str) -> int | None:
@@ -262,7 +252,7 @@ def _check_row(
     tier = tier_text.lower() or "supporter"
     if tier not in TIERS:
         parsed.add(Problem(line, "bad_tier", M_BAD_TIER, {"value": tier_text}))
-    tags = _tags(_unquote_formula(tags_text)) if tags_text else []
+    tags = _tags(unquote_formula(tags_text)) if tags_text else []
     for tag in tags:
         if len(tag) > MAX_TAG:
             parsed.add(Problem(line, "long_tag", M_LONG_TAG, {"value": tag[:20] + "…",
@@ -270,7 +260,7 @@ def _check_row(
     if len(parsed.problems) > before or telegram_id is None or language is None:
         return
     parsed.rows.append(Row(
-        line, telegram_id, _clean_name(_unquote_formula(name_text)), language, region, tier,
+        line, telegram_id, _clean_name(unquote_formula(name_text)), language, region, tier,
         tuple(tags),
     ))
 
@@ -394,8 +384,8 @@ async def export_supporters(
                 "joined_at": s.created_at.isoformat(),
             }
             if fmt == "csv":
-                record["name"] = _quote_formula(record["name"])
-                record["tags"] = _quote_formula(";".join(s.tags))
+                record["name"] = quote_formula(record["name"])
+                record["tags"] = quote_formula(";".join(s.tags))
                 writer.writerow([record[c] for c in EXPORT_HEADER])
             else:
                 if record["telegram_id"].isdigit():

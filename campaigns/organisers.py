@@ -15,9 +15,11 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
+from campaigns.errors import RuleError
 from campaigns.i18n import _, normalise_language, t
+from campaigns.people import Person
 from campaigns.replies import Button, Reply
-from campaigns.signup import Person
+from campaigns.times import parse_local
 from storage import organisers as store
 from storage import supporters
 from storage.models import Organiser
@@ -92,9 +94,10 @@ async def set_role(
     """Name an organiser or change their role. `by` is the audited actor ("organiser:1",
     "cli"); callers check that it may (an admin, or someone with shell access)."""
     if role not in _RANK:
-        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        raise RuleError(_("unknown role {role!r}; one of {roles}"), role=role,
+                        roles=", ".join(ROLES))
     if not telegram_user_id.isdigit():
-        raise ValueError("a Telegram user id is a number")
+        raise RuleError(_("a Telegram user id is a number"))
     organiser = await store.upsert_role(session, telegram_user_id, role, clock.now())
     await supporters.audit(session, actor=by, action="organiser.role_set",
                            target=actor(organiser), now=clock.now(), details={"role": role})
@@ -168,8 +171,8 @@ async def open_or_close(
             await polls.open_poll(session, slug, actor=who, clock=clock)
         else:
             await polls.close_poll(session, slug, actor=who, clock=clock)
-    except petitions.RuleError as exc:
-        return [Reply(t(lang, "Not done: {reason}", reason=str(exc)), edit=True)]
+    except RuleError as exc:
+        return [Reply(t(lang, "Not done: {reason}", reason=exc.message(lang)), edit=True)]
     done = t(lang, "“{slug}” is open.", slug=slug) if verb == "open" else \
         t(lang, "“{slug}” is closed.", slug=slug)
     return [Reply(done, edit=True)]
@@ -218,13 +221,7 @@ def _time(value: str | None) -> datetime | None:
     """ "2026-12-31 18:00" as organisers in Korea mean it (KST), unless a zone is given."""
     if not value:
         return None
-    from campaigns.petitions import DISPLAY_TZ, RuleError
-
-    try:
-        parsed = datetime.fromisoformat(value.replace(" ", "T", 1))
-    except ValueError:
-        raise RuleError(f"{value!r} is not a time like 2026-12-31 18:00") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=DISPLAY_TZ)
+    return parse_local(value, field="closes")
 
 
 def _yes(value: str | None) -> bool:
@@ -254,8 +251,8 @@ async def new_petition(
             milestones=_one(fields, "milestones") or "1000,10000,100000",
             clock=clock, actor=actor(organiser),
         )
-    except petitions.RuleError as exc:
-        return [Reply(t(lang, "Not done: {reason}", reason=str(exc)))]
+    except RuleError as exc:
+        return [Reply(t(lang, "Not done: {reason}", reason=exc.message(lang)))]
     preview = petitions.card(p, lang, 0, clock.now())
     return [Reply(t(lang, "Draft saved. This is how it will look:")),
             preview,
@@ -265,7 +262,7 @@ async def new_petition(
 
 async def new_poll(session: AsyncSession, person: Person, text: str, clock: Clock) -> list[Reply]:
     """/newpoll: the form; sent back filled, the poll opens and its question is shown."""
-    from campaigns import petitions, polls
+    from campaigns import polls
 
     lang = _lang(person)
     organiser = await authorize(session, person, MANAGE, "poll.create", clock)
@@ -290,8 +287,8 @@ async def new_poll(session: AsyncSession, person: Person, text: str, clock: Cloc
             allow_change=not _yes(_one(fields, "no_change")), native=_yes(_one(fields, "native")),
             closes_at=_time(_one(fields, "closes")), clock=clock, actor=actor(organiser),
         )
-    except petitions.RuleError as exc:
-        return [Reply(t(lang, "Not done: {reason}", reason=str(exc)))]
+    except RuleError as exc:
+        return [Reply(t(lang, "Not done: {reason}", reason=exc.message(lang)))]
     return [Reply(t(lang, "The poll “{slug}” is open. Send it with a broadcast, or share "
                           "/poll {slug}. This is how it looks:", slug=poll.slug)),
             polls.question_reply(poll, lang)]

@@ -16,18 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import signup
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
+from campaigns.errors import RuleError
 from campaigns.i18n import _, normalise_language, t
+from campaigns.people import ONBOARDING_STEPS, Person
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Reply
-from campaigns.signup import Person
 from campaigns.ticks import TickContext
+from campaigns.times import local_display
 from storage import petitions as store
 from storage import supporters
 from storage.db import Database
@@ -38,15 +39,10 @@ log = logging.getLogger(__name__)
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 SOURCE_REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-DISPLAY_TZ = ZoneInfo("Asia/Seoul")
 
 # Sign / unsign actions per supporter and minute: generous for people, tight for scripts.
 SIGN_LIMIT = 10
 SIGN_WINDOW_S = 60
-
-
-class RuleError(ValueError):
-    """Input an organiser gave that the rules refuse; the message says why (English)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +61,8 @@ class Notice:
 def check_slug(slug: str) -> str:
     slug = slug.strip().lower()
     if not SLUG.match(slug):
-        raise RuleError("a slug is 1-40 lower-case letters, digits or hyphens "
-                        "(not at either end), e.g. 'clean-air-2026'")
+        raise RuleError(_("a slug is 1-40 lower-case letters, digits or hyphens "
+                          "(not at either end), e.g. 'clean-air-2026'"))
     return slug
 
 
@@ -78,18 +74,12 @@ def _body(petition: Petition, lang: str) -> str:
     return (petition.body_en if lang == "en" and petition.body_en else petition.body_ko) or ""
 
 
-def format_time(at: datetime, lang: str) -> str:
-    """A deadline as people in Korea read it (KST), whatever the server's zone."""
-    local = at.astimezone(DISPLAY_TZ)
-    return local.strftime("%Y-%m-%d %H:%M") + (" (KST)" if lang == "en" else "")
-
-
 def utc(at: datetime | None) -> datetime | None:
     """Aware times in UTC (what the store keeps); naive ones are refused."""
     if at is None:
         return None
     if at.tzinfo is None:
-        raise RuleError("a time needs a zone (e.g. +09:00)")
+        raise RuleError(_("a time needs a zone (e.g. +09:00)"))
     return at.astimezone(UTC)
 
 
@@ -112,13 +102,13 @@ async def create_campaign(
     slug = check_slug(slug)
     starts_at, ends_at = utc(starts_at), utc(ends_at)
     if not title_ko.strip():
-        raise RuleError("a campaign needs a Korean title")
+        raise RuleError(_("a campaign needs a Korean title"))
     if status not in ("draft", "active", "closed"):
-        raise RuleError("status is draft, active or closed")
+        raise RuleError(_("status is draft, active or closed"))
     if starts_at and ends_at and ends_at <= starts_at:
-        raise RuleError("a campaign must end after it starts")
+        raise RuleError(_("a campaign must end after it starts"))
     if await store.campaign_by_slug(session, slug):
-        raise RuleError(f"there is already a campaign called {slug!r}")
+        raise RuleError(_("there is already a campaign called {slug!r}"), slug=slug)
     campaign = await store.insert_campaign(
         session, slug=slug, title_ko=title_ko.strip(), title_en=(title_en or "").strip() or None,
         description_ko=description_ko, description_en=description_en, status=status,
@@ -137,9 +127,9 @@ def parse_milestones(value: str | Sequence[int] | None) -> list[int]:
     try:
         numbers = sorted({int(str(v).replace("_", "")) for v in items if str(v)})
     except ValueError:
-        raise RuleError("milestones are whole numbers separated by commas") from None
+        raise RuleError(_("milestones are whole numbers separated by commas")) from None
     if any(n <= 0 for n in numbers):
-        raise RuleError("milestones are positive")
+        raise RuleError(_("milestones are positive"))
     return numbers
 
 
@@ -153,17 +143,17 @@ async def create_petition(
     slug = check_slug(slug)
     campaign = await store.campaign_by_slug(session, campaign_slug.strip().lower())
     if campaign is None:
-        raise RuleError(f"no campaign called {campaign_slug!r}")
+        raise RuleError(_("no campaign called {slug!r}"), slug=campaign_slug)
     if not title_ko.strip():
-        raise RuleError("a petition needs a Korean title")
+        raise RuleError(_("a petition needs a Korean title"))
     opens_at, closes_at = utc(opens_at), utc(closes_at)
     now = clock.now()
     if closes_at is not None and closes_at <= now:
-        raise RuleError("the deadline is in the past")
+        raise RuleError(_("the deadline is in the past"))
     if opens_at is not None and closes_at is not None and closes_at <= opens_at:
-        raise RuleError("a petition must close after it opens")
+        raise RuleError(_("a petition must close after it opens"))
     if await store.petition_by_slug(session, slug):
-        raise RuleError(f"there is already a petition called {slug!r}")
+        raise RuleError(_("there is already a petition called {slug!r}"), slug=slug)
     petition = await store.insert_petition(
         session, campaign_id=campaign.id, slug=slug, title_ko=title_ko.strip(),
         title_en=(title_en or "").strip() or None, body_ko=body_ko, body_en=body_en,
@@ -179,7 +169,7 @@ async def create_petition(
 async def _get(session: AsyncSession, slug: str) -> Petition:
     petition = await store.petition_by_slug(session, slug.strip().lower())
     if petition is None:
-        raise RuleError(f"no petition called {slug!r}")
+        raise RuleError(_("no petition called {slug!r}"), slug=slug)
     return petition
 
 
@@ -187,10 +177,10 @@ async def open_petition(session: AsyncSession, slug: str, *, actor: str, clock: 
     petition = await _get(session, slug)
     now = clock.now()
     if petition.closes_at is not None and petition.closes_at <= now:
-        raise RuleError("its deadline has passed; set a later one first")
+        raise RuleError(_("its deadline has passed; set a later one first"))
     if not await store.change_status(session, petition.id, from_statuses=("draft",), to="open",
                                      now=now):
-        raise RuleError(f"only a draft can be opened (it is {petition.status})")
+        raise RuleError(_("only a draft can be opened (it is {status})"), status=petition.status)
     await supporters.audit(session, actor=actor, action="petition.opened",
                            target=f"petition:{petition.id}", now=now)
     await session.refresh(petition)
@@ -204,7 +194,7 @@ async def close_petition(
     now = clock.now()
     if not await store.change_status(session, petition.id, from_statuses=("draft", "open"),
                                      to="closed", now=now):
-        raise RuleError("it is already closed")
+        raise RuleError(_("it is already closed"))
     await supporters.audit(session, actor=actor, action="petition.closed",
                            target=f"petition:{petition.id}", now=now)
     await session.refresh(petition)
@@ -250,7 +240,7 @@ def card(petition: Petition, lang: str, count: int, now: datetime) -> Reply:
     buttons: list[list[Button]] = []
     if is_open(petition, now):
         if petition.closes_at is not None:
-            lines.append(t(lang, "Closes {date}", date=format_time(petition.closes_at, lang)))
+            lines.append(t(lang, "Closes {date}", date=local_display(petition.closes_at, lang)))
         buttons = [[Button(t(lang, "✍️ Sign"), data=f"sign:{petition.slug}")]]
     elif petition.status == "draft":
         lines.append(t(lang, "Not open for signatures yet."))
@@ -338,7 +328,7 @@ async def sign_as(
     consent first, and the signature is made as soon as they have (the intent is kept)."""
     known = await supporters.find(session, person.bot_id, person.channel, person.user_id)
     if (known is not None and known.supporter.status == "active"
-            and known.supporter.pending_input not in signup.ONBOARDING_STEPS):
+            and known.supporter.pending_input not in ONBOARDING_STEPS):
         return await sign(session, known.supporter, slug, clock, limiter=limiter)
     lang = known.supporter.language if known else normalise_language(person.language_code)
     petition = await _find(session, slug)
@@ -382,7 +372,7 @@ async def press_sign(
         return SignPress(await sign_as(session, person, slug, clock, limiter=limiter))
     known = await supporters.find(session, person.bot_id, person.channel, person.user_id)
     if (known is None or known.supporter.status != "active"
-            or known.supporter.pending_input in signup.ONBOARDING_STEPS):
+            or known.supporter.pending_input in ONBOARDING_STEPS):
         return SignPress([], open_private=f"sign_{slug}")
     replies = await sign(session, known.supporter, slug, clock, limiter=limiter)
     return SignPress([Reply("", toast=r.toast or r.text[:190]) for r in replies])
@@ -583,13 +573,13 @@ async def invalidate(
     petition = await _get(session, slug)
     since, until = utc(since), utc(until)
     if since is None and until is None and source_ref is None and region is None:
-        raise RuleError("give at least one condition: a time range, a source ref or a region")
+        raise RuleError(_("give at least one condition: a time range, a source ref or a region"))
     if since is not None and until is not None and until <= since:
-        raise RuleError("the time range is empty")
+        raise RuleError(_("the time range is empty"))
     if region is not None and region != NO_REGION and region not in REGION_CODES:
-        raise RuleError(f"unknown region {region!r}")
+        raise RuleError(_("unknown region {region!r}"), region=region)
     if not reason.strip():
-        raise RuleError("give a reason; it goes into the audit log")
+        raise RuleError(_("give a reason; it goes into the audit log"))
     f = store.SignatureFilter(petition.id, since=since, until=until, source_ref=source_ref,
                               region=region)
     before = await live_count(session, petition)
@@ -817,7 +807,7 @@ async def sign_batch(
     for i, r in enumerate(requests):
         k = known.get((r.person.bot_id, r.person.channel, r.person.user_id))
         if (k is None or k.status != "active"
-                or k.pending_input in signup.ONBOARDING_STEPS):
+                or k.pending_input in ONBOARDING_STEPS):
             continue
         slug = (r.slug or "").strip().lower()
         if slug not in petitions_by_slug:

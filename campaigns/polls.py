@@ -30,12 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns import petitions
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
+from campaigns.errors import RuleError
 from campaigns.i18n import _, normalise_language, t
-from campaigns.petitions import RuleError, check_slug, format_time
+from campaigns.people import Person
+from campaigns.petitions import check_slug
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Reply
-from campaigns.signup import Person
 from campaigns.ticks import TickContext
+from campaigns.times import local_display
 from storage import petitions as petition_store
 from storage import polls as store
 from storage import supporters
@@ -65,10 +67,11 @@ def parse_weight(value: str) -> Fraction:
     """ "1", "0.5", "1/3" → an exact, non-negative Fraction."""
     value = str(value).strip()
     if not _WEIGHT.match(value):
-        raise RuleError(f"a weight is a number such as 1, 0.5 or 1/3 (got {value!r})")
+        raise RuleError(_("a weight is a number such as 1, 0.5 or 1/3 (got {value!r})"),
+                        value=value)
     weight = Fraction(value)
     if weight < 0:
-        raise RuleError("weights are not negative")
+        raise RuleError(_("weights are not negative"))
     return weight
 
 
@@ -108,14 +111,15 @@ def parse_weights(value: str | dict[str, str] | None) -> dict[str, str]:
         for part in value.split(","):
             tier, sep, weight = part.partition("=")
             if not sep:
-                raise RuleError("weights look like member=1,supporter=0.5")
+                raise RuleError(_("weights look like member=1,supporter=0.5"))
             items[tier.strip()] = weight.strip()
     else:
         items = {str(k): str(v) for k, v in value.items()}
     out = dict(DEFAULT_WEIGHTS)
     for tier, weight in items.items():
         if tier not in TIERS:
-            raise RuleError(f"unknown tier {tier!r}; tiers are {', '.join(TIERS)}")
+            raise RuleError(_("unknown tier {tier!r}; tiers are {tiers}"), tier=tier,
+                            tiers=", ".join(TIERS))
         out[tier] = exact(parse_weight(weight))
     return out
 
@@ -261,14 +265,14 @@ def _options_for(
         return [dict(o) for o in SCALE]
     given = [(ko.strip(), (en or "").strip()) for ko, en in (options or [])]
     if not 2 <= len(given) <= MAX_OPTIONS:
-        raise RuleError(f"a {kind} poll needs 2 to {MAX_OPTIONS} options")
+        raise RuleError(_("a {kind} poll needs 2 to {max} options"), kind=kind, max=MAX_OPTIONS)
     out = []
     for ko, en in given:
         if not ko or len(ko) > 100 or len(en) > 100:
-            raise RuleError("each option needs a Korean label of at most 100 characters")
+            raise RuleError(_("each option needs a Korean label of at most 100 characters"))
         out.append({"ko": ko, "en": en or ko})
     if len({o["ko"] for o in out}) != len(out):
-        raise RuleError("two options have the same label")
+        raise RuleError(_("two options have the same label"))
     return out
 
 
@@ -283,28 +287,28 @@ async def create_poll(
     """A poll, open at once unless `status="draft"`. A secret ballot cannot be changed."""
     slug = check_slug(slug)
     if kind not in KINDS:
-        raise RuleError(f"kind is one of {', '.join(KINDS)}")
+        raise RuleError(_("kind is one of {kinds}"), kinds=", ".join(KINDS))
     campaign = await petition_store.campaign_by_slug(session, campaign_slug.strip().lower())
     if campaign is None:
-        raise RuleError(f"no campaign called {campaign_slug!r}")
+        raise RuleError(_("no campaign called {slug!r}"), slug=campaign_slug)
     question_ko = question_ko.strip()
     if not question_ko or len(question_ko) > 300 or len(question_en or "") > 300:
-        raise RuleError("a question is 1-300 characters (Telegram's limit for polls)")
+        raise RuleError(_("a question is 1-300 characters (Telegram's limit for polls)"))
     if eligible_tier is not None and eligible_tier not in TIERS:
-        raise RuleError(f"eligible tier is one of {', '.join(TIERS)}")
+        raise RuleError(_("eligible tier is one of {tiers}"), tiers=", ".join(TIERS))
     if eligible_region is not None and eligible_region not in REGION_CODES:
-        raise RuleError(f"unknown region {eligible_region!r}")
+        raise RuleError(_("unknown region {region!r}"), region=eligible_region)
     if secret and native:
-        raise RuleError("a secret ballot cannot be a native Telegram poll (Telegram lets "
-                        "people change a native vote, and a secret one cannot be changed)")
+        raise RuleError(_("a secret ballot cannot be a native Telegram poll (Telegram lets "
+                          "people change a native vote, and a secret one cannot be changed)"))
     if status not in ("draft", "open"):
-        raise RuleError("a new poll is draft or open")
+        raise RuleError(_("a new poll is draft or open"))
     now = clock.now()
     closes_at = petitions.utc(closes_at)
     if closes_at is not None and closes_at <= now:
-        raise RuleError("the closing time is in the past")
+        raise RuleError(_("the closing time is in the past"))
     if await store.poll_by_slug(session, slug):
-        raise RuleError(f"there is already a poll called {slug!r}")
+        raise RuleError(_("there is already a poll called {slug!r}"), slug=slug)
     poll = await store.insert_poll(
         session, campaign_id=campaign.id, slug=slug, question_ko=question_ko,
         question_en=(question_en or "").strip() or None, kind=kind,
@@ -323,7 +327,7 @@ async def create_poll(
 async def _get(session: AsyncSession, slug: str) -> Poll:
     poll = await store.poll_by_slug(session, slug.strip().lower())
     if poll is None:
-        raise RuleError(f"no poll called {slug!r}")
+        raise RuleError(_("no poll called {slug!r}"), slug=slug)
     return poll
 
 
@@ -331,7 +335,7 @@ async def open_poll(session: AsyncSession, slug: str, *, actor: str, clock: Cloc
     poll = await _get(session, slug)
     if not await store.change_status(session, poll.id, from_statuses=("draft",), to="open",
                                      now=clock.now()):
-        raise RuleError(f"only a draft can be opened (it is {poll.status})")
+        raise RuleError(_("only a draft can be opened (it is {status})"), status=poll.status)
     await supporters.audit(session, actor=actor, action="poll.opened", target=f"poll:{poll.id}",
                            now=clock.now())
     await session.refresh(poll)
@@ -343,7 +347,7 @@ async def close_poll(session: AsyncSession, slug: str, *, actor: str, clock: Clo
     poll = await _get(session, slug)
     if not await store.change_status(session, poll.id, from_statuses=("draft", "open"),
                                      to="closed", now=clock.now()):
-        raise RuleError("it is already closed")
+        raise RuleError(_("it is already closed"))
     await _mix_one(session, poll.id)
     await supporters.audit(session, actor=actor, action="poll.closed", target=f"poll:{poll.id}",
                            now=clock.now())
@@ -446,7 +450,7 @@ def _hints(poll: Poll, lang: str) -> list[str]:
         lines.append(t(lang, "For supporters in {region} only.",
                        region=region_name(poll.eligible_region, lang)))
     if poll.closes_at is not None:
-        lines.append(t(lang, "Closes {date}", date=format_time(poll.closes_at, lang)))
+        lines.append(t(lang, "Closes {date}", date=local_display(poll.closes_at, lang)))
     return lines
 
 
@@ -796,7 +800,7 @@ async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
                 "hidden_until_close": True}
     out = results_json(poll, await results(session, poll), voters)
     # Native X polls: totals only (X never says who voted), a column beside these results.
-    from campaigns.x_posts import x_column
+    from campaigns.x.posts import x_column
 
     x = await x_column(session, poll.id)
     if x is not None:
@@ -808,6 +812,6 @@ async def stored_ballots(session: AsyncSession, slug: str) -> list[dict[str, Any
     """Every stored answer or ballot without supporter ids: enough to recompute results."""
     poll = await _get(session, slug)
     if hidden_until_close(poll):
-        raise RuleError("a secret ballot's rows are shown once it has closed")
+        raise RuleError(_("a secret ballot's rows are shown once it has closed"))
     return await store.stored_rows(session, poll)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from campaigns.x_settings import XSettings
+from campaigns.x.settings import XSettings
 
 
 @dataclass(frozen=True)

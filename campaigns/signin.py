@@ -17,6 +17,8 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
+from campaigns.errors import RuleError
+from campaigns.i18n import _
 from campaigns.organisers import ROLES, actor
 from storage import signin as store
 from storage import supporters
@@ -29,13 +31,13 @@ _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not-a-real-password")
 
 
-class SignInError(ValueError):
+class SignInError(RuleError):
     """A refused administrative change (short password, unknown login...)."""
 
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
-        raise SignInError(f"a password has at least {MIN_PASSWORD} characters")
+        raise SignInError(_("a password has at least {min} characters"), min=MIN_PASSWORD)
     return _HASHER.hash(password)
 
 
@@ -53,7 +55,7 @@ async def set_password(
     """Set an organiser's password (creating a login-only organiser when ``create``)."""
     login = login.strip().lower()
     if not login or len(login) > 64:
-        raise SignInError("a login is 1 to 64 characters")
+        raise SignInError(_("a login is 1 to 64 characters"))
     password_hash = hash_password(password)
     organiser = await store.by_login(session, login)
     now = clock.now()
@@ -64,14 +66,15 @@ async def set_password(
         organiser = await organisers.by_telegram_user(session, telegram_user_id)
         if organiser is not None:
             if organiser.login:
-                raise SignInError(f"that Telegram user already has the login {organiser.login!r}")
+                raise SignInError(_("that Telegram user already has the login {login!r}"),
+                                  login=organiser.login)
             await store.set_login(session, organiser.id, login)
             organiser.login = login
     if organiser is None:
         if not create:
-            raise SignInError(f"no organiser with the login {login!r}")
+            raise SignInError(_("no organiser with the login {login!r}"), login=login)
         if role is not None and role not in ROLES:
-            raise SignInError(f"unknown role {role!r}")
+            raise SignInError(_("unknown role {role!r}"), role=role)
         organiser = await store.insert_organiser(session, login=login, role=role or "organiser",
                                                  now=now, telegram_user_id=telegram_user_id)
         await supporters.audit(session, actor=by, action="organiser.created",

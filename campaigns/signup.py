@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +18,7 @@ from campaigns import intents
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import LANGUAGES, _, normalise_language, t
+from campaigns.people import ONBOARDING_STEPS, Person
 from campaigns.regions import REGION_CODES, REGIONS, region_name
 from campaigns.replies import Button, Document, Reply
 from campaigns.text import clean_name, normalise_keyword
@@ -28,25 +28,8 @@ from storage.models import Supporter
 
 NOTICE_VERSION = "2026-11"
 PURPOSE = "campaign_updates"
+# The words that end the subscription, in chat and in X mentions alike (campaigns.x.intake).
 STOP_WORDS = frozenset({"stop", "/stop", "중지", "그만", "unsubscribe", "수신거부"})
-
-
-@dataclass(frozen=True)
-class Person:
-    """Who wrote to the bot, as the channel describes them. Not stored before consent."""
-
-    bot_id: int
-    channel: str
-    user_id: str
-    chat_id: int | None
-    first_name: str | None = None
-    last_name: str | None = None
-    username: str | None = None
-    language_code: str | None = None
-
-    @property
-    def full_name(self) -> str | None:
-        return clean_name(" ".join(p for p in (self.first_name, self.last_name) if p))
 
 
 def _lang(person: Person, known: store.Known | None) -> str:
@@ -150,10 +133,7 @@ async def consent(
     return replies
 
 
-# --- onboarding: region, then name ------------------------------------------------------------
-# `pending_input` holds the step: "region" → "name_confirm" (keep the channel's name?) or
-# "name" (type one) → None (done). "rename" is /name after sign-up.
-ONBOARDING_STEPS = frozenset({"region", "name_confirm", "name"})
+# --- onboarding: region, then name (the steps: campaigns.people.ONBOARDING_STEPS) ------------
 
 
 def _onboarded(s: Supporter) -> bool:

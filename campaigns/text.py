@@ -40,3 +40,21 @@ def clean_name(value: str | None) -> str | None:
 def normalise_keyword(value: str) -> str:
     """Lower-case, NFC, invisible characters removed: for matching words like 'stop' / '중지'."""
     return unicodedata.normalize("NFC", strip_invisible(value)).strip().lower()
+
+
+# Spreadsheets run a cell starting with one of these as a formula (CSV injection; the
+# OWASP set). Every CSV we write quotes such cells with a leading apostrophe, and the
+# supporter import removes it again, so an export imports back unchanged.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def quote_formula(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def unquote_formula(value: str) -> str:
+    """Undo `quote_formula` on a cell read back from one of our exports."""
+    if len(value) > 1 and value[0] == "'" and value[1] in FORMULA_START:
+        return value[1:]
+    return value

@@ -6,15 +6,17 @@ is Korean time (KST, UTC+9, no daylight saving). Everything is stored in UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from campaigns.errors import RuleError
 from campaigns.i18n import _
 
+# Dashboard days and "signed up on" days are Korean calendar days; storage/ owns the offset
+# (it groups by day in SQL and may not import campaigns/).
+from storage.supporters import KST_OFFSET
+
 DISPLAY_TZ = ZoneInfo("Asia/Seoul")
-# Dashboard days and "signed up on" days are Korean calendar days.
-KST_OFFSET = timedelta(hours=9)
 
 
 def parse_local(value: str, *, field: str = "time") -> datetime:

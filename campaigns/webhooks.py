@@ -29,7 +29,8 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
-from campaigns.petitions import RuleError
+from campaigns.errors import RuleError
+from campaigns.i18n import _
 from campaigns.webhook_events import EVENTS
 from storage import api as store
 from storage import supporters
@@ -85,10 +86,11 @@ def parse_events(events: str | Sequence[str]) -> list[str]:
     items = events.split(",") if isinstance(events, str) else list(events)
     chosen = sorted({e.strip() for e in items if e.strip()})
     if not chosen:
-        raise RuleError(f"name at least one event: {', '.join(EVENTS)}")
+        raise RuleError(_("name at least one event: {events}"), events=", ".join(EVENTS))
     unknown = [e for e in chosen if e not in EVENTS]
     if unknown:
-        raise RuleError(f"unknown event {unknown[0]!r}; events are {', '.join(EVENTS)}")
+        raise RuleError(_("unknown event {event!r}; events are {events}"), event=unknown[0],
+                            events=", ".join(EVENTS))
     return chosen
 
 
@@ -99,11 +101,11 @@ async def add_subscription(
     """A new subscriber; a random secret is made when none is given (shown once)."""
     url = url.strip()
     if not _URL.match(url) or len(url) > 2000:
-        raise RuleError("a webhook URL starts with http:// or https://")
+        raise RuleError(_("a webhook URL starts with http:// or https://"))
     chosen = parse_events(events)
     secret = secret or secrets.token_urlsafe(32)
     if len(secret) < 16 or len(secret) > 128:
-        raise RuleError("a webhook secret is 16-128 characters")
+        raise RuleError(_("a webhook secret is 16-128 characters"))
     now = clock.now()
     sub = await store.insert_subscription(session, url=url, secret=secret,
                                           events="," + ",".join(chosen) + ",", active=True,
@@ -121,7 +123,7 @@ async def remove_subscription(
     session: AsyncSession, sub_id: int, *, clock: Clock, actor: str
 ) -> None:
     if not await store.delete_subscription(session, sub_id):
-        raise RuleError(f"no webhook {sub_id}")
+        raise RuleError(_("no webhook {id}"), id=sub_id)
     await supporters.audit(session, actor=actor, action="webhook.removed",
                            target=f"webhook:{sub_id}", now=clock.now())
 

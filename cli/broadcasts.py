@@ -97,11 +97,10 @@ def broadcast() -> None:
 def _button_rows(buttons: tuple[str, ...], as_json: bool) -> list[list[dict[str, Any]]]:
     rows: list[list[dict[str, Any]]] = []
     for spec in buttons:
-        label, sep, target = spec.partition("|")
-        if not sep:
-            fail(f'--button {spec!r}: write "label|https://link" or "label|action:data"', as_json)
-        kind = "url" if "://" in target else "data"
-        rows.append([{"text": label.strip(), kind: target.strip()}])
+        try:
+            rows.append([rules.parse_button(spec)])
+        except rules.BroadcastError as exc:
+            fail(f"--button: {exc}", as_json)
     return rows
 
 

@@ -10,7 +10,6 @@ import click
 from campaigns import organisers as rules
 from campaigns import signin
 from campaigns.clock import SystemClock
-from campaigns.errors import RuleError
 from cli import Ctx, Group, emit, pass_ctx, run_async
 from storage import organisers as store
 from storage.db import Database
@@ -32,11 +31,7 @@ def organiser_add(ctx: Ctx, telegram_user_id: str, role: str, as_json: bool) -> 
 
     async def add(database: Database) -> dict[str, Any]:
         async with database.session() as s:
-            try:
-                o = await rules.set_role(s, telegram_user_id, role, SystemClock(), by="cli")
-            except ValueError as exc:
-                # set_role refuses with a plain ValueError; shown like any other refusal.
-                raise RuleError("{reason}", reason=str(exc)) from None
+            o = await rules.set_role(s, telegram_user_id, role, SystemClock(), by="cli")
             return {"id": o.id, "telegram_user_id": o.telegram_user_id, "role": o.role}
 
     emit(run_async(add, ctx), as_json,

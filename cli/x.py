@@ -10,7 +10,7 @@ import click
 from campaigns.clock import SystemClock
 from campaigns.errors import RuleError
 from campaigns.times import parse_optional
-from campaigns.x_settings import XSettings
+from campaigns.x.settings import XSettings
 from cli import Ctx, Group, emit, fail, pass_ctx, run_async
 from cli.broadcasts import status_line
 from storage.db import Database
@@ -27,7 +27,7 @@ async def _post(database: Database, xs: XSettings, *, texts: dict[str, str],
     # The X client pulls in twitter-text: measured, ~0.7 s on every other command's start.
     from bots.x.client import XApi
     from bots.x.setup import ensure_x_bot, resolve_account_id
-    from campaigns import x_posts
+    from campaigns.x import posts as x_posts
 
     clock = SystemClock()
     bot_id = await ensure_x_bot(database, xs, clock)

@@ -16,6 +16,8 @@ from sqlalchemy import insert, select
 from bots import webhooks as http_webhooks
 from campaigns import petitions, polls, signup, webhooks
 from campaigns.clock import FixedClock
+from campaigns.errors import RuleError
+from campaigns.people import Person
 from campaigns.settings import Settings
 from storage import privacy
 from storage.db import Database
@@ -101,7 +103,7 @@ async def test_events_are_queued_with_ids_only_and_only_for_subscribers(
         assert open_q is not None and secret_q is not None
         await polls.vote(s, supporter, open_q.id, [1], clock)
         await polls.vote(s, supporter, secret_q.id, [2], clock)
-        await signup.stop(s, signup.Person(bot_id, "telegram", "500001", 500001), clock)
+        await signup.stop(s, Person(bot_id, "telegram", "500001", 500001), clock)
     rows = await deliveries(db)
     bodies = [(r.event, json.loads(r.payload)["data"]) for r in rows]
     assert bodies == [
@@ -179,7 +181,7 @@ async def test_a_delivery_that_keeps_failing_ends_failed(db: Database) -> None:
     bot_id, _p = await setup_petition(db, clock)
     await make_supporters(db, bot_id, NOW, 1)
     async with db.session() as s:
-        await signup.stop(s, signup.Person(bot_id, "telegram", "500000", 500000), clock)
+        await signup.stop(s, Person(bot_id, "telegram", "500000", 500000), clock)
     for _ in range(webhooks.MAX_ATTEMPTS):
         await http_webhooks.deliver(db, clock, base=1.0)
         clock.advance(hours=7)  # beyond the longest back-off
@@ -194,7 +196,7 @@ async def test_webhook_subscriptions_refuse_bad_input(db: Database) -> None:
     async with db.session() as s:
         for url, events in (("ftp://x", "poll.answered"), ("http://x", "poll.deleted"),
                             ("http://x", "")):
-            with pytest.raises(petitions.RuleError):
+            with pytest.raises(RuleError):
                 await webhooks.add_subscription(s, url=url, events=events, clock=clock,
                                                 actor="cli")
     assert webhooks.retry_delay(1, 10) == 10 and webhooks.retry_delay(4, 10) == 80

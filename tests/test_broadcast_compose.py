@@ -94,6 +94,17 @@ def test_buttons_need_one_target_and_short_actions() -> None:
     assert rows == [[{"text": {"ko": "서명", "en": "Sign"}, "data": "sign:climate"}]]
 
 
+def test_one_button_syntax_for_the_cli_and_the_dashboard() -> None:
+    # "label | target": a target with :// is a link, anything else an action.
+    assert broadcasts.parse_button("서명하기|https://example.org/s") == {
+        "text": {"ko": "서명하기"}, "url": "https://example.org/s"}
+    assert broadcasts.parse_button("서명 / Sign | sign:climate") == {
+        "text": {"ko": "서명", "en": "Sign"}, "data": "sign:climate"}
+    with pytest.raises(BroadcastError, match="Write a button as") as err:
+        broadcasts.parse_button("no target here")
+    assert "버튼은" in err.value.message("ko")
+
+
 # --- audience parsing -----------------------------------------------------------------------
 
 

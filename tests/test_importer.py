@@ -272,3 +272,14 @@ async def test_after_a_large_import_the_signing_lookup_uses_the_identity_index(
         assert index_cond and "external_user_id" in index_cond[0], plan
     else:
         assert "USING INDEX" in plan and "external_user_id" in plan, plan
+
+
+def test_every_csv_we_write_quotes_formula_cells_alike() -> None:
+    # One rule (OWASP's = + - @ tab CR) for the supporter export and the dashboard tables,
+    # and an exported cell imports back unchanged.
+    from campaigns.text import quote_formula, unquote_formula
+
+    for cell in ("=1+1", "+82 10", "-tag", "@SUM(A1)", "\tx", "\rx"):
+        assert quote_formula(cell) == "'" + cell
+        assert unquote_formula(quote_formula(cell)) == cell
+    assert quote_formula("민지") == "민지"

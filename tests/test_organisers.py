@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from campaigns import organisers
 from campaigns.clock import FixedClock
+from campaigns.people import Person
 from campaigns.settings import Settings
-from campaigns.signup import Person
 from storage.db import Database
 from storage.models import AuditLog, Organiser
 from tests.helpers import make_bot

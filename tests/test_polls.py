@@ -13,8 +13,9 @@ from sqlalchemy import func, select, text
 
 from campaigns import petitions, polls
 from campaigns.clock import FixedClock
+from campaigns.errors import RuleError
+from campaigns.people import Person
 from campaigns.regions import REGION_CODES
-from campaigns.signup import Person
 from storage import polls as store
 from storage import privacy
 from storage.db import Database
@@ -75,7 +76,7 @@ def test_exact_formats_and_weights() -> None:
     for bad in ("member=-1", "member=abc", "member=1e3", "boss=1", "member"):
         try:
             polls.parse_weights(bad)
-        except polls.RuleError:
+        except RuleError:
             continue
         raise AssertionError(f"{bad!r} accepted")
 

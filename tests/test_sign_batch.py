@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from campaigns import petitions
 from campaigns.clock import FixedClock
+from campaigns.people import Person
 from campaigns.petitions import SignRequest
-from campaigns.signup import Person
 from storage.db import Database
 from storage.models import Signature
 from tests.petition_helpers import make_supporters, setup_petition

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from campaigns import signup
 from campaigns.clock import FixedClock
-from campaigns.signup import Person
+from campaigns.people import Person
 from storage.db import Database
 from storage.models import Consent, MemberCode, Supporter
 from tests.helpers import dump_all, find_anywhere, make_bot

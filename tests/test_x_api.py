@@ -19,10 +19,11 @@ from bots.x.channel import channel_factory
 from bots.x.client import XApi
 from bots.x.setup import ensure_x_bot
 from bots.x.ticks import read_poll_results
-from campaigns import broadcasts, polls, x_posts
+from campaigns import broadcasts, polls
 from campaigns.clock import FixedClock, SystemClock
-from campaigns.x_settings import XLimits, XSettings
-from campaigns.x_text import weighted_length
+from campaigns.x import posts as x_posts
+from campaigns.x.settings import XLimits, XSettings
+from campaigns.x.text import weighted_length
 from storage.db import Database
 from storage.models import OutboxMessage, XPoll, XPost
 from storage.ratelimit import LocalRateLimiter

@@ -17,7 +17,7 @@ from bots.x.client import XApi
 from bots.x.setup import ensure_x_bot, links
 from bots.x.ticks import read_mentions
 from campaigns.clock import FixedClock
-from campaigns.x_settings import XSettings
+from campaigns.x.settings import XSettings
 from storage import privacy
 from storage import x as x_store
 from storage.db import Database

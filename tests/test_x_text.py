@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.replies import Button
-from campaigns.x_intake import Command, parse_command
-from campaigns.x_posts import plan_post
-from campaigns.x_settings import TIERS, XLimits, parse_limits, rate_limit_reset
-from campaigns.x_text import (
+from campaigns.x.intake import Command, parse_command
+from campaigns.x.posts import plan_post
+from campaigns.x.settings import TIERS, XLimits, parse_limits, rate_limit_reset
+from campaigns.x.text import (
     deep_link,
     html_to_plain,
     poll_minutes,

@@ -20,9 +20,10 @@ from sqlalchemy import select
 from bots.sandbox import Sandbox
 from bots.x.channel import channel_factory
 from bots.x.setup import ensure_x_bot
-from campaigns import broadcasts, x_posts
+from campaigns import broadcasts
 from campaigns.broadcasts import Draft
 from campaigns.clock import SystemClock
+from campaigns.x import posts as x_posts
 from storage.db import Database
 from storage.models import OutboxMessage
 from storage.ratelimit import LocalRateLimiter

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlparse
 
 import responses
 
-from campaigns.x_settings import XLimits, XSettings
+from campaigns.x.settings import XLimits, XSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "x"
 API = "https://api.twitter.com"

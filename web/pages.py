@@ -22,14 +22,13 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from sse_starlette.sse import EventSourceResponse
 
-from campaigns import audience as audiences
 from campaigns import broadcasts as bc
 from campaigns import petitions, polls
 from campaigns.errors import RuleError
 from campaigns.i18n import DEFAULT_LANGUAGE, LANGUAGES, _, t_plain
-from campaigns.petitions import DISPLAY_TZ
-from campaigns.petitions import RuleError as PetitionRuleError
 from campaigns.regions import REGIONS, region_name
+from campaigns.text import quote_formula
+from campaigns.times import DISPLAY_TZ
 from storage import dashboard as queries
 from storage import petitions as petition_store
 from storage.db import Database
@@ -39,9 +38,8 @@ LANG_COOKIE = "nalgae_lang"
 LIVE_INTERVAL = 1.0
 NO_REGION = _("No region given")
 
-# What a form handler shows back to the organiser instead of failing. The petition
-# rules' own RuleError joins campaigns.errors.RuleError when that family is unified.
-RULE_ERRORS: tuple[type[Exception], ...] = (RuleError, PetitionRuleError)
+# What a form handler shows back to the organiser instead of failing: one family.
+RULE_ERRORS: tuple[type[Exception], ...] = (RuleError,)
 
 
 def database(request: Request) -> Database:
@@ -103,10 +101,8 @@ def back(url: str, **params: str) -> RedirectResponse:
 
 
 def error_text(exc: Exception, lang: str) -> str:
-    """A refusal as the organiser reads it (families that translate do so)."""
-    if isinstance(exc, RuleError | bc.BroadcastError | audiences.AudienceError):
-        return exc.message(lang)
-    return str(exc)
+    """A refusal as the organiser reads it, in their language."""
+    return exc.message(lang) if isinstance(exc, RuleError) else str(exc)
 
 
 def live(request: Request, fetch: Callable[[], Awaitable[Any]],
@@ -253,6 +249,5 @@ def table_download(rows: list[dict[str, Any]], columns: list[str], filename: str
     writer.writerow(columns)
     for row in rows:
         values = ["" if row.get(c) is None else str(row.get(c)) for c in columns]
-        # Cells starting with = + - @ would run as formulas in a spreadsheet.
-        writer.writerow(["'" + v if v[:1] in ("=", "+", "-", "@") else v for v in values])
+        writer.writerow([quote_formula(v) for v in values])
     return download(out.getvalue(), filename, fmt)

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from campaigns import petitions, polls
-from campaigns.petitions import DISPLAY_TZ
+from campaigns.times import DISPLAY_TZ
 from storage import petitions as petition_store
 from storage import polls as poll_store
 from web.pages import bot_username, database, language, live, live_count, page, render_results

@@ -26,7 +26,7 @@ import orjson
 from .server import ApiError
 
 if TYPE_CHECKING:
-    from .server import Outcome, Sandbox
+    from .server import ApiAnswer, Sandbox
 
 __all__ = ["FastProtocol"]
 
@@ -143,7 +143,7 @@ class FastProtocol(asyncio.Protocol):
                 self._tasks.add(task)
                 task.add_done_callback(partial(self._finished, keep_alive=keep_alive))
 
-    def _finished(self, task: asyncio.Future[Outcome], *, keep_alive: bool) -> None:
+    def _finished(self, task: asyncio.Future[ApiAnswer], *, keep_alive: bool) -> None:
         self._tasks.discard(task)
         self._busy = False
         if task.cancelled():

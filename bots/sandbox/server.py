@@ -179,7 +179,7 @@ def _poll_snapshot(poll: JSON) -> JSON:
 
 Handler = Callable[[BotState, JSON], Any]
 AsyncHandler = Callable[[BotState, JSON], Awaitable[Any]]
-Outcome = tuple[int, bytes]  # HTTP status and JSON body of a Bot API answer
+ApiAnswer = tuple[int, bytes]  # HTTP status and JSON body of a Bot API answer
 
 
 class Sandbox:
@@ -479,7 +479,7 @@ class Sandbox:
         name: str,
         params: JSON,
         is_gone: Callable[[], bool] | None = None,
-    ) -> Outcome | Awaitable[Outcome]:
+    ) -> ApiAnswer | Awaitable[ApiAnswer]:
         """Run Bot API method ``name`` for ``token``; the HTTP layers share this.
 
         Returns the answer directly when it can be computed without waiting (the common
@@ -514,20 +514,20 @@ class Sandbox:
             return self._run_async(bot, async_handler, params)
         return 404, _NOT_FOUND
 
-    def _run(self, bot: BotState, handler: Handler, params: JSON) -> Outcome:
+    def _run(self, bot: BotState, handler: Handler, params: JSON) -> ApiAnswer:
         try:
             return 200, orjson.dumps({"ok": True, "result": handler(bot, params)})
         except ApiError as exc:
             return self._failed(bot, exc)
 
-    async def _run_async(self, bot: BotState, handler: AsyncHandler, params: JSON) -> Outcome:
+    async def _run_async(self, bot: BotState, handler: AsyncHandler, params: JSON) -> ApiAnswer:
         try:
             return 200, orjson.dumps({"ok": True, "result": await handler(bot, params)})
         except ApiError as exc:
             return self._failed(bot, exc)
 
     @staticmethod
-    def _failed(bot: BotState, exc: ApiError) -> Outcome:
+    def _failed(bot: BotState, exc: ApiError) -> ApiAnswer:
         counters = bot.counters
         if exc.code == 429:
             counters.rate_limited += 1
@@ -544,7 +544,7 @@ class Sandbox:
         params: JSON,
         delay: float,
         is_gone: Callable[[], bool] | None,
-    ) -> Outcome:
+    ) -> ApiAnswer:
         bot.counters.delayed += 1
         handler = self._methods.get(method)
         async_handler = self._async_methods.get(method)

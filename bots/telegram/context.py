@@ -14,8 +14,8 @@ from telegram.ext import ContextTypes
 
 from campaigns.clock import Clock
 from campaigns.i18n import normalise_language, t
+from campaigns.people import Person
 from campaigns.replies import Reply
-from campaigns.signup import Person
 from storage.db import Database
 
 log = logging.getLogger(__name__)

@@ -25,16 +25,15 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from bots.channel import Outcome as SendOutcome
-from bots.channel import SendResult
+from bots.channel import Outcome, SendResult
 from bots.http import HTTPClientError, KeepAlivePool, NotSent, RequestTimeout
 from bots.telegram.sender import bot_api_call, classify
 from campaigns import petitions
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import Clock
+from campaigns.people import Person
 from campaigns.petitions import SignRequest
 from campaigns.replies import Reply
-from campaigns.signup import Person
 from storage import inbox
 from storage.batching import GroupCommit
 from storage.db import Database
@@ -75,8 +74,9 @@ def sign_request(data: dict[str, Any], bot_id: int, bot_username: str | None) ->
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """handled (with replies), duplicate (seen before), or fallback (stored; use PTB)."""
+class FastLaneVerdict:
+    """What the fast lane did with one update: handled (with replies), duplicate (seen
+    before), or fallback (stored; PTB answers it). Not a send outcome (bots.channel.Outcome)."""
 
     kind: str
     replies: list[Reply] | None = None
@@ -103,11 +103,11 @@ class FastLane(GroupCommit):
         out = []
         for i, is_new in enumerate(new):
             if not is_new:
-                out.append(Outcome("duplicate"))
+                out.append(FastLaneVerdict("duplicate"))
             elif i in handled:
-                out.append(Outcome("handled", handled[i]))
+                out.append(FastLaneVerdict("handled", handled[i]))
             else:
-                out.append(Outcome("fallback"))
+                out.append(FastLaneVerdict("fallback"))
         return out
 
 
@@ -201,11 +201,11 @@ class ReplySender:
         try:
             status, payload = await pool.post(self._heads[method], orjson.dumps(params))
         except NotSent as exc:
-            return SendResult(SendOutcome.RETRY, error=f"not sent: {exc}"), True
+            return SendResult(Outcome.RETRY, error=f"not sent: {exc}"), True
         except RequestTimeout:
-            return SendResult(SendOutcome.RETRY, error="timeout"), False
+            return SendResult(Outcome.RETRY, error="timeout"), False
         except HTTPClientError as exc:
-            return SendResult(SendOutcome.RETRY, error=f"network error: {exc}"), False
+            return SendResult(Outcome.RETRY, error=f"network error: {exc}"), False
         # Only a 5xx says Telegram did not send it; a 200 with an unreadable body (also
         # classified RETRY) was sent.
         return classify(status, payload), 500 <= status < 600
@@ -217,9 +217,9 @@ class ReplySender:
                 log.info("fast-lane reply dropped: older than %.0f s", self.MAX_AGE_S)
                 return
             result, resend_ok = await self._call(chat_id, message)
-            if result.outcome is SendOutcome.SENT:
+            if result.outcome is Outcome.SENT:
                 return
-            if result.outcome is SendOutcome.RATE_LIMITED:
+            if result.outcome is Outcome.RATE_LIMITED:
                 await self._rate_limited(result.retry_after or 1.0)
                 continue  # not an attempt; _turn drops the reply once it is too old
             attempts += 1

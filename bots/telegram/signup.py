@@ -20,6 +20,7 @@ from telegram.ext import (
 from bots.telegram.context import handle, person_of, services
 from campaigns import signup
 from campaigns.clock import Clock
+from campaigns.people import Person
 from campaigns.replies import Reply
 
 PRIVATE = filters.ChatType.PRIVATE
@@ -32,8 +33,8 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await handle(update, context, lambda s, p: signup.start(s, p, payload, clock))
 
 
-ButtonRule = Callable[[AsyncSession, signup.Person, str, Clock], Awaitable[list[Reply]]]
-ClockRule = Callable[[AsyncSession, signup.Person, Clock], Awaitable[list[Reply]]]
+ButtonRule = Callable[[AsyncSession, Person, str, Clock], Awaitable[list[Reply]]]
+ClockRule = Callable[[AsyncSession, Person, Clock], Awaitable[list[Reply]]]
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
@@ -98,7 +99,7 @@ async def not_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Stickers, photos, voice: say what we can read."""
     from campaigns.replies import Reply
 
-    async def answer(_s: object, p: signup.Person) -> list[Reply]:
+    async def answer(_s: object, p: Person) -> list[Reply]:
         from campaigns.i18n import normalise_language, t
 
         return [Reply(t(normalise_language(p.language_code), "I can only read text messages."))]

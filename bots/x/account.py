@@ -1,8 +1,8 @@
-"""The X account as nalgae uses it: every post, reply and DM passes the policy first.
+"""The X account as nalgae uses it: every post and reply passes the policy first.
 
 ``XAccount`` is the only way the rest of nalgae reaches X for writing. Each method
-checks campaigns.x_policy before the request and paces itself on the account's
-own post count (campaigns.x_posts.budget_wait), so a limit is respected before X
+checks campaigns.x.policy before the request and paces itself on the account's
+own post count (campaigns.x.posts.budget_wait), so a limit is respected before X
 has to refuse; X's own 429 is the backstop and comes back as XApiError with the
 reset time.
 """
@@ -10,39 +10,27 @@ reset time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 from bots.channel import Outcome, SendResult
-from campaigns import x_posts
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import Clock
-from campaigns.x_policy import (
-    InboundDM,
+from campaigns.x import posts as x_posts
+from campaigns.x.policy import (
     MentionFacts,
     PolicyViolation,
     check_broadcast_target,
-    check_dm,
     check_post,
     check_reply,
     record_refusal,
 )
-from campaigns.x_settings import XLimits
+from campaigns.x.settings import XLimits
 from storage import x as store
 from storage.db import Database
 
 from .client import XApi, XApiError
 
 log = logging.getLogger("nalgae.x")
-
-
-@dataclass(frozen=True)
-class ReplyOutcome:
-    state: str  # sent | retry | failed | refused
-    tweet_id: int | None = None
-    error: str | None = None
-    retry_at_seconds: float | None = None
 
 
 class XAccount:
@@ -145,18 +133,6 @@ class XAccount:
         async with self.db.session() as s:
             await store.retry_reply(s, mention_id, not_before=at, attempts=attempts,
                                     error=str(err))
-
-    # --- direct messages ----------------------------------------------------------------------
-
-    async def send_dm(self, *, recipients: Sequence[int], text: str,
-                      in_answer_to: InboundDM | None) -> str:
-        """A DM, only as the one answer to that person's own DM; never to several people."""
-        try:
-            check_dm(recipients=recipients, in_answer_to=in_answer_to, now=self.clock.now())
-        except PolicyViolation as violation:
-            await self._refuse(violation)
-            raise
-        return await self.api.create_dm(recipients[0], text)
 
     # --- broadcasts ---------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from bots.channel import SENDING_ROW, BotInfo, Limits, Outcome, SendResult
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import Clock, SystemClock
-from campaigns.x_settings import XSettings
+from campaigns.x.settings import XSettings
 from storage.db import Database
 
 from .account import XAccount

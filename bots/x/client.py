@@ -27,8 +27,8 @@ import tweepy
 from requests.adapters import HTTPAdapter
 
 from campaigns.clock import Clock, SystemClock
-from campaigns.x_intake import Mention
-from campaigns.x_settings import XSettings, rate_limit_reset
+from campaigns.x.intake import Mention
+from campaigns.x.settings import XSettings, rate_limit_reset
 
 log = logging.getLogger("nalgae.x")
 T = TypeVar("T")
@@ -53,11 +53,6 @@ class XApiError(Exception):
         self.status = status
         self.reset_at = reset_at
         self.limit = limit
-
-    @property
-    def retriable(self) -> bool:
-        return self.kind in ("rate_limited", "server", "network", "auth")
-
 
 def classify(exc: Exception, now: datetime) -> XApiError:
     """A tweepy or requests exception as an XApiError (messages carry no credentials)."""
@@ -235,12 +230,6 @@ class XApi:
         if "id" not in data:
             raise XApiError("server", "X answered /2/users/me without an id")
         return int(data["id"]), data.get("username")
-
-    async def create_dm(self, participant_id: int, text: str) -> str:
-        """POST /2/dm_conversations/with/:id/messages. Callers go through XAccount's policy."""
-        body = await self._call(self._client.create_direct_message, participant_id=participant_id,
-                                text=text, user_auth=self.user_auth)
-        return str((body.get("data") or {}).get("dm_event_id", ""))
 
     async def aclose(self) -> None:
         if self._own_executor and isinstance(self._executor, ThreadPoolExecutor):

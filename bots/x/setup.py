@@ -7,8 +7,8 @@ import logging
 from sqlalchemy import update
 
 from campaigns.clock import Clock
-from campaigns.x_intake import Links
-from campaigns.x_settings import XSettings
+from campaigns.x.intake import Links
+from campaigns.x.settings import XSettings
 from storage import bots as bot_store
 from storage.db import Database
 from storage.models import Bot

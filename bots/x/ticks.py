@@ -18,11 +18,11 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from campaigns import x_posts
 from campaigns.clock import Clock
 from campaigns.ticks import TickContext
-from campaigns.x_intake import IntakeReport, Links, process_mentions
-from campaigns.x_settings import XLimits
+from campaigns.x import posts as x_posts
+from campaigns.x.intake import IntakeReport, Links, process_mentions
+from campaigns.x.settings import XLimits
 from storage import x as store
 from storage.db import Database
 

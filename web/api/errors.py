@@ -1,8 +1,7 @@
 """Every API error is `{"error": {"code": "...", "message": "..."}}` with a 4xx status.
 
-Refusals from campaigns/ go through one handler: a `campaigns.errors.RuleError` answers
-with its own `code` and English `message` (404 for not_found, 409 for conflict, else
-422); the families not yet in that one family are listed once, in `OTHER_REFUSALS`.
+Refusals from campaigns/ (the campaigns.errors.RuleError family) go through one handler:
+the class's `code` and English `message`, 404 for not_found, 409 for conflict, else 422.
 Validation errors are 422; a race on a unique key 409. Outside /api/ the app's usual
 handlers answer.
 """
@@ -21,10 +20,6 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from campaigns import api as api_rules
-from campaigns import petitions
-from campaigns.audience import AudienceError
-from campaigns.broadcasts import BroadcastError
 from campaigns.errors import RuleError
 
 API_PREFIX = "/api/"
@@ -47,15 +42,6 @@ def problem(status: int, code: str, message: str, *, details: Any = None,
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
-# Refusal families outside campaigns.errors.RuleError, most specific first: (class, status,
-# code). Each line goes when its class joins that family (its `code` then says the same).
-OTHER_REFUSALS: tuple[tuple[type[Exception], int, str], ...] = (
-    (api_rules.NotFound, 404, "not_found"),
-    (api_rules.Conflict, 409, "conflict"),
-    (petitions.RuleError, 422, "rule_violation"),
-    (BroadcastError, 422, "invalid_broadcast"),
-    (AudienceError, 422, "invalid_audience"),
-)
 RULE_STATUS = {"not_found": 404, "conflict": 409}
 
 
@@ -63,9 +49,6 @@ def refusal(exc: Exception) -> JSONResponse:
     """A refusal from campaigns/ as an API error (its message in English)."""
     if isinstance(exc, RuleError):
         return problem(RULE_STATUS.get(exc.code, 422), exc.code, exc.message("en"))
-    for family, status, code in OTHER_REFUSALS:
-        if isinstance(exc, family):
-            return problem(status, code, str(exc))  # str() is the English message
     raise exc
 
 
@@ -113,9 +96,7 @@ def install(app: FastAPI) -> None:
     async def rule(request: Request, exc: Exception) -> Response:
         return refusal(exc)
 
-    families: list[type[Exception]] = [RuleError, *(f for f, _s, _c in OTHER_REFUSALS)]
-    for family in families:
-        app.add_exception_handler(family, rule)
+    app.add_exception_handler(RuleError, rule)
 
     @app.exception_handler(IntegrityError)
     async def integrity(request: Request, exc: IntegrityError) -> Response:

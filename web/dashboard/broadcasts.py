@@ -27,7 +27,7 @@ from web.pages import RULE_ERRORS, back, database, error_text, language, live, p
 router = APIRouter(include_in_schema=False)
 
 # What composing can refuse: shown on the composer with the form as it was.
-_REFUSED: tuple[type[Exception], ...] = (bc.BroadcastError, audiences.AudienceError, *RULE_ERRORS)
+_REFUSED = RULE_ERRORS  # BroadcastError and AudienceError are RuleErrors
 
 _ALLOWED_PREVIEW_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code",
                          "pre", "tg-spoiler", "blockquote", "span"}
@@ -128,16 +128,8 @@ async def preview(request: Request) -> JSONResponse:
 
 def _buttons(form: Any) -> list[list[dict[str, Any]]]:
     """One button a line: "label|url", the label "Korean/English" or one for both."""
-    buttons = []
-    for line in str(form.get("buttons") or "").splitlines():
-        if line.strip():
-            label, _sep, url = line.rpartition("|")
-            ko, _s, en = label.partition("/") if "/" in label and "://" not in label \
-                else (label, "", "")
-            buttons.append([{"text": {k: v.strip() for k, v in
-                                      (("ko", ko), ("en", en)) if v.strip()},
-                             "url": url.strip()}])
-    return buttons
+    return [[bc.parse_button(line)] for line in str(form.get("buttons") or "").splitlines()
+            if line.strip()]
 
 
 def _draft(form: Any) -> bc.Draft:

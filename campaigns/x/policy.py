@@ -2,7 +2,7 @@
 
 X's automation rules (https://help.x.com/en/rules-and-policies/x-automation) allow
 automated replies and direct messages only where the person asked for them. The
-X adapter (bots/x) calls these checks before every reply, direct message and post,
+X adapter (bots/x) calls these checks before every reply and post (it sends no DMs),
 and there is no other way to reach X from nalgae; an attempt that breaks a rule is
 refused (``PolicyViolation``) and written to the audit log, with internal ids only.
 
@@ -10,36 +10,29 @@ refused (``PolicyViolation``) and written to the audit log, with internal ids on
   account, by the person it is addressed to, that nalgae read from X.
 - At most one reply per mention.
 - Someone who said "stop" gets no further replies (only the confirmation of the stop).
-- A direct message only in answer to a direct message from that same person, once.
 - Never bulk direct messages: a broadcast is one public post, never a message per
-  supporter; a DM has exactly one recipient.
+  supporter.
 - No unsolicited @mentions in posts.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from campaigns.x_text import handles
+from campaigns.x.text import handles
 from storage import supporters
 from storage.db import Database
 
 log = logging.getLogger("nalgae.x.policy")
 
-# How long after a person's direct message an answer to it is still an answer.
-DM_ANSWER_WINDOW = timedelta(hours=24)
-
-
 class Rule(StrEnum):
     ENGAGED_FIRST = "reply_only_after_engagement"
     ONE_REPLY = "one_reply_per_mention"
     STOPPED = "no_reply_after_stop"
-    DM_IN_ANSWER = "dm_only_in_answer"
     NO_BULK_DM = "no_bulk_dm"
     NO_MENTIONS = "no_unsolicited_mentions"
 
@@ -70,16 +63,6 @@ class MentionFacts:
     supporter_status: str | None
 
 
-@dataclass(frozen=True)
-class InboundDM:
-    """A direct message a person sent the account (what a DM may answer)."""
-
-    event_id: str
-    sender_id: int
-    received_at: datetime
-    answered: bool = False
-
-
 def check_reply(*, to_user_id: int, in_reply_to: int, mention: MentionFacts | None,
                 claimed: bool = False) -> None:
     """Raise PolicyViolation unless this reply answers a mention of ``to_user_id``, once.
@@ -101,22 +84,6 @@ def check_reply(*, to_user_id: int, in_reply_to: int, mention: MentionFacts | No
                               "the reply is not addressed to the author of the mention", target)
     if mention.supporter_status == "stopped" and mention.intent != "stop":
         raise PolicyViolation(Rule.STOPPED, "the person asked us to stop", target)
-
-
-def check_dm(*, recipients: Sequence[int], in_answer_to: InboundDM | None,
-             now: datetime) -> None:
-    """Raise PolicyViolation unless this is one DM answering that person's own DM."""
-    if len(recipients) != 1:
-        raise PolicyViolation(Rule.NO_BULK_DM, f"a DM to {len(recipients)} recipients",
-                              details={"recipients": len(recipients)})
-    if in_answer_to is None:
-        raise PolicyViolation(Rule.DM_IN_ANSWER, "a DM that answers no message from the person")
-    if in_answer_to.sender_id != recipients[0]:
-        raise PolicyViolation(Rule.DM_IN_ANSWER, "a DM to someone other than the sender")
-    if in_answer_to.answered:
-        raise PolicyViolation(Rule.DM_IN_ANSWER, "that message was answered already")
-    if now - in_answer_to.received_at > DM_ANSWER_WINDOW:
-        raise PolicyViolation(Rule.DM_IN_ANSWER, "the message is too old to answer")
 
 
 def check_broadcast_target(*, chat_id: int, account_id: int | None,

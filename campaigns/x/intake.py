@@ -31,9 +31,9 @@ from campaigns import petitions
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import _, t_plain
-from campaigns.signup import NOTICE_VERSION
+from campaigns.signup import NOTICE_VERSION, STOP_WORDS
 from campaigns.text import normalise_keyword
-from campaigns.x_text import LIMIT, weighted_length
+from campaigns.x.text import LIMIT, weighted_length
 from storage import petitions as petition_store
 from storage import supporters
 from storage import x as store
@@ -45,8 +45,6 @@ log = logging.getLogger("nalgae.x.intake")
 CHANNEL = "x"
 PURPOSE = "petition_signature"
 SOURCE_REF = "x"
-STOP_WORDS = frozenset({"stop", "중지", "그만", "unsubscribe", "수신거부"})
-SIGN_WORDS = frozenset({"sign", "서명"})
 
 _LEADING_HANDLES = re.compile(r"^(?:\s*@[A-Za-z0-9_]{1,15})+")
 _URL = re.compile(r"https?://\S+", re.I)

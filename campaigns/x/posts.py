@@ -8,7 +8,7 @@ Telegram deep link; a broadcast of a campaign poll becomes a native X poll, whos
 totals are read back when it closes and shown beside the Telegram results as a
 separate, anonymous column.
 
-Pacing follows X's published limits (campaigns.x_settings): the account's own posts
+Pacing follows X's published limits (campaigns.x.settings): the account's own posts
 in the last 15 minutes and 24 hours are counted in the store (x_post), so every
 worker and scheduler shares one budget, and a post that would exceed it waits.
 """
@@ -24,9 +24,9 @@ from campaigns import broadcasts
 from campaigns.broadcasts import BroadcastError, Draft, OutgoingMessage
 from campaigns.clock import Clock
 from campaigns.i18n import LANGUAGES, _, t_plain
-from campaigns.x_policy import PolicyViolation, check_post, record_refusal
-from campaigns.x_settings import XLimits
-from campaigns.x_text import (
+from campaigns.x.policy import PolicyViolation, check_post, record_refusal
+from campaigns.x.settings import XLimits
+from campaigns.x.text import (
     deep_link,
     html_to_plain,
     poll_minutes,
@@ -75,7 +75,7 @@ async def compose_post(
         async with db.session() as s:
             found = await petition_store.petition_by_slug(s, petition.strip().lower())
         if found is None or found.status == "draft":
-            raise BroadcastError(_("There is no open petition “{slug}”."), {"slug": petition})
+            raise BroadcastError(_("There is no open petition “{slug}”."), slug=petition)
         link_url = deep_link(link_bot, found.slug)
         buttons = [[{"text": {lang: t_plain(lang, _("Sign here")) for lang in LANGUAGES},
                      "url": link_url}]]
@@ -91,7 +91,7 @@ async def compose_post(
             if len(parts) > MAX_THREAD:
                 raise BroadcastError(
                     _("This text makes a thread of {count} posts; at most {limit} are allowed."),
-                    {"count": len(parts), "limit": MAX_THREAD})
+                    count=len(parts), limit=MAX_THREAD)
     async with db.session() as s:
         await store.ensure_account(s, bot_id=bot_id, account_id=account_id, now=clock.now())
     return await broadcasts.compose(
@@ -108,18 +108,18 @@ async def _check_poll(db: Database, slug: str, texts: dict[str, str], at: dateti
         return  # broadcasts.compose explains that
     if found.kind == "multiple":
         raise BroadcastError(_("An X poll takes one answer; “{slug}” allows several."),
-                             {"slug": slug})
+                             slug=slug)
     for lang in ("ko", "en"):
         labels = [o.get(lang) or o["ko"] for o in found.options]
         question = texts.get(lang) or (found.question_en if lang == "en" else found.question_ko)
         problem = poll_problem(question or found.question_ko, labels)
         if problem:
             raise BroadcastError(_("“{slug}” cannot be an X poll: {problem}."),
-                                 {"slug": slug, "problem": problem})
+                                 slug=slug, problem=problem)
     if found.closes_at is not None:
         if poll_minutes((found.closes_at - at).total_seconds()) is None:
             raise BroadcastError(_("“{slug}” closes in less than 5 minutes, too soon for an X "
-                                   "poll."), {"slug": slug})
+                                   "poll."), slug=slug)
 
 
 # --- planning a post --------------------------------------------------------------------------

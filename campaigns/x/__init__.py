@@ -1,0 +1,1 @@
+"""The X (Twitter) rules: mention intake, automation policy, posting, settings and text weight."""
