@@ -99,7 +99,8 @@ def _button(item: store.OpenItem, lang: str) -> list[Button]:
 def home_buttons(lang: str) -> list[list[Button]]:
     return [
         [Button(t(lang, "🏠 What is open for me"), data="h:m")],
-        [Button(t(lang, "✍️ Petitions"), data="h:l:p:0"), Button(t(lang, "🗳 Polls"), data="h:l:v:0")],
+        [Button(t(lang, "✍️ Petitions"), data="h:l:p:0"),
+         Button(t(lang, "🗳 Polls"), data="h:l:v:0")],
     ]
 
 

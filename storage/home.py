@@ -28,6 +28,9 @@ from storage.models import (
 )
 from storage.models.base import UTCDateTime
 
+# A SELECT of the seven item columns (kind, id, slug, title_ko, title_en, opened_at, closes_at).
+Rows = Select[*tuple[Any, ...]]
+
 
 @dataclass(frozen=True)
 class Viewer:
@@ -63,7 +66,7 @@ class Kind:
     """One kind of open item: its rows for a viewer (None: everyone) and its live count."""
 
     name: str
-    rows: Callable[[Viewer | None, datetime], Select[Any]]
+    rows: Callable[[Viewer | None, datetime], Rows]
     count: Callable[[Any], Any]
 
 
@@ -79,8 +82,8 @@ def _campaign_of_bot(campaign_id: Any, viewer: Viewer | None) -> Any:
     )
 
 
-def _petition_rows(viewer: Viewer | None, now: datetime) -> Select[Any]:
-    query = select(
+def _petition_rows(viewer: Viewer | None, now: datetime) -> Rows:
+    query: Rows = select(
         literal("petition").label("kind"), Petition.id.label("id"), Petition.slug.label("slug"),
         Petition.title_ko.label("title_ko"), Petition.title_en.label("title_en"),
         func.coalesce(Petition.opens_at, Petition.created_at, type_=UTCDateTime())
@@ -107,8 +110,8 @@ def _petition_count(item_id: Any) -> Any:
             .where(Petition.id == item_id).scalar_subquery())
 
 
-def _poll_rows(viewer: Viewer | None, now: datetime) -> Select[Any]:
-    query = select(
+def _poll_rows(viewer: Viewer | None, now: datetime) -> Rows:
+    query: Rows = select(
         literal("poll").label("kind"), Poll.id.label("id"), Poll.slug.label("slug"),
         Poll.question_ko.label("title_ko"), Poll.question_en.label("title_en"),
         Poll.created_at.label("opened_at"), Poll.closes_at.label("closes_at"),
@@ -164,7 +167,7 @@ async def open_page(
     stmt = (
         select(status.c[0].label("signed"), page.c.kind, page.c.id, page.c.slug,
                page.c.title_ko, page.c.title_en, page.c.opened_at, page.c.closes_at,
-               count.label("count"))
+               count.label("live"))
         .select_from(status.outerjoin(page, true()))
         .order_by(page.c.opened_at.desc(), page.c.kind, page.c.id.desc())
     )
@@ -172,14 +175,16 @@ async def open_page(
     items = [
         OpenItem(kind=str(r.kind), id=int(r.id), slug=str(r.slug), title_ko=str(r.title_ko),
                  title_en=r.title_en, opened_at=r.opened_at, closes_at=r.closes_at,
-                 count=int(r.count or 0))
+                 count=int(r.live or 0))
         for r in rows if r.id is not None
     ]
     signed_count = int(rows[0].signed or 0) if rows else 0
     return OpenPage(items=items[:limit], more=len(items) > limit, signed=signed_count)
 
 
-async def recent_broadcast_times(session: AsyncSession, bot_id: int, limit: int = 20) -> list[datetime]:
+async def recent_broadcast_times(
+    session: AsyncSession, bot_id: int, limit: int = 20
+) -> list[datetime]:
     """When this bot's last broadcasts started: the rules read a habit from them."""
     rows = await session.execute(
         select(Broadcast.started_at)
