@@ -144,15 +144,12 @@ POLLS = Kind("poll", _poll_rows, _poll_count)
 KINDS: tuple[Kind, ...] = (PETITIONS, POLLS)
 
 
-async def open_page(
-    session: AsyncSession, viewer: Viewer | None, now: datetime, *,
-    kinds: Sequence[Kind] = KINDS, limit: int = 5, offset: int = 0,
-) -> OpenPage:
-    """One page of open items, newest first, with live counts and the viewer's signed count.
-
-    One statement: the viewer's status is a one-row select left-joined to the page, so an
-    empty page still brings the status back.
-    """
+def page_statement(
+    viewer: Viewer | None, now: datetime, *, kinds: Sequence[Kind] = KINDS, limit: int = 5,
+    offset: int = 0,
+) -> Rows:
+    """The one statement behind a page: the viewer's status is a one-row select left-joined
+    to the page, so an empty page still brings the status back."""
     union = union_all(*(k.rows(viewer, now) for k in kinds))
     cols = union.selected_columns
     page = (union.order_by(cols.opened_at.desc(), cols.kind, cols.id.desc())
@@ -171,6 +168,15 @@ async def open_page(
         .select_from(status.outerjoin(page, true()))
         .order_by(page.c.opened_at.desc(), page.c.kind, page.c.id.desc())
     )
+    return stmt
+
+
+async def open_page(
+    session: AsyncSession, viewer: Viewer | None, now: datetime, *,
+    kinds: Sequence[Kind] = KINDS, limit: int = 5, offset: int = 0,
+) -> OpenPage:
+    """One page of open items, newest first, with live counts and the viewer's signed count."""
+    stmt = page_statement(viewer, now, kinds=kinds, limit=limit, offset=offset)
     rows = (await session.execute(stmt)).all()
     items = [
         OpenItem(kind=str(r.kind), id=int(r.id), slug=str(r.slug), title_ko=str(r.title_ko),
