@@ -104,7 +104,8 @@ async def measure(url: str, supporters: int, items: int, times: int, explain: bo
             rows = (await s.execute(text("SELECT id, region, tier FROM supporter"))).all()
         print(f"filled in {time.perf_counter() - started:.1f} s: {counts}")
         rng = random.Random(1)
-        viewers = [Viewer(int(i), bot.id, r, t) for i, r, t in rng.sample(rows, min(times, len(rows)))]
+        picked = rng.sample(rows, min(times, len(rows)))
+        viewers = [Viewer(int(i), bot.id, r, t) for i, r, t in picked]
         it = iter(viewers * 2)
 
         async def one(**kw: object) -> None:
@@ -139,7 +140,7 @@ async def _explain(db: Database, viewer: Viewer, clock: SystemClock) -> None:
     from storage.home import page_statement
 
     stmt = page_statement(viewer, clock.now(), limit=home.CARD_ITEMS)
-    sql = str(stmt.compile(dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+    sql = str(stmt.compile(dialect=postgresql.dialect(),
                            compile_kwargs={"literal_binds": True}))
     async with db.session() as s:
         plan = await s.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql))
