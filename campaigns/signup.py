@@ -14,7 +14,7 @@ import json
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import intents
+from campaigns import home, intents
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import LANGUAGES, _, normalise_language, t
@@ -79,7 +79,7 @@ async def start(
     next_step = _next_onboarding_step(supporter)
     if next_step:
         return [next_step]
-    return [Reply(t(supporter.language, "welcome_back", name=supporter.display_name or ""))]
+    return [await home.card(session, supporter, clock, greeting=True)]
 
 
 async def consent(
@@ -182,7 +182,12 @@ def _next_onboarding_step(s: Supporter) -> Reply | None:
 
 async def _finish(session: AsyncSession, s: Supporter, clock: Clock) -> list[Reply]:
     replies = [Reply(t(s.language, "signup_welcome", name=s.display_name or ""))]
-    replies.extend(await intents.resume(session, s, clock))
+    resumed = await intents.resume(session, s, clock)
+    if not resumed:
+        # Came for nothing in particular: show what there is to take part in.
+        card = await home.card_if_open(session, s, clock)
+        resumed = [card] if card else []
+    replies.extend(resumed)
     return replies
 
 
@@ -259,7 +264,7 @@ async def text_message(
     step = _next_onboarding_step(s)
     if step:
         return [step]
-    return [Reply(t(s.language, "signup_help"))]
+    return [home.not_understood(s)]
 
 
 async def edit_name(session: AsyncSession, person: Person, clock: Clock) -> list[Reply]:

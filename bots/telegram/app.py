@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from telegram import BotCommand, Update
+from telegram import BotCommand, MenuButtonCommands, Update
 from telegram.ext import Application, ContextTypes
 
-from bots.telegram import petitions, polls, signup
+from bots.telegram import home, petitions, polls, signup
 from bots.telegram.context import Services
 from bots.telegram.processing import OrderedUpdateProcessor
 from campaigns.clock import Clock
@@ -20,12 +20,13 @@ log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member", "poll_answer", "poll"]
 
+# Taking part first, then one's own data (the same grouping as /help).
 COMMANDS = {
-    "ko": [("start", "시작하기"), ("sign", "청원 서명"), ("poll", "투표"), ("help", "도움말"),
-           ("me", "내 정보"), ("lang", "언어 바꾸기"),
+    "ko": [("menu", "지금 참여할 수 있는 것"), ("petitions", "열린 청원"), ("polls", "열린 투표"),
+           ("help", "도움말"), ("me", "내 정보"), ("lang", "언어 바꾸기"),
            ("stop", "수신 중지"), ("export", "내 정보 받기"), ("forget", "내 정보 삭제")],
-    "en": [("start", "Start"), ("sign", "Sign a petition"), ("poll", "Vote"), ("help", "Help"),
-           ("me", "My data"), ("lang", "Language"),
+    "en": [("menu", "What is open for me"), ("petitions", "Open petitions"),
+           ("polls", "Open polls"), ("help", "Help"), ("me", "My data"), ("lang", "Language"),
            ("stop", "Stop messages"), ("export", "Get my data"), ("forget", "Erase my data")],
 }
 
@@ -41,6 +42,8 @@ async def _post_init(app: Application) -> None:
         await app.bot.set_my_commands(
             [BotCommand(c, d) for c, d in commands], language_code=None if lang == "ko" else lang
         )
+    # The chat's menu button opens that command list, where /menu comes first.
+    await app.bot.set_chat_menu_button(menu_button=MenuButtonCommands())
 
 
 def build_application(
@@ -76,6 +79,7 @@ def build_application(
     # Per-supporter signing limits must be shared by every process when there are several.
     petitions.register(app, limiter=RedisRateLimiter(redis_url) if redis_url else None)
     polls.register(app)
+    home.register(app)
     signup.register_fallbacks(app)
     app.add_error_handler(_on_error)
     return app

@@ -34,17 +34,31 @@ def _limiter(context: ContextTypes.DEFAULT_TYPE) -> RateLimiter:
 
 async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/poll <slug>: the question with its keyboard, or a native Telegram poll."""
+    await _send_poll(update, context, context.args[0] if context.args else None)
+
+
+async def vote_prompt_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The "Vote" button of the home card and lists (`poll:<slug>`): as /poll <slug>."""
+    data = str(update.callback_query.data if update.callback_query else "")
+    await _send_poll(update, context, data.partition(":")[2])
+
+
+async def _send_poll(update: Update, context: ContextTypes.DEFAULT_TYPE, slug: str | None) -> None:
     svc = services(context)
     person = person_of(update, svc.bot_id)
     chat = update.effective_chat
-    if person is None or chat is None:
+    if person is None or chat is None or chat.type != "private":
         return
-    slug = context.args[0] if context.args else None
     async with svc.db.session() as session:
         to_send = await polls.poll_to_send(session, person, slug, svc.clock)
     if to_send.native is None or to_send.poll_id is None:
         await send(update, context, to_send.replies)
         return
+    if update.callback_query is not None:
+        try:
+            await update.callback_query.answer()
+        except TelegramError:
+            log.info("callback answer failed (query too old)")
     spec = to_send.native
     try:
         message = await context.bot.send_poll(
@@ -124,4 +138,5 @@ def register(app: Application, group: int = 0) -> None:
     app.add_handler(CommandHandler("results", results_command, filters=PRIVATE), group)
     app.add_handler(CallbackQueryHandler(vote_button, pattern=r"^vote:"), group)
     app.add_handler(CallbackQueryHandler(results_button, pattern=r"^results:"), group)
+    app.add_handler(CallbackQueryHandler(vote_prompt_button, pattern=r"^poll:"), group)
     app.add_handler(PollAnswerHandler(native_answer), group)

@@ -71,6 +71,8 @@ class Signature(Base):
     __table_args__ = (
         UniqueConstraint("petition_id", "supporter_id"),
         Index("ix_signature_petition_created", "petition_id", "created_at"),
+        # "Signed N petitions" on the home card, and erasure, look signatures up by person.
+        Index("ix_signature_supporter", "supporter_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -798,6 +798,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_signature_petition_created", "signature", ["petition_id", "created_at"], unique=False
     )
+    op.create_index("ix_signature_supporter", "signature", ["supporter_id"], unique=False)
     op.create_table(
         "x_poll",
         sa.Column(
@@ -845,6 +846,7 @@ def downgrade() -> None:
         sqlite_where=sa.text("status = 'open'"),
     )
     op.drop_table("x_poll")
+    op.drop_index("ix_signature_supporter", table_name="signature")
     op.drop_index("ix_signature_petition_created", table_name="signature")
     op.drop_table("signature")
     op.drop_table("poll_voter")
