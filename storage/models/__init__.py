@@ -30,7 +30,9 @@ from storage.models.petitions import (
     PollVoter,
     Signature,
 )
+from storage.models.ideas import Idea, IdeaBacking, IdeaDraft, IdeaSettings
 from storage.models.signin import LoginLink
+from storage.models.surveys import Survey, SurveyAnswer, SurveyProgress, SurveyRespondent
 from storage.models.x import XCursor, XMention, XPoll, XPost
 
 __all__ = [
@@ -43,6 +45,10 @@ __all__ = [
     "Campaign",
     "ChannelIdentity",
     "Consent",
+    "Idea",
+    "IdeaBacking",
+    "IdeaDraft",
+    "IdeaSettings",
     "InboxUpdate",
     "LoginLink",
     "MemberCode",
@@ -62,6 +68,10 @@ __all__ = [
     "PollVoter",
     "Signature",
     "Supporter",
+    "Survey",
+    "SurveyAnswer",
+    "SurveyProgress",
+    "SurveyRespondent",
     "SupporterTag",
     "UTCDateTime",
     "WebhookDelivery",
