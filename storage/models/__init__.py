@@ -15,6 +15,7 @@ from storage.models.core import (
     Supporter,
     SupporterTag,
 )
+from storage.models.ideas import Idea, IdeaBacking, IdeaDraft, IdeaSettings
 from storage.models.petitions import (
     NativePollMap,
     OrganiserNotice,
@@ -30,7 +31,6 @@ from storage.models.petitions import (
     PollVoter,
     Signature,
 )
-from storage.models.ideas import Idea, IdeaBacking, IdeaDraft, IdeaSettings
 from storage.models.signin import LoginLink
 from storage.models.surveys import Survey, SurveyAnswer, SurveyProgress, SurveyRespondent
 from storage.models.x import XCursor, XMention, XPoll, XPost
@@ -68,11 +68,11 @@ __all__ = [
     "PollVoter",
     "Signature",
     "Supporter",
+    "SupporterTag",
     "Survey",
     "SurveyAnswer",
     "SurveyProgress",
     "SurveyRespondent",
-    "SupporterTag",
     "UTCDateTime",
     "WebhookDelivery",
     "WebhookSubscription",

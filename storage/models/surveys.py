@@ -69,7 +69,8 @@ class SurveyProgress(Base):
     path: Mapped[list[str]] = mapped_column(JSON, default=list)
     # The question key being asked, or "" when the summary is shown.
     current: Mapped[str] = mapped_column(String(40), default="")
-    state: Mapped[str] = mapped_column(String(16), default="answering")  # answering|confirm|submitted
+    # answering | confirm | submitted
+    state: Mapped[str] = mapped_column(String(16), default="answering")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
