@@ -36,7 +36,7 @@ from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import LANGUAGES, _, normalise_language, t
 from campaigns.polls import TIERS, exact, parse_weights, rounded
 from campaigns.regions import REGION_CODES, region_name
-from campaigns.replies import Button, Reply
+from campaigns.replies import Button, Outgoing, Reply
 from campaigns.signup import Person
 from campaigns.times import parse_local
 from storage import petitions as petition_store
@@ -993,16 +993,6 @@ async def close_due(db: Database, clock: Clock) -> list[int]:
 
 
 # --- reminders --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message for one supporter's chat, sent by the channel adapter."""
-
-    bot_id: int
-    chat_id: int
-    supporter_id: int
-    reply: Reply
-
 
 async def claim_reminders(db: Database, clock: Clock, *, after: timedelta = REMIND_AFTER,
                           limit: int = 500) -> list[Outgoing]:
