@@ -185,8 +185,7 @@ def _question(node: Any, position: int, earlier: dict[str, dict[str, Any]],
                                         "options."))
             q["min"], q["max"] = low, high
     elif kind == "scale":
-        low, high = _int(node, "min", 1), _int(node, "max", 5)
-        assert low is not None and high is not None
+        low, high = _int(node, "min", 1) or 0, _int(node, "max", 5) or 0
         if not (0 <= low < high <= 10 and high - low <= 10):
             raise DefinitionError(_line(node, "max" if "max" in node else _LINE),
                                   _("A scale runs between 0 and 10 (e.g. 1-5 or 0-10)."))

@@ -185,7 +185,7 @@ async def claim_answer_deliveries(
         .values(answer_sent_at=now)
         .returning(IdeaBacking.idea_id, IdeaBacking.supporter_id)
         .execution_options(synchronize_session=False))
-    pairs = [(int(i), int(s)) for i, s in claimed.all()]
+    pairs = [(int(i), int(s or 0)) for i, s in claimed.all()]
     if not pairs:
         return []
     rows = await session.execute(
@@ -193,7 +193,7 @@ async def claim_answer_deliveries(
         .join(ChannelIdentity, ChannelIdentity.supporter_id == Supporter.id)
         .where(Supporter.id.in_([s for _, s in pairs]), Supporter.status == "active",
                ChannelIdentity.reachable.is_(True), ChannelIdentity.chat_id.is_not(None)))
-    where = {int(i): (str(lang), int(b), int(c)) for i, lang, b, c in rows.all()}
+    where = {int(i): (str(lang), int(b), int(c or 0)) for i, lang, b, c in rows.all()}
     return [(i, s, *where[s]) for i, s in sorted(pairs) if s in where]
 
 
@@ -205,7 +205,7 @@ async def reach(session: AsyncSession, supporter_id: int) -> tuple[str, int, int
         .where(Supporter.id == supporter_id, Supporter.status == "active",
                ChannelIdentity.reachable.is_(True), ChannelIdentity.chat_id.is_not(None))
         .limit(1))).first()
-    return (str(row[0]), int(row[1]), int(row[2])) if row else None
+    return (str(row[0]), int(row[1]), int(row[2] or 0)) if row else None
 
 
 # --- drafts -----------------------------------------------------------------------------------

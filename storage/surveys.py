@@ -171,7 +171,7 @@ async def claim_reminders(
         .where(Supporter.id.in_([p for _, p in pairs]), Supporter.status == "active",
                ChannelIdentity.reachable.is_(True), ChannelIdentity.chat_id.is_not(None))
     )
-    where = {int(i): (str(lang), int(b), int(c)) for i, lang, b, c in rows.all()}
+    where = {int(i): (str(lang), int(b), int(c or 0)) for i, lang, b, c in rows.all()}
     return [Reminder(s, p, *where[p]) for s, p in pairs if p in where]
 
 
