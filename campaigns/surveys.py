@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
-from campaigns.i18n import LANGUAGES, _, normalise_language, t
+from campaigns.i18n import LANGUAGES, _, normalise_language, t, t_plain
 from campaigns.polls import TIERS, exact, parse_weights, rounded
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Outgoing, Reply
@@ -69,7 +69,7 @@ class DefinitionError(RuleError):
 
     def _params(self, lang: str) -> dict[str, Any]:
         inner = {k: v for k, v in self.params.items() if k not in ("line", "problem")}
-        return {"line": self.line, "problem": t(lang, self.problem, **inner)}
+        return {"line": self.line, "problem": t_plain(lang, self.problem, **inner)}
 
 
 class _LineLoader(yaml.SafeLoader):
