@@ -80,7 +80,7 @@ async def test_moderation_backing_once_and_threshold(db: Database) -> None:
 
 async def test_forget_removes_authorship_and_keeps_counts(db: Database) -> None:
     clock = FixedClock()
-    bot_id, idea_id = await setup(db, clock)
+    _bot_id, idea_id = await setup(db, clock)
     async with db.session() as s:
         await ideas.approve(s, idea_id, actor="cli", clock=clock)
         proposer = (await s.get_one(Idea, idea_id)).proposer_id
