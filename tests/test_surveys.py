@@ -228,3 +228,16 @@ async def test_forget_unlinks_answers_and_drops_progress(db: Database) -> None:
         for eraser in privacy.erasers():
             await eraser(s, sid)
     assert await progress(db, sid) is None
+
+
+async def test_one_reminder_after_a_day(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    await make_supporters(db, bot_id, clock.now(), 1)
+    await press(db, person(bot_id, 0), clock, "go")
+    assert await surveys.claim_reminders(db, clock) == []
+    clock.advance(hours=25)
+    [reminder] = await surveys.claim_reminders(db, clock)
+    assert reminder.chat_id == FIRST_USER and "아직 마치지 않으셨습니다" in reminder.reply.text
+    clock.advance(hours=25)
+    assert await surveys.claim_reminders(db, clock) == []
