@@ -24,8 +24,8 @@ from storage import home as store
 from storage import supporters
 from storage.models import Supporter
 
-if TYPE_CHECKING:  # campaigns.signup imports this module; the type is all we need from it
-    from campaigns.signup import Person
+if TYPE_CHECKING:  # the type is all we need
+    from campaigns.people import Person
 
 CARD_ITEMS = 5
 PAGE = 5

@@ -62,9 +62,10 @@ def encode_payload(p: StartPayload) -> str:
 def resumers() -> dict[str, Resumer]:
     """Intent kind → the feature's function that carries it out. Add yours here."""
     # Imported here: petitions imports signup, which imports this module.
-    from campaigns import petitions
+    from campaigns import ideas, petitions, surveys
 
-    return {"sign": petitions.resume_sign}
+    return {"sign": petitions.resume_sign, "survey": surveys.resume_survey,
+            "idea": ideas.resume_idea}
 
 
 async def resume(session: AsyncSession, supporter: Supporter, clock: Clock) -> list[Reply]:

@@ -31,3 +31,14 @@ class Reply:
     edit: bool = False
     # A short notice shown for the pressed button (Telegram's answerCallbackQuery).
     toast: str | None = None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message the rules want sent to one supporter's chat outside a reply (a reminder,
+    an answer to an idea they back), delivered by the channel adapter."""
+
+    bot_id: int
+    chat_id: int
+    supporter_id: int
+    reply: Reply

@@ -8,7 +8,7 @@ from typing import Any
 from telegram import BotCommand, MenuButtonCommands, Update
 from telegram.ext import Application, ContextTypes
 
-from bots.telegram import home, petitions, polls, signup
+from bots.telegram import home, ideas, petitions, polls, signup, surveys
 from bots.telegram.context import Services
 from bots.telegram.processing import OrderedUpdateProcessor
 from campaigns.clock import Clock
@@ -80,6 +80,8 @@ def build_application(
     petitions.register(app, limiter=RedisRateLimiter(redis_url) if redis_url else None)
     polls.register(app)
     home.register(app)
+    ideas.register(app)
+    surveys.register(app)
     signup.register_fallbacks(app)
     app.add_error_handler(_on_error)
     return app

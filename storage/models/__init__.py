@@ -15,6 +15,7 @@ from storage.models.core import (
     Supporter,
     SupporterTag,
 )
+from storage.models.ideas import Idea, IdeaBacking, IdeaDraft, IdeaSettings
 from storage.models.petitions import (
     NativePollMap,
     OrganiserNotice,
@@ -31,6 +32,7 @@ from storage.models.petitions import (
     Signature,
 )
 from storage.models.signin import LoginLink
+from storage.models.surveys import Survey, SurveyAnswer, SurveyProgress, SurveyRespondent
 from storage.models.x import XCursor, XMention, XPoll, XPost
 
 __all__ = [
@@ -43,6 +45,10 @@ __all__ = [
     "Campaign",
     "ChannelIdentity",
     "Consent",
+    "Idea",
+    "IdeaBacking",
+    "IdeaDraft",
+    "IdeaSettings",
     "InboxUpdate",
     "LoginLink",
     "MemberCode",
@@ -63,6 +69,10 @@ __all__ = [
     "Signature",
     "Supporter",
     "SupporterTag",
+    "Survey",
+    "SurveyAnswer",
+    "SurveyProgress",
+    "SurveyRespondent",
     "UTCDateTime",
     "WebhookDelivery",
     "WebhookSubscription",

@@ -421,6 +421,82 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_consent")),
     )
     op.create_table(
+        "idea",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "campaign_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "proposer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("title", sa.String(length=120), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("moderation_reason", sa.Text(), nullable=True),
+        sa.Column("moderated_by", sa.String(length=128), nullable=True),
+        sa.Column("moderated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("back_count", sa.BigInteger(), nullable=False),
+        sa.Column("threshold_reached_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("answer", sa.String(length=16), nullable=True),
+        sa.Column("answer_text", sa.Text(), nullable=True),
+        sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"], ["campaign.id"], name=op.f("fk_idea_campaign_id_campaign")
+        ),
+        sa.ForeignKeyConstraint(
+            ["proposer_id"],
+            ["supporter.id"],
+            name=op.f("fk_idea_proposer_id_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_idea")),
+    )
+    op.create_index("ix_idea_campaign_status", "idea", ["campaign_id", "status"], unique=False)
+    op.create_table(
+        "idea_draft",
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "campaign_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("step", sa.String(length=16), nullable=False),
+        sa.Column("title", sa.String(length=120), nullable=True),
+        sa.Column("body", sa.Text(), nullable=True),
+        sa.Column("similar", sa.JSON(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"], ["campaign.id"], name=op.f("fk_idea_draft_campaign_id_campaign")
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_idea_draft_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("supporter_id", name=op.f("pk_idea_draft")),
+    )
+    op.create_table(
+        "idea_settings",
+        sa.Column(
+            "campaign_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("threshold", sa.Integer(), nullable=True),
+        sa.Column("backs_per_supporter", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"], ["campaign.id"], name=op.f("fk_idea_settings_campaign_id_campaign")
+        ),
+        sa.PrimaryKeyConstraint("campaign_id", name=op.f("pk_idea_settings")),
+    )
+    op.create_table(
         "member_code",
         sa.Column(
             "id",
@@ -523,6 +599,37 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("supporter_id", "tag", name=op.f("pk_supporter_tag")),
     )
     op.create_table(
+        "survey",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "campaign_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("slug", sa.String(length=40), nullable=False),
+        sa.Column("title_ko", sa.String(length=200), nullable=False),
+        sa.Column("title_en", sa.String(length=200), nullable=False),
+        sa.Column("definition", sa.JSON(), nullable=False),
+        sa.Column("anonymous", sa.Boolean(), nullable=False),
+        sa.Column("locked", sa.Boolean(), nullable=False),
+        sa.Column("weights", sa.JSON(), nullable=False),
+        sa.Column("audience_tier", sa.String(length=16), nullable=True),
+        sa.Column("audience_region", sa.String(length=16), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("closes_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"], ["campaign.id"], name=op.f("fk_survey_campaign_id_campaign")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_survey")),
+        sa.UniqueConstraint("slug", name=op.f("uq_survey_slug")),
+    )
+    op.create_table(
         "x_mention",
         sa.Column(
             "id",
@@ -565,6 +672,43 @@ def upgrade() -> None:
         sqlite_where=sa.text("reply_state = 'pending'"),
     )
     op.create_index("ix_x_mention_supporter", "x_mention", ["supporter_id"], unique=False)
+    op.create_table(
+        "idea_backing",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("idea_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "campaign_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("tier", sa.String(length=16), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("answer_sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"], ["campaign.id"], name=op.f("fk_idea_backing_campaign_id_campaign")
+        ),
+        sa.ForeignKeyConstraint(
+            ["idea_id"], ["idea.id"], name=op.f("fk_idea_backing_idea_id_idea")
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_idea_backing_supporter_id_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_idea_backing")),
+        sa.UniqueConstraint(
+            "idea_id", "supporter_id", name=op.f("uq_idea_backing_idea_id_supporter_id")
+        ),
+    )
+    op.create_index("ix_idea_backing_supporter", "idea_backing", ["supporter_id"], unique=False)
     op.create_table(
         "native_poll_map",
         sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -800,6 +944,108 @@ def upgrade() -> None:
     )
     op.create_index("ix_signature_supporter", "signature", ["supporter_id"], unique=False)
     op.create_table(
+        "survey_answer",
+        sa.Column(
+            "survey_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("response_key", sa.String(length=32), nullable=False),
+        sa.Column("question", sa.String(length=40), nullable=False),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("tier", sa.String(length=16), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("weight", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_survey_answer_supporter_id_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["survey_id"], ["survey.id"], name=op.f("fk_survey_answer_survey_id_survey")
+        ),
+        sa.PrimaryKeyConstraint(
+            "survey_id", "response_key", "question", name=op.f("pk_survey_answer")
+        ),
+        sqlite_with_rowid=False,
+    )
+    op.create_index(
+        "ix_survey_answer_question", "survey_answer", ["survey_id", "question"], unique=False
+    )
+    op.create_index("ix_survey_answer_supporter", "survey_answer", ["supporter_id"], unique=False)
+    op.create_table(
+        "survey_progress",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "survey_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("answers", sa.JSON(), nullable=False),
+        sa.Column("path", sa.JSON(), nullable=False),
+        sa.Column("current", sa.String(length=40), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reminded_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_survey_progress_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["survey_id"], ["survey.id"], name=op.f("fk_survey_progress_survey_id_survey")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_survey_progress")),
+        sa.UniqueConstraint(
+            "survey_id", "supporter_id", name=op.f("uq_survey_progress_survey_id_supporter_id")
+        ),
+    )
+    op.create_index(
+        "ix_survey_progress_remind",
+        "survey_progress",
+        ["state", "reminded_at", "updated_at"],
+        unique=False,
+    )
+    op.create_table(
+        "survey_respondent",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "survey_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_survey_respondent_supporter_id_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["survey_id"], ["survey.id"], name=op.f("fk_survey_respondent_survey_id_survey")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_survey_respondent")),
+        sa.UniqueConstraint(
+            "survey_id", "supporter_id", name=op.f("uq_survey_respondent_survey_id_supporter_id")
+        ),
+    )
+    op.create_table(
         "x_poll",
         sa.Column(
             "id",
@@ -846,6 +1092,12 @@ def downgrade() -> None:
         sqlite_where=sa.text("status = 'open'"),
     )
     op.drop_table("x_poll")
+    op.drop_table("survey_respondent")
+    op.drop_index("ix_survey_progress_remind", table_name="survey_progress")
+    op.drop_table("survey_progress")
+    op.drop_index("ix_survey_answer_supporter", table_name="survey_answer")
+    op.drop_index("ix_survey_answer_question", table_name="survey_answer")
+    op.drop_table("survey_answer")
     op.drop_index("ix_signature_supporter", table_name="signature")
     op.drop_index("ix_signature_petition_created", table_name="signature")
     op.drop_table("signature")
@@ -861,6 +1113,8 @@ def downgrade() -> None:
     op.drop_table("organiser_notice")
     op.drop_index("ix_native_poll_map_poll", table_name="native_poll_map")
     op.drop_table("native_poll_map")
+    op.drop_index("ix_idea_backing_supporter", table_name="idea_backing")
+    op.drop_table("idea_backing")
     op.drop_index("ix_x_mention_supporter", table_name="x_mention")
     op.drop_index(
         "ix_x_mention_reply_due",
@@ -869,10 +1123,15 @@ def downgrade() -> None:
         sqlite_where=sa.text("reply_state = 'pending'"),
     )
     op.drop_table("x_mention")
+    op.drop_table("survey")
     op.drop_table("supporter_tag")
     op.drop_table("poll")
     op.drop_table("petition")
     op.drop_table("member_code")
+    op.drop_table("idea_settings")
+    op.drop_table("idea_draft")
+    op.drop_index("ix_idea_campaign_status", table_name="idea")
+    op.drop_table("idea")
     op.drop_table("consent")
     op.drop_index("ix_channel_identity_supporter", table_name="channel_identity")
     op.drop_table("channel_identity")

@@ -1,0 +1,318 @@
+"""Surveys, progress, respondents and answers (SQL only, no rules)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    ChannelIdentity,
+    Supporter,
+    Survey,
+    SurveyAnswer,
+    SurveyProgress,
+    SurveyRespondent,
+)
+
+ACTIVE_STATES = ("answering", "confirm")
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+def new_response_key() -> str:
+    """128 random bits: a response key that orders and reveals nothing."""
+    return secrets.token_hex(16)
+
+
+# --- surveys ----------------------------------------------------------------------------------
+
+async def insert_survey(session: AsyncSession, **values: Any) -> Survey:
+    survey = Survey(**values)
+    session.add(survey)
+    await session.flush()
+    return survey
+
+
+async def survey_by_slug(session: AsyncSession, slug: str) -> Survey | None:
+    return (await session.execute(select(Survey).where(Survey.slug == slug))).scalar_one_or_none()
+
+
+async def survey_by_id(session: AsyncSession, survey_id: int) -> Survey | None:
+    return await session.get(Survey, survey_id)
+
+
+async def surveys(session: AsyncSession, status: str | None = None) -> list[Survey]:
+    query = select(Survey).order_by(Survey.id)
+    if status:
+        query = query.where(Survey.status == status)
+    return list((await session.execute(query)).scalars())
+
+
+async def change_status(
+    session: AsyncSession, survey_id: int, *, from_statuses: Sequence[str], to: str,
+    now: datetime,
+) -> bool:
+    values: dict[str, Any] = {"status": to, "updated_at": now}
+    if to == "closed":
+        values["closed_at"] = now
+    result = await session.execute(
+        update(Survey).where(Survey.id == survey_id, Survey.status.in_(from_statuses))
+        .values(**values).execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+async def close_due(session: AsyncSession, now: datetime) -> list[tuple[int, str]]:
+    """Close every open survey past its closing time; (id, slug) of each."""
+    rows = await session.execute(
+        update(Survey)
+        .where(Survey.status == "open", Survey.closes_at.is_not(None), Survey.closes_at <= now)
+        .values(status="closed", closed_at=now, updated_at=now)
+        .returning(Survey.id, Survey.slug)
+        .execution_options(synchronize_session=False)
+    )
+    return [(int(i), str(s)) for i, s in rows.all()]
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+async def progress_of(
+    session: AsyncSession, survey_id: int, supporter_id: int
+) -> SurveyProgress | None:
+    return (await session.execute(
+        select(SurveyProgress).where(SurveyProgress.survey_id == survey_id,
+                                     SurveyProgress.supporter_id == supporter_id)
+    )).scalar_one_or_none()
+
+
+async def start_progress(
+    session: AsyncSession, survey_id: int, supporter_id: int, now: datetime
+) -> SurveyProgress:
+    """The person's progress row, created if absent (a repeat press creates nothing)."""
+    await session.execute(
+        _insert(session, SurveyProgress)
+        .values(survey_id=survey_id, supporter_id=supporter_id, answers={}, path=[],
+                current="", state="answering", started_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"])
+    )
+    found = await progress_of(session, survey_id, supporter_id)
+    assert found is not None
+    return found
+
+
+async def delete_progress(session: AsyncSession, progress_id: int) -> None:
+    await session.execute(delete(SurveyProgress).where(SurveyProgress.id == progress_id))
+
+
+async def active_progress(session: AsyncSession, supporter_id: int) -> SurveyProgress | None:
+    """The survey the person touched last and has not submitted: where typed text goes."""
+    return (await session.execute(
+        select(SurveyProgress)
+        .join(Survey, Survey.id == SurveyProgress.survey_id)
+        .where(SurveyProgress.supporter_id == supporter_id,
+               SurveyProgress.state.in_(ACTIVE_STATES), Survey.status == "open")
+        .order_by(SurveyProgress.updated_at.desc(), SurveyProgress.id.desc())
+        .limit(1)
+    )).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class Reminder:
+    survey_id: int
+    supporter_id: int
+    language: str
+    bot_id: int
+    chat_id: int
+
+
+async def claim_reminders(
+    session: AsyncSession, *, idle_before: datetime, now: datetime, limit: int = 500
+) -> list[Reminder]:
+    """Mark unfinished progress idle since `idle_before` as reminded and return whom to
+    remind. The UPDATE is the claim: two schedulers cannot both take the same row."""
+    open_survey = (
+        select(literal(1)).select_from(Survey)
+        .where(Survey.id == SurveyProgress.survey_id, Survey.status == "open",
+               (Survey.closes_at.is_(None)) | (Survey.closes_at > now))
+        .exists()
+    )
+    due = (
+        select(SurveyProgress.id)
+        .where(SurveyProgress.state.in_(ACTIVE_STATES), SurveyProgress.reminded_at.is_(None),
+               SurveyProgress.updated_at <= idle_before, open_survey)
+        .order_by(SurveyProgress.id).limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed = await session.execute(
+        update(SurveyProgress)
+        .where(SurveyProgress.id.in_(due.scalar_subquery()), SurveyProgress.reminded_at.is_(None))
+        .values(reminded_at=now)
+        .returning(SurveyProgress.survey_id, SurveyProgress.supporter_id)
+        .execution_options(synchronize_session=False)
+    )
+    pairs = [(int(s), int(p)) for s, p in claimed.all()]
+    if not pairs:
+        return []
+    rows = await session.execute(
+        select(Supporter.id, Supporter.language, ChannelIdentity.bot_id, ChannelIdentity.chat_id)
+        .join(ChannelIdentity, ChannelIdentity.supporter_id == Supporter.id)
+        .where(Supporter.id.in_([p for _, p in pairs]), Supporter.status == "active",
+               ChannelIdentity.reachable.is_(True), ChannelIdentity.chat_id.is_not(None))
+    )
+    where = {int(i): (str(lang), int(b), int(c or 0)) for i, lang, b, c in rows.all()}
+    return [Reminder(s, p, *where[p]) for s, p in pairs if p in where]
+
+
+# --- submissions ------------------------------------------------------------------------------
+
+async def record_respondent(session: AsyncSession, survey_id: int, supporter_id: int) -> bool:
+    """Mark "has answered": True the first time, False on a repeat."""
+    stmt = (
+        _insert(session, SurveyRespondent)
+        .values(survey_id=survey_id, supporter_id=supporter_id)
+        .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"])
+        .returning(SurveyRespondent.id)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def has_responded(session: AsyncSession, survey_id: int, supporter_id: int) -> bool:
+    return await session.scalar(
+        select(SurveyRespondent.id).where(SurveyRespondent.survey_id == survey_id,
+                                          SurveyRespondent.supporter_id == supporter_id)
+    ) is not None
+
+
+async def respondent_count(session: AsyncSession, survey_id: int) -> int:
+    return int(await session.scalar(
+        select(func.count()).select_from(SurveyRespondent)
+        .where(SurveyRespondent.survey_id == survey_id)) or 0)
+
+
+async def write_answers(
+    session: AsyncSession, *, survey_id: int, supporter_id: int | None, answers: dict[str, str],
+    tier: str, region: str | None, weight: str,
+) -> None:
+    """One response's answers under a fresh random key; a named response replaces the
+    person's earlier one (an edit), an anonymous one (supporter None) is only added."""
+    if supporter_id is not None:
+        await session.execute(
+            delete(SurveyAnswer).where(SurveyAnswer.survey_id == survey_id,
+                                       SurveyAnswer.supporter_id == supporter_id)
+        )
+    if not answers:
+        return
+    key = new_response_key()
+    await session.execute(_insert(session, SurveyAnswer).values([
+        {"survey_id": survey_id, "response_key": key, "question": q, "supporter_id": supporter_id,
+         "value": v, "tier": tier, "region": region, "weight": weight}
+        for q, v in answers.items()
+    ]))
+
+
+@dataclass(frozen=True)
+class AnswerGroup:
+    """`count` identical answers: same question, value, tier, region and weight."""
+
+    question: str
+    value: str
+    tier: str
+    region: str | None
+    weight: str
+    count: int
+
+
+async def answer_groups(
+    session: AsyncSession, survey_id: int, questions: Sequence[str]
+) -> list[AnswerGroup]:
+    """Answers to the given questions grouped in SQL (one statement)."""
+    if not questions:
+        return []
+    a = SurveyAnswer
+    rows = await session.execute(
+        select(a.question, a.value, a.tier, a.region, a.weight, func.count())
+        .where(a.survey_id == survey_id, a.question.in_(list(questions)))
+        .group_by(a.question, a.value, a.tier, a.region, a.weight)
+    )
+    return [AnswerGroup(str(q), str(v), str(t), r, str(w), int(n))
+            for q, v, t, r, w, n in rows.all()]
+
+
+async def text_answers(session: AsyncSession, survey_id: int, question: str) -> list[str]:
+    """Free-text answers to one question, in no particular order and with no person."""
+    rows = await session.execute(
+        select(SurveyAnswer.value)
+        .where(SurveyAnswer.survey_id == survey_id, SurveyAnswer.question == question)
+        .order_by(SurveyAnswer.response_key)
+    )
+    return [str(v) for v in rows.scalars()]
+
+
+async def stored_rows(session: AsyncSession, survey_id: int) -> list[dict[str, Any]]:
+    """Every answer row without supporter ids, for recounts and exports."""
+    a = SurveyAnswer
+    rows = await session.execute(
+        select(a.response_key, a.question, a.value, a.tier, a.region, a.weight)
+        .where(a.survey_id == survey_id).order_by(a.response_key, a.question)
+    )
+    return [dict(r) for r in rows.mappings().all()]
+
+
+# --- privacy ----------------------------------------------------------------------------------
+
+async def export_supporter(session: AsyncSession, supporter_id: int) -> dict[str, Any]:
+    """Named answers in full, unfinished progress, and (anonymous) only that they answered."""
+    named = await session.execute(
+        select(Survey.slug, SurveyAnswer.question, SurveyAnswer.value)
+        .join(Survey, Survey.id == SurveyAnswer.survey_id)
+        .where(SurveyAnswer.supporter_id == supporter_id)
+        .order_by(Survey.slug, SurveyAnswer.question)
+    )
+    answers: dict[str, dict[str, str]] = {}
+    for slug, question, value in named.all():
+        answers.setdefault(slug, {})[question] = value
+    progress = await session.execute(
+        select(Survey.slug, SurveyProgress.state, SurveyProgress.answers,
+               SurveyProgress.started_at)
+        .join(Survey, Survey.id == SurveyProgress.survey_id)
+        .where(SurveyProgress.supporter_id == supporter_id).order_by(SurveyProgress.id)
+    )
+    anonymous = await session.execute(
+        select(Survey.slug).select_from(SurveyRespondent)
+        .join(Survey, Survey.id == SurveyRespondent.survey_id)
+        .where(SurveyRespondent.supporter_id == supporter_id, Survey.anonymous.is_(True))
+        .order_by(Survey.slug)
+    )
+    return {
+        "survey_answers": answers,
+        "survey_progress": [
+            {"survey": slug, "state": state, "answers": given, "started_at": at.isoformat()}
+            for slug, state, given, at in progress.all()
+        ],
+        "anonymous_surveys_answered": list(anonymous.scalars()),
+    }
+
+
+async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
+    """Drop progress; unlink answers and "has answered" marks (results survive)."""
+    await session.execute(delete(SurveyProgress).where(SurveyProgress.supporter_id == supporter_id))
+    await session.execute(
+        update(SurveyAnswer).where(SurveyAnswer.supporter_id == supporter_id)
+        .values(supporter_id=None).execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(SurveyRespondent).where(SurveyRespondent.supporter_id == supporter_id)
+        .values(supporter_id=None).execution_options(synchronize_session=False)
+    )

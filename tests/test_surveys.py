@@ -1,0 +1,243 @@
+"""Survey rules on real stores: definitions, the flow, anonymity, exact weighted results."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from campaigns import petitions, surveys
+from campaigns.clock import FixedClock
+from campaigns.people import Person
+from storage import privacy
+from storage.db import Database
+from storage.models import Supporter, SurveyAnswer, SurveyProgress, SurveyRespondent
+from tests.helpers import make_bot
+from tests.petition_helpers import make_supporters
+
+CIVIC = (Path(__file__).parent / "fixtures" / "survey_civic.yaml").read_text(encoding="utf-8")
+FIRST_USER = 500_000
+
+
+def refused(source: str) -> surveys.DefinitionError:
+    with pytest.raises(surveys.DefinitionError) as caught:
+        surveys.load_definition(source)
+    return caught.value
+
+
+def test_definition_errors_name_the_line() -> None:
+    unknown_kind = CIVIC.replace("kind: number", "kind: slider")
+    err = refused(unknown_kind)
+    assert err.line == CIVIC.splitlines().index("    kind: number") + 1
+    assert "slider" in err.message("en") and err.message("ko").startswith(f"{err.line}번째 줄")
+
+    later = CIVIC.replace("when: {question: voted, equals: \"no\"}",
+                          "when: {question: age, equals: 30}")
+    err = refused(later)
+    assert err.line == CIVIC.splitlines().index("    when: {question: voted, equals: \"no\"}") + 1
+    assert "comes later" in err.message("en")
+
+    no_english = CIVIC.replace('en: "Your age?"', 'xx: "Your age?"')
+    err = refused(no_english)
+    assert err.line == CIVIC.splitlines().index('    text: {ko: "나이는?", en: "Your age?"}') + 1
+    assert "no en text" in err.message("en")
+
+    assert refused("title: [unclosed\n").line == 2
+    assert refused(CIVIC.replace("min: 14", "min: 200")).problem == "“min” is above “max”."
+
+
+def test_json_definitions_are_read_with_lines() -> None:
+    source = ('{"title": {"ko": "가", "en": "A"},\n "questions": [\n'
+              '  {"kind": "single", "text": {"ko": "질문", "en": "Q"},\n'
+              '   "options": [{"ko": "하나"}, {"ko": "둘", "en": "Two"}]}]}')
+    err = refused(source)
+    assert err.line == 4 and "no en text" in err.message("en")
+
+
+def test_typed_answers_are_checked() -> None:
+    d = surveys.load_definition(CIVIC)
+    qs = {q["key"]: q for q in d.body["questions"]}
+    assert surveys.parse_typed(qs["age"], "마흔").hint == "Please send a number, such as 42."
+    assert surveys.parse_typed(qs["age"], "7").value is None
+    assert surveys.parse_typed(qs["age"], " 1,0 4 ").value == "104"
+    assert surveys.parse_typed(qs["trust"], "11").value is None
+    assert surveys.parse_typed(qs["trust"], "0").value == "0"
+    assert surveys.parse_typed(qs["why-not"], "1, 2").value == "0,1"
+    assert surveys.parse_typed(qs["why-not"], "1 2 3").value is None  # max 2
+    assert surveys.parse_typed(qs["wish"], "가" * 201).value is None
+
+
+async def setup(db: Database, clock: FixedClock, source: str = CIVIC) -> int:
+    bot_id = await make_bot(db, clock.now())
+    async with db.session() as s:
+        await petitions.create_campaign(s, slug="civic", title_ko="시민", clock=clock,
+                                        actor="cli")
+        await surveys.create_survey(s, campaign_slug="civic", source=source, clock=clock,
+                                    actor="cli", status="open")
+    return bot_id
+
+
+def person(bot_id: int, n: int) -> Person:
+    return Person(bot_id=bot_id, channel="telegram", user_id=str(FIRST_USER + n),
+                  chat_id=FIRST_USER + n, language_code="ko")
+
+
+async def press(db: Database, p: Person, clock: FixedClock, *parts: object) -> str:
+    async with db.session() as s:
+        survey = await surveys.get(s, "civic-5min")
+        replies = await surveys.button(s, p, ":".join(["sv", str(survey.id),
+                                                       *map(str, parts)]), clock)
+    return replies[-1].text
+
+
+async def type_(db: Database, clock: FixedClock, supporter_id: int, text: str) -> str:
+    async with db.session() as s:
+        sup = await s.get_one(Supporter, supporter_id)
+        replies = await surveys.typed(s, sup, text, clock)
+    assert replies is not None
+    return replies[-1].text
+
+
+async def progress(db: Database, supporter_id: int) -> SurveyProgress | None:
+    async with db.session() as s:
+        return (await s.execute(select(SurveyProgress).where(
+            SurveyProgress.supporter_id == supporter_id))).scalar_one_or_none()
+
+
+async def test_flow_skip_logic_back_and_resume(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    [sid] = await make_supporters(db, bot_id, clock.now(), 1)
+    p = person(bot_id, 0)
+    assert "1/5" in await press(db, p, clock, "go")
+    # "Yes" hides the why-not question: the next is trust, and the count drops to 4.
+    text = await press(db, p, clock, "a", 0, 0)
+    assert "정치를 얼마나 신뢰" in text and "2/4" in text
+    text = await press(db, p, clock, "b")
+    assert "지난 선거" in text and "1/5" in text
+    text = await press(db, p, clock, "a", 0, 1)
+    assert "투표하지 않은 이유" in text and "2/5" in text
+    text = await press(db, p, clock, "m", 1, 0b11)
+    assert "정치를 얼마나 신뢰" in text and "3/5" in text
+    # A stale button from an earlier message only shows where the person is.
+    assert "정치를 얼마나 신뢰" in await press(db, p, clock, "a", 0, 0)
+    await press(db, p, clock, "a", 2, 3)
+    # Resumable: everything is in the store; a fresh session carries on.
+    stored = await progress(db, sid)
+    assert stored is not None and stored.current == "age"
+    assert stored.answers == {"voted": "1", "why-not": "0,1", "trust": "3"}
+    assert "숫자로" in await type_(db, clock, sid, "마흔")
+    assert "14에서 120" in await type_(db, clock, sid, "7")
+    text = await type_(db, clock, sid, "40")
+    assert "바라는 한 가지" in text
+    text = await press(db, p, clock, "s", 4)
+    assert "답을 확인해 주세요" in text and "시간이 없어서, 정치를 믿지 않아서" in text
+    # Back from the summary, change the first answer: the hidden answer is dropped.
+    await press(db, p, clock, "ed")
+    await press(db, p, clock, "a", 0, 0)
+    stored = await progress(db, sid)
+    assert stored is not None and "why-not" not in stored.answers
+    for pos, step in ((2, "k"), (3, "k"), (4, "s")):
+        await press(db, p, clock, step, pos)
+    assert "고맙습니다" in await press(db, p, clock, "ok")
+    async with db.session() as s:
+        rows = (await s.execute(select(SurveyAnswer))).scalars().all()
+    assert {r.question: r.value for r in rows} == {"voted": "0", "trust": "3", "age": "40"}
+    assert {r.supporter_id for r in rows} == {sid}
+
+
+async def test_anonymous_survey_keeps_no_link(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock, CIVIC.replace("slug: civic-5min",
+                                                  "slug: civic-5min\nanonymous: true"))
+    ids = await make_supporters(db, bot_id, clock.now(), 2)
+    for n, sid in enumerate(ids):
+        p = person(bot_id, n)
+        await press(db, p, clock, "go")
+        await press(db, p, clock, "a", 0, 0)
+        await press(db, p, clock, "a", 2, 7)
+        await type_(db, clock, sid, "33")
+        await type_(db, clock, sid, f"비밀 소원 {n}")
+        assert "고맙습니다" in await press(db, p, clock, "ok")
+        assert "이미 이 설문에 응답" in await press(db, p, clock, "go")
+    async with db.session() as s:
+        answers = (await s.execute(select(SurveyAnswer))).scalars().all()
+        assert len(answers) == 8 and {a.supporter_id for a in answers} == {None}
+        assert (await s.execute(select(SurveyProgress))).first() is None
+        respondents = (await s.execute(select(SurveyRespondent))).scalars().all()
+        assert sorted(r.supporter_id or 0 for r in respondents) == sorted(ids)
+        # Nothing in an answer row is derived from the person or from the order of answering.
+        keys = {a.response_key for a in answers}
+        assert len(keys) == 2 and all(len(k) == 32 for k in keys)
+        assert {c.name for c in SurveyAnswer.__table__.columns} == {
+            "survey_id", "response_key", "question", "supporter_id", "value", "tier", "region",
+            "weight"}
+
+
+async def test_weighted_results_equal_a_recount(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    members = await make_supporters(db, bot_id, clock.now(), 3, tier="member", region="busan")
+    others = await make_supporters(db, bot_id, clock.now(), 4, first_user_id=FIRST_USER + 3)
+    for n, sid in enumerate(members + others):
+        p = person(bot_id, n)
+        await press(db, p, clock, "go")
+        await press(db, p, clock, "a", 0, n % 2)
+        if n % 2:
+            await press(db, p, clock, "m", 1, 1 + (n % 3))
+        await press(db, p, clock, "a", 2, n)
+        await type_(db, clock, sid, str(20 + n))
+        await press(db, p, clock, "s", 4)
+        await press(db, p, clock, "ok")
+    async with db.session() as s:
+        result = await surveys.results(s, "civic-5min")
+        rows = (await s.execute(select(SurveyAnswer))).scalars().all()
+    assert result["respondents"] == 7
+    recount: dict[str, dict[str, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
+    for r in rows:
+        for part in r.value.split(",") if r.question == "why-not" else [r.value]:
+            recount[r.question][part] += Fraction(r.weight)
+    by_q = {q["key"]: q for q in result["questions"]}
+    for key in ("voted", "why-not", "trust"):
+        got = {o["value"]: Fraction(o["weighted"]) for o in by_q[key]["overall"]["options"]}
+        assert {k: v for k, v in got.items() if v} == dict(recount[key])
+    ages = [(Fraction(r.value), Fraction(r.weight)) for r in rows if r.question == "age"]
+    assert Fraction(by_q["age"]["overall"]["weighted_mean"]) == \
+        sum(a * w for a, w in ages) / sum(w for _, w in ages)
+    assert by_q["voted"]["by_tier"]["member"]["weighted_respondents"] == "6"
+    assert set(by_q["voted"]["by_region"]) == {"busan", "seoul"}
+
+
+async def test_forget_unlinks_answers_and_drops_progress(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    [sid] = await make_supporters(db, bot_id, clock.now(), 1)
+    p = person(bot_id, 0)
+    await press(db, p, clock, "go")
+    await press(db, p, clock, "a", 0, 0)
+    async with db.session() as s:
+        exported: dict[str, Any] = {}
+        for exporter in privacy.exporters():
+            exported |= await exporter(s, sid)
+    assert exported["survey_progress"][0]["answers"] == {"voted": "0"}
+    async with db.session() as s:
+        for eraser in privacy.erasers():
+            await eraser(s, sid)
+    assert await progress(db, sid) is None
+
+
+async def test_one_reminder_after_a_day(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    await make_supporters(db, bot_id, clock.now(), 1)
+    await press(db, person(bot_id, 0), clock, "go")
+    assert await surveys.claim_reminders(db, clock) == []
+    clock.advance(hours=25)
+    [reminder] = await surveys.claim_reminders(db, clock)
+    assert reminder.chat_id == FIRST_USER and "아직 마치지 않으셨습니다" in reminder.reply.text
+    clock.advance(hours=25)
+    assert await surveys.claim_reminders(db, clock) == []
