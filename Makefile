@@ -33,6 +33,7 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy bots campaigns storage web worker cli runtime.py scheduler.py
+	$(BIN)/lint-imports --no-logo
 
 # One broadcast to N supporters through the sandbox: PostgreSQL + Redis, SQLite, and paced
 # at Telegram's 30/s. Each run prints one JSON line (see bench/fanout.py).
