@@ -8,7 +8,7 @@ from typing import Any
 from telegram import BotCommand, Update
 from telegram.ext import Application, ContextTypes
 
-from bots.telegram import petitions, polls, signup
+from bots.telegram import events, petitions, polls, signup
 from bots.telegram.context import Services
 from bots.telegram.processing import OrderedUpdateProcessor
 from campaigns.clock import Clock
@@ -76,6 +76,7 @@ def build_application(
     # Per-supporter signing limits must be shared by every process when there are several.
     petitions.register(app, limiter=RedisRateLimiter(redis_url) if redis_url else None)
     polls.register(app)
+    events.register(app)
     signup.register_fallbacks(app)
     app.add_error_handler(_on_error)
     return app

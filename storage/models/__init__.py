@@ -15,6 +15,7 @@ from storage.models.core import (
     Supporter,
     SupporterTag,
 )
+from storage.models.events import Event, EventNotice, EventReminder, EventRsvp
 from storage.models.petitions import (
     NativePollMap,
     OrganiserNotice,
@@ -43,6 +44,10 @@ __all__ = [
     "Campaign",
     "ChannelIdentity",
     "Consent",
+    "Event",
+    "EventNotice",
+    "EventReminder",
+    "EventRsvp",
     "InboxUpdate",
     "LoginLink",
     "MemberCode",
