@@ -356,7 +356,7 @@ async def rsvps_of_supporter(
         .where(EventRsvp.supporter_id == supporter_id, EventRsvp.status != NOT_GOING,
                Event.ends_at > now, Event.status != "draft")
         .order_by(Event.starts_at))
-    return [(e, r) for e, r in rows.tuples().all()]
+    return [(e, r) for e, r in rows.all()]
 
 
 # --- check-in ---------------------------------------------------------------------------------
@@ -395,7 +395,7 @@ async def add_notices(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
     """Queue notices; one that exists already (same event, person, key) is left alone."""
     if not rows:
         return 0
-    stmt = _insert(session, EventNotice).on_conflict_do_nothing(
+    stmt = _insert(session, EventNotice.__table__).on_conflict_do_nothing(
         index_elements=["supporter_id", "event_id", "dedup_key"])
     result = await session.execute(stmt, rows)
     return _rowcount(result)
@@ -412,7 +412,7 @@ async def notify_rsvps(
         literal(now, EventNotice.created_at.type), literal(0),
     ).where(EventRsvp.event_id == event_id, EventRsvp.status.in_(statuses),
             EventRsvp.supporter_id.is_not(None))
-    stmt = _insert(session, EventNotice).from_select(
+    stmt = _insert(session, EventNotice.__table__).from_select(
         ["event_id", "supporter_id", "kind", "dedup_key", "params", "created_at", "attempts"],
         source,
     ).on_conflict_do_nothing(index_elements=["supporter_id", "event_id", "dedup_key"])
@@ -505,7 +505,7 @@ async def claim_reminder(
 ) -> bool:
     """Enter a reminder in the ledger; True for the one transaction that did."""
     result = await session.execute(
-        _insert(session, EventReminder)
+        _insert(session, EventReminder.__table__)
         .values(event_id=event_id, minutes=minutes, version=version, done_at=now, notices=0)
         .on_conflict_do_nothing(index_elements=["event_id", "minutes", "version"]))
     return _rowcount(result) == 1
