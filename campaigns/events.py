@@ -24,6 +24,7 @@ import segno
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import signup
+from campaigns import webhook_events as hooks
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import _, normalise_language, t
@@ -442,7 +443,21 @@ async def rsvp(
     await supporters.audit(session, actor=f"supporter:{supporter.id}", action="event.rsvp",
                            target=f"event:{event.id}", now=now,
                            details={"status": change.after, "promoted": len(outcome.promoted)})
+    await _emit_rsvps(session, event, [(supporter.id, change.after)] if change.changed else [],
+                      outcome.promoted, now)
     return [await _answer(session, event, lang, change, outcome)]
+
+
+async def _emit_rsvps(
+    session: AsyncSession, event: Event, changed: list[tuple[int, str]],
+    promoted: list[tuple[int, int]], now: datetime,
+) -> None:
+    """`event.rsvp` for each stored change, promotions included (ids only, no names)."""
+    items = [*changed, *((sid, GOING) for sid, _seq in promoted)]
+    if items:
+        await hooks.emit_many(session, hooks.EVENT_RSVP, [
+            ({"event_id": event.id, "event": event.slug, "person_id": sid, "status": status},
+             sid) for sid, status in items], now=now)
 
 
 async def _answer(
@@ -653,6 +668,10 @@ async def check_in(
         result = CheckIn(False, _("This person is no longer going."), {})
     elif await store.check_in(session, row.id, actor=actor, now=now):
         result = CheckIn(True, _("✅ Checked in."), {}, row.supporter_id)
+        await hooks.emit(session, hooks.EVENT_CHECKIN,
+                         {"event_id": event.id, "event": event.slug,
+                          "person_id": row.supporter_id}, now=now,
+                         supporter_id=row.supporter_id)
     else:
         result = CheckIn(False, _("This code was already used."), {})
     await supporters.audit(session, actor=actor, action="event.checkin" if result.ok

@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member", "poll_answer", "poll"]
 
 COMMANDS = {
-    "ko": [("start", "시작하기"), ("sign", "청원 서명"), ("poll", "투표"), ("help", "도움말"),
+    "ko": [("start", "시작하기"), ("sign", "청원 서명"), ("poll", "투표"), ("events", "행사"),
+           ("my", "내 신청"), ("help", "도움말"),
            ("me", "내 정보"), ("lang", "언어 바꾸기"),
            ("stop", "수신 중지"), ("export", "내 정보 받기"), ("forget", "내 정보 삭제")],
-    "en": [("start", "Start"), ("sign", "Sign a petition"), ("poll", "Vote"), ("help", "Help"),
+    "en": [("start", "Start"), ("sign", "Sign a petition"), ("poll", "Vote"), ("events", "Events"),
+           ("my", "My RSVPs"), ("help", "Help"),
            ("me", "My data"), ("lang", "Language"),
            ("stop", "Stop messages"), ("export", "Get my data"), ("forget", "Erase my data")],
 }
