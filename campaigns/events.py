@@ -818,3 +818,60 @@ async def send_due_reminders(
         while await deliver_notices(ctx.db, ctx.clock, send, bot_id=bot_id, owner=ctx.owner):
             pass
     return written
+
+
+# --- many RSVPs at once (the intake fast lane, phase 2's bench) ------------------------------
+
+@dataclass(frozen=True)
+class RsvpRequest:
+    """One 참석 / 미정 / 불참 from one person, as the channel describes them."""
+
+    person: Person
+    slug: str | None
+    answer: str
+
+
+async def rsvp_batch(
+    session: AsyncSession, requests: Sequence[RsvpRequest], clock: Clock,
+) -> list[list[Reply] | None]:
+    """RSVP for many people in one transaction: one lock per event per batch, the same
+    answers `rsvp` gives each, in the order given (which is their arrival order).
+
+    ``None`` for a request means "handle it alone with `rsvp_as`": a person not signed
+    up yet, an unknown, draft, cancelled or closed event, members only: rare under load.
+    """
+    now = clock.now()
+    out: list[list[Reply] | None] = [None] * len(requests)
+    known: dict[tuple[int, str, str], supporters.Brief] = {}
+    groups: dict[tuple[int, str], list[str]] = {}
+    for r in requests:
+        groups.setdefault((r.person.bot_id, r.person.channel), []).append(r.person.user_id)
+    for (bot_id, channel), user_ids in groups.items():
+        found = await supporters.find_briefs(session, bot_id, channel, user_ids)
+        known.update({(bot_id, channel, uid): k for uid, k in found.items()})
+    by_slug: dict[str, Event | None] = {}
+    per_event: dict[int, list[tuple[int, supporters.Brief]]] = {}
+    for i, r in enumerate(requests):
+        k = known.get((r.person.bot_id, r.person.channel, r.person.user_id))
+        if (k is None or k.status != "active" or k.pending_input in signup.ONBOARDING_STEPS
+                or r.answer not in (GOING, MAYBE, NOT_GOING)):
+            continue
+        slug = (r.slug or "").strip().lower()
+        if slug not in by_slug:
+            by_slug[slug] = await _find(session, slug)
+        event = by_slug[slug]
+        if event is None or not rsvp_open(event, now) or (
+                event.members_only and k.tier != "member"):
+            continue
+        per_event.setdefault(event.id, []).append((i, k))
+    events_by_id = {e.id: e for e in by_slug.values() if e is not None}
+    for event_id, todo in per_event.items():
+        event = events_by_id[event_id]
+        outcome = await store.apply_rsvps(
+            session, event_id,
+            [RsvpItem(k.id, requests[i].answer, k.region) for i, k in todo], now)
+        await _emit_rsvps(session, event, [(c.supporter_id, c.after) for c in outcome.changes
+                                           if c.changed], outcome.promoted, now)
+        for (i, k), change in zip(todo, outcome.changes, strict=True):
+            out[i] = [await _answer(session, event, k.language, change, outcome)]
+    return out

@@ -358,3 +358,49 @@ async def test_deep_link_intent_and_cards(db: Database) -> None:
     assert card.venue is not None and card.venue.latitude == 37.55
     assert len(listed) == 1
     assert [b.data for row in mine.buttons for b in row] == ["evp:screening", "ev:n:screening"]
+
+
+async def test_members_only_and_closed_rsvps_are_refused_without_storing(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    await make_event(db, clock, slug="assembly")
+    [member] = await make_supporters(db, bot_id, clock.now(), 1, tier="member", first_user_id=60)
+    [plain] = await make_supporters(db, bot_id, clock.now(), 1, first_user_id=61)
+    async with db.session() as s:
+        await events.update_event(s, "assembly", members_only=True,
+                                  rsvp_closes_at=clock.now() + timedelta(days=1), actor="cli",
+                                  clock=clock)
+    assert "당원 전용" in (await answer(db, plain, "assembly", "going", clock))[0].text
+    assert "참석 신청이 완료" in (await answer(db, member, "assembly", "going", clock))[0].text
+    clock.advance(days=1)
+    assert "마감되었습니다" in (await answer(db, member, "assembly", "maybe", clock))[0].text
+    async with db.session() as s:
+        summary = await events.summary(s, "assembly")
+    assert (summary["going"], summary["maybe"]) == (1, 0)
+
+
+async def test_a_batch_of_rsvps_shares_one_lock_and_gives_the_same_answers(
+    db: Database,
+) -> None:
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    await make_event(db, clock, capacity=100)
+    ids = await make_supporters(db, bot_id, clock.now(), 300, first_user_id=3000)
+    people = [person(bot_id, user_id=str(3000 + i), chat_id=3000 + i) for i in range(300)]
+    stranger = person(bot_id, user_id="1", chat_id=1)
+    requests = [events.RsvpRequest(p, "screening", "going") for p in people]
+    requests += [events.RsvpRequest(people[0], "screening", "going"),  # a double tap
+                 events.RsvpRequest(stranger, "screening", "going"),
+                 events.RsvpRequest(people[1], "nothing", "going")]
+    async with db.session() as s:
+        out = await events.rsvp_batch(s, requests, clock)
+    assert out[-2:] == [None, None]  # consent first; unknown event: the single path
+    texts = [r[0].text for r in out[:300] if r]
+    assert sum("참석 신청이 완료" in t for t in texts) == 100
+    assert "대기 200번" in texts[-1] and "이미" in str(out[300])
+    async with db.session() as s:
+        summary = await events.summary(s, "screening")
+        event = await store.event_by_slug(s, "screening")
+        assert event is not None
+        assert await store.waitlist(s, event.id) == ids[100:]
+    assert (summary["going"], summary["waitlisted"]) == (100, 200)
