@@ -3,7 +3,8 @@
 The text form is what organisers type in the CLI and the dashboard::
 
     region=서울|부산,tier=member,tags=volunteer|donor,language=en,channel=telegram,
-    signed=<petition-slug>,not_signed=<slug>,answered=<poll-slug>,not_answered=<slug>
+    signed=<petition-slug>,not_signed=<slug>,answered=<poll-slug>,not_answered=<slug>,
+    rsvp=<event-slug>[:going|maybe|waitlist],attended=<event-slug>,no_show=<event-slug>
 
 Filters combine with AND; ``|`` inside one filter means OR (for ``signed`` and
 ``answered`` it means "every one of them", for ``not_*`` "none of them"). An empty
@@ -25,7 +26,10 @@ from campaigns.regions import parse_region, region_name
 from storage import outbox
 
 KEYS = ("region", "tier", "tags", "language", "channel", "signed", "not_signed", "answered",
-        "not_answered")
+        "not_answered", "rsvp", "attended", "no_show")
+# What organisers type after "rsvp=<slug>:" → the stored RSVP status.
+RSVP_STATUSES = {"going": "going", "maybe": "maybe", "waitlist": "waitlisted",
+                 "waitlisted": "waitlisted"}
 TIERS = ("supporter", "member")
 CHANNELS = ("telegram", "x")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -91,6 +95,19 @@ def parse(text: str) -> dict[str, list[str]]:
                         value=value, key=key, allowed=", ".join(allowed),
                     )
             audience[key] = sorted(set(values))
+        elif key == "rsvp":
+            items = []
+            for value in _values(key, raw):
+                slug, colon, status = value.partition(":")
+                [slug] = _slugs(key, slug)
+                if colon and status.strip().lower() not in RSVP_STATUSES:
+                    raise AudienceError(
+                        _("“{value}” is not a valid {key}; choose from {allowed}."),
+                        value=status, key=key, allowed="going, maybe, waitlist",
+                    )
+                items.append(f"{slug}:{RSVP_STATUSES[status.strip().lower()]}" if colon
+                             else slug)
+            audience[key] = sorted(set(items))
         elif key == "tags":
             audience[key] = sorted({v.lower() for v in _values(key, raw)})
         else:
@@ -106,7 +123,8 @@ def to_query(audience: dict[str, Any]) -> outbox.AudienceQuery:
     return outbox.AudienceQuery(
         regions=get("region"), tiers=get("tier"), tags=get("tags"), languages=get("language"),
         channels=get("channel"), signed=get("signed"), not_signed=get("not_signed"),
-        answered=get("answered"), not_answered=get("not_answered"),
+        answered=get("answered"), not_answered=get("not_answered"), rsvp=get("rsvp"),
+        attended=get("attended"), no_show=get("no_show"),
     )
 
 
@@ -126,7 +144,7 @@ def describe(audience: dict[str, Any], lang: str) -> str:
 
 
 async def check_references(session: AsyncSession, audience: dict[str, Any]) -> None:
-    """Petitions and polls named by the audience must exist; raises AudienceError."""
+    """Petitions, polls and events named by the audience must exist; raises AudienceError."""
     petitions = [*audience.get("signed", []), *audience.get("not_signed", [])]
     polls = [*audience.get("answered", []), *audience.get("not_answered", [])]
     if petitions:
@@ -141,6 +159,14 @@ async def check_references(session: AsyncSession, audience: dict[str, Any]) -> N
         for slug in polls:
             if await poll_store.poll_by_slug(session, slug) is None:
                 raise AudienceError(_("There is no poll “{slug}”."), slug=slug)
+    events = [*(v.partition(":")[0] for v in audience.get("rsvp", [])),
+              *audience.get("attended", []), *audience.get("no_show", [])]
+    if events:
+        from storage import events as event_store
+
+        for slug in events:
+            if await event_store.event_by_slug(session, slug) is None:
+                raise AudienceError(_("There is no event “{slug}”."), slug=slug)
 
 
 async def size(session: AsyncSession, bot_id: int, audience: dict[str, Any]) -> int:

@@ -25,7 +25,8 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 @dataclass(frozen=True)
 class StartPayload:
-    """A parsed deep-link payload: ``ref_<code>``, ``sign_<slug>``, or both joined by ``__``."""
+    """A parsed deep-link payload: ``ref_<code>``, ``sign_<slug>`` / ``event_<slug>``, or both
+    joined by ``__``."""
 
     source_ref: str | None = None
     intent: str | None = None
@@ -62,10 +63,10 @@ def encode_payload(p: StartPayload) -> str:
 def resumers() -> dict[str, Resumer]:
     """Intent kind → the feature's function that carries it out. Add yours here."""
     # Imported here: petitions imports signup, which imports this module.
-    from campaigns import ideas, petitions, surveys
+    from campaigns import events, ideas, petitions, surveys
 
     return {"sign": petitions.resume_sign, "survey": surveys.resume_survey,
-            "idea": ideas.resume_idea}
+            "idea": ideas.resume_idea, "event": events.resume_rsvp}
 
 
 async def resume(session: AsyncSession, supporter: Supporter, clock: Clock) -> list[Reply]:

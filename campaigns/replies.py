@@ -21,6 +21,16 @@ class Document:
     caption: str | None = None
 
 
+@dataclass(frozen=True)
+class Venue:
+    """A place pin (Telegram's sendVenue)."""
+
+    latitude: float
+    longitude: float
+    title: str
+    address: str
+
+
 @dataclass
 class Reply:
     """One message to send (HTML text), or an edit of the message whose button was pressed."""
@@ -28,6 +38,10 @@ class Reply:
     text: str
     buttons: list[list[Button]] = field(default_factory=list)
     document: Document | None = None
+    # An image sent with `text` as its caption (e.g. a check-in pass's QR code).
+    photo: Document | None = None
+    # A pin sent after the text.
+    venue: Venue | None = None
     edit: bool = False
     # A short notice shown for the pressed button (Telegram's answerCallbackQuery).
     toast: str | None = None

@@ -21,6 +21,8 @@ from storage.models.api import WEBHOOK_EVENTS
 SIGNATURE_CREATED = "signature.created"
 POLL_ANSWERED = "poll.answered"
 SUPPORTER_STOPPED = "supporter.stopped"
+EVENT_RSVP = "event.rsvp"
+EVENT_CHECKIN = "event.checkin"
 EVENTS = WEBHOOK_EVENTS
 
 

@@ -72,6 +72,9 @@ class AudienceQuery:
     not_signed: tuple[str, ...] = ()  # petition slugs: signed none of them
     answered: tuple[str, ...] = ()  # poll slugs
     not_answered: tuple[str, ...] = ()
+    rsvp: tuple[str, ...] = ()  # "event-slug" or "event-slug:going|maybe|waitlisted"
+    attended: tuple[str, ...] = ()  # event slugs: checked in
+    no_show: tuple[str, ...] = ()  # event slugs: going, never checked in
 
 
 def _petition_filters(query: AudienceQuery) -> list[Any]:
@@ -133,6 +136,10 @@ def audience_select(bot_id: int, query: AudienceQuery) -> Select[int, int, str, 
             SupporterTag.supporter_id == Supporter.id, SupporterTag.tag.in_(query.tags)
         ))
     conds.extend(_petition_filters(query))
+    if query.rsvp or query.attended or query.no_show:
+        from storage.events import audience_filters
+
+        conds.extend(audience_filters(query.rsvp, query.attended, query.no_show))
     return (
         select(Supporter.id.label("supporter_id"), ci.id.label("identity_id"),
                ci.channel.label("channel"), ci.chat_id.label("chat_id"))

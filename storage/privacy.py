@@ -18,17 +18,17 @@ Eraser = Callable[[AsyncSession, int], Awaitable[None]]
 
 def exporters() -> list[Exporter]:
     """Every feature's exporter, in order. Add yours here."""
-    from storage import api, ideas, outbox, petitions, polls, supporters, surveys, x
+    from storage import api, events, ideas, outbox, petitions, polls, supporters, surveys, x
 
     return [supporters.export_core, petitions.export_supporter, polls.export_supporter,
             outbox.export_supporter, api.export_supporter, x.export_supporter,
-            surveys.export_supporter, ideas.export_supporter]
+            surveys.export_supporter, ideas.export_supporter, events.export_supporter]
 
 
 def erasers() -> list[Eraser]:
     """Every feature's eraser. Erase rows or unlink them so aggregates survive. Add yours here."""
-    from storage import api, ideas, outbox, petitions, polls, supporters, surveys, x
+    from storage import api, events, ideas, outbox, petitions, polls, supporters, surveys, x
 
     return [supporters.erase_core, petitions.erase_supporter, polls.erase_supporter,
             outbox.erase_supporter, api.erase_supporter, x.erase_supporter,
-            surveys.erase_supporter, ideas.erase_supporter]
+            surveys.erase_supporter, ideas.erase_supporter, events.erase_supporter]

@@ -234,6 +234,7 @@ class Sandbox:
             "answercallbackquery": self.m_answer_callback_query,
             "senddocument": self.m_send_document,
             "sendphoto": self.m_send_photo,
+            "sendvenue": self.m_send_venue,
             "getfile": self.m_get_file,
             "sendpoll": self.m_send_poll,
             "stoppoll": self.m_stop_poll,
@@ -1295,6 +1296,22 @@ class Sandbox:
             bot, chat, chat_id, body, parse_mode=_str(params, "parse_mode"),
             document=stored, keyboard=keyboard,
         )
+        return raw
+
+    def m_send_venue(self, bot: BotState, params: JSON) -> JSON:
+        chat, chat_id = self._target(bot, params)
+        try:
+            latitude, longitude = float(params["latitude"]), float(params["longitude"])
+        except (KeyError, TypeError, ValueError):
+            raise _bad("latitude and longitude are required") from None
+        title, address = _str(params, "title"), _str(params, "address")
+        if not title or address is None:
+            raise _bad("venue title and address are required")
+        self._admit(bot, "sendvenue", chat_id, chat)
+        location: JSON = {"latitude": latitude, "longitude": longitude}
+        fields: JSON = {"venue": {"location": location, "title": title, "address": address},
+                        "location": location}
+        raw, _ = self._deliver(bot, chat, chat_id, fields)
         return raw
 
     def m_get_file(self, bot: BotState, params: JSON) -> JSON:

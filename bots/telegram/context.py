@@ -83,6 +83,13 @@ async def send(update: Update, context: ContextTypes.DEFAULT_TYPE, replies: list
                     caption=reply.text or reply.document.caption,
                     parse_mode=ParseMode.HTML,
                 )
+            elif reply.photo is not None:
+                await context.bot.send_photo(
+                    chat.id,
+                    photo=InputFile(reply.photo.content, filename=reply.photo.filename),
+                    caption=reply.text or reply.photo.caption,
+                    parse_mode=ParseMode.HTML, reply_markup=markup(reply),
+                )
             elif reply.edit and query is not None and query.message is not None:
                 try:
                     await context.bot.edit_message_text(
@@ -97,6 +104,10 @@ async def send(update: Update, context: ContextTypes.DEFAULT_TYPE, replies: list
                 await context.bot.send_message(
                     chat.id, reply.text, parse_mode=ParseMode.HTML, reply_markup=markup(reply)
                 )
+            if reply.venue is not None:
+                v = reply.venue
+                await context.bot.send_venue(chat.id, latitude=v.latitude, longitude=v.longitude,
+                                             title=v.title, address=v.address)
         except Forbidden:
             log.info("chat unreachable while replying")
             return

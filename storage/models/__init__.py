@@ -15,6 +15,7 @@ from storage.models.core import (
     Supporter,
     SupporterTag,
 )
+from storage.models.events import Event, EventNotice, EventReminder, EventRsvp
 from storage.models.ideas import Idea, IdeaBacking, IdeaDraft, IdeaSettings
 from storage.models.petitions import (
     NativePollMap,
@@ -45,6 +46,10 @@ __all__ = [
     "Campaign",
     "ChannelIdentity",
     "Consent",
+    "Event",
+    "EventNotice",
+    "EventReminder",
+    "EventRsvp",
     "Idea",
     "IdeaBacking",
     "IdeaDraft",

@@ -421,6 +421,47 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_consent")),
     )
     op.create_table(
+        "event",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "campaign_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("slug", sa.String(length=40), nullable=False),
+        sa.Column("title_ko", sa.String(length=200), nullable=False),
+        sa.Column("title_en", sa.String(length=200), nullable=True),
+        sa.Column("body_ko", sa.Text(), nullable=True),
+        sa.Column("body_en", sa.Text(), nullable=True),
+        sa.Column("place", sa.String(length=200), nullable=False),
+        sa.Column("address", sa.String(length=300), nullable=True),
+        sa.Column("lat", sa.Float(), nullable=True),
+        sa.Column("lon", sa.Float(), nullable=True),
+        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("rsvp_closes_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("capacity", sa.Integer(), nullable=True),
+        sa.Column("waitlist", sa.Boolean(), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("members_only", sa.Boolean(), nullable=False),
+        sa.Column("reminders", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("rsvp_seq", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"], ["campaign.id"], name=op.f("fk_event_campaign_id_campaign")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_event")),
+        sa.UniqueConstraint("slug", name=op.f("uq_event_slug")),
+    )
+    op.create_index("ix_event_status_starts", "event", ["status", "starts_at"], unique=False)
+    op.create_table(
         "idea",
         sa.Column(
             "id",
@@ -672,6 +713,99 @@ def upgrade() -> None:
         sqlite_where=sa.text("reply_state = 'pending'"),
     )
     op.create_index("ix_x_mention_supporter", "x_mention", ["supporter_id"], unique=False)
+    op.create_table(
+        "event_notice",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("dedup_key", sa.String(length=48), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_by", sa.String(length=64), nullable=True),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("outcome", sa.String(length=16), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["event_id"], ["event.id"], name=op.f("fk_event_notice_event_id_event")
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_event_notice_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_event_notice")),
+        sa.UniqueConstraint(
+            "supporter_id",
+            "event_id",
+            "dedup_key",
+            name=op.f("uq_event_notice_supporter_id_event_id_dedup_key"),
+        ),
+    )
+    op.create_index(
+        "ix_event_notice_pending", "event_notice", ["sent_at", "claimed_until", "id"], unique=False
+    )
+    op.create_table(
+        "event_reminder",
+        sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("minutes", sa.Integer(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("done_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("notices", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["event_id"], ["event.id"], name=op.f("fk_event_reminder_event_id_event")
+        ),
+        sa.PrimaryKeyConstraint("event_id", "minutes", "version", name=op.f("pk_event_reminder")),
+    )
+    op.create_table(
+        "event_rsvp",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("promoted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("code_hash", sa.String(length=64), nullable=True),
+        sa.Column("checked_in_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("checked_in_by", sa.String(length=64), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["event_id"], ["event.id"], name=op.f("fk_event_rsvp_event_id_event")
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_event_rsvp_supporter_id_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_event_rsvp")),
+        sa.UniqueConstraint("code_hash", name=op.f("uq_event_rsvp_code_hash")),
+        sa.UniqueConstraint(
+            "event_id", "supporter_id", name=op.f("uq_event_rsvp_event_id_supporter_id")
+        ),
+    )
+    op.create_index(
+        "ix_event_rsvp_event_status_seq", "event_rsvp", ["event_id", "status", "seq"], unique=False
+    )
+    op.create_index("ix_event_rsvp_supporter", "event_rsvp", ["supporter_id"], unique=False)
     op.create_table(
         "idea_backing",
         sa.Column(
@@ -1115,6 +1249,12 @@ def downgrade() -> None:
     op.drop_table("native_poll_map")
     op.drop_index("ix_idea_backing_supporter", table_name="idea_backing")
     op.drop_table("idea_backing")
+    op.drop_index("ix_event_rsvp_supporter", table_name="event_rsvp")
+    op.drop_index("ix_event_rsvp_event_status_seq", table_name="event_rsvp")
+    op.drop_table("event_rsvp")
+    op.drop_table("event_reminder")
+    op.drop_index("ix_event_notice_pending", table_name="event_notice")
+    op.drop_table("event_notice")
     op.drop_index("ix_x_mention_supporter", table_name="x_mention")
     op.drop_index(
         "ix_x_mention_reply_due",
@@ -1132,6 +1272,8 @@ def downgrade() -> None:
     op.drop_table("idea_draft")
     op.drop_index("ix_idea_campaign_status", table_name="idea")
     op.drop_table("idea")
+    op.drop_index("ix_event_status_starts", table_name="event")
+    op.drop_table("event")
     op.drop_table("consent")
     op.drop_index("ix_channel_identity_supporter", table_name="channel_identity")
     op.drop_table("channel_identity")
