@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +37,7 @@ SIMILAR_SHOWN = 3
 SIMILAR_AT = 0.45  # Dice score from which an idea is shown as similar
 ANSWERS = ("accepted", "studying", "declined")
 PUBLIC = ("approved", "answered")
+STATUSES = ("pending", "approved", "rejected", "answered")
 # Longest first, so “에서는” is cut before “는”.
 PARTICLES = sorted(["은", "는", "이", "가", "을", "를", "에", "에서", "에게", "의", "도", "로",
                     "으로", "와", "과", "하고", "까지", "부터", "만", "에서는", "에는", "으로는",
@@ -306,6 +308,21 @@ async def set_threshold(session: AsyncSession, campaign_slug: str, *, threshold:
                              backs_per_supporter=backs_per_supporter)
 
 
+async def campaign_of(session: AsyncSession, campaign_slug: str) -> Campaign:
+    campaign = await _campaign(session, campaign_slug)
+    if campaign is None:
+        raise NotFound(_("There is no campaign called “{slug}”."), slug=campaign_slug)
+    return campaign
+
+
+async def listing(session: AsyncSession, campaign_slug: str,
+                  statuses: Sequence[str] = PUBLIC) -> list[dict[str, Any]]:
+    """A campaign's ideas (published ones by default), most backed first, for the public
+    page, the dashboard and the API; never who proposed or backed them."""
+    campaign = await campaign_of(session, campaign_slug)
+    return [await show(session, i.id) for i in await store.ideas(session, campaign.id, statuses)]
+
+
 async def review_queue(session: AsyncSession, campaign_slug: str) -> list[Idea]:
     """Ideas waiting for moderation (`nalgae idea review`, the dashboard)."""
     campaign = await _campaign(session, campaign_slug)
@@ -379,11 +396,12 @@ async def answer(session: AsyncSession, idea_id: int, *, outcome: str, text: str
     return idea
 
 
-async def deliver_answers(db: Database, clock: Clock) -> list[Outgoing]:
+async def deliver_answers(db: Database, clock: Clock, *,
+                          bot_id: int | None = None) -> list[Outgoing]:
     """Tick body: claim answered ideas' backs not yet told, and say what to send (each
     backer is claimed once per answer)."""
     async with db.session() as session:
-        rows = await store.claim_answer_deliveries(session, clock.now())
+        rows = await store.claim_answer_deliveries(session, clock.now(), bot_id=bot_id)
         out = []
         for idea_id, supporter_id, lang, bot_id, chat_id in rows:
             idea = await store.idea_by_id(session, idea_id)

@@ -13,7 +13,9 @@ summary, so a submitted response is always consistent with the conditions.
 
 Anonymous surveys work like secret ballots: on submission the progress row is
 deleted, "has answered" is recorded apart, and the answers are written under a
-random key with no supporter id. Such a response cannot be edited afterwards.
+random key with no supporter id, first into `survey_answer_pending` and then, by the
+mixing tick, into `survey_answer` in shuffled batches (as poll ballots are mixed), so
+no insert order links a response to its submitter. Such a response cannot be edited.
 Results are exact, raw and weighted by tier with the poll weights.
 """
 
@@ -21,11 +23,13 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from random import Random
 from typing import Any, Protocol
 
 import yaml
@@ -38,6 +42,7 @@ from campaigns.people import Person
 from campaigns.polls import TIERS, exact, parse_weights, rounded
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Outgoing, Reply
+from campaigns.ticks import TickContext
 from campaigns.times import parse_local
 from storage import petitions as petition_store
 from storage import supporters
@@ -52,6 +57,7 @@ MAX_QUESTIONS = 40
 MAX_OPTIONS = 10  # the multiple-choice selection travels as a 10-bit mask in callback data
 TEXT_LIMITS = {"short_text": 200, "long_text": 2000}
 REMIND_AFTER = timedelta(hours=24)
+MIX_BATCH = 10  # anonymous responses are mixed in groups of at least this many (as ballots)
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _LINE = "__line__"
@@ -974,6 +980,7 @@ async def close_survey(session: AsyncSession, slug: str, *, actor: str, clock: C
     if not await store.change_status(session, survey.id, from_statuses=("draft", "open"),
                                      to="closed", now=clock.now()):
         raise Conflict(_("The survey is already closed."))
+    await _mix_one(session, survey.id)
     await supporters.audit(session, actor=actor, action="survey.closed",
                            target=f"survey:{survey.id}", now=clock.now())
     await session.refresh(survey)
@@ -986,20 +993,51 @@ async def close_due(db: Database, clock: Clock) -> list[int]:
     async with db.session() as session:
         closed = await store.close_due(session, now)
         for survey_id, _slug in closed:
+            await _mix_one(session, survey_id)
             await supporters.audit(session, actor="scheduler", action="survey.closed",
                                    target=f"survey:{survey_id}", now=now)
     return [i for i, _s in closed]
 
 
+async def close_due_tick(ctx: TickContext) -> object:
+    """Scheduler tick: close surveys whose time has come (their last answers mixed then)."""
+    return len(await close_due(ctx.db, ctx.clock))
+
+
+async def _mix_one(session: AsyncSession, survey_id: int, rng: Random | None = None) -> int:
+    responses = await store.take_pending(session, survey_id)
+    (rng or secrets.SystemRandom()).shuffle(responses)
+    await store.insert_mixed(session, survey_id, responses)
+    return len(responses)
+
+
+async def mix_answers(db: Database, *, min_batch: int = MIX_BATCH,
+                      rng: Random | None = None) -> int:
+    """Move pending anonymous responses into `survey_answer`, shuffled, in batches of at
+    least `min_batch` (all of them once the survey is closed); how many moved."""
+    moved = 0
+    async with db.session() as session:
+        for survey_id, (count, status) in sorted((await store.pending_counts(session)).items()):
+            if count >= min_batch or status == "closed":
+                moved += await _mix_one(session, survey_id, rng)
+    return moved
+
+
+async def mix_tick(ctx: TickContext) -> object:
+    """Scheduler tick: mix anonymous responses (see `mix_answers`)."""
+    return await mix_answers(ctx.db)
+
+
 # --- reminders --------------------------------------------------------------------------------
 
 async def claim_reminders(db: Database, clock: Clock, *, after: timedelta = REMIND_AFTER,
-                          limit: int = 500) -> list[Outgoing]:
+                          limit: int = 500, bot_id: int | None = None) -> list[Outgoing]:
     """Claim surveys left unfinished for `after` and say what to send; each unfinished
     survey is claimed once (until the person answers again), so one reminder each."""
     now = clock.now()
     async with db.session() as session:
-        due = await store.claim_reminders(session, idle_before=now - after, now=now, limit=limit)
+        due = await store.claim_reminders(session, idle_before=now - after, now=now, limit=limit,
+                                          bot_id=bot_id)
         out = []
         for r in due:
             survey = await store.survey_by_id(session, r.survey_id)

@@ -167,7 +167,7 @@ async def back_counts(session: AsyncSession, idea_id: int) -> dict[str, dict[str
 
 
 async def claim_answer_deliveries(
-    session: AsyncSession, now: datetime, limit: int = 500
+    session: AsyncSession, now: datetime, limit: int = 500, *, bot_id: int | None = None,
 ) -> list[tuple[int, int, str, int, int]]:
     """Claim backs of answered ideas whose backer has not been sent the answer:
     (idea id, supporter id, language, bot id, chat id). The claim is the UPDATE."""
@@ -177,6 +177,9 @@ async def claim_answer_deliveries(
         .where(Idea.status == "answered", IdeaBacking.answer_sent_at.is_(None),
                IdeaBacking.supporter_id.is_not(None))
         .order_by(IdeaBacking.id).limit(limit))
+    if bot_id is not None:
+        picked = picked.where(IdeaBacking.supporter_id.in_(
+            select(Supporter.id).where(Supporter.bot_id == bot_id)))
     if session.get_bind().dialect.name == "postgresql":
         picked = picked.with_for_update(skip_locked=True, of=IdeaBacking)
     claimed = await session.execute(

@@ -15,7 +15,13 @@ from campaigns.clock import FixedClock
 from campaigns.people import Person
 from storage import privacy
 from storage.db import Database
-from storage.models import Supporter, SurveyAnswer, SurveyProgress, SurveyRespondent
+from storage.models import (
+    Supporter,
+    SurveyAnswer,
+    SurveyAnswerPending,
+    SurveyProgress,
+    SurveyRespondent,
+)
 from tests.helpers import make_bot
 from tests.petition_helpers import make_supporters
 
@@ -165,8 +171,22 @@ async def test_anonymous_survey_keeps_no_link(db: Database) -> None:
         assert "고맙습니다" in await press(db, p, clock, "ok")
         assert "이미 이 설문에 응답" in await press(db, p, clock, "go")
     async with db.session() as s:
+        # Submitted answers wait unmixed (no supporter column at all), yet are counted.
+        assert (await s.execute(select(SurveyAnswer))).first() is None
+        pending = (await s.execute(select(SurveyAnswerPending))).scalars().all()
+        assert len(pending) == 8 and "supporter_id" not in SurveyAnswerPending.__table__.c
+        assert (await surveys.results(s, "civic-5min"))["questions"][0]["overall"][
+            "respondents"] == 2
+    # Below a batch of MIX_BATCH they stay pending; closing mixes the rest, under new keys.
+    assert await surveys.mix_answers(db) == 0
+    old_keys = {p.response_key for p in pending}
+    async with db.session() as s:
+        await surveys.close_survey(s, "civic-5min", actor="test", clock=clock)
+    async with db.session() as s:
+        assert (await s.execute(select(SurveyAnswerPending))).first() is None
         answers = (await s.execute(select(SurveyAnswer))).scalars().all()
         assert len(answers) == 8 and {a.supporter_id for a in answers} == {None}
+        assert not old_keys & {a.response_key for a in answers}
         assert (await s.execute(select(SurveyProgress))).first() is None
         respondents = (await s.execute(select(SurveyRespondent))).scalars().all()
         assert sorted(r.supporter_id or 0 for r in respondents) == sorted(ids)
