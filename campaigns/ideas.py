@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import _, normalise_language, t
@@ -187,6 +188,9 @@ async def _file(session: AsyncSession, supporter: Supporter, clock: Clock) -> li
         session, campaign_id=draft.campaign_id, proposer_id=supporter.id, title=draft.title,
         body=draft.body, language=lang, status="pending", created_at=now, updated_at=now)
     await store.delete_draft(session, supporter.id)
+    await events.emit(session, events.IDEA_SUBMITTED,
+                      {"idea_id": idea.id, "campaign_id": idea.campaign_id,
+                       "person_id": supporter.id}, now=now, supporter_id=supporter.id)
     await petition_store.add_notice(
         session, kind="idea_submitted", petition_id=None,
         msgid=_("💡 A new idea waits for review: “{title}” (#{id})."),
@@ -221,6 +225,9 @@ async def back(session: AsyncSession, supporter: Supporter, idea_id: int,
                       buttons=[[Button(t(lang, "Withdraw my back"), data=f"id:u:{idea.id}")]])]
     if settings and settings.threshold and count >= settings.threshold and \
             await store.mark_threshold(session, idea.id, settings.threshold, now):
+        await events.emit(session, events.IDEA_THRESHOLD,
+                          {"idea_id": idea.id, "campaign_id": idea.campaign_id, "backs": count,
+                           "threshold": settings.threshold}, now=now)
         await petition_store.add_notice(
             session, kind="idea_threshold", petition_id=None,
             msgid=_("💡 “{title}” (#{id}) reached {count} backs: the organisers owe it an "

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import LANGUAGES, _, normalise_language, t, t_plain
@@ -410,6 +411,27 @@ def next_key(survey: Survey, answers: Mapping[str, str], after: str | None) -> s
     for q in qs[start:]:
         if visible(q, answers, by_key):
             return str(q["key"])
+    return None
+
+
+def stored_value(survey: Survey, question: str, option: str) -> str | None:
+    """An answer as organisers name it (a choice's value or its number from 1, a scale
+    point, a number) in the form answers are stored; None when the question has no such
+    answer (audience filters `answer=<survey>:<question>:<option>`)."""
+    q = _by_key(survey).get(question)
+    if q is None:
+        return None
+    if q["kind"] in CHOICE_KINDS:
+        for i, o in enumerate(q["options"]):
+            if option == o["value"]:
+                return str(i)
+        if option.isdigit() and 1 <= int(option) <= len(q["options"]):
+            return str(int(option) - 1)
+        return None
+    if q["kind"] == "scale":
+        return option if option.isdigit() and q["min"] <= int(option) <= q["max"] else None
+    if q["kind"] == "number":
+        return parse_number(option)
     return None
 
 
@@ -890,6 +912,13 @@ async def submit(session: AsyncSession, survey: Survey, supporter: Supporter,
                                   weight=weight)
         progress.answers, progress.state, progress.current = answers, "submitted", ""
         progress.submitted_at, progress.updated_at = now, now
+    # An anonymous survey's event names nobody (and carries no answers, like secret ballots).
+    data: dict[str, Any] = {"survey_id": survey.id, "survey": survey.slug,
+                            "anonymous": survey.anonymous, "edited": not first}
+    if not survey.anonymous:
+        data["person_id"] = supporter.id
+    await events.emit(session, events.SURVEY_COMPLETED, data, now=now,
+                      supporter_id=None if survey.anonymous else supporter.id)
     return [_thanks(survey, lang, edited=not first)]
 
 

@@ -21,6 +21,9 @@ from storage.models.api import WEBHOOK_EVENTS
 SIGNATURE_CREATED = "signature.created"
 POLL_ANSWERED = "poll.answered"
 SUPPORTER_STOPPED = "supporter.stopped"
+SURVEY_COMPLETED = "survey.completed"
+IDEA_SUBMITTED = "idea.submitted"
+IDEA_THRESHOLD = "idea.threshold"
 EVENTS = WEBHOOK_EVENTS
 
 

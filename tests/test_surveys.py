@@ -261,3 +261,43 @@ async def test_one_reminder_after_a_day(db: Database) -> None:
     assert reminder.chat_id == FIRST_USER and "아직 마치지 않으셨습니다" in reminder.reply.text
     clock.advance(hours=25)
     assert await surveys.claim_reminders(db, clock) == []
+
+
+async def test_audience_filters_follow_up_on_what_people_said(db: Database) -> None:
+    from campaigns import audience
+    from storage.outbox import audience_select
+
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    ids = await make_supporters(db, bot_id, clock.now(), 3)
+    # 0 voted and trusts 7; 1 did not vote (no time, no trust) and trusts 2; 2 never answers.
+    for n, (vote, why, trust) in enumerate([(0, None, 7), (1, 0b11, 2)]):
+        p = person(bot_id, n)
+        await press(db, p, clock, "go")
+        await press(db, p, clock, "a", 0, vote)
+        if why is not None:
+            await press(db, p, clock, "m", 1, why)
+        await press(db, p, clock, "a", 2, trust)
+        await type_(db, clock, ids[n], "40")
+        await press(db, p, clock, "s", 4)
+        assert "고맙습니다" in await press(db, p, clock, "ok")
+
+    async def who(text: str) -> set[int]:
+        parsed = audience.parse(text)
+        async with db.session() as s:
+            await audience.check_references(s, parsed)
+            rows = await s.execute(audience_select(bot_id, audience.to_query(parsed)))
+            return {ids.index(r.supporter_id) for r in rows}
+
+    assert await who("survey_done=civic-5min") == {0, 1}
+    assert await who("survey_not_done=civic-5min") == {2}
+    assert await who("answer=civic-5min:voted:no") == {1}
+    assert await who("answer=civic-5min:voted:1") == {0}  # the first option, by number
+    assert await who("answer=civic-5min:why-not:trust") == {1}  # one pick among two
+    assert await who("answer=civic-5min:trust:7|civic-5min:trust:2") == {0, 1}
+    assert await who("answer=civic-5min:trust:7,survey_done=civic-5min") == {0}
+    with pytest.raises(audience.AudienceError) as caught:
+        await who("answer=civic-5min:voted:maybe")
+    assert "maybe" in caught.value.message("en")
+    with pytest.raises(audience.AudienceError):
+        await who("survey_done=nope")

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage.models.base import Base, BigIntPK, UTCDateTime
 
 API_SCOPES = ("read", "write")
-WEBHOOK_EVENTS = ("signature.created", "poll.answered", "supporter.stopped")
+WEBHOOK_EVENTS = ("signature.created", "poll.answered", "supporter.stopped", "survey.completed",
+                  "idea.submitted", "idea.threshold")
 DELIVERY_STATUSES = ("pending", "delivering", "delivered", "failed")
 
 
