@@ -1203,6 +1203,8 @@ async def results(session: AsyncSession, slug: str, *, texts: bool = True) -> di
     return {"survey": survey.slug, "id": survey.id, "status": survey.status,
             "anonymous": survey.anonymous, "weights": survey.weights,
             "respondents": await store.respondent_count(session, survey.id),
+            # Anonymous responses waiting to be mixed in a batch: not in the figures yet.
+            "unmixed": await store.pending_count(session, survey.id) if survey.anonymous else 0,
             "questions": out_questions}
 
 

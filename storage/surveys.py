@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, union_all, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -213,7 +213,8 @@ async def write_answers(
 ) -> None:
     """One response's answers under a fresh random key; a named response replaces the
     person's earlier one (an edit). An anonymous one (supporter None) waits in
-    `survey_answer_pending` until `take_pending`/`insert_mixed` move it, shuffled."""
+    `survey_answer_pending` until `take_pending`/`insert_mixed` move it, shuffled; results
+    count only mixed answers, so a live chart moves by whole batches, never by one person."""
     if supporter_id is not None:
         await session.execute(
             delete(SurveyAnswer).where(SurveyAnswer.survey_id == survey_id,
@@ -275,15 +276,11 @@ async def insert_mixed(session: AsyncSession, survey_id: int,
         await session.execute(_insert(session, SurveyAnswer).values(values))
 
 
-def _all_answers(survey_id: int) -> Any:
-    """Mixed and pending answers of one survey, as one subquery (results count both)."""
-    cols = ("response_key", "question", "value", "tier", "region", "weight")
-    return union_all(
-        select(*[getattr(SurveyAnswer, c) for c in cols])
-        .where(SurveyAnswer.survey_id == survey_id),
-        select(*[getattr(SurveyAnswerPending, c) for c in cols])
-        .where(SurveyAnswerPending.survey_id == survey_id),
-    ).subquery()
+async def pending_count(session: AsyncSession, survey_id: int) -> int:
+    """Anonymous responses of one survey not yet mixed (so not yet in results)."""
+    p = SurveyAnswerPending
+    return int(await session.scalar(
+        select(func.count(func.distinct(p.response_key))).where(p.survey_id == survey_id)) or 0)
 
 
 @dataclass(frozen=True)
@@ -304,10 +301,10 @@ async def answer_groups(
     """Answers to the given questions grouped in SQL (one statement)."""
     if not questions:
         return []
-    a = _all_answers(survey_id).c
+    a = SurveyAnswer
     rows = await session.execute(
         select(a.question, a.value, a.tier, a.region, a.weight, func.count())
-        .where(a.question.in_(list(questions)))
+        .where(a.survey_id == survey_id, a.question.in_(list(questions)))
         .group_by(a.question, a.value, a.tier, a.region, a.weight)
     )
     return [AnswerGroup(str(q), str(v), str(t), r, str(w), int(n))
@@ -316,19 +313,20 @@ async def answer_groups(
 
 async def text_answers(session: AsyncSession, survey_id: int, question: str) -> list[str]:
     """Free-text answers to one question, in no particular order and with no person."""
-    a = _all_answers(survey_id).c
+    a = SurveyAnswer
     rows = await session.execute(
-        select(a.value).where(a.question == question).order_by(a.response_key)
+        select(a.value).where(a.survey_id == survey_id, a.question == question)
+        .order_by(a.response_key)
     )
     return [str(v) for v in rows.scalars()]
 
 
 async def stored_rows(session: AsyncSession, survey_id: int) -> list[dict[str, Any]]:
     """Every answer row without supporter ids, for recounts and exports."""
-    a = _all_answers(survey_id).c
+    a = SurveyAnswer
     rows = await session.execute(
         select(a.response_key, a.question, a.value, a.tier, a.region, a.weight)
-        .order_by(a.response_key, a.question)
+        .where(a.survey_id == survey_id).order_by(a.response_key, a.question)
     )
     return [dict(r) for r in rows.mappings().all()]
 

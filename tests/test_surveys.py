@@ -171,12 +171,13 @@ async def test_anonymous_survey_keeps_no_link(db: Database) -> None:
         assert "고맙습니다" in await press(db, p, clock, "ok")
         assert "이미 이 설문에 응답" in await press(db, p, clock, "go")
     async with db.session() as s:
-        # Submitted answers wait unmixed (no supporter column at all), yet are counted.
+        # Submitted answers wait unmixed (no supporter column at all), outside the figures:
+        # a live chart must not move with one person's answers.
         assert (await s.execute(select(SurveyAnswer))).first() is None
         pending = (await s.execute(select(SurveyAnswerPending))).scalars().all()
         assert len(pending) == 8 and "supporter_id" not in SurveyAnswerPending.__table__.c
-        assert (await surveys.results(s, "civic-5min"))["questions"][0]["overall"][
-            "respondents"] == 2
+        early = await surveys.results(s, "civic-5min")
+        assert early["unmixed"] == 2 and early["questions"][0]["overall"]["respondents"] == 0
     # Below a batch of MIX_BATCH they stay pending; closing mixes the rest, under new keys.
     assert await surveys.mix_answers(db) == 0
     old_keys = {p.response_key for p in pending}
@@ -187,6 +188,8 @@ async def test_anonymous_survey_keeps_no_link(db: Database) -> None:
         answers = (await s.execute(select(SurveyAnswer))).scalars().all()
         assert len(answers) == 8 and {a.supporter_id for a in answers} == {None}
         assert not old_keys & {a.response_key for a in answers}
+        late = await surveys.results(s, "civic-5min")
+        assert late["unmixed"] == 0 and late["questions"][0]["overall"]["respondents"] == 2
         assert (await s.execute(select(SurveyProgress))).first() is None
         respondents = (await s.execute(select(SurveyRespondent))).scalars().all()
         assert sorted(r.supporter_id or 0 for r in respondents) == sorted(ids)
