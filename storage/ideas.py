@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -259,3 +259,9 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
     await session.execute(
         update(IdeaBacking).where(IdeaBacking.supporter_id == supporter_id)
         .values(supporter_id=None).execution_options(synchronize_session=False))
+
+
+def ideas_query(campaign_id: int | None, statuses: Sequence[str]) -> Select[Any]:
+    """Ideas for the API, oldest first (never their proposers: the caller shapes rows)."""
+    stmt = select(Idea).where(Idea.status.in_(list(statuses))).order_by(Idea.id)
+    return stmt.where(Idea.campaign_id == campaign_id) if campaign_id else stmt

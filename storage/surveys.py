@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import Select, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -377,3 +377,16 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
         update(SurveyRespondent).where(SurveyRespondent.supporter_id == supporter_id)
         .values(supporter_id=None).execution_options(synchronize_session=False)
     )
+
+
+# --- API listings -----------------------------------------------------------------------------
+
+def surveys_query(campaign_id: int | None = None) -> Select[Any]:
+    stmt = select(Survey).order_by(Survey.id)
+    return stmt.where(Survey.campaign_id == campaign_id) if campaign_id else stmt
+
+
+def answers_query(survey_id: int) -> Select[Any]:
+    """Mixed answer rows of one survey, by response then question (no insert order)."""
+    return (select(SurveyAnswer).where(SurveyAnswer.survey_id == survey_id)
+            .order_by(SurveyAnswer.response_key, SurveyAnswer.question))
