@@ -122,20 +122,21 @@ def survey_results(ctx: Ctx, slug: str, as_json: bool) -> None:
 
 
 async def _export(database: Database, slug: str, out: TextIO, fmt: str) -> int:
+    count = 0
     async with database.session() as s:
         found = await rules.get(s, slug)
-        rows = await store.stored_rows(s, found.id)
-    # Rows carry no person (anonymous or not); the response key groups one response.
-    if fmt == "json":
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    else:
         writer = csv.writer(out)
-        writer.writerow(EXPORT_FIELDS)
-        for row in rows:
-            writer.writerow([quote_formula(str(row[f] if row[f] is not None else ""))
-                             for f in EXPORT_FIELDS])
-    return len(rows)
+        if fmt == "csv":
+            writer.writerow(EXPORT_FIELDS)
+        # Rows carry no person (anonymous or not); the response key groups one response.
+        async for row in store.stream_rows(s, found.id):
+            if fmt == "json":
+                out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            else:
+                writer.writerow([quote_formula(str(row[f] if row[f] is not None else ""))
+                                 for f in EXPORT_FIELDS])
+            count += 1
+    return count
 
 
 @survey.command("export")

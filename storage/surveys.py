@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -329,6 +329,20 @@ async def stored_rows(session: AsyncSession, survey_id: int) -> list[dict[str, A
         .where(a.survey_id == survey_id).order_by(a.response_key, a.question)
     )
     return [dict(r) for r in rows.mappings().all()]
+
+
+async def stream_rows(session: AsyncSession, survey_id: int,
+                      chunk: int = 1000) -> AsyncIterator[dict[str, Any]]:
+    """`stored_rows` streamed (a server-side cursor on PostgreSQL): exports of large
+    surveys never hold every answer in memory."""
+    a = SurveyAnswer
+    result = await session.stream(
+        select(a.response_key, a.question, a.value, a.tier, a.region, a.weight)
+        .where(a.survey_id == survey_id).order_by(a.response_key, a.question)
+        .execution_options(yield_per=chunk)
+    )
+    async for row in result.mappings():
+        yield dict(row)
 
 
 # --- privacy ----------------------------------------------------------------------------------
