@@ -248,3 +248,48 @@ async def test_api_questions_answers_and_anonymity(db: Database,
     assert results["respondents"] == 2 and results["questions"][0]["overall"]["respondents"] == 2
     assert (await client.get("/api/v1/surveys/999", headers=auth)).status_code == 404
     assert (await client.get("/api/v1/ideas", headers=auth)).json()["total_records"] == 0
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+async def test_webhook_events_for_surveys_and_ideas(db: Database) -> None:
+    from sqlalchemy import select
+
+    from campaigns import webhooks
+    from storage.models import WebhookDelivery
+
+    clock = FixedClock(NOW)
+    bot_id = await world(db, clock)
+    ids = await make_supporters(db, bot_id, clock.now(), 3)
+    async with db.session() as s:
+        await webhooks.add_subscription(
+            s, url="http://127.0.0.1:9/hook", secret="x" * 32, clock=clock, actor="cli",
+            events="survey.completed,idea.submitted,idea.threshold")
+        await surveys.create_survey(
+            s, campaign_slug="civic", source=CIVIC.replace("slug: civic-5min",
+                                                           "slug: civic-5min\nanonymous: true"),
+            clock=clock, actor="cli", status="open")
+        await ideas.set_threshold(s, "civic", threshold=2)
+    await answer(db, bot_id, clock, 0, vote=0, trust=7)
+    async with db.session() as s:
+        sup = await s.get_one(Supporter, ids[0])
+        await ideas.propose(s, sup, "civic", clock)
+        await ideas.typed(s, sup, "청년 대중교통 무료", clock)
+        await ideas.typed(s, sup, "청년들의 버스와 지하철 요금을 없애자", clock)
+        [idea] = await ideas.review_queue(s, "civic")
+        await ideas.approve(s, idea.id, actor="cli", clock=clock)
+    for sid in ids:  # the threshold (2) is reached once, by the second back
+        async with db.session() as s:
+            await ideas.back(s, await s.get_one(Supporter, sid), idea.id, clock)
+    async with db.session() as s:
+        rows = (await s.execute(select(WebhookDelivery).order_by(WebhookDelivery.id))
+                ).scalars().all()
+    events = [(r.event, json.loads(r.payload)["data"], r.supporter_id) for r in rows]
+    assert [e for e, _d, _s in events] == ["survey.completed", "idea.submitted",
+                                           "idea.threshold"]
+    completed = events[0][1]
+    assert completed["anonymous"] is True and "person_id" not in completed
+    assert events[0][2] is None  # nothing ties the anonymous event to a supporter either
+    assert events[1][1]["person_id"] == ids[0]
+    assert events[2][1] == {"idea_id": idea.id, "campaign_id": idea.campaign_id, "backs": 2,
+                            "threshold": 2}
