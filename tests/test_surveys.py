@@ -304,3 +304,35 @@ async def test_audience_filters_follow_up_on_what_people_said(db: Database) -> N
     assert "maybe" in caught.value.message("en")
     with pytest.raises(audience.AudienceError):
         await who("survey_done=nope")
+
+
+async def test_anonymous_answers_are_mixed_in_shuffled_batches(db: Database) -> None:
+    from random import Random
+
+    from storage import surveys as store
+
+    clock = FixedClock()
+    await setup(db, clock, CIVIC.replace("slug: civic-5min", "slug: civic-5min\nanonymous: true"))
+    async with db.session() as s:
+        survey = await surveys.get(s, "civic-5min")
+        for n in range(surveys.MIX_BATCH - 1):
+            await store.write_answers(s, survey_id=survey.id, supporter_id=None,
+                                      answers={"voted": "0", "age": str(20 + n)},
+                                      tier="supporter", region="seoul", weight="1")
+    assert await surveys.mix_answers(db) == 0  # one short of a batch: nothing moves
+    async with db.session() as s:
+        await store.write_answers(s, survey_id=survey.id, supporter_id=None,
+                                  answers={"voted": "1", "age": "99"}, tier="member",
+                                  region=None, weight="2")
+    assert await surveys.mix_answers(db, rng=Random(7)) == surveys.MIX_BATCH
+    async with db.session() as s:
+        rows = (await s.execute(select(SurveyAnswer))).scalars().all()
+        assert (await s.execute(select(SurveyAnswerPending))).first() is None
+        result = await surveys.results(s, "civic-5min")
+    # Each response stays whole under one new key (its answers travel together).
+    by_key: dict[str, dict[str, str]] = defaultdict(dict)
+    for r in rows:
+        by_key[r.response_key][r.question] = r.value
+    assert sorted(int(a["age"]) for a in by_key.values()) == [*range(20, 29), 99]
+    assert [a["voted"] for a in by_key.values() if a["age"] == "99"] == ["1"]
+    assert result["unmixed"] == 0 and result["questions"][0]["overall"]["respondents"] == 10
