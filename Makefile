@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run test lint bench-intake bench-fanout clean
+.PHONY: install install-dev run test lint bench-intake bench-fanout bench-survey clean
 
 # `make install`: the virtualenv and the project with what it needs to run.
 install: $(STAMP)
@@ -45,6 +45,11 @@ bench-fanout: install-dev
 # /sign updates through the webhook as Telegram posts them (PostgreSQL + Redis); one JSON line.
 bench-intake: install-dev
 	$(BIN)/python bench/intake.py --n $(or $(N),20000)
+
+# N supporters each complete a 7-question survey through the webhook (PostgreSQL + Redis);
+# one JSON line: answers_per_s, p50_ms, p99_ms, lost, duplicated, results_ms, naive.
+bench-survey: install-dev
+	$(BIN)/python bench/survey.py --n $(or $(N),10000)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

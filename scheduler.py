@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bots import webhooks
-from campaigns import broadcasts, petitions, polls
+from campaigns import broadcasts, petitions, polls, surveys
 from campaigns.clock import SystemClock
 from campaigns.settings import Settings
 from campaigns.ticks import TickContext, process_owner
@@ -79,6 +79,8 @@ TICKS: list[Tick] = [
     Tick("petitions.reconcile", petitions.reconcile_tick, seconds=600.0),
     Tick("polls.close_due", polls.close_due_tick, seconds=10.0),
     Tick("polls.mix_ballots", polls.mix_tick, seconds=30.0),
+    Tick("surveys.close_due", surveys.close_due_tick, seconds=10.0),
+    Tick("surveys.mix_answers", surveys.mix_tick, seconds=30.0),
     Tick("webhooks.deliver", webhooks.deliver_tick, seconds=5.0),
     Tick("x.mentions", x_mentions_tick, seconds=5.0),
     Tick("x.poll_results", x_poll_results_tick, seconds=60.0),

@@ -5,12 +5,18 @@ The text form is what organisers type in the CLI and the dashboard::
     region=서울|부산,tier=member,tags=volunteer|donor,language=en,channel=telegram,
     signed=<petition-slug>,not_signed=<slug>,answered=<poll-slug>,not_answered=<slug>,
     rsvp=<event-slug>[:going|maybe|waitlist],attended=<event-slug>,no_show=<event-slug>
+    survey_done=<survey-slug>,survey_not_done=<slug>,answer=<survey-slug>:<question>:<option>
 
 Filters combine with AND; ``|`` inside one filter means OR (for ``signed`` and
 ``answered`` it means "every one of them", for ``not_*`` "none of them"). An empty
 text is everyone who is active and reachable. The parsed form is a JSON object
 stored with the broadcast, so the audience is resolved at send time, not at
 compose time: whoever signs up before the send is included.
+
+``answer`` follows up on what people said in a named survey: ``<option>`` is a choice's
+``value`` from the survey file (or its number, 1 = first), a scale point or a number;
+for a multiple-choice question "picked it among others" matches. ``|`` means any of.
+Anonymous surveys refuse it: their answers are linked to nobody.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from campaigns.errors import RuleError
 from campaigns.i18n import LANGUAGES, _, t_plain
 from campaigns.regions import parse_region, region_name
 from storage import outbox
+from storage import surveys as survey_store
 
 KEYS = ("region", "tier", "tags", "language", "channel", "signed", "not_signed", "answered",
-        "not_answered", "rsvp", "attended", "no_show")
+        "not_answered", "rsvp", "attended", "no_show",
+        "survey_done", "survey_not_done", "answer")
 # What organisers type after "rsvp=<slug>:" → the stored RSVP status.
 RSVP_STATUSES = {"going": "going", "maybe": "maybe", "waitlist": "waitlisted",
                  "waitlisted": "waitlisted"}
@@ -110,6 +118,16 @@ def parse(text: str) -> dict[str, list[str]]:
             audience[key] = sorted(set(items))
         elif key == "tags":
             audience[key] = sorted({v.lower() for v in _values(key, raw)})
+        elif key == "answer":
+            conditions = []
+            for value in _values(key, raw):
+                parts = [*value.split(":", 2), "", ""]
+                slug, question, option = (p.strip() for p in parts[:3])
+                if not (_SLUG.match(slug.lower()) and question and option):
+                    raise AudienceError(_("Write the answer filter as "
+                                          "answer=<survey>:<question>:<option>."))
+                conditions.append(f"{slug.lower()}:{question}:{option}")
+            audience[key] = sorted(set(conditions))
         else:
             audience[key] = sorted(set(_slugs(key, raw)))
     return audience
@@ -125,12 +143,15 @@ def to_query(audience: dict[str, Any]) -> outbox.AudienceQuery:
         channels=get("channel"), signed=get("signed"), not_signed=get("not_signed"),
         answered=get("answered"), not_answered=get("not_answered"), rsvp=get("rsvp"),
         attended=get("attended"), no_show=get("no_show"),
+        survey_done=get("survey_done"), survey_not_done=get("survey_not_done"),
+        answers=tuple((str(slug), str(q), str(v))
+                      for slug, q, v in audience.get("answer_values") or ()),
     )
 
 
 def describe(audience: dict[str, Any], lang: str) -> str:
     """A short human summary, e.g. 'region=서울, tier=member' (everyone when empty)."""
-    if not audience:
+    if not any(audience.get(k) for k in KEYS):
         return t_plain(lang, _("all active supporters"))
     parts = []
     for key in KEYS:
@@ -144,7 +165,10 @@ def describe(audience: dict[str, Any], lang: str) -> str:
 
 
 async def check_references(session: AsyncSession, audience: dict[str, Any]) -> None:
-    """Petitions, polls and events named by the audience must exist; raises AudienceError."""
+    """Petitions, polls, events and surveys named by the audience must exist; raises AudienceError.
+
+    Answer conditions are resolved here to the stored answer values, kept beside the
+    text form as ``answer_values`` (the survey's file is read once, at compose time)."""
     petitions = [*audience.get("signed", []), *audience.get("not_signed", [])]
     polls = [*audience.get("answered", []), *audience.get("not_answered", [])]
     if petitions:
@@ -167,6 +191,29 @@ async def check_references(session: AsyncSession, audience: dict[str, Any]) -> N
         for slug in events:
             if await event_store.event_by_slug(session, slug) is None:
                 raise AudienceError(_("There is no event “{slug}”."), slug=slug)
+    survey_slugs = [*audience.get("survey_done", []), *audience.get("survey_not_done", [])]
+    if survey_slugs or audience.get("answer"):
+        from campaigns import surveys
+
+        for slug in survey_slugs:
+            if await survey_store.survey_by_slug(session, slug) is None:
+                raise AudienceError(_("There is no survey “{slug}”."), slug=slug)
+        resolved = []
+        for condition in audience.get("answer", []):
+            slug, question, option = condition.split(":", 2)
+            survey = await survey_store.survey_by_slug(session, slug)
+            if survey is None:
+                raise AudienceError(_("There is no survey “{slug}”."), slug=slug)
+            if survey.anonymous:
+                raise AudienceError(_("The survey “{slug}” is anonymous: its answers are "
+                                      "linked to nobody."), slug=slug)
+            value = surveys.stored_value(survey, question, option)
+            if value is None:
+                raise AudienceError(_("The survey “{slug}” has no question “{question}” with "
+                                      "the answer “{option}”."), slug=slug, question=question,
+                                    option=option)
+            resolved.append([slug, question, value])
+        audience["answer_values"] = resolved
 
 
 async def size(session: AsyncSession, bot_id: int, audience: dict[str, Any]) -> int:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import _, normalise_language, t
@@ -36,6 +38,7 @@ SIMILAR_SHOWN = 3
 SIMILAR_AT = 0.45  # Dice score from which an idea is shown as similar
 ANSWERS = ("accepted", "studying", "declined")
 PUBLIC = ("approved", "answered")
+STATUSES = ("pending", "approved", "rejected", "answered")
 # Longest first, so “에서는” is cut before “는”.
 PARTICLES = sorted(["은", "는", "이", "가", "을", "를", "에", "에서", "에게", "의", "도", "로",
                     "으로", "와", "과", "하고", "까지", "부터", "만", "에서는", "에는", "으로는",
@@ -185,6 +188,9 @@ async def _file(session: AsyncSession, supporter: Supporter, clock: Clock) -> li
         session, campaign_id=draft.campaign_id, proposer_id=supporter.id, title=draft.title,
         body=draft.body, language=lang, status="pending", created_at=now, updated_at=now)
     await store.delete_draft(session, supporter.id)
+    await events.emit(session, events.IDEA_SUBMITTED,
+                      {"idea_id": idea.id, "campaign_id": idea.campaign_id,
+                       "person_id": supporter.id}, now=now, supporter_id=supporter.id)
     await petition_store.add_notice(
         session, kind="idea_submitted", petition_id=None,
         msgid=_("💡 A new idea waits for review: “{title}” (#{id})."),
@@ -219,6 +225,9 @@ async def back(session: AsyncSession, supporter: Supporter, idea_id: int,
                       buttons=[[Button(t(lang, "Withdraw my back"), data=f"id:u:{idea.id}")]])]
     if settings and settings.threshold and count >= settings.threshold and \
             await store.mark_threshold(session, idea.id, settings.threshold, now):
+        await events.emit(session, events.IDEA_THRESHOLD,
+                          {"idea_id": idea.id, "campaign_id": idea.campaign_id, "backs": count,
+                           "threshold": settings.threshold}, now=now)
         await petition_store.add_notice(
             session, kind="idea_threshold", petition_id=None,
             msgid=_("💡 “{title}” (#{id}) reached {count} backs: the organisers owe it an "
@@ -306,6 +315,21 @@ async def set_threshold(session: AsyncSession, campaign_slug: str, *, threshold:
                              backs_per_supporter=backs_per_supporter)
 
 
+async def campaign_of(session: AsyncSession, campaign_slug: str) -> Campaign:
+    campaign = await _campaign(session, campaign_slug)
+    if campaign is None:
+        raise NotFound(_("There is no campaign called “{slug}”."), slug=campaign_slug)
+    return campaign
+
+
+async def listing(session: AsyncSession, campaign_slug: str,
+                  statuses: Sequence[str] = PUBLIC) -> list[dict[str, Any]]:
+    """A campaign's ideas (published ones by default), most backed first, for the public
+    page, the dashboard and the API; never who proposed or backed them."""
+    campaign = await campaign_of(session, campaign_slug)
+    return [await show(session, i.id) for i in await store.ideas(session, campaign.id, statuses)]
+
+
 async def review_queue(session: AsyncSession, campaign_slug: str) -> list[Idea]:
     """Ideas waiting for moderation (`nalgae idea review`, the dashboard)."""
     campaign = await _campaign(session, campaign_slug)
@@ -379,11 +403,12 @@ async def answer(session: AsyncSession, idea_id: int, *, outcome: str, text: str
     return idea
 
 
-async def deliver_answers(db: Database, clock: Clock) -> list[Outgoing]:
+async def deliver_answers(db: Database, clock: Clock, *,
+                          bot_id: int | None = None) -> list[Outgoing]:
     """Tick body: claim answered ideas' backs not yet told, and say what to send (each
     backer is claimed once per answer)."""
     async with db.session() as session:
-        rows = await store.claim_answer_deliveries(session, clock.now())
+        rows = await store.claim_answer_deliveries(session, clock.now(), bot_id=bot_id)
         out = []
         for idea_id, supporter_id, lang, bot_id, chat_id in rows:
             idea = await store.idea_by_id(session, idea_id)

@@ -13,7 +13,9 @@ summary, so a submitted response is always consistent with the conditions.
 
 Anonymous surveys work like secret ballots: on submission the progress row is
 deleted, "has answered" is recorded apart, and the answers are written under a
-random key with no supporter id. Such a response cannot be edited afterwards.
+random key with no supporter id, first into `survey_answer_pending` and then, by the
+mixing tick, into `survey_answer` in shuffled batches (as poll ballots are mixed), so
+no insert order links a response to its submitter. Such a response cannot be edited.
 Results are exact, raw and weighted by tier with the poll weights.
 """
 
@@ -21,16 +23,19 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from random import Random
 from typing import Any, Protocol
 
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import LANGUAGES, _, normalise_language, t, t_plain
@@ -38,6 +43,7 @@ from campaigns.people import Person
 from campaigns.polls import TIERS, exact, parse_weights, rounded
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Outgoing, Reply
+from campaigns.ticks import TickContext
 from campaigns.times import parse_local
 from storage import petitions as petition_store
 from storage import supporters
@@ -52,6 +58,7 @@ MAX_QUESTIONS = 40
 MAX_OPTIONS = 10  # the multiple-choice selection travels as a 10-bit mask in callback data
 TEXT_LIMITS = {"short_text": 200, "long_text": 2000}
 REMIND_AFTER = timedelta(hours=24)
+MIX_BATCH = 10  # anonymous responses are mixed in groups of at least this many (as ballots)
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _LINE = "__line__"
@@ -404,6 +411,27 @@ def next_key(survey: Survey, answers: Mapping[str, str], after: str | None) -> s
     for q in qs[start:]:
         if visible(q, answers, by_key):
             return str(q["key"])
+    return None
+
+
+def stored_value(survey: Survey, question: str, option: str) -> str | None:
+    """An answer as organisers name it (a choice's value or its number from 1, a scale
+    point, a number) in the form answers are stored; None when the question has no such
+    answer (audience filters `answer=<survey>:<question>:<option>`)."""
+    q = _by_key(survey).get(question)
+    if q is None:
+        return None
+    if q["kind"] in CHOICE_KINDS:
+        for i, o in enumerate(q["options"]):
+            if option == o["value"]:
+                return str(i)
+        if option.isdigit() and 1 <= int(option) <= len(q["options"]):
+            return str(int(option) - 1)
+        return None
+    if q["kind"] == "scale":
+        return option if option.isdigit() and q["min"] <= int(option) <= q["max"] else None
+    if q["kind"] == "number":
+        return parse_number(option)
     return None
 
 
@@ -884,6 +912,13 @@ async def submit(session: AsyncSession, survey: Survey, supporter: Supporter,
                                   weight=weight)
         progress.answers, progress.state, progress.current = answers, "submitted", ""
         progress.submitted_at, progress.updated_at = now, now
+    # An anonymous survey's event names nobody (and carries no answers, like secret ballots).
+    data: dict[str, Any] = {"survey_id": survey.id, "survey": survey.slug,
+                            "anonymous": survey.anonymous, "edited": not first}
+    if not survey.anonymous:
+        data["person_id"] = supporter.id
+    await events.emit(session, events.SURVEY_COMPLETED, data, now=now,
+                      supporter_id=None if survey.anonymous else supporter.id)
     return [_thanks(survey, lang, edited=not first)]
 
 
@@ -974,6 +1009,7 @@ async def close_survey(session: AsyncSession, slug: str, *, actor: str, clock: C
     if not await store.change_status(session, survey.id, from_statuses=("draft", "open"),
                                      to="closed", now=clock.now()):
         raise Conflict(_("The survey is already closed."))
+    await _mix_one(session, survey.id)
     await supporters.audit(session, actor=actor, action="survey.closed",
                            target=f"survey:{survey.id}", now=clock.now())
     await session.refresh(survey)
@@ -986,20 +1022,51 @@ async def close_due(db: Database, clock: Clock) -> list[int]:
     async with db.session() as session:
         closed = await store.close_due(session, now)
         for survey_id, _slug in closed:
+            await _mix_one(session, survey_id)
             await supporters.audit(session, actor="scheduler", action="survey.closed",
                                    target=f"survey:{survey_id}", now=now)
     return [i for i, _s in closed]
 
 
+async def close_due_tick(ctx: TickContext) -> object:
+    """Scheduler tick: close surveys whose time has come (their last answers mixed then)."""
+    return len(await close_due(ctx.db, ctx.clock))
+
+
+async def _mix_one(session: AsyncSession, survey_id: int, rng: Random | None = None) -> int:
+    responses = await store.take_pending(session, survey_id)
+    (rng or secrets.SystemRandom()).shuffle(responses)
+    await store.insert_mixed(session, survey_id, responses)
+    return len(responses)
+
+
+async def mix_answers(db: Database, *, min_batch: int = MIX_BATCH,
+                      rng: Random | None = None) -> int:
+    """Move pending anonymous responses into `survey_answer`, shuffled, in batches of at
+    least `min_batch` (all of them once the survey is closed); how many moved."""
+    moved = 0
+    async with db.session() as session:
+        for survey_id, (count, status) in sorted((await store.pending_counts(session)).items()):
+            if count >= min_batch or status == "closed":
+                moved += await _mix_one(session, survey_id, rng)
+    return moved
+
+
+async def mix_tick(ctx: TickContext) -> object:
+    """Scheduler tick: mix anonymous responses (see `mix_answers`)."""
+    return await mix_answers(ctx.db)
+
+
 # --- reminders --------------------------------------------------------------------------------
 
 async def claim_reminders(db: Database, clock: Clock, *, after: timedelta = REMIND_AFTER,
-                          limit: int = 500) -> list[Outgoing]:
+                          limit: int = 500, bot_id: int | None = None) -> list[Outgoing]:
     """Claim surveys left unfinished for `after` and say what to send; each unfinished
     survey is claimed once (until the person answers again), so one reminder each."""
     now = clock.now()
     async with db.session() as session:
-        due = await store.claim_reminders(session, idle_before=now - after, now=now, limit=limit)
+        due = await store.claim_reminders(session, idle_before=now - after, now=now, limit=limit,
+                                          bot_id=bot_id)
         out = []
         for r in due:
             survey = await store.survey_by_id(session, r.survey_id)
@@ -1136,6 +1203,8 @@ async def results(session: AsyncSession, slug: str, *, texts: bool = True) -> di
     return {"survey": survey.slug, "id": survey.id, "status": survey.status,
             "anonymous": survey.anonymous, "weights": survey.weights,
             "respondents": await store.respondent_count(session, survey.id),
+            # Anonymous responses waiting to be mixed in a batch: not in the figures yet.
+            "unmixed": await store.pending_count(session, survey.id) if survey.anonymous else 0,
             "questions": out_questions}
 
 

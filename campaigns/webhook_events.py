@@ -23,6 +23,9 @@ POLL_ANSWERED = "poll.answered"
 SUPPORTER_STOPPED = "supporter.stopped"
 EVENT_RSVP = "event.rsvp"
 EVENT_CHECKIN = "event.checkin"
+SURVEY_COMPLETED = "survey.completed"
+IDEA_SUBMITTED = "idea.submitted"
+IDEA_THRESHOLD = "idea.threshold"
 EVENTS = WEBHOOK_EVENTS
 
 

@@ -133,16 +133,18 @@ def _register() -> None:
         broadcasts,
         campaigns,
         db,
+        ideas,
         organisers,
         petitions,
         polls,
         serve,
         supporters,
+        surveys,
         x,
     )
 
-    for module in (db, supporters, campaigns, petitions, polls, organisers, broadcasts, x,
-                   serve, api):
+    for module in (db, supporters, campaigns, petitions, polls, surveys, ideas, organisers,
+                   broadcasts, x, serve, api):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -167,7 +167,7 @@ async def back_counts(session: AsyncSession, idea_id: int) -> dict[str, dict[str
 
 
 async def claim_answer_deliveries(
-    session: AsyncSession, now: datetime, limit: int = 500
+    session: AsyncSession, now: datetime, limit: int = 500, *, bot_id: int | None = None,
 ) -> list[tuple[int, int, str, int, int]]:
     """Claim backs of answered ideas whose backer has not been sent the answer:
     (idea id, supporter id, language, bot id, chat id). The claim is the UPDATE."""
@@ -177,6 +177,9 @@ async def claim_answer_deliveries(
         .where(Idea.status == "answered", IdeaBacking.answer_sent_at.is_(None),
                IdeaBacking.supporter_id.is_not(None))
         .order_by(IdeaBacking.id).limit(limit))
+    if bot_id is not None:
+        picked = picked.where(IdeaBacking.supporter_id.in_(
+            select(Supporter.id).where(Supporter.bot_id == bot_id)))
     if session.get_bind().dialect.name == "postgresql":
         picked = picked.with_for_update(skip_locked=True, of=IdeaBacking)
     claimed = await session.execute(
@@ -256,3 +259,9 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
     await session.execute(
         update(IdeaBacking).where(IdeaBacking.supporter_id == supporter_id)
         .values(supporter_id=None).execution_options(synchronize_session=False))
+
+
+def ideas_query(campaign_id: int | None, statuses: Sequence[str]) -> Select[Any]:
+    """Ideas for the API, oldest first (never their proposers: the caller shapes rows)."""
+    stmt = select(Idea).where(Idea.status.in_(list(statuses))).order_by(Idea.id)
+    return stmt.where(Idea.campaign_id == campaign_id) if campaign_id else stmt

@@ -75,6 +75,10 @@ class AudienceQuery:
     rsvp: tuple[str, ...] = ()  # "event-slug" or "event-slug:going|maybe|waitlisted"
     attended: tuple[str, ...] = ()  # event slugs: checked in
     no_show: tuple[str, ...] = ()  # event slugs: going, never checked in
+    survey_done: tuple[str, ...] = ()  # survey slugs: submitted every one of them
+    survey_not_done: tuple[str, ...] = ()  # survey slugs: submitted none of them
+    # (survey slug, question key, stored value): a named answer, any of them
+    answers: tuple[tuple[str, str, str], ...] = ()
 
 
 def _petition_filters(query: AudienceQuery) -> list[Any]:
@@ -114,6 +118,43 @@ def _petition_filters(query: AudienceQuery) -> list[Any]:
     return conds
 
 
+def _survey_filters(query: AudienceQuery) -> list[Any]:
+    """Conditions on survey submissions and named answers (the surveys feature's models)."""
+    if not (query.survey_done or query.survey_not_done or query.answers):
+        return []
+    from storage.models.surveys import Survey, SurveyAnswer, SurveyRespondent
+
+    conds: list[Any] = []
+    for slug in query.survey_done:
+        conds.append(exists().where(
+            SurveyRespondent.supporter_id == Supporter.id,
+            SurveyRespondent.survey_id == select(Survey.id).where(Survey.slug == slug)
+            .scalar_subquery(),
+        ))
+    if query.survey_not_done:
+        conds.append(not_(exists().where(
+            SurveyRespondent.supporter_id == Supporter.id,
+            SurveyRespondent.survey_id.in_(
+                select(Survey.id).where(Survey.slug.in_(query.survey_not_done))),
+        )))
+    if query.answers:
+        # A multiple-choice answer is stored as sorted indexes "0,2": the value matches
+        # alone or as one element of that list (values are bound, never formatted in).
+        alternatives = []
+        for slug, question, value in query.answers:
+            padded = literal(",") + SurveyAnswer.value + literal(",")
+            alternatives.append(and_(
+                SurveyAnswer.survey_id == select(Survey.id).where(Survey.slug == slug)
+                .scalar_subquery(),
+                SurveyAnswer.question == question,
+                or_(SurveyAnswer.value == value,
+                    padded.contains("," + value + ",", autoescape=True)),
+            ))
+        conds.append(exists().where(SurveyAnswer.supporter_id == Supporter.id,
+                                    or_(*alternatives)))
+    return conds
+
+
 def audience_select(bot_id: int, query: AudienceQuery) -> Select[int, int, str, int | None]:
     """Reachable identities of the matching active supporters: one row per identity."""
     ci = ChannelIdentity
@@ -140,6 +181,7 @@ def audience_select(bot_id: int, query: AudienceQuery) -> Select[int, int, str, 
         from storage.events import audience_filters
 
         conds.extend(audience_filters(query.rsvp, query.attended, query.no_show))
+    conds.extend(_survey_filters(query))
     return (
         select(Supporter.id.label("supporter_id"), ci.id.label("identity_id"),
                ci.channel.label("channel"), ci.chat_id.label("chat_id"))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import Select, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,7 @@ from storage.models import (
     Supporter,
     Survey,
     SurveyAnswer,
+    SurveyAnswerPending,
     SurveyProgress,
     SurveyRespondent,
 )
@@ -137,10 +138,12 @@ class Reminder:
 
 
 async def claim_reminders(
-    session: AsyncSession, *, idle_before: datetime, now: datetime, limit: int = 500
+    session: AsyncSession, *, idle_before: datetime, now: datetime, limit: int = 500,
+    bot_id: int | None = None,
 ) -> list[Reminder]:
     """Mark unfinished progress idle since `idle_before` as reminded and return whom to
-    remind. The UPDATE is the claim: two schedulers cannot both take the same row."""
+    remind (of one bot's supporters when given). The UPDATE is the claim: two processes
+    cannot both take the same row."""
     open_survey = (
         select(literal(1)).select_from(Survey)
         .where(Survey.id == SurveyProgress.survey_id, Survey.status == "open",
@@ -153,6 +156,9 @@ async def claim_reminders(
                SurveyProgress.updated_at <= idle_before, open_survey)
         .order_by(SurveyProgress.id).limit(limit)
     )
+    if bot_id is not None:
+        due = due.where(select(literal(1)).select_from(Supporter).where(
+            Supporter.id == SurveyProgress.supporter_id, Supporter.bot_id == bot_id).exists())
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     claimed = await session.execute(
@@ -206,7 +212,9 @@ async def write_answers(
     tier: str, region: str | None, weight: str,
 ) -> None:
     """One response's answers under a fresh random key; a named response replaces the
-    person's earlier one (an edit), an anonymous one (supporter None) is only added."""
+    person's earlier one (an edit). An anonymous one (supporter None) waits in
+    `survey_answer_pending` until `take_pending`/`insert_mixed` move it, shuffled; results
+    count only mixed answers, so a live chart moves by whole batches, never by one person."""
     if supporter_id is not None:
         await session.execute(
             delete(SurveyAnswer).where(SurveyAnswer.survey_id == survey_id,
@@ -215,11 +223,64 @@ async def write_answers(
     if not answers:
         return
     key = new_response_key()
+    if supporter_id is None:
+        await session.execute(_insert(session, SurveyAnswerPending).values([
+            {"survey_id": survey_id, "response_key": key, "question": q, "value": v,
+             "tier": tier, "region": region, "weight": weight}
+            for q, v in answers.items()
+        ]))
+        return
     await session.execute(_insert(session, SurveyAnswer).values([
         {"survey_id": survey_id, "response_key": key, "question": q, "supporter_id": supporter_id,
          "value": v, "tier": tier, "region": region, "weight": weight}
         for q, v in answers.items()
     ]))
+
+
+async def pending_counts(session: AsyncSession) -> dict[int, tuple[int, str]]:
+    """Unmixed anonymous responses per survey: survey id → (responses, survey status)."""
+    p = SurveyAnswerPending
+    rows = await session.execute(
+        select(p.survey_id, func.count(func.distinct(p.response_key)), Survey.status)
+        .join(Survey, Survey.id == p.survey_id)
+        .group_by(p.survey_id, Survey.status)
+    )
+    return {int(i): (int(n), str(st)) for i, n, st in rows.all()}
+
+
+async def take_pending(session: AsyncSession, survey_id: int) -> list[list[dict[str, Any]]]:
+    """Remove and return one survey's unmixed responses, each a list of answer rows
+    (disjoint between concurrent mixers: the DELETE is the claim)."""
+    p = SurveyAnswerPending
+    rows = await session.execute(
+        delete(p).where(p.survey_id == survey_id)
+        .returning(p.response_key, p.question, p.value, p.tier, p.region, p.weight)
+        .execution_options(synchronize_session=False)
+    )
+    responses: dict[str, list[dict[str, Any]]] = {}
+    for r in rows.mappings().all():
+        responses.setdefault(str(r["response_key"]), []).append(dict(r))
+    return list(responses.values())
+
+
+async def insert_mixed(session: AsyncSession, survey_id: int,
+                       responses: Sequence[Sequence[dict[str, Any]]]) -> None:
+    """Insert already shuffled responses in one statement, each under a fresh key."""
+    values = []
+    for response in responses:
+        key = new_response_key()
+        values += [{"survey_id": survey_id, "response_key": key, "question": r["question"],
+                    "supporter_id": None, "value": r["value"], "tier": r["tier"],
+                    "region": r["region"], "weight": r["weight"]} for r in response]
+    if values:
+        await session.execute(_insert(session, SurveyAnswer).values(values))
+
+
+async def pending_count(session: AsyncSession, survey_id: int) -> int:
+    """Anonymous responses of one survey not yet mixed (so not yet in results)."""
+    p = SurveyAnswerPending
+    return int(await session.scalar(
+        select(func.count(func.distinct(p.response_key))).where(p.survey_id == survey_id)) or 0)
 
 
 @dataclass(frozen=True)
@@ -252,10 +313,10 @@ async def answer_groups(
 
 async def text_answers(session: AsyncSession, survey_id: int, question: str) -> list[str]:
     """Free-text answers to one question, in no particular order and with no person."""
+    a = SurveyAnswer
     rows = await session.execute(
-        select(SurveyAnswer.value)
-        .where(SurveyAnswer.survey_id == survey_id, SurveyAnswer.question == question)
-        .order_by(SurveyAnswer.response_key)
+        select(a.value).where(a.survey_id == survey_id, a.question == question)
+        .order_by(a.response_key)
     )
     return [str(v) for v in rows.scalars()]
 
@@ -268,6 +329,20 @@ async def stored_rows(session: AsyncSession, survey_id: int) -> list[dict[str, A
         .where(a.survey_id == survey_id).order_by(a.response_key, a.question)
     )
     return [dict(r) for r in rows.mappings().all()]
+
+
+async def stream_rows(session: AsyncSession, survey_id: int,
+                      chunk: int = 1000) -> AsyncIterator[dict[str, Any]]:
+    """`stored_rows` streamed (a server-side cursor on PostgreSQL): exports of large
+    surveys never hold every answer in memory."""
+    a = SurveyAnswer
+    result = await session.stream(
+        select(a.response_key, a.question, a.value, a.tier, a.region, a.weight)
+        .where(a.survey_id == survey_id).order_by(a.response_key, a.question)
+        .execution_options(yield_per=chunk)
+    )
+    async for row in result.mappings():
+        yield dict(row)
 
 
 # --- privacy ----------------------------------------------------------------------------------
@@ -316,3 +391,16 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
         update(SurveyRespondent).where(SurveyRespondent.supporter_id == supporter_id)
         .values(supporter_id=None).execution_options(synchronize_session=False)
     )
+
+
+# --- API listings -----------------------------------------------------------------------------
+
+def surveys_query(campaign_id: int | None = None) -> Select[Any]:
+    stmt = select(Survey).order_by(Survey.id)
+    return stmt.where(Survey.campaign_id == campaign_id) if campaign_id else stmt
+
+
+def answers_query(survey_id: int) -> Select[Any]:
+    """Mixed answer rows of one survey, by response then question (no insert order)."""
+    return (select(SurveyAnswer).where(SurveyAnswer.survey_id == survey_id)
+            .order_by(SurveyAnswer.response_key, SurveyAnswer.question))

@@ -418,3 +418,42 @@ def test_a_viewer_sees_no_buttons_and_the_language_toggle_works(
     assert page.locator("#petition-form").count() == 0
     page.goto("/broadcasts")
     assert page.locator("#new-broadcast").count() == 0
+
+
+def test_a_survey_built_in_the_dashboard_charts_a_supporters_answer(
+    organiser_page: Any, stack: Stack
+) -> None:
+    slug = f"sv-{uuid.uuid4().hex[:6]}"
+    [who] = supporters_in_sandbox(stack, 1, tag=slug, region="busan")
+    page = organiser_page
+    page.goto("/surveys")
+    if not page.locator("#survey-form").count():
+        page.fill("#campaign-form input[name=slug]", "air")
+        page.fill("#campaign-form input[name=title_ko]", "맑은 공기")
+        page.click("#campaign-form button[type=submit]")
+        page.goto("/surveys")
+    page.fill("#survey-form input[name=slug]", slug)
+    page.fill("#survey-form textarea[name=source]", "\n".join([
+        'title: {ko: "동네 설문", en: "Neighbourhood"}',
+        "questions:",
+        "  - key: bus",
+        "    kind: single",
+        '    text: {ko: "버스가 충분한가요?", en: "Enough buses?"}',
+        '    options: [{ko: "예", en: "Yes"}, {ko: "아니요", en: "No"}]']))
+    page.check("#survey-form input[name=open_now]")
+    page.click("#survey-form button[type=submit]")
+    page.wait_for_url(f"**/surveys/{slug}")
+    no = "#chart-bus-raw g[data-label='아니요']"
+    assert page.locator(no).get_attribute("data-value") == "0"
+    _, cursor = bot_messages(stack, who, wait=0)
+    user_says(stack, who, f"/survey {slug}")
+    question = wait_for_bot_message(stack, who, "버스가 충분한가요?", cursor)
+    httpx.post(f"{stack.sandbox}/sandbox/users/{who}/press",
+               json={"text": "아니요", "message_id": question["message_id"]})
+    wait_for_bot_message(stack, who, "답을 확인해 주세요", cursor)
+    httpx.post(f"{stack.sandbox}/sandbox/users/{who}/press",
+               json={"text": "✅ 답 보내기", "message_id": question["message_id"]})
+    page.wait_for_function(
+        f"document.querySelector(\"{no}\") && "
+        f"document.querySelector(\"{no}\").getAttribute('data-value') === '1'")
+    assert page.locator("section.results").get_attribute("data-respondents") == "1"

@@ -15,7 +15,13 @@ from campaigns.clock import FixedClock
 from campaigns.people import Person
 from storage import privacy
 from storage.db import Database
-from storage.models import Supporter, SurveyAnswer, SurveyProgress, SurveyRespondent
+from storage.models import (
+    Supporter,
+    SurveyAnswer,
+    SurveyAnswerPending,
+    SurveyProgress,
+    SurveyRespondent,
+)
 from tests.helpers import make_bot
 from tests.petition_helpers import make_supporters
 
@@ -165,8 +171,25 @@ async def test_anonymous_survey_keeps_no_link(db: Database) -> None:
         assert "고맙습니다" in await press(db, p, clock, "ok")
         assert "이미 이 설문에 응답" in await press(db, p, clock, "go")
     async with db.session() as s:
+        # Submitted answers wait unmixed (no supporter column at all), outside the figures:
+        # a live chart must not move with one person's answers.
+        assert (await s.execute(select(SurveyAnswer))).first() is None
+        pending = (await s.execute(select(SurveyAnswerPending))).scalars().all()
+        assert len(pending) == 8 and "supporter_id" not in SurveyAnswerPending.__table__.c
+        early = await surveys.results(s, "civic-5min")
+        assert early["unmixed"] == 2 and early["questions"][0]["overall"]["respondents"] == 0
+    # Below a batch of MIX_BATCH they stay pending; closing mixes the rest, under new keys.
+    assert await surveys.mix_answers(db) == 0
+    old_keys = {p.response_key for p in pending}
+    async with db.session() as s:
+        await surveys.close_survey(s, "civic-5min", actor="test", clock=clock)
+    async with db.session() as s:
+        assert (await s.execute(select(SurveyAnswerPending))).first() is None
         answers = (await s.execute(select(SurveyAnswer))).scalars().all()
         assert len(answers) == 8 and {a.supporter_id for a in answers} == {None}
+        assert not old_keys & {a.response_key for a in answers}
+        late = await surveys.results(s, "civic-5min")
+        assert late["unmixed"] == 0 and late["questions"][0]["overall"]["respondents"] == 2
         assert (await s.execute(select(SurveyProgress))).first() is None
         respondents = (await s.execute(select(SurveyRespondent))).scalars().all()
         assert sorted(r.supporter_id or 0 for r in respondents) == sorted(ids)
@@ -241,3 +264,75 @@ async def test_one_reminder_after_a_day(db: Database) -> None:
     assert reminder.chat_id == FIRST_USER and "아직 마치지 않으셨습니다" in reminder.reply.text
     clock.advance(hours=25)
     assert await surveys.claim_reminders(db, clock) == []
+
+
+async def test_audience_filters_follow_up_on_what_people_said(db: Database) -> None:
+    from campaigns import audience
+    from storage.outbox import audience_select
+
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    ids = await make_supporters(db, bot_id, clock.now(), 3)
+    # 0 voted and trusts 7; 1 did not vote (no time, no trust) and trusts 2; 2 never answers.
+    for n, (vote, why, trust) in enumerate([(0, None, 7), (1, 0b11, 2)]):
+        p = person(bot_id, n)
+        await press(db, p, clock, "go")
+        await press(db, p, clock, "a", 0, vote)
+        if why is not None:
+            await press(db, p, clock, "m", 1, why)
+        await press(db, p, clock, "a", 2, trust)
+        await type_(db, clock, ids[n], "40")
+        await press(db, p, clock, "s", 4)
+        assert "고맙습니다" in await press(db, p, clock, "ok")
+
+    async def who(text: str) -> set[int]:
+        parsed = audience.parse(text)
+        async with db.session() as s:
+            await audience.check_references(s, parsed)
+            rows = await s.execute(audience_select(bot_id, audience.to_query(parsed)))
+            return {ids.index(r.supporter_id) for r in rows}
+
+    assert await who("survey_done=civic-5min") == {0, 1}
+    assert await who("survey_not_done=civic-5min") == {2}
+    assert await who("answer=civic-5min:voted:no") == {1}
+    assert await who("answer=civic-5min:voted:1") == {0}  # the first option, by number
+    assert await who("answer=civic-5min:why-not:trust") == {1}  # one pick among two
+    assert await who("answer=civic-5min:trust:7|civic-5min:trust:2") == {0, 1}
+    assert await who("answer=civic-5min:trust:7,survey_done=civic-5min") == {0}
+    with pytest.raises(audience.AudienceError) as caught:
+        await who("answer=civic-5min:voted:maybe")
+    assert "maybe" in caught.value.message("en")
+    with pytest.raises(audience.AudienceError):
+        await who("survey_done=nope")
+
+
+async def test_anonymous_answers_are_mixed_in_shuffled_batches(db: Database) -> None:
+    from random import Random
+
+    from storage import surveys as store
+
+    clock = FixedClock()
+    await setup(db, clock, CIVIC.replace("slug: civic-5min", "slug: civic-5min\nanonymous: true"))
+    async with db.session() as s:
+        survey = await surveys.get(s, "civic-5min")
+        for n in range(surveys.MIX_BATCH - 1):
+            await store.write_answers(s, survey_id=survey.id, supporter_id=None,
+                                      answers={"voted": "0", "age": str(20 + n)},
+                                      tier="supporter", region="seoul", weight="1")
+    assert await surveys.mix_answers(db) == 0  # one short of a batch: nothing moves
+    async with db.session() as s:
+        await store.write_answers(s, survey_id=survey.id, supporter_id=None,
+                                  answers={"voted": "1", "age": "99"}, tier="member",
+                                  region=None, weight="2")
+    assert await surveys.mix_answers(db, rng=Random(7)) == surveys.MIX_BATCH
+    async with db.session() as s:
+        rows = (await s.execute(select(SurveyAnswer))).scalars().all()
+        assert (await s.execute(select(SurveyAnswerPending))).first() is None
+        result = await surveys.results(s, "civic-5min")
+    # Each response stays whole under one new key (its answers travel together).
+    by_key: dict[str, dict[str, str]] = defaultdict(dict)
+    for r in rows:
+        by_key[r.response_key][r.question] = r.value
+    assert sorted(int(a["age"]) for a in by_key.values()) == [*range(20, 29), 99]
+    assert [a["voted"] for a in by_key.values() if a["age"] == "99"] == ["1"]
+    assert result["unmixed"] == 0 and result["questions"][0]["overall"]["respondents"] == 10

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import select
+from telegram.ext import CallbackContext
 
 from bots.telegram.runtime import TelegramRuntime
+from bots.telegram.surveys import send_reminders
 from campaigns import petitions, surveys
 from campaigns.clock import FixedClock
 from storage.db import Database
@@ -61,3 +65,70 @@ async def test_three_questions_with_a_bad_number_and_a_restart(db: Database) -> 
             rows = (await s.execute(select(SurveyAnswer))).scalars().all()
         assert {r.question: r.value for r in rows} == {"side": "1", "age": "40",
                                                        "wish": "버스가 자주 왔으면"}
+
+
+SEVEN = (Path(__file__).parent / "fixtures" / "survey_civic.yaml").read_text(
+    encoding="utf-8").replace("slug: civic-5min", "slug: civic-7") + """
+  - key: satisfied
+    kind: scale
+    min: 1
+    max: 5
+    text: {ko: "동네 생활에 만족하시나요?", en: "Are you happy with your neighbourhood?"}
+  - key: comment
+    kind: long_text
+    required: false
+    text: {ko: "더 하고 싶은 말씀은?", en: "Anything else?"}
+"""
+
+
+async def test_seven_questions_skip_back_bad_number_reminder_resume_and_edit(
+    db: Database,
+) -> None:
+    clock = FixedClock()
+    async with telegram_env(db, clock) as env:
+        async with db.session() as s:
+            await petitions.create_campaign(s, slug="civic", title_ko="시민", clock=clock,
+                                            actor="cli")
+            survey = await surveys.create_survey(s, campaign_slug="civic", source=SEVEN,
+                                                 clock=clock, actor="cli", status="open")
+        d = env.dialog(7201, "하늘", language_code="ko")
+        await d.step("/start survey_civic-7", "동의하시겠습니까")
+        await d.run([(press("✅ 동의합니다"), "지역"), (press("서울"), "이름")])
+        await d.step(press("이 이름으로 할게요"), "1/7")
+        # "No" shows the conditional question; Back, then "Yes" skips it (7 → 6 questions).
+        await d.step(press("아니요"), "투표하지 않은 이유는?")
+        await d.step(press("◀️ 이전"), "지난 선거에서 투표하셨나요?")
+        message = await d.step(press("예"), "정치를 얼마나 신뢰하시나요?")
+        assert "2/6" in message.text
+        await d.step(press("7"), "나이는?")
+        await d.step("마흔", "42처럼 숫자로 보내 주세요")
+        await d.step("40", "바라는 한 가지는?")
+        # Abandoned for a day: the bot's reminder job sends one reminder, once.
+        clock.advance(hours=25)
+        context = CallbackContext(env.runtime.app)
+        since = d.user.chat.version
+        await send_reminders(context)
+        reminder = await d.expect("아직 마치지 않으셨습니다", since)
+        assert "지금까지의 답은 저장되어" in reminder.text
+        assert await surveys.claim_reminders(db, clock, bot_id=env.bot_id) == []
+        # Resumption from the reminder's button, where it stopped.
+        await d.step(press("이어서 하기 ▶️"), "바라는 한 가지는?")
+        await d.step(press("건너뛰기 ⏭"), "동네 생활에 만족하시나요?")
+        await d.step(press("4"), "더 하고 싶은 말씀은?")
+        await d.step("골목길 가로등을 늘려 주세요", "답을 확인해 주세요")
+        await d.step(press("✅ 답 보내기"), "참여해 주셔서 고맙습니다!")
+        # Editing until the survey closes: keep everything but the trust score.
+        await d.step(press("✏️ 답 고치기"), "지난 선거에서 투표하셨나요?")
+        await d.step(press("그대로 ▶️"), "정치를 얼마나 신뢰하시나요?")
+        await d.step(press("3"), "나이는?")
+        await d.step(press("그대로 ▶️"), "바라는 한 가지는?")
+        await d.step(press("건너뛰기 ⏭"), "동네 생활에 만족하시나요?")
+        await d.step(press("그대로 ▶️"), "더 하고 싶은 말씀은?")
+        await d.step(press("그대로 ▶️"), "답을 확인해 주세요")
+        await d.step(press("✅ 답 보내기"), "답이 수정되었습니다")
+        async with db.session() as s:
+            rows = (await s.execute(select(SurveyAnswer).where(
+                SurveyAnswer.survey_id == survey.id))).scalars().all()
+        assert {r.question: r.value for r in rows} == {
+            "voted": "0", "trust": "3", "age": "40", "satisfied": "4",
+            "comment": "골목길 가로등을 늘려 주세요"}

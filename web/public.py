@@ -1,5 +1,6 @@
 """Public pages (no sign-in): a petition with its live count, a printable poster with a QR
-code of the Telegram deep link, and the results of closed polls."""
+code of the Telegram deep link, the results of closed polls, and a campaign's published
+ideas with their backs and answers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
-from campaigns import petitions, polls
+from campaigns import ideas, petitions, polls
+from campaigns.errors import RuleError
 from campaigns.times import DISPLAY_TZ
 from storage import petitions as petition_store
 from storage import polls as poll_store
@@ -89,3 +91,20 @@ async def poll_results(request: Request, slug: str) -> Response:
         "question": poll.question_en if lang == "en" and poll.question_en
         else poll.question_ko,
         "results": Markup(render_results(request, poll, results, voters, lang))})
+
+
+@router.get("/i/{campaign}", response_class=HTMLResponse)
+async def ideas_page(request: Request, campaign: str) -> Response:
+    """Approved ideas, most backed first, with the organisers' answers (no names)."""
+    lang = language(request)
+    async with database(request).session() as s:
+        try:
+            found = await ideas.campaign_of(s, campaign)
+            rows = await ideas.listing(s, campaign)
+        except RuleError:
+            raise HTTPException(404, "no such campaign") from None
+    username = await bot_username(request)
+    return page(request, "public_ideas.html", {
+        "ideas": rows, "public": True,
+        "title": found.title_en if lang == "en" and found.title_en else found.title_ko,
+        "deep_link": f"https://t.me/{username}?start=idea_{found.slug}" if username else None})

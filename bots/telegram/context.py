@@ -15,7 +15,7 @@ from telegram.ext import ContextTypes
 from campaigns.clock import Clock
 from campaigns.i18n import normalise_language, t
 from campaigns.people import Person
-from campaigns.replies import Reply
+from campaigns.replies import Outgoing, Reply
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -131,3 +131,19 @@ async def handle(update: Update, context: ContextTypes.DEFAULT_TYPE, action: Act
         lang = normalise_language(person.language_code)
         replies = [Reply(t(lang, "Sorry, something went wrong. Please try again in a moment."))]
     await send(update, context, replies)
+
+
+async def deliver_outgoing(context: ContextTypes.DEFAULT_TYPE, messages: list[Outgoing]) -> int:
+    """Send rule-made messages to supporters' chats (reminders, answers to ideas) through
+    this bot; the claims were committed first, so a failure loses a message, never doubles
+    it. How many went out."""
+    sent = 0
+    for message in messages:
+        try:
+            await context.bot.send_message(message.chat_id, message.reply.text,
+                                           parse_mode=ParseMode.HTML,
+                                           reply_markup=markup(message.reply))
+            sent += 1
+        except TelegramError:
+            log.info("message to supporter %s not delivered", message.supporter_id)
+    return sent

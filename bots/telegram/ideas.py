@@ -6,7 +6,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
-from bots.telegram.context import handle, services
+from bots.telegram.context import deliver_outgoing, handle, services
 from campaigns import ideas
 
 PRIVATE = filters.ChatType.PRIVATE
@@ -33,8 +33,18 @@ async def idea_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     await handle(update, context, lambda s, p: ideas.button(s, p, data, clock))
 
 
-def register(app: Application, group: int = 0) -> None:
+async def send_answers(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The organisers' answer to an idea, to each of its backers once (claimed first)."""
+    svc = services(context)
+    await deliver_outgoing(context, await ideas.deliver_answers(svc.db, svc.clock,
+                                                                bot_id=svc.bot_id))
+
+
+def register(app: Application, group: int = 0, *, jobs: bool = True) -> None:
     """Idea handlers."""
     app.add_handler(CommandHandler("idea", idea_command, filters=PRIVATE), group)
     app.add_handler(CommandHandler("ideas", ideas_command, filters=PRIVATE), group)
     app.add_handler(CallbackQueryHandler(idea_button, pattern=r"^id:"), group)
+    if jobs and app.job_queue is not None:
+        app.job_queue.run_repeating(send_answers, interval=10.0, first=10.0,
+                                    name="ideas.answers")

@@ -12,7 +12,7 @@ from telegram.ext import (
     filters,
 )
 
-from bots.telegram.context import handle, services
+from bots.telegram.context import deliver_outgoing, handle, services
 from campaigns import surveys, typed_input
 
 PRIVATE = filters.ChatType.PRIVATE
@@ -40,8 +40,19 @@ async def text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await handle(update, context, lambda s, p: typed_input.text_message(s, p, body, clock))
 
 
-def register(app: Application, group: int = 0) -> None:
+async def send_reminders(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """One reminder per survey left unfinished for a day (claimed in the database, so
+    several bot processes never double one), like the organiser notices job."""
+    svc = services(context)
+    await deliver_outgoing(context, await surveys.claim_reminders(svc.db, svc.clock,
+                                                                  bot_id=svc.bot_id))
+
+
+def register(app: Application, group: int = 0, *, jobs: bool = True) -> None:
     """Survey handlers; the text router goes before sign-up's fallbacks, which it calls."""
     app.add_handler(CommandHandler(["survey", "surveys"], survey_command, filters=PRIVATE), group)
     app.add_handler(CallbackQueryHandler(survey_button, pattern=r"^sv:"), group)
     app.add_handler(MessageHandler(PRIVATE & filters.TEXT & ~filters.COMMAND, text), group)
+    if jobs and app.job_queue is not None:
+        app.job_queue.run_repeating(send_reminders, interval=60.0, first=30.0,
+                                    name="surveys.reminders")

@@ -33,7 +33,13 @@ from storage.models.petitions import (
     Signature,
 )
 from storage.models.signin import LoginLink
-from storage.models.surveys import Survey, SurveyAnswer, SurveyProgress, SurveyRespondent
+from storage.models.surveys import (
+    Survey,
+    SurveyAnswer,
+    SurveyAnswerPending,
+    SurveyProgress,
+    SurveyRespondent,
+)
 from storage.models.x import XCursor, XMention, XPoll, XPost
 
 __all__ = [
@@ -76,6 +82,7 @@ __all__ = [
     "SupporterTag",
     "Survey",
     "SurveyAnswer",
+    "SurveyAnswerPending",
     "SurveyProgress",
     "SurveyRespondent",
     "UTCDateTime",

@@ -16,7 +16,7 @@ from storage.models.base import Base, BigIntPK, UTCDateTime
 
 API_SCOPES = ("read", "write")
 WEBHOOK_EVENTS = ("signature.created", "poll.answered", "supporter.stopped", "event.rsvp",
-                  "event.checkin")
+                  "event.checkin", "survey.completed", "idea.submitted", "idea.threshold")
 DELIVERY_STATUSES = ("pending", "delivering", "delivered", "failed")
 
 

@@ -114,3 +114,21 @@ class SurveyAnswer(Base):
     tier: Mapped[str] = mapped_column(String(16))
     region: Mapped[str | None] = mapped_column(String(16))
     weight: Mapped[str] = mapped_column(String(32))
+
+
+class SurveyAnswerPending(Base):
+    """An anonymous response's answers not yet mixed into `survey_answer` (as secret poll
+    ballots wait in `poll_ballot_pending`): moved there in shuffled batches under fresh
+    keys, so neither insert order nor a transaction id ties a response to its submitter.
+    Counted in results all the same."""
+
+    __tablename__ = "survey_answer_pending"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    survey_id: Mapped[int] = mapped_column(ForeignKey("survey.id"), primary_key=True)
+    response_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    question: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    tier: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str | None] = mapped_column(String(16))
+    weight: Mapped[str] = mapped_column(String(32))

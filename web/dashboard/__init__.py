@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.dashboard import broadcasts, login, overview, petitions, polls, supporters
+from web.dashboard import (
+    broadcasts,
+    ideas,
+    login,
+    overview,
+    petitions,
+    polls,
+    supporters,
+    surveys,
+)
 
-FEATURES = (overview, login, petitions, polls, broadcasts, supporters)
+FEATURES = (overview, login, petitions, polls, surveys, ideas, broadcasts, supporters)
 
 
 def dashboard_router() -> APIRouter:

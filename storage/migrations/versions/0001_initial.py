@@ -1110,6 +1110,25 @@ def upgrade() -> None:
     )
     op.create_index("ix_survey_answer_supporter", "survey_answer", ["supporter_id"], unique=False)
     op.create_table(
+        "survey_answer_pending",
+        sa.Column(
+            "survey_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("response_key", sa.String(length=32), nullable=False),
+        sa.Column("question", sa.String(length=40), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("tier", sa.String(length=16), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("weight", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["survey_id"], ["survey.id"], name=op.f("fk_survey_answer_pending_survey_id_survey")
+        ),
+        sa.PrimaryKeyConstraint(
+            "survey_id", "response_key", "question", name=op.f("pk_survey_answer_pending")
+        ),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
         "survey_progress",
         sa.Column(
             "id",
@@ -1229,6 +1248,7 @@ def downgrade() -> None:
     op.drop_table("survey_respondent")
     op.drop_index("ix_survey_progress_remind", table_name="survey_progress")
     op.drop_table("survey_progress")
+    op.drop_table("survey_answer_pending")
     op.drop_index("ix_survey_answer_supporter", table_name="survey_answer")
     op.drop_index("ix_survey_answer_question", table_name="survey_answer")
     op.drop_table("survey_answer")

@@ -12,10 +12,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from web.api.routes import broadcasts, campaigns, people, petitions, polls, signatures
+from web.api.routes import (
+    broadcasts,
+    campaigns,
+    ideas,
+    people,
+    petitions,
+    polls,
+    signatures,
+    surveys,
+)
 from web.api.routes.common import PREFIX, Read, href
 
-RESOURCES = (people, campaigns, petitions, signatures, polls, broadcasts)
+RESOURCES = (people, campaigns, petitions, signatures, polls, surveys, ideas, broadcasts)
 
 
 async def entry(request: Request, token: Read) -> dict[str, Any]:
@@ -30,6 +39,8 @@ async def entry(request: Request, token: Read) -> dict[str, Any]:
             "osdi:questions": href(request, "/polls"),
             "nalgae:campaigns": href(request, "/campaigns"),
             "nalgae:broadcasts": href(request, "/broadcasts"),
+            "nalgae:surveys": href(request, "/surveys"),
+            "nalgae:ideas": href(request, "/ideas"),
             "docs": {"href": str(request.base_url).rstrip("/") + "/api/openapi.json"},
         },
     }
