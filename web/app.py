@@ -16,6 +16,7 @@ import jinja2
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from bots.telegram.runtime import TelegramRuntime
 from bots.telegram.webhook import Runtimes, webhook_asgi
@@ -73,7 +74,11 @@ def create_app(
     app.include_router(public.router)
     # The HTTP API (/api/v1), its JSON error answers and /metrics: in every web process.
     api.install(app)
-    # Added last, so outermost: a webhook call skips the middleware written for browsers.
+    # Only the configured host is served (a forged Host cannot poison what pages build).
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    # Added last, so outermost: a webhook call skips the middleware written for browsers,
+    # the host check included: its secret header authenticates it, and a load balancer
+    # may forward it under an internal name.
     app.add_middleware(webhook_asgi, runtimes=telegram, path=webhook_path)
     return app
 

@@ -17,7 +17,7 @@ from storage import dashboard as queries
 from storage import supporters as supporter_store
 from storage.models import Organiser
 from web import auth
-from web.pages import back, database, language, page, send_telegram
+from web.pages import absolute, back, database, language, page, send_telegram
 
 router = APIRouter(include_in_schema=False)
 
@@ -77,7 +77,7 @@ async def send_link(request: Request) -> Response:
         if organiser is not None:
             lang = await _organiser_language(request, s, organiser)
     if organiser is not None and token is not None:
-        url = str(request.base_url).rstrip("/") + f"/login/link/{token}"
+        url = absolute(request, f"/login/link/{token}")
         text = t_plain(lang, _("Your sign-in link for the nalgae dashboard (valid for 10 "
                                "minutes, works once):"))
         await send_telegram(request, int(str(organiser.telegram_user_id)), bc.OutgoingMessage(

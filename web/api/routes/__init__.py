@@ -30,7 +30,7 @@ async def entry(request: Request, token: Read) -> dict[str, Any]:
             "osdi:questions": href(request, "/polls"),
             "nalgae:campaigns": href(request, "/campaigns"),
             "nalgae:broadcasts": href(request, "/broadcasts"),
-            "docs": {"href": str(request.base_url).rstrip("/") + "/api/openapi.json"},
+            "docs": {"href": request.app.state.settings.base_url + "/api/openapi.json"},
         },
     }
 
