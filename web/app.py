@@ -25,6 +25,7 @@ from campaigns.settings import Settings
 from storage.db import Database
 from web import api, health, public, sandbox
 from web.dashboard import dashboard_router
+from web.throttle import Throttle
 
 WEB_DIR = Path(__file__).parent
 WEBHOOK_PATH = "/telegram/webhook"
@@ -60,6 +61,8 @@ def create_app(
     app.state.clock = clock or SystemClock()
     app.state.sandbox_url = sandbox_url.rstrip("/") if sandbox_url else None
     app.state.sandbox_token = sandbox_token
+    app.state.throttle = Throttle(settings.redis_url)
+    app.state.background = set()  # tasks answered before they finish (sign-in links)
     app.state.templates = Jinja2Templates(env=jinja2.Environment(
         loader=jinja2.FileSystemLoader(WEB_DIR / "templates"),
         autoescape=True,

@@ -14,7 +14,16 @@ from campaigns import petitions, polls
 from campaigns.times import DISPLAY_TZ
 from storage import petitions as petition_store
 from storage import polls as poll_store
-from web.pages import absolute, bot_username, database, language, live, live_count, page, render_results
+from web.pages import (
+    absolute,
+    bot_username,
+    database,
+    language,
+    live,
+    live_count,
+    page,
+    render_results,
+)
 
 router = APIRouter(include_in_schema=False)
 
