@@ -150,6 +150,13 @@ async def record_throttled(session: AsyncSession, who: str, method: str, wait: i
     )
 
 
+async def sign_out(session: AsyncSession, organiser: Organiser, clock: Clock) -> None:
+    """End every dashboard session of this organiser (each browser signs in again)."""
+    await store.bump_session_version(session, organiser.id)
+    await supporters.audit(session, actor=actor(organiser), action="organiser.signed_out",
+                           now=clock.now())
+
+
 def _serializer(secret_key: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key, salt="nalgae.login-link")
 

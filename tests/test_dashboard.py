@@ -146,16 +146,19 @@ async def test_a_login_link_works_once_and_not_after_it_expires(
         # Opening the link (as Telegram's link preview does) does not use it up.
         page = await first.get(f"/login/link/{token}")
         assert page.status_code == 200 and 'id="use-link"' in page.text
-        used = await first.post("/login/link", data={"token": token})
+        used = await first.post("/login/link", data={"token": token,
+                                                     "csrf": csrf_of(page.text)})
         assert used.status_code == 303 and used.headers["location"] == "/"
         assert (await first.get("/")).status_code == 200
-        again = await second.post("/login/link", data={"token": token})
+        csrf = csrf_of((await second.get(f"/login/link/{token}")).text)
+        again = await second.post("/login/link", data={"token": token, "csrf": csrf})
         assert "error=link" in again.headers["location"]
         assert (await second.get("/")).status_code == 303
-        forged = await second.post("/login/link", data={"token": token[:-2] + "xx"})
+        forged = await second.post("/login/link", data={"token": token[:-2] + "xx",
+                                                        "csrf": csrf})
         assert "error=link" in forged.headers["location"]
         clock.advance(minutes=11)
-        expired = await second.post("/login/link", data={"token": late})
+        expired = await second.post("/login/link", data={"token": late, "csrf": csrf})
         assert "error=link" in expired.headers["location"]
     assert len(await _audit(db, "organiser.sign_in_refused")) == 3
 

@@ -5,6 +5,7 @@ goes through the app users get (create_app), against real SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -250,3 +251,150 @@ async def test_limits_are_shared_through_redis(db: Database) -> None:
     answers = [await (one if i % 2 else two).attempt("password", "minji", "10.0.0.1")
                for i in range(8)]
     assert answers[:5] == [None] * 5 and all(a is not None and a > 0 for a in answers[5:])
+
+
+# --- 3. sessions that end, cookies, CSP, CSRF on the link, API tokens -----------------------
+
+@contextlib.asynccontextmanager
+async def _signed_in(app: Any, login: str) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    from tests.dashboard_helpers import sign_in
+
+    async with client_for(app) as c:
+        yield c, await sign_in(c, login)
+
+
+async def _close(db: Database, c: httpx.AsyncClient, csrf: str) -> int:
+    """Try a change with this browser: closing the petition (status code)."""
+    return (await c.post("/petitions/clean-air/close", data={"csrf": csrf})).status_code
+
+
+async def test_sign_out_password_role_change_and_removal_end_sessions_at_once(
+    db: Database, app: Any, clock: FixedClock
+) -> None:
+    from campaigns import organisers, signin
+    from tests.petition_helpers import setup_petition
+
+    await setup_petition(db, clock, slug="clean-air")
+    await make_organiser(db, NOW, "minji")
+    # Sign-out: a copy of the cookie (stolen, or another tab) stops working too.
+    async with _signed_in(app, "minji") as (c, csrf), client_for(app) as thief:
+        thief.cookies.update(c.cookies)
+        assert (await thief.get("/")).status_code == 200
+        assert (await c.post("/logout", data={"csrf": csrf})).status_code == 303
+        assert (await thief.get("/")).status_code == 303
+        assert await _close(db, thief, csrf) == 403
+    # A new password.
+    async with _signed_in(app, "minji") as (c, csrf):
+        async with db.session() as s:
+            await signin.set_password(s, "minji", "another long password", clock, by="cli")
+        assert (await c.get("/")).status_code == 303
+        assert await _close(db, c, csrf) == 403
+    # A new role.
+    await make_organiser(db, NOW, "dahye", telegram_user_id="7002")
+    async with _signed_in(app, "dahye") as (c, csrf):
+        async with db.session() as s:
+            await organisers.set_role(s, "7002", "admin", clock, by="cli")
+        assert (await c.get("/")).status_code == 303
+    # Removal.
+    async with _signed_in(app, "dahye") as (c, csrf):
+        async with db.session() as s:
+            oid = (await signin.by_login(s, "dahye")).id  # type: ignore[union-attr]
+            await organisers.remove(s, oid, clock, by="cli")
+        assert (await c.get("/")).status_code == 303
+    assert len(await _audit(db, "organiser.signed_out")) == 1
+    assert len(await _audit(db, "organiser.removed")) == 1
+
+
+async def test_an_idle_session_ends_and_a_busy_one_lasts(db: Database, app: Any,
+                                                         clock: FixedClock) -> None:
+    from web.auth import IDLE_SECONDS, SESSION_SECONDS
+
+    await make_organiser(db, NOW, "minji")
+    async with _signed_in(app, "minji") as (c, _csrf):
+        for _ in range(3):  # used every 50 minutes: still signed in after 2.5 hours
+            clock.advance(seconds=IDLE_SECONDS - 600)
+            assert (await c.get("/")).status_code == 200
+        clock.advance(seconds=IDLE_SECONDS + 1)
+        assert (await c.get("/")).status_code == 303
+    async with _signed_in(app, "minji") as (c, _csrf):
+        for _ in range(SESSION_SECONDS // (IDLE_SECONDS - 600) + 1):
+            clock.advance(seconds=IDLE_SECONDS - 600)
+            last = (await c.get("/")).status_code
+        assert last == 303  # never more than SESSION_SECONDS after sign-in
+
+
+async def test_https_cookies_are_secure_behind_a_load_balancer_with_hsts_and_csp(
+    db: Database, app: Any
+) -> None:
+    await make_organiser(db, NOW, "minji")
+    async with client_for(app) as c:
+        page = await c.get("/login")
+        signed = await c.post("/login", data={"csrf": csrf_of(page.text), "login": "minji",
+                                              "password": "correct horse battery"})
+        assert "secure" in signed.headers["set-cookie"].lower()
+    # TLS ends at the load balancer: the request arrives as http, the cookies stay Secure.
+    async with client_for(app, "http://nalgae.example.org") as c:
+        assert "secure" in (await c.get("/login")).headers["set-cookie"].lower()
+        for path in ("/login", "/p/none", "/healthz", "/api/v1/people"):
+            answer = await c.get(path)
+            csp = answer.headers["content-security-policy"]
+            assert "script-src 'self';" in csp and "unsafe-inline' https" not in csp, path
+            assert answer.headers["strict-transport-security"].startswith("max-age="), path
+    local = create_app(Settings(secret_key=SECRET), db)
+    async with client_for(local, "http://127.0.0.1:8000") as c:
+        answer = await c.get("/login")
+        assert "strict-transport-security" not in answer.headers
+        assert "content-security-policy" in answer.headers
+
+
+def test_no_page_has_inline_script() -> None:
+    """What the CSP forbids: every <script> is a file from /static or a JSON data block."""
+    import re
+    from pathlib import Path
+
+    for template in (Path(__file__).parent.parent / "web" / "templates").glob("*.html"):
+        text = template.read_text()
+        for tag in re.findall(r"<script[^>]*>", text):
+            assert "src=" in tag or 'type="application/json"' in tag, (template.name, tag)
+        assert not re.search(r"\son[a-z]+=", text), template.name
+
+
+async def test_the_link_sign_in_needs_its_csrf_token(db: Database, app: Any,
+                                                      clock: FixedClock) -> None:
+    from campaigns import signin
+
+    oid = await make_organiser(db, NOW, "minji", telegram_user_id="7001")
+    async with db.session() as s:
+        organiser = await s.get_one(signin.Organiser, oid)
+        token = await signin.issue_link_token(s, organiser, clock, SECRET)
+    async with client_for(app) as c:
+        # A page elsewhere posting a link of the attacker's choice: refused, link unused.
+        forged = await c.post("/login/link", data={"token": token})
+        assert forged.status_code == 403
+        page = await c.get(f"/login/link/{token}")
+        used = await c.post("/login/link", data={"token": token, "csrf": csrf_of(page.text)})
+        assert used.status_code == 303 and used.headers["location"] == "/"
+
+
+async def test_api_tokens_expire_and_record_their_last_use(db: Database, app: Any,
+                                                           clock: FixedClock) -> None:
+    from campaigns import api as api_rules
+    from storage import api as api_store
+
+    async with db.session() as s:
+        short = await api_rules.create_token(s, name="script", scope="read", clock=clock,
+                                             actor="cli", expires_in_days=1)
+        forever = await api_rules.create_token(s, name="other", scope="read", clock=clock,
+                                               actor="cli")
+    async with client_for(app) as c:
+        def get(secret: str) -> Any:
+            return c.get("/api/v1/people", headers={"Authorization": f"Bearer {secret}"})
+
+        assert (await get(short.secret)).status_code == 200
+        clock.advance(days=1, seconds=1)
+        assert (await get(short.secret)).status_code == 401
+        assert (await get(forever.secret)).status_code == 200
+    async with db.session() as s:
+        rows = {t.name: t for t in await api_store.tokens(s)}
+    assert rows["script"].last_used_at == NOW
+    assert rows["other"].last_used_at == clock.now()

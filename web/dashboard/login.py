@@ -151,6 +151,9 @@ async def link_page(request: Request, token: str) -> Response:
 @router.post("/login/link")
 async def redeem_link(request: Request) -> Response:
     form = await request.form()
+    # Without this check, a page elsewhere could sign a browser in as someone else.
+    if not auth.pre_csrf_ok(request, form):
+        raise HTTPException(403, "bad CSRF token")
     async with database(request).session() as s:
         organiser = await signin.redeem_link_token(
             s, str(form.get("token") or ""), request.app.state.clock,
@@ -165,7 +168,9 @@ async def redeem_link(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     form = await request.form()
-    await auth.require_change(request, form, need="viewer")
+    session = await auth.require_change(request, form, need="viewer")
+    async with database(request).session() as s:
+        await signin.sign_out(s, session.organiser, request.app.state.clock)
     response = RedirectResponse("/login", 303)
-    auth.end_session(response)
+    auth.end_session(request, response)
     return response
