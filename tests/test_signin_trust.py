@@ -398,3 +398,45 @@ async def test_api_tokens_expire_and_record_their_last_use(db: Database, app: An
         rows = {t.name: t for t in await api_store.tokens(s)}
     assert rows["script"].last_used_at == NOW
     assert rows["other"].last_used_at == clock.now()
+
+
+def test_cli_lists_and_revokes_tokens_and_removes_organisers(tmp_path: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import cli
+    from tests.conftest import run_sync
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+
+    async def create() -> None:
+        db = Database(Settings(database_url=url).driver_database_url)
+        await db.create_all()
+        await db.dispose()
+
+    run_sync(create)
+    env = {"NALGAE_DATABASE_URL": url}
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(cli, [*args, "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    # The options `api-token create` always had still work as they did.
+    plain = run("api-token", "create", "--name", "script", "--scope", "read")
+    assert plain["expires_at"] is None and plain["token"].startswith("nalgae_")
+    timed = run("api-token", "create", "--name", "cron", "--scope", "write",
+                "--expires-in-days", "30")
+    assert timed["expires_at"] is not None
+    listed = run("api-token", "list")
+    assert [(t["name"], t["last_used_at"], t["expires_at"] is None) for t in listed] == [
+        ("script", None, True), ("cron", None, False)]
+    assert run("api-token", "revoke", "cron") == {"revoked": [timed["id"]]}
+    assert [t["revoked_at"] is not None for t in run("api-token", "list")] == [False, True]
+    added = run("organiser", "add", "7001")
+    assert run("organiser", "remove", str(added["id"])) == {"removed": added["id"]}
+    assert run("organiser", "list") == []
+    missing = runner.invoke(cli, ["organiser", "remove", "99"], env=env)
+    assert missing.exit_code == 1 and "#99" in missing.output
