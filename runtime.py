@@ -91,7 +91,7 @@ def webhook_path(url: str) -> str:
 
 
 def _announce(settings: Settings, sandbox: Sandbox | None, say: Callable[[str], None]) -> None:
-    web = f"http://{settings.http_host}:{settings.http_port}"
+    web = settings.base_url  # the one address links are built from, and the host served
     say(f"nalgae is running: dashboard {web}/  (health: {web}/healthz)")
     if sandbox:
         say("No NALGAE_TELEGRAM_TOKEN: using the sandbox Bot API at "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +26,7 @@ from storage.models import ApiToken, Signature
 from storage.models.api import API_SCOPES
 
 TOKEN_PREFIX = "nalgae_"
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 def hash_token(token: str) -> str:
@@ -42,19 +44,25 @@ class NewToken:
 
 
 async def create_token(
-    session: AsyncSession, *, name: str, scope: str, clock: Clock, actor: str
+    session: AsyncSession, *, name: str, scope: str, clock: Clock, actor: str,
+    expires_in_days: int | None = None,
 ) -> NewToken:
     name = name.strip()
     if not 1 <= len(name) <= 64:
         raise RuleError(_("a token name is 1-64 characters"))
     if scope not in API_SCOPES:
         raise RuleError(_("scope is one of {scopes}"), scopes=", ".join(API_SCOPES))
+    if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
+        raise RuleError(_("a token expires in 1 to 3650 days"))
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = clock.now()
+    expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
     token = await store.insert_token(session, name=name, token_hash=hash_token(secret),
-                                     scope=scope, created_by=actor, created_at=now)
+                                     scope=scope, created_by=actor, created_at=now,
+                                     expires_at=expires_at)
     await supporters.audit(session, actor=actor, action="api_token.created",
-                           target=f"api_token:{token.id}", now=now, details={"scope": scope})
+                           target=f"api_token:{token.id}", now=now,
+                           details={"scope": scope, "expires_in_days": expires_in_days})
     return NewToken(token, secret)
 
 
@@ -76,11 +84,16 @@ async def revoke_token(
     return ids
 
 
-async def authenticate(session: AsyncSession, bearer: str) -> ApiToken | None:
-    """The active token this bearer string is, or None (unknown or revoked)."""
+async def authenticate(session: AsyncSession, bearer: str, clock: Clock) -> ApiToken | None:
+    """The active token this bearer string is, or None (unknown, revoked or expired); its
+    last use is recorded (to the minute)."""
     if not bearer.startswith(TOKEN_PREFIX) or len(bearer) > 200:
         return None
-    return await store.active_token(session, hash_token(bearer))
+    now = clock.now()
+    token = await store.active_token(session, hash_token(bearer), now)
+    if token is not None:
+        await store.mark_used(session, token.id, now, every=LAST_USED_EVERY)
+    return token
 
 
 def allows(token: ApiToken, scope: str) -> bool:

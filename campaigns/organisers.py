@@ -104,6 +104,16 @@ async def set_role(
     return organiser
 
 
+async def remove(session: AsyncSession, organiser_id: int, clock: Clock, *, by: str) -> None:
+    """Remove an organiser: their role, password and dashboard sessions end at once."""
+    from storage import signin as signin_store
+
+    if not await signin_store.delete_organiser(session, organiser_id):
+        raise RuleError(_("no organiser #{id}"), id=organiser_id)
+    await supporters.audit(session, actor=by, action="organiser.removed",
+                           target=f"organiser:{organiser_id}", now=clock.now())
+
+
 async def notify_targets(session: AsyncSession) -> list[str]:
     """Telegram user ids to tell about milestones and alerts: admins and organisers."""
     return await store.telegram_recipients(session, ("admin", "organiser"))

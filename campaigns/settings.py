@@ -10,6 +10,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -44,6 +45,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NALGAE_HTTP_HOST", "127.0.0.1",
             "Address the web app (dashboard, API, webhook) binds."),
     Setting("NALGAE_HTTP_PORT", "8000", "Port of the web app."),
+    Setting("NALGAE_PUBLIC_URL", "",
+            "The dashboard's public base URL (e.g. `https://nalgae.example.org`): every link "
+            "nalgae sends is built from it, only its host is served, and https makes the "
+            "session cookie Secure (with HSTS); empty = `http://127.0.0.1:<NALGAE_HTTP_PORT>`."),
     Setting("NALGAE_SANDBOX_PORT", "8081", "Port of the sandbox Bot API when no token is set."),
     Setting("NALGAE_ADMINS", "",
             "Comma-separated Telegram user ids who become admins (organisers) at start."),
@@ -105,6 +110,7 @@ class Settings:
     telegram_max_rate: float = 30.0
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    public_url: str = ""
     sandbox_port: int = 8081
     admins: tuple[str, ...] = field(default_factory=tuple)
     secret_key: str = ""
@@ -128,6 +134,10 @@ class Settings:
             sandbox_port = int(_env(env, "NALGAE_SANDBOX_PORT"))
         except ValueError as exc:
             raise ValueError(f"invalid numeric setting: {exc}") from None
+        public_url = _env(env, "NALGAE_PUBLIC_URL").rstrip("/")
+        if public_url and (urlsplit(public_url).scheme not in ("http", "https")
+                           or not urlsplit(public_url).hostname):
+            raise ValueError("NALGAE_PUBLIC_URL must start with https:// (or http://)")
         if max_rate < 0:
             raise ValueError("NALGAE_TELEGRAM_MAX_RATE must be 0 (unpaced) or positive")
         admins = tuple(a.strip() for a in _env(env, "NALGAE_ADMINS").split(",") if a.strip())
@@ -141,12 +151,31 @@ class Settings:
             telegram_max_rate=max_rate,
             http_host=_env(env, "NALGAE_HTTP_HOST"),
             http_port=http_port,
+            public_url=public_url,
             sandbox_port=sandbox_port,
             admins=admins,
             secret_key=secret_key,
             log_level=_env(env, "NALGAE_LOG_LEVEL").upper(),
             x=XSettings.from_env(lambda name: _env(env, name)),
         )
+
+    @property
+    def base_url(self) -> str:
+        """Where the dashboard is reached: NALGAE_PUBLIC_URL, else the local address."""
+        return self.public_url.rstrip("/") or f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """The Host headers the web app answers: the public URL's host (and, for the local
+        default, the loopback names a browser on this machine uses)."""
+        host = urlsplit(self.base_url).hostname or "127.0.0.1"
+        if self.public_url:
+            return (host,)
+        return (host, "localhost", "127.0.0.1")
 
     @property
     def driver_database_url(self) -> str:

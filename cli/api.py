@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import click
@@ -22,20 +23,24 @@ def api_token() -> None:
 @api_token.command("create")
 @click.option("--name", required=True, help="What the token is for (e.g. the script's name).")
 @click.option("--scope", type=click.Choice(["read", "write"]), required=True)
+@click.option("--expires-in-days", type=int, default=None,
+              help="The token stops working after this many days (default: until revoked).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def api_token_create(ctx: Ctx, name: str, scope: str, as_json: bool) -> None:
+def api_token_create(ctx: Ctx, name: str, scope: str, expires_in_days: int | None,
+                     as_json: bool) -> None:
     """Create a token and print it once (it cannot be shown again)."""
 
     async def create(database: Database) -> dict[str, Any]:
         async with database.session() as s:
             new = await api_rules.create_token(s, name=name, scope=scope, clock=SystemClock(),
-                                               actor="cli")
+                                               actor="cli", expires_in_days=expires_in_days)
             return {"id": new.token.id, "name": new.token.name, "scope": new.token.scope,
-                    "token": new.secret}
+                    "token": new.secret, "expires_at": _iso(new.token.expires_at)}
 
     emit(run_async(create, ctx), as_json, lambda r: (
-        f"token {r['id']} ({r['name']}, {r['scope']}): {r['token']}\n"
+        f"token {r['id']} ({r['name']}, {r['scope']}"
+        + (f", expires {r['expires_at']}" if r["expires_at"] else "") + f"): {r['token']}\n"
         "Keep it now: it is stored hashed and cannot be shown again."))
 
 
@@ -58,18 +63,25 @@ def api_token_revoke(ctx: Ctx, token: str, as_json: bool) -> None:
 async def _tokens(database: Database) -> list[dict[str, Any]]:
     async with database.session() as s:
         return [{"id": t.id, "name": t.name, "scope": t.scope,
-                 "created_at": t.created_at.isoformat(),
-                 "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None}
+                 "created_at": t.created_at.isoformat(), "revoked_at": _iso(t.revoked_at),
+                 "expires_at": _iso(t.expires_at), "last_used_at": _iso(t.last_used_at)}
                 for t in await store.tokens(s)]
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
 
 
 @api_token.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def api_token_list(ctx: Ctx, as_json: bool) -> None:
-    """Every token (never the token itself)."""
+    """Every token (never the token itself), with its expiry and last use."""
     emit(run_async(_tokens, ctx), as_json, lambda rows: "\n".join(
-        f"{r['id']}: {r['name']} {r['scope']}" + (" (revoked)" if r["revoked_at"] else "")
+        f"{r['id']}: {r['name']} {r['scope']}"
+        + (" (revoked)" if r["revoked_at"] else "")
+        + (f" expires {r['expires_at']}" if r["expires_at"] else "")
+        + f" last used {r['last_used_at'] or 'never'}"
         for r in rows) or "no tokens")
 
 

@@ -85,4 +85,19 @@ def organiser_list(ctx: Ctx, as_json: bool) -> None:
     ) or "no organisers yet (NALGAE_ADMINS names the first admins)")
 
 
+@organiser.command("remove")
+@click.argument("organiser_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def organiser_remove(ctx: Ctx, organiser_id: int, as_json: bool) -> None:
+    """Remove organiser ORGANISER_ID (see `organiser list`); their sessions end at once."""
+
+    async def remove(database: Database) -> dict[str, Any]:
+        async with database.session() as s:
+            await rules.remove(s, organiser_id, SystemClock(), by="cli")
+            return {"removed": organiser_id}
+
+    emit(run_async(remove, ctx), as_json, lambda r: f"removed organiser {r['removed']}")
+
+
 COMMANDS = [organiser]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, select, text, update
+from sqlalchemy import Select, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -42,12 +42,26 @@ async def insert_token(session: AsyncSession, **values: Any) -> ApiToken:
     return token
 
 
-async def active_token(session: AsyncSession, token_hash: str) -> ApiToken | None:
-    """The unrevoked token with this hash (one indexed lookup per API request)."""
+async def active_token(session: AsyncSession, token_hash: str, now: datetime
+                       ) -> ApiToken | None:
+    """The unrevoked, unexpired token with this hash (one indexed lookup per API request)."""
     rows = await session.execute(
-        select(ApiToken).where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
+        select(ApiToken).where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None),
+                               or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now))
     )
     return rows.scalar_one_or_none()
+
+
+async def mark_used(session: AsyncSession, token_id: int, now: datetime, *,
+                    every: timedelta) -> None:
+    """Record that the token was used, at most once per `every` (one conditional UPDATE)."""
+    await session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id,
+               or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - every))
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def tokens(session: AsyncSession) -> list[ApiToken]:

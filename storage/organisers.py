@@ -34,7 +34,8 @@ async def upsert_role(
     await session.execute(
         update(Organiser)
         .where(Organiser.telegram_user_id == telegram_user_id, Organiser.role != role)
-        .values(role=role)
+        # A new role ends the sessions signed in under the old one.
+        .values(role=role, session_version=Organiser.session_version + 1)
         .execution_options(synchronize_session=False)
     )
     organiser = await by_telegram_user(session, telegram_user_id)

@@ -21,11 +21,25 @@ async def by_id(session: AsyncSession, organiser_id: int) -> Organiser | None:
 
 
 async def set_password_hash(session: AsyncSession, organiser_id: int, password_hash: str) -> None:
+    """A new password also ends every session signed in with the old one."""
     await session.execute(
         update(Organiser).where(Organiser.id == organiser_id)
-        .values(password_hash=password_hash)
+        .values(password_hash=password_hash, session_version=Organiser.session_version + 1)
         .execution_options(synchronize_session=False)
     )
+
+
+async def bump_session_version(session: AsyncSession, organiser_id: int) -> None:
+    await session.execute(
+        update(Organiser).where(Organiser.id == organiser_id)
+        .values(session_version=Organiser.session_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def delete_organiser(session: AsyncSession, organiser_id: int) -> bool:
+    result = await session.execute(delete(Organiser).where(Organiser.id == organiser_id))
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
 async def set_login(session: AsyncSession, organiser_id: int, login: str) -> None:

@@ -53,7 +53,8 @@ async def _prepare(url: str) -> str:
 _DIR = Path(tempfile.mkdtemp(prefix="nalgae-schemathesis-"))
 _URL = database_url_for_driver(f"sqlite:///{_DIR / 'nalgae.db'}")
 schema = schemathesis.openapi.from_asgi(
-    "/api/openapi.json", create_app(Settings(), Database(_URL))
+    # schemathesis calls the app as http://testserver: that is its public URL here.
+    "/api/openapi.json", create_app(Settings(public_url="http://testserver"), Database(_URL))
 ).include(path_regex=r"^/api/v1")
 
 

@@ -234,7 +234,7 @@ async def test_metrics_report_outbox_intake_supporters_and_latency(db: Database)
     assert status["pending"] == 3
     app = create_app(Settings(), db, clock=clock)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
         assert (await client.get("/api/v1/people")).status_code == 401
         assert (await client.get("/api/v1/people/12")).status_code == 401
         response = await client.get("/metrics")

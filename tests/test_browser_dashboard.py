@@ -43,6 +43,13 @@ WAIT_MS = 10_000
 ORGANISER_TG = 990_001
 
 
+
+def _expect(locator: Any) -> Any:
+    """Playwright's polling assertions (imported late, like the browser itself)."""
+    from playwright.sync_api import expect
+
+    return expect(locator)
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -333,7 +340,8 @@ def test_create_a_petition_watch_it_count_and_use_its_public_page(
     assert count.inner_text() == "0"
     user_says(stack, signer, f"/sign {slug}")
     # The live count moves without a reload (SSE).
-    page.wait_for_function("document.getElementById('live-count').textContent === '1'")
+    # (expect() polls without eval, which the Content-Security-Policy forbids.)
+    _expect(count).to_have_text("1", timeout=30_000)
     # The public page: no sign-in, live count, share link and the Telegram deep link.
     public = page.context.browser.new_context(base_url=stack.web, locale="en-US")
     try:
@@ -360,7 +368,7 @@ def test_compose_a_broadcast_and_watch_it_reach_100_percent(
     page = organiser_page
     page.goto("/broadcasts/new")
     page.select_option("select[data-key=tags]", tag)
-    page.wait_for_function("document.getElementById('audience-count').textContent === '3'")
+    _expect(page.locator("#audience-count")).to_have_text("3", timeout=30_000)
     assert page.locator("#audience").input_value() == f"tags={tag}"
     page.fill("textarea[name=text_ko]", "<b>{name}</b>님, 내일 집회에 함께해요!")
     page.wait_for_selector("#preview-ko b")
@@ -369,8 +377,7 @@ def test_compose_a_broadcast_and_watch_it_reach_100_percent(
     assert page.locator("[data-buttons-preview] .tg-button").first.inner_text() == "자세히"
     page.click("#send")
     page.wait_for_url(re.compile(r"/broadcasts/\d+$"))
-    page.wait_for_function(
-        "document.querySelector('[data-field=percent]').textContent === '100'")
+    _expect(page.locator("[data-field=percent]")).to_have_text("100", timeout=30_000)
     assert page.locator("[data-field=sent]").inner_text() == "3"
     assert page.locator("[data-field=failed]").inner_text() == "0"
     assert page.locator(".progress-bar").get_attribute("style") == "width: 100%;"
@@ -399,9 +406,7 @@ def test_a_poll_chart_updates_when_a_supporter_votes(organiser_page: Any, stack:
     question = wait_for_bot_message(stack, voter, "다음 주 집회", cursor)
     httpx.post(f"{stack.sandbox}/sandbox/users/{voter}/press",
                json={"text": "찬성", "message_id": question["message_id"]})
-    page.wait_for_function(
-        f"document.querySelector(\"{yes}\") && "
-        f"document.querySelector(\"{yes}\").getAttribute('data-value') === '1'")
+    _expect(page.locator(yes)).to_have_attribute("data-value", "1", timeout=30_000)
     assert page.locator("section.results").get_attribute("data-voters") == "1"
     assert "대구 (1)" in page.content()
 

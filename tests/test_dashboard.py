@@ -36,7 +36,7 @@ SECRET = "test-secret-key-for-sessions"
 
 def client_for(app: object) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
-                             base_url="http://testserver")
+                             base_url="http://127.0.0.1:8000")
 
 
 @pytest.fixture
@@ -146,16 +146,19 @@ async def test_a_login_link_works_once_and_not_after_it_expires(
         # Opening the link (as Telegram's link preview does) does not use it up.
         page = await first.get(f"/login/link/{token}")
         assert page.status_code == 200 and 'id="use-link"' in page.text
-        used = await first.post("/login/link", data={"token": token})
+        used = await first.post("/login/link", data={"token": token,
+                                                     "csrf": csrf_of(page.text)})
         assert used.status_code == 303 and used.headers["location"] == "/"
         assert (await first.get("/")).status_code == 200
-        again = await second.post("/login/link", data={"token": token})
+        csrf = csrf_of((await second.get(f"/login/link/{token}")).text)
+        again = await second.post("/login/link", data={"token": token, "csrf": csrf})
         assert "error=link" in again.headers["location"]
         assert (await second.get("/")).status_code == 303
-        forged = await second.post("/login/link", data={"token": token[:-2] + "xx"})
+        forged = await second.post("/login/link", data={"token": token[:-2] + "xx",
+                                                        "csrf": csrf})
         assert "error=link" in forged.headers["location"]
         clock.advance(minutes=11)
-        expired = await second.post("/login/link", data={"token": late})
+        expired = await second.post("/login/link", data={"token": late, "csrf": csrf})
         assert "error=link" in expired.headers["location"]
     assert len(await _audit(db, "organiser.sign_in_refused")) == 3
 
@@ -488,7 +491,7 @@ async def test_public_petition_page_and_poster_need_no_sign_in(
     assert page.status_code == 200
     assert re.search(r'id="live-count"[^>]*>6<', page.text)
     assert 'href="https://t.me/nalgae_bot?start=sign_clean-air"' in page.text
-    assert 'value="http://testserver/p/clean-air"' in page.text  # the share link
+    assert 'value="http://127.0.0.1:8000/p/clean-air"' in page.text  # the share link
     assert "Sign out" not in page.text and "/petitions" not in page.text
     poster = await client.get("/p/clean-air/poster")
     assert poster.status_code == 200 and "<svg" in poster.text

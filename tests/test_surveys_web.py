@@ -143,7 +143,7 @@ async def test_idea_commands(db: Database) -> None:
 async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(Settings(secret_key="s" * 32), db, clock=FixedClock(NOW))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://testserver") as c:
+                                 base_url="http://127.0.0.1:8000") as c:
         yield c
 
 

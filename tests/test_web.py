@@ -30,7 +30,7 @@ NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 def client_for(app: object) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
-                             base_url="http://testserver")
+                             base_url="http://127.0.0.1:8000")
 
 
 @pytest.fixture

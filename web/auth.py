@@ -1,10 +1,14 @@
 """Dashboard sessions: a signed cookie, a CSRF token per session, roles checked per request.
 
-The cookie holds only the organiser id and the session's CSRF token, signed with
-NALGAE_SECRET_KEY; the role is read from the store on every request, so demoting
-someone takes effect at once. Pages (GET) send a stranger to the sign-in page; any
-change (POST) without a session, with a wrong CSRF token or by a viewer is refused
-with 403 before anything is touched, and the refusal is audited.
+The cookie holds the organiser id, the session's CSRF token, the organiser's session
+version and when the session began, signed with NALGAE_SECRET_KEY. The organiser row is
+read on every request: its role decides what may be done, and a session whose version
+is not the row's any more (signed out, new password, new role) or whose organiser was
+removed is over at once, in every web process. A session also ends after IDLE_SECONDS
+without a request (the cookie is re-signed as it is used) and SESSION_SECONDS after
+sign-in. Pages (GET) send a stranger to the sign-in page; any change (POST) without a
+session, with a wrong CSRF token or by a viewer is refused with 403 before anything is
+touched, and the refusal is audited.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request, Response
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
 from campaigns.organisers import MANAGE, VIEW, actor, allows
 from storage import signin as store
@@ -25,7 +29,9 @@ from storage.models import Organiser
 
 SESSION_COOKIE = "nalgae_session"
 PRE_CSRF_COOKIE = "nalgae_csrf"  # double-submit token for the sign-in forms (no session yet)
-SESSION_SECONDS = 12 * 3600
+SESSION_SECONDS = 12 * 3600  # from sign-in, however busy
+IDLE_SECONDS = 3600  # without a request
+REFRESH_SECONDS = 60  # re-sign the cookie (for the idle clock) at most this often
 
 __all__ = ["MANAGE", "VIEW", "Session", "current", "require", "require_change"]
 
@@ -62,23 +68,51 @@ def secret(request: Request) -> str:
     return key
 
 
+def _now(request: Request) -> int:
+    return int(request.app.state.clock.now().timestamp())
+
+
 def _serializer(request: Request) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret(request), salt="nalgae.session")
+    now = _now(request)
+
+    class ClockSigner(TimestampSigner):
+        # The app's clock, not the machine's: the idle timeout is then testable.
+        def get_timestamp(self) -> int:
+            return now
+
+    return URLSafeTimedSerializer(secret(request), salt="nalgae.session", signer=ClockSigner)
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Secure cookies whenever the public URL is https, whatever scheme the request came in
+    with (a load balancer terminating TLS forwards plain http)."""
+    return bool(request.app.state.settings.https) or request.url.scheme == "https"
+
+
+def _set_cookie(request: Request, response: Response, data: dict[str, Any]) -> None:
+    response.set_cookie(SESSION_COOKIE, _serializer(request).dumps(data),
+                        max_age=SESSION_SECONDS, httponly=True, samesite="lax",
+                        secure=_secure(request), path="/")
 
 
 def start_session(request: Request, response: Response, organiser: Organiser) -> None:
     """Sign in: a fresh session cookie (and a fresh CSRF token) for this organiser."""
-    value = _serializer(request).dumps({"o": organiser.id, "c": secrets.token_urlsafe(24)})
-    response.set_cookie(SESSION_COOKIE, value, max_age=SESSION_SECONDS, httponly=True,
-                        samesite="lax", secure=_secure(request), path="/")
+    request.state.session_refresh = None
+    _set_cookie(request, response, {"o": organiser.id, "c": secrets.token_urlsafe(24),
+                                    "v": organiser.session_version, "s": _now(request)})
 
 
-def end_session(response: Response) -> None:
+def end_session(request: Request, response: Response) -> None:
+    request.state.session_refresh = None
     response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+def refresh_cookie(request: Request, response: Response) -> None:
+    """Re-sign a session cookie that is in use (called for every response), so that the idle
+    timeout counts from the last request."""
+    data = getattr(request.state, "session_refresh", None)
+    if data is not None:
+        _set_cookie(request, response, data)
 
 
 async def current(request: Request) -> Session | None:
@@ -89,17 +123,23 @@ async def current(request: Request) -> Session | None:
     session = None
     raw = request.cookies.get(SESSION_COOKIE)
     if raw:
+        now = _now(request)
         try:
-            data = _serializer(request).loads(raw, max_age=SESSION_SECONDS)
+            data, signed = _serializer(request).loads(raw, max_age=IDLE_SECONDS,
+                                                      return_timestamp=True)
             organiser_id, csrf = int(data["o"]), str(data["c"])
+            version, started = int(data["v"]), int(data["s"])
         except (BadSignature, KeyError, TypeError, ValueError):
             data = None
-        if data is not None:
+        if data is not None and now - started <= SESSION_SECONDS:
             db: Database = request.app.state.db
             async with db.session() as s:
                 organiser = await store.by_id(s, organiser_id)
-            if organiser is not None and organiser.role in ("viewer", "organiser", "admin"):
+            if (organiser is not None and organiser.role in ("viewer", "organiser", "admin")
+                    and organiser.session_version == version):
                 session = Session(organiser, csrf)
+                if now - int(signed.timestamp()) >= REFRESH_SECONDS:
+                    request.state.session_refresh = data
     request.state.session = session
     return session
 

@@ -94,6 +94,13 @@ def page(request: Request, name: str, ctx: dict[str, Any], status_code: int = 20
     }, status_code=status_code)
 
 
+def absolute(request: Request, path: str) -> str:
+    """An absolute URL for links that leave the site (shares, QR codes, sign-in links): from
+    NALGAE_PUBLIC_URL, never from the request's Host, which a client chooses."""
+    base: str = request.app.state.settings.base_url
+    return base + path
+
+
 def back(url: str, **params: str) -> RedirectResponse:
     """303 to `url` with the non-empty `params` added to its query."""
     query = urlencode({k: v for k, v in params.items() if v})

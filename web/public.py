@@ -16,7 +16,16 @@ from campaigns.errors import RuleError
 from campaigns.times import DISPLAY_TZ
 from storage import petitions as petition_store
 from storage import polls as poll_store
-from web.pages import bot_username, database, language, live, live_count, page, render_results
+from web.pages import (
+    absolute,
+    bot_username,
+    database,
+    language,
+    live,
+    live_count,
+    page,
+    render_results,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,7 +57,7 @@ async def petition_page(request: Request, slug: str) -> Response:
     link = deep_link(await bot_username(request), p.slug)
     return page(request, "public_petition.html", {
         "p": p, "count": count, "deep_link": link,
-        "share_url": str(request.url_for("public_petition", slug=p.slug)),
+        "share_url": absolute(request, f"/p/{p.slug}"),
         "title": (p.title_en if lang == "en" and p.title_en else p.title_ko),
         "body": (p.body_en if lang == "en" and p.body_en else p.body_ko) or "",
         "closes": p.closes_at.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M")
@@ -68,7 +77,7 @@ async def poster(request: Request, slug: str) -> Response:
     p, count = await _public_petition(request, slug)
     lang = language(request)
     link = deep_link(await bot_username(request), p.slug)
-    target = link or str(request.url_for("public_petition", slug=p.slug))
+    target = link or absolute(request, f"/p/{p.slug}")
     return page(request, "poster.html", {
         "p": p, "count": count, "link": target, "qr": qr_svg(target),
         "title": (p.title_en if lang == "en" and p.title_en else p.title_ko),

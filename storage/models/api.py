@@ -32,6 +32,9 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # None: until revoked
+    # Updated at most once a minute, so a busy script does not write on every request.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class WebhookSubscription(Base):

@@ -136,6 +136,9 @@ class Organiser(Base):
     role: Mapped[str] = mapped_column(String(16), default="organiser")
     password_hash: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Carried in every dashboard session cookie; raising it (sign-out, new password, new
+    # role) ends every session of this organiser at once, in every web process.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditLog(Base):

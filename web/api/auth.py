@@ -26,9 +26,11 @@ async def _token(request: Request,
                          "send a token: Authorization: Bearer <token>", _CHALLENGE)
     db: Database = request.app.state.db
     async with db.session() as session:
-        token = await rules.authenticate(session, credentials.credentials)
+        token = await rules.authenticate(session, credentials.credentials,
+                                         request.app.state.clock)
     if token is None:
-        raise ApiProblem(401, "invalid_token", "the token is unknown or revoked", _CHALLENGE)
+        raise ApiProblem(401, "invalid_token", "the token is unknown, revoked or expired",
+                         _CHALLENGE)
     return token
 
 

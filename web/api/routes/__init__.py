@@ -41,7 +41,7 @@ async def entry(request: Request, token: Read) -> dict[str, Any]:
             "nalgae:broadcasts": href(request, "/broadcasts"),
             "nalgae:surveys": href(request, "/surveys"),
             "nalgae:ideas": href(request, "/ideas"),
-            "docs": {"href": str(request.base_url).rstrip("/") + "/api/openapi.json"},
+            "docs": {"href": request.app.state.settings.base_url + "/api/openapi.json"},
         },
     }
 

@@ -40,7 +40,7 @@ def iso(at: datetime | None) -> str | None:
 
 
 def href(request: Request, path: str) -> dict[str, str]:
-    return {"href": str(request.base_url).rstrip("/") + PREFIX + path}
+    return {"href": request.app.state.settings.base_url + PREFIX + path}
 
 
 async def paged(
