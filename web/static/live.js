@@ -54,6 +54,10 @@
   document.querySelectorAll("[data-print]").forEach(function (button) {
     button.addEventListener("click", function () { window.print(); });
   });
+  // A select that submits its form on change (no inline handlers: the CSP forbids them).
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
+  });
 
   // --- the broadcast composer ---
   var composer = document.getElementById("composer");
