@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run test lint bench-intake bench-fanout clean
+.PHONY: install install-dev run test lint bench-intake bench-fanout bench-scale clean
 
 # `make install`: the virtualenv and the project with what it needs to run.
 install: $(STAMP)
@@ -44,6 +44,12 @@ bench-fanout: install-dev
 # /sign updates through the webhook as Telegram posts them (PostgreSQL + Redis); one JSON line.
 bench-intake: install-dev
 	$(BIN)/python bench/intake.py --n $(or $(N),20000)
+
+# National scale (issue 14): 1,000,000 supporters, signatures and answers on PostgreSQL +
+# Redis, each daily operation timed at 100,000 and 1,000,000; one JSON line each.
+# SIZES=20000,100000 makes a quick run.
+bench-scale: install-dev
+	$(BIN)/python bench/scale.py --sizes $(or $(SIZES),100000,1000000)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
