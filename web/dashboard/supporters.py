@@ -28,21 +28,25 @@ async def supporter_list(request: Request) -> Response:
     await auth.require(request)
     qp = request.query_params
     filters = {k: qp.get(k) or None for k in ("region", "tier", "status", "tag", "q")}
-    try:
-        offset = max(0, int(qp.get("offset") or 0))
-    except ValueError:
-        offset = 0
+    cursors = {k: _cursor(qp.get(k)) for k in ("before", "after")}
     async with database(request).session() as s:
         bot = await queries.default_telegram_bot(s)
-        rows, total = await queries.supporters(
+        found = await queries.supporters(
             s, bot.id, region=filters["region"], tier=filters["tier"],
             status=filters["status"], tag=filters["tag"], search=filters["q"],
-            offset=offset) if bot else ([], 0)
+            before=cursors["before"], after=cursors["after"]) if bot else None
         tags = await queries.tag_counts(s, bot.id) if bot else []
     return page(request, "supporters.html", {
-        "supporters": rows, "total": total, "tags": tags, "filters": filters,
-        "qs": urlencode({k: v for k, v in filters.items() if v}),
-        "offset": offset, "page": queries.PAGE})
+        "supporters": found.rows if found else [], "total": found.total if found else 0,
+        "total_capped": found.total_capped if found else False,
+        "newer": found.newer if found else None, "older": found.older if found else None,
+        "tags": tags, "filters": filters,
+        "qs": urlencode({k: v for k, v in filters.items() if v})})
+
+
+def _cursor(value: str | None) -> int | None:
+    """A page cursor (a supporter id) from the query string; anything else means none."""
+    return int(value) if value and value.isdigit() and len(value) < 19 else None
 
 
 @router.post("/supporters/import", response_class=HTMLResponse)
