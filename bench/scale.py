@@ -37,6 +37,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,23 +120,24 @@ class Stage:
         async with self.db.session() as s:
             bot = await ensure_bot(s, channel="telegram", name="scale", now=self.clock.now())
             self.bot_id = bot.id
-        text = generate(self.n)
+        csv_text = generate(self.n)
         log(f"[{self.n}] importing")
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-        async def run_import() -> importer.ImportResult:
+        async def run_import(csv_text: str) -> importer.ImportResult:
             async with self.db.session() as s:
-                result = await importer.import_supporters(s, self.bot_id, text, self.clock)
+                result = await importer.import_supporters(
+                    s, self.bot_id, csv_text, self.clock)
             await importer.after_import(self.db, result)
             return result
 
-        self.ms["import"], result = await timed(run_import)
+        self.ms["import"], result = await timed(partial(run_import, csv_text))
         assert result.imported == self.n, result.problems[:3]
         self.extra["import"] = {
             "rows_per_s": round(self.n / self.ms["import"] * 1000),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "rss_before_mb": round(before)}
-        del text
+        del csv_text
         await self.build_petitions()
         await self.build_poll()
         await self.analyze()
@@ -228,8 +230,8 @@ class Stage:
         samples = []
         for _ in range(REQUESTS):
             async with self.db.session() as s:
-                ms, count = await timed(lambda s=s: audiences.size(
-                    s, self.bot_id, audiences.parse(AUDIENCE)))
+                ms, count = await timed(partial(
+                    audiences.size, s, self.bot_id, audiences.parse(AUDIENCE)))
             samples.append(ms)
         self.ms["audience_count"] = p95(samples)
         self.extra["audience_count"] = {"count": count, "filters": AUDIENCE, "p95_of": REQUESTS}

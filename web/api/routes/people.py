@@ -10,7 +10,18 @@ from fastapi import APIRouter, Request
 from campaigns import api as rules
 from storage import api as store
 from storage.models import Supporter
-from web.api.routes.common import PREFIX, After, PageNo, PerPage, Read, RowId, database, href, iso, paged
+from web.api.routes.common import (
+    PREFIX,
+    After,
+    PageNo,
+    PerPage,
+    Read,
+    RowId,
+    database,
+    href,
+    iso,
+    paged,
+)
 
 router = APIRouter(prefix=PREFIX, tags=["api"])
 
