@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,18 +81,18 @@ async def test_the_dashboard_export_is_sent_in_pieces_and_equals_the_cli_file(
         await sign_in(client, "mina")
         cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
     # Raw ASGI, so we see each body message as the app sends it (httpx buffers them).
-    messages: list[dict[str, Any]] = []
+    messages: list[MutableMapping[str, Any]] = []
 
     asked: list[bool] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         if not asked:
             asked.append(True)
             return {"type": "http.request", "body": b"", "more_body": False}
         await asyncio.Event().wait()  # the client stays connected until the end
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         messages.append(message)
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
