@@ -148,8 +148,8 @@ def supporter_list_query(
 
 
 # A name search has no index to count with (a substring of any name): past this many
-# matches the list says "10,000+" rather than reading every supporter to be exact.
-SEARCH_COUNT_CAP = 10_000
+# matches the list says "1,000+" rather than reading every supporter to be exact.
+SEARCH_COUNT_CAP = 1000
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import csv
 import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -33,6 +33,8 @@ from storage import dashboard as queries
 from storage import petitions as petition_store
 from storage.db import Database
 from web import auth, charts
+
+T = TypeVar("T")
 
 LANG_COOKIE = "nalgae_lang"
 LIVE_INTERVAL = 1.0
@@ -139,6 +141,36 @@ async def live_count(request: Request, petition_id: int) -> dict[str, Any]:
         value = {"count": count, "status": p.status,
                  "next_milestone": next((m for m in p.milestones if m > count), None)}
     cache[petition_id] = (now, value)
+    return value
+
+
+# A summary that took longer than SLOW_SUMMARY_S to compute is reused for SUMMARY_TTL_S.
+SLOW_SUMMARY_S = 0.15
+SUMMARY_TTL_S = 30.0
+
+
+async def slow_summary(request: Request, key: str, fetch: Callable[[], Awaitable[T]],
+                       ttl: float = SUMMARY_TTL_S) -> T:
+    """`fetch()`, reused within this process for `ttl` seconds when it was slow to compute.
+
+    Aggregates over every supporter (the overview's counts, the tag list) take seconds
+    at a million people and change slowly; several organisers (or one reloading) share
+    one reading. A quick one, as on any small deployment, is computed every time, so
+    figures there are always exact and current.
+    """
+    cache: dict[str, tuple[float, Any]] | None = getattr(request.app.state,
+                                                          "slow_summaries", None)
+    if cache is None:
+        cache = request.app.state.slow_summaries = {}
+    now = time.monotonic()
+    hit = cache.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        return cast(T, hit[1])
+    value = await fetch()
+    if time.monotonic() - now > SLOW_SUMMARY_S:
+        cache[key] = (now, value)
+    else:
+        cache.pop(key, None)
     return value
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -21,6 +22,7 @@ from web.pages import (
     database,
     language,
     page,
+    slow_summary,
     stream_download,
     table_chunks,
     table_download,
@@ -42,13 +44,20 @@ async def supporter_list(request: Request) -> Response:
             s, bot.id, region=filters["region"], tier=filters["tier"],
             status=filters["status"], tag=filters["tag"], search=filters["q"],
             before=cursors["before"], after=cursors["after"]) if bot else None
-        tags = await queries.tag_counts(s, bot.id) if bot else []
+    tags = await slow_summary(request, f"tags:{bot.id}", partial(_tag_counts, request, bot.id)
+                              ) if bot else []
     return page(request, "supporters.html", {
         "supporters": found.rows if found else [], "total": found.total if found else 0,
         "total_capped": found.total_capped if found else False,
         "newer": found.newer if found else None, "older": found.older if found else None,
         "tags": tags, "filters": filters,
         "qs": urlencode({k: v for k, v in filters.items() if v})})
+
+
+async def _tag_counts(request: Request, bot_id: int) -> list[tuple[str, int]]:
+    # The filter's tag list with counts reads every tag of every supporter.
+    async with database(request).session() as s:
+        return await queries.tag_counts(s, bot_id)
 
 
 def _cursor(value: str | None) -> int | None:
