@@ -33,8 +33,10 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -178,9 +180,10 @@ class Stage:
         self.big_petition = "big"
 
     async def build_poll(self) -> None:
-        from sqlalchemy import text
+        from sqlalchemy import bindparam, text
 
         from campaigns import polls
+        from storage.models import UTCDateTime
 
         async with self.db.session() as s:
             poll = await polls.create_poll(
@@ -197,8 +200,10 @@ class Stage:
                 INSERT INTO poll_answer (poll_id, supporter_id, choices, tier, region, weight,
                                          answered_at)
                 SELECT :pid, id, CAST(id % 3 AS text), tier, region,
-                       CASE WHEN tier = 'member' THEN '1' ELSE '1/2' END, now()
-                FROM supporter WHERE bot_id = :bot"""), {"pid": poll.id, "bot": self.bot_id})
+                       CASE WHEN tier = 'member' THEN '1' ELSE '1/2' END, :now
+                FROM supporter WHERE bot_id = :bot""").bindparams(
+                bindparam("now", type_=UTCDateTime())),
+                {"pid": poll.id, "bot": self.bot_id, "now": self.clock.now()})
             await s.execute(text("""
                 INSERT INTO poll_voter (poll_id, supporter_id)
                 SELECT :pid, id FROM supporter WHERE bot_id = :bot"""),
@@ -376,9 +381,13 @@ class Stage:
     async def measure_size(self) -> None:
         from sqlalchemy import text
 
-        async with self.db.session() as s:
-            size = int((await s.execute(text("SELECT pg_database_size(current_database())")))
-                       .scalar_one())
+        if not self.db.is_postgres:
+            path = Path(self.url.removeprefix("sqlite:///"))
+            size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+        else:
+            async with self.db.session() as s:
+                size = int((await s.execute(text(
+                    "SELECT pg_database_size(current_database())"))).scalar_one())
         self.ms["db_bytes_per_supporter"] = size / self.n
         self.extra["db_bytes_per_supporter"] = {"unit": "bytes, not ms", "db_bytes": size}
 
@@ -391,7 +400,19 @@ OPERATIONS = ("import", "audience_count", "materialise", "tally", "dashboard_ove
               "db_bytes_per_supporter")
 
 
-async def run_stage(admin_url: str, n: int, redis_url: str, keep: bool) -> Stage:
+async def run_stage(admin_url: str | None, n: int, redis_url: str, keep: bool) -> Stage:
+    if admin_url is None:  # SQLite, the embedded default: a file of its own
+        folder = Path(tempfile.mkdtemp(prefix="nalgae-scale-"))
+        stage = Stage(f"sqlite:///{folder}/scale.db", n, redis_url)
+        try:
+            await stage.build()
+            await stage.measure()
+            log(f"[{n} sqlite] " + json.dumps({k: round(v, 1) for k, v in stage.ms.items()}))
+        finally:
+            await stage.close()
+            if not keep:
+                shutil.rmtree(folder, ignore_errors=True)
+        return stage
     await admin(admin_url, f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     await admin(admin_url, f'CREATE DATABASE "{DB_NAME}"')
     stage = Stage(admin_url.rsplit("/", 1)[0] + "/" + DB_NAME, n, redis_url)
@@ -417,16 +438,21 @@ async def main() -> None:
         "NALGAE_REDIS_URL", "redis://127.0.0.1:6379/15"))
     parser.add_argument("--keep", action="store_true",
                         help="keep the database of the last size (nalgae_scale)")
+    parser.add_argument("--sqlite", action="store_true",
+                        help="the embedded SQLite store instead (a temporary file)")
     args = parser.parse_args()
     small, large = (int(x) for x in args.sizes.split(","))
-    a = await run_stage(args.pg_url, small, args.redis_url, keep=False)
-    b = await run_stage(args.pg_url, large, args.redis_url, keep=args.keep)
+    pg_url = None if args.sqlite else args.pg_url
+    a = await run_stage(pg_url, small, args.redis_url, keep=False)
+    b = await run_stage(pg_url, large, args.redis_url, keep=args.keep)
     for name in OPERATIONS:
         x, y = a.ms[name], b.ms[name]
         line: dict[str, Any] = {"operation": name, "ms_100k": round(x, 1), "ms_1m": round(y, 1),
                                 "ratio": round(y / x, 2) if x else None}
         if (small, large) != (100_000, 1_000_000):
             line["sizes"] = [small, large]
+        if args.sqlite:
+            line["store"] = "sqlite"
         if name in b.extra:
             line["detail_100k"], line["detail_1m"] = a.extra.get(name), b.extra[name]
         print(json.dumps(line, ensure_ascii=False), flush=True)
