@@ -209,3 +209,28 @@ async def test_the_audience_count_with_three_filters_is_planned_on_indexes(
     plan = await _plan(db, query)
     assert "Seq Scan on supporter " not in plan + " ", plan
     assert "Seq Scan on channel_identity" not in plan, plan
+
+
+# --- slow summaries ----------------------------------------------------------------------------
+
+async def test_a_slow_summary_is_shared_for_a_while_and_a_quick_one_never(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastapi import FastAPI
+    from starlette.requests import Request
+
+    from web import pages
+
+    request = Request({"type": "http", "app": FastAPI(), "headers": []})
+    readings: list[int] = []
+
+    async def quick() -> int:
+        readings.append(len(readings))
+        return len(readings)
+
+    # On a small store every view reads afresh: figures are exact at once.
+    assert [await pages.slow_summary(request, "k", quick) for _ in range(3)] == [1, 2, 3]
+    # At a million people one reading takes seconds: views within the TTL share it.
+    monkeypatch.setattr(pages, "SLOW_SUMMARY_S", -1.0)
+    assert [await pages.slow_summary(request, "k", quick) for _ in range(3)] == [4, 4, 4]
+    assert await pages.slow_summary(request, "k", quick, ttl=0.0) == 5
