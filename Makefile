@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run test lint bench-intake bench-fanout bench-survey clean
+.PHONY: install install-dev run test lint bench-intake bench-fanout bench-survey bench-scale clean
 
 # `make install`: the virtualenv and the project with what it needs to run.
 install: $(STAMP)
@@ -50,6 +50,12 @@ bench-intake: install-dev
 # one JSON line: answers_per_s, p50_ms, p99_ms, lost, duplicated, results_ms, naive.
 bench-survey: install-dev
 	$(BIN)/python bench/survey.py --n $(or $(N),10000)
+
+# National scale (issue 14): 1,000,000 supporters, signatures and answers on PostgreSQL +
+# Redis, each daily operation timed at 100,000 and 1,000,000; one JSON line each.
+# SIZES=20000,100000 makes a quick run.
+bench-scale: install-dev
+	$(BIN)/python bench/scale.py --sizes $(or $(SIZES),100000,1000000)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

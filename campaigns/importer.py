@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TextIO
 
@@ -355,6 +355,34 @@ async def export_supporters(
     progress: Progress | None = None,
 ) -> int:
     """Write every supporter of the bot but the erased ones as CSV or JSON; returns the count."""
+    counter = ExportCount()
+    async for piece in export_chunks(session, bot_id, clock, fmt=fmt, actor=actor,
+                                     progress=progress, counter=counter):
+        out.write(piece)
+    return counter.rows
+
+
+@dataclass
+class ExportCount:
+    rows: int = 0
+
+
+async def export_chunks(
+    session: AsyncSession,
+    bot_id: int,
+    clock: Clock,
+    *,
+    fmt: str = "csv",
+    actor: str = "cli",
+    progress: Progress | None = None,
+    counter: ExportCount | None = None,
+) -> AsyncIterator[str]:
+    """The export as text pieces, one per batch of supporters read (keyset by id).
+
+    Memory stays that of one batch however long the list: the CLI writes each piece
+    to its file and the dashboard streams it to the browser as it comes. The audit
+    row is written once the last piece has been produced.
+    """
     if fmt not in ("csv", "json"):
         raise ValueError("format must be csv or json")
     total = 0
@@ -363,39 +391,42 @@ async def export_supporters(
         total = sum(n for status, n in by_status.items() if status != "erased")
         progress(0, total)
     count = 0
-    writer = csv.writer(out, lineterminator="\n")
-    if fmt == "csv":
-        writer.writerow(EXPORT_HEADER)
-    else:
-        out.write("[")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    yield (",".join(EXPORT_HEADER) + "\n") if fmt == "csv" else "["
     async for batch in store.iter_supporters(session, bot_id, CHANNEL):
         for s in batch:
-            record: dict[str, Any] = {
-                "telegram_id": s.external_user_id or "",
-                "name": s.display_name or "",
-                "language": s.language,
-                "region": s.region or "",
-                "tier": s.tier,
-                "tags": list(s.tags),
-                # A stopped supporter withdrew consent: importing the export elsewhere
-                # must not sign them up again.
-                "consent": "yes" if s.status == "active" else "no",
-                "status": s.status,
-                "joined_at": s.created_at.isoformat(),
-            }
             if fmt == "csv":
-                record["name"] = quote_formula(record["name"])
-                record["tags"] = quote_formula(";".join(s.tags))
-                writer.writerow([record[c] for c in EXPORT_HEADER])
+                writer.writerow([
+                    s.external_user_id or "", quote_formula(s.display_name or ""), s.language,
+                    s.region or "", s.tier, quote_formula(";".join(s.tags)),
+                    # A stopped supporter withdrew consent: importing the export elsewhere
+                    # must not sign them up again.
+                    "yes" if s.status == "active" else "no",
+                    s.status, s.created_at.isoformat(),
+                ])
             else:
-                if record["telegram_id"].isdigit():
-                    record["telegram_id"] = int(record["telegram_id"])
-                out.write(("," if count else "") + "\n" + orjson.dumps(record).decode())
+                telegram_id: str | int = s.external_user_id or ""
+                if isinstance(telegram_id, str) and telegram_id.isdigit():
+                    telegram_id = int(telegram_id)
+                record = {
+                    "telegram_id": telegram_id, "name": s.display_name or "",
+                    "language": s.language, "region": s.region or "", "tier": s.tier,
+                    "tags": list(s.tags), "consent": "yes" if s.status == "active" else "no",
+                    "status": s.status, "joined_at": s.created_at.isoformat(),
+                }
+                buffer.write(("," if count else "") + "\n" + orjson.dumps(record).decode())
             count += 1
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        if counter is not None:
+            counter.rows = count
         if progress:
             progress(count, max(total, count))
     if fmt == "json":
-        out.write("\n]\n")
+        yield "\n]\n"
+    if counter is not None:
+        counter.rows = count
     await supporters.audit(session, actor=actor, action="supporters.exported", now=clock.now(),
                            target=f"bot:{bot_id}", details={"count": count, "format": fmt})
-    return count

@@ -262,12 +262,15 @@ async def export_supporter(session: AsyncSession, supporter_id: int) -> dict[str
 
 # --- paged listings ---------------------------------------------------------------------------
 
-async def page(session: AsyncSession, stmt: Select[Any], *, offset: int, limit: int
-               ) -> tuple[int, list[Any]]:
-    """(total, rows of this page) for a select of one entity, ordered by the caller."""
+async def page(session: AsyncSession, stmt: Select[Any], *, offset: int, limit: int,
+               keyset: tuple[Any, int] | None = None) -> tuple[int, list[Any]]:
+    """(total, rows of this page) for a select of one entity, ordered by the caller;
+    with `keyset` (column, last value seen) the page starts after that value instead."""
     total = (await session.execute(
         select(func.count()).select_from(stmt.order_by(None).subquery())
     )).scalar_one()
+    if keyset is not None:
+        stmt = stmt.where(keyset[0] > keyset[1])
     rows = (await session.execute(stmt.offset(offset).limit(limit))).scalars().all()
     return int(total), list(rows)
 

@@ -124,12 +124,11 @@ class SupporterRow:
     tags: list[str]
 
 
-async def supporters(
-    session: AsyncSession, bot_id: int, *, region: str | None = None, tier: str | None = None,
+def supporter_list_query(
+    bot_id: int, *, region: str | None = None, tier: str | None = None,
     status: str | None = None, tag: str | None = None, search: str | None = None,
-    offset: int = 0, limit: int = PAGE,
-) -> tuple[list[SupporterRow], int]:
-    """One page of supporters (erased ones never listed), newest first, and the total."""
+) -> Any:
+    """The filtered list `supporters` pages through (public so a test can EXPLAIN it)."""
     query = select(Supporter.id, Supporter.display_name, Supporter.language, Supporter.region,
                    Supporter.tier, Supporter.status, Supporter.created_at).where(
         Supporter.bot_id == bot_id, Supporter.status != "erased")
@@ -145,9 +144,59 @@ async def supporters(
     if search:
         query = query.where(func.lower(func.coalesce(Supporter.display_name, "")).like(
             f"%{search.strip().lower()}%"))
-    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = (await session.execute(
-        query.order_by(Supporter.id.desc()).offset(offset).limit(limit))).all()
+    return query
+
+
+# A name search has no index to count with (a substring of any name): past this many
+# matches the list says "1,000+" rather than reading every supporter to be exact.
+SEARCH_COUNT_CAP = 1000
+
+
+@dataclass(frozen=True)
+class SupporterPage:
+    rows: list[SupporterRow]
+    total: int
+    total_capped: bool  # total is SEARCH_COUNT_CAP and there are more
+    newer: int | None  # cursor for the page before (after=), None on the first page
+    older: int | None  # cursor for the page after (before=), None on the last page
+
+
+async def supporters(
+    session: AsyncSession, bot_id: int, *, region: str | None = None, tier: str | None = None,
+    status: str | None = None, tag: str | None = None, search: str | None = None,
+    before: int | None = None, after: int | None = None, limit: int = PAGE,
+) -> SupporterPage:
+    """One page of supporters (erased ones never listed), newest first, and the total.
+
+    Keyset pagination: `before` is the id of the last row of the page above, `after`
+    the id of the first row of the page below. A page 1,000 deep costs what the first
+    does (OFFSET read and threw away every row above it), and rows inserted meanwhile
+    neither shift a row onto the next page twice nor push one off unseen.
+    """
+    query = supporter_list_query(bot_id, region=region, tier=tier, status=status, tag=tag,
+                                 search=search)
+    counted = query.with_only_columns(Supporter.id)
+    if search:
+        counted = counted.limit(SEARCH_COUNT_CAP + 1)
+    total = int(await session.scalar(select(func.count()).select_from(counted.subquery())) or 0)
+    capped = bool(search) and total > SEARCH_COUNT_CAP
+    if after is not None:  # the page above: the next `limit` rows upwards, shown newest first
+        rows = list(reversed((await session.execute(
+            query.where(Supporter.id > after).order_by(Supporter.id.asc()).limit(limit + 1)
+        )).all()))
+        more_above = len(rows) > limit
+        rows = rows[-limit:] if more_above else rows
+        newer = rows[0].id if rows and more_above else None
+        older = rows[-1].id if rows else None
+    else:
+        if before is not None:
+            query = query.where(Supporter.id < before)
+        rows = list((await session.execute(
+            query.order_by(Supporter.id.desc()).limit(limit + 1))).all())
+        more_below = len(rows) > limit
+        rows = rows[:limit]
+        newer = rows[0].id if rows and before is not None else None
+        older = rows[-1].id if rows and more_below else None
     ids = [r.id for r in rows]
     tags: dict[int, list[str]] = {i: [] for i in ids}
     if ids:
@@ -155,8 +204,10 @@ async def supporters(
                 select(SupporterTag.supporter_id, SupporterTag.tag)
                 .where(SupporterTag.supporter_id.in_(ids)).order_by(SupporterTag.tag))).all():
             tags[sid].append(t)
-    return [SupporterRow(r.id, r.display_name, r.language, r.region, r.tier, r.status,
-                         r.created_at, tags[r.id]) for r in rows], total
+    return SupporterPage(
+        [SupporterRow(r.id, r.display_name, r.language, r.region, r.tier, r.status,
+                      r.created_at, tags[r.id]) for r in rows],
+        min(total, SEARCH_COUNT_CAP) if capped else total, capped, newer, older)
 
 
 async def tag_counts(session: AsyncSession, bot_id: int) -> list[tuple[str, int]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, insert, literal, select, text
+from sqlalchemy import ARRAY, String, any_, bindparam, func, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.db import Database
@@ -255,8 +255,7 @@ async def refresh_statistics(db: Database) -> None:
         log.warning("refreshing planner statistics after an import failed", exc_info=True)
 
 
-@dataclass(frozen=True)
-class ExportedSupporter:
+class ExportedSupporter(NamedTuple):  # a tuple: a million of them pass through an export
     id: int
     external_user_id: str | None
     display_name: str | None
@@ -271,19 +270,17 @@ class ExportedSupporter:
 async def iter_supporters(
     session: AsyncSession, bot_id: int, channel: str, batch: int = CHUNK
 ) -> AsyncIterator[list[ExportedSupporter]]:
-    """Every supporter of a bot except erased ones, in batches (keyset pagination by id)."""
-    identity = and_(
-        ChannelIdentity.supporter_id == Supporter.id,
-        ChannelIdentity.bot_id == bot_id,
-        ChannelIdentity.channel == channel,
-    )
+    """Every supporter of a bot except erased ones, in batches (keyset pagination by id).
+
+    A supporter with no identity on `channel` comes with external_user_id None, one
+    with several comes once per identity (an outer join, done here per batch).
+    """
     last_id = 0
     while True:
         rows = (
             await session.execute(
                 select(
                     Supporter.id,
-                    ChannelIdentity.external_user_id,
                     Supporter.display_name,
                     Supporter.language,
                     Supporter.region,
@@ -291,7 +288,6 @@ async def iter_supporters(
                     Supporter.status,
                     Supporter.created_at,
                 )
-                .outerjoin(ChannelIdentity, identity)
                 .where(
                     Supporter.bot_id == bot_id,
                     Supporter.status != "erased",
@@ -305,27 +301,31 @@ async def iter_supporters(
         ).all()
         if not rows:
             return
-        ids = [r.id for r in rows]
-        tags: dict[int, list[str]] = {}
-        tag_rows = await session.execute(
-            select(SupporterTag.supporter_id, SupporterTag.tag)
-            .where(SupporterTag.supporter_id.in_(ids))
-            .order_by(SupporterTag.supporter_id, SupporterTag.tag)
-        )
-        for sid, tag in tag_rows:
-            tags.setdefault(sid, []).append(tag)
-        yield [
-            ExportedSupporter(
-                id=r.id,
-                external_user_id=r.external_user_id,
-                display_name=r.display_name,
-                language=r.language,
-                region=r.region,
-                tier=r.tier,
-                status=r.status,
-                created_at=r.created_at,
-                tags=tuple(tags.get(r.id, ())),
-            )
-            for r in rows
-        ]
         last_id = rows[-1].id
+        # Identities and tags by the batch's id range, each an index range scan. Joined
+        # in SQL, PostgreSQL hashed every identity of the bot for each batch at a
+        # million supporters (13,000 rows/s, slower with every batch); and a list of
+        # 10,000 ids cost more to compile than the query.
+        first = rows[0].id
+        identities: dict[int, list[str]] = {}
+        for sid, external in await session.execute(
+            select(ChannelIdentity.supporter_id, ChannelIdentity.external_user_id)
+            .where(ChannelIdentity.supporter_id.between(first, last_id),
+                   ChannelIdentity.bot_id == bot_id, ChannelIdentity.channel == channel)
+            .order_by(ChannelIdentity.supporter_id, ChannelIdentity.id)
+        ):
+            identities.setdefault(sid, []).append(external)
+        tags: dict[int, list[str]] = {}
+        for sid, tag in await session.execute(
+            select(SupporterTag.supporter_id, SupporterTag.tag)
+            .where(SupporterTag.supporter_id.between(first, last_id))
+            .order_by(SupporterTag.supporter_id, SupporterTag.tag)
+        ):
+            tags.setdefault(sid, []).append(tag)
+        no_tags: tuple[str, ...] = ()
+        none: list[str | None] = [None]
+        yield [
+            ExportedSupporter(r[0], external, *r[1:],
+                              tuple(tags[r[0]]) if r[0] in tags else no_tags)
+            for r in rows for external in identities.get(r[0], none)
+        ]

@@ -190,12 +190,17 @@ def audience_select(bot_id: int, query: AudienceQuery) -> Select[int, int, str, 
     )
 
 
-async def audience_size(session: AsyncSession, bot_id: int, query: AudienceQuery) -> int:
-    """How many (supporter, channel) messages a broadcast to this audience would send."""
+def audience_count_query(bot_id: int, query: AudienceQuery) -> Select[int]:
+    """The count `audience_size` runs (public so a test can EXPLAIN it)."""
     sub = audience_select(bot_id, query).with_only_columns(
         Supporter.id, ChannelIdentity.channel
     ).distinct().subquery()
-    return int((await session.execute(select(func.count()).select_from(sub))).scalar_one())
+    return select(func.count()).select_from(sub)
+
+
+async def audience_size(session: AsyncSession, bot_id: int, query: AudienceQuery) -> int:
+    """How many (supporter, channel) messages a broadcast to this audience would send."""
+    return int((await session.execute(audience_count_query(bot_id, query))).scalar_one())
 
 
 def _spread_expr(dialect: str, start: datetime, window_s: float, order_col: Any) -> Any:

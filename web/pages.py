@@ -12,12 +12,12 @@ import csv
 import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 import orjson
 from fastapi import Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from sse_starlette.sse import EventSourceResponse
@@ -33,6 +33,8 @@ from storage import dashboard as queries
 from storage import petitions as petition_store
 from storage.db import Database
 from web import auth, charts
+
+T = TypeVar("T")
 
 LANG_COOKIE = "nalgae_lang"
 LIVE_INTERVAL = 1.0
@@ -149,6 +151,36 @@ async def live_count(request: Request, petition_id: int) -> dict[str, Any]:
     return value
 
 
+# A summary that took longer than SLOW_SUMMARY_S to compute is reused for SUMMARY_TTL_S.
+SLOW_SUMMARY_S = 0.15
+SUMMARY_TTL_S = 30.0
+
+
+async def slow_summary(request: Request, key: str, fetch: Callable[[], Awaitable[T]],
+                       ttl: float = SUMMARY_TTL_S) -> T:
+    """`fetch()`, reused within this process for `ttl` seconds when it was slow to compute.
+
+    Aggregates over every supporter (the overview's counts, the tag list) take seconds
+    at a million people and change slowly; several organisers (or one reloading) share
+    one reading. A quick one, as on any small deployment, is computed every time, so
+    figures there are always exact and current.
+    """
+    cache: dict[str, tuple[float, Any]] | None = getattr(request.app.state,
+                                                          "slow_summaries", None)
+    if cache is None:
+        cache = request.app.state.slow_summaries = {}
+    now = time.monotonic()
+    hit = cache.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        return cast(T, hit[1])
+    value = await fetch()
+    if time.monotonic() - now > SLOW_SUMMARY_S:
+        cache[key] = (now, value)
+    else:
+        cache.pop(key, None)
+    return value
+
+
 async def send_telegram(request: Request, chat_id: int, message: bc.OutgoingMessage) -> bool:
     """Send one message through the default bot (login links, test sends)."""
     from bots.channel import Outcome
@@ -244,6 +276,36 @@ def download(body: str, filename: str, fmt: str) -> Response:
     return Response(body, media_type=media, headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
         "Cache-Control": "no-store"})
+
+
+def stream_download(pieces: AsyncIterator[str], filename: str, fmt: str) -> Response:
+    """`download`, sent as it is produced: a million-row export never sits in memory."""
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+
+    async def body() -> AsyncIterator[bytes]:
+        if fmt == "csv":
+            yield "\ufeff".encode()  # Excel opens Korean CSV correctly with a BOM
+        async for piece in pieces:
+            if piece:
+                yield piece.encode()
+
+    return StreamingResponse(body(), media_type=media, headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
+        "Cache-Control": "no-store"})
+
+
+def table_chunks(rows: list[dict[str, Any]], columns: list[str], fmt: str,
+                 first: bool) -> str:
+    """One batch of `table_download` rows as text (`first`: the batch opening the file)."""
+    if fmt == "json":
+        return "".join(("" if first and i == 0 else ",") + orjson.dumps(r).decode()
+                       for i, r in enumerate(rows))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in rows:
+        values = ["" if row.get(c) is None else str(row.get(c)) for c in columns]
+        writer.writerow([quote_formula(v) for v in values])
+    return out.getvalue()
 
 
 def table_download(rows: list[dict[str, Any]], columns: list[str], filename: str,

@@ -43,7 +43,14 @@ class Supporter(Base):
     """A person who agreed to hear from the movement. Created only after consent."""
 
     __tablename__ = "supporter"
-    __table_args__ = (Index("ix_supporter_bot_status", "bot_id", "status"),)
+    __table_args__ = (
+        Index("ix_supporter_bot_status", "bot_id", "status"),
+        # The dashboard list filtered by region, newest first, paged by id (keyset).
+        Index("ix_supporter_bot_region_id", "bot_id", "region", "id"),
+        # The broadcast composer's live count: region, tier and status narrow a million
+        # supporters to a few ten thousand before any join.
+        Index("ix_supporter_audience", "bot_id", "region", "tier", "status"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     bot_id: Mapped[int] = mapped_column(ForeignKey("bot.id"))
@@ -68,6 +75,9 @@ class Supporter(Base):
 
 class SupporterTag(Base):
     __tablename__ = "supporter_tag"
+    # "Everyone tagged volunteer" (audiences, the list's tag filter): the primary key
+    # leads with the supporter, this one with the tag.
+    __table_args__ = (Index("ix_supporter_tag_tag", "tag", "supporter_id"),)
 
     supporter_id: Mapped[int] = mapped_column(
         ForeignKey("supporter.id", ondelete="CASCADE"), primary_key=True
@@ -99,6 +109,8 @@ class Consent(Base):
     """A recorded consent decision: purpose, notice version, choice, time, channel."""
 
     __tablename__ = "consent"
+    # /forget and /export look consents up by person (a scan of every consent otherwise).
+    __table_args__ = (Index("ix_consent_supporter", "supporter_id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     supporter_id: Mapped[int] = mapped_column(ForeignKey("supporter.id", ondelete="CASCADE"))
@@ -113,6 +125,7 @@ class MemberCode(Base):
     """A one-time code that raises a supporter to the member tier (stored hashed)."""
 
     __tablename__ = "member_code"
+    __table_args__ = (Index("ix_member_code_redeemed_by", "redeemed_by"),)  # /forget
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -119,6 +119,7 @@ class PetitionCard(Base):
     __table_args__ = (
         UniqueConstraint("bot_id", "chat_id", "message_id"),
         Index("ix_petition_card_petition", "petition_id"),
+        Index("ix_petition_card_supporter", "supporter_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -199,7 +200,9 @@ class PollVoter(Base):
     """Who has voted, for every poll (also what "answered / not answered" audiences use)."""
 
     __tablename__ = "poll_voter"
-    __table_args__ = (UniqueConstraint("poll_id", "supporter_id"),)
+    # The unique key leads with the poll; /forget looks voters up by person.
+    __table_args__ = (UniqueConstraint("poll_id", "supporter_id"),
+                      Index("ix_poll_voter_supporter", "supporter_id"))
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     poll_id: Mapped[int] = mapped_column(ForeignKey("poll.id"))
@@ -212,7 +215,8 @@ class PollAnswer(Base):
     """An open (non-secret) answer: changeable until close unless the poll forbids it."""
 
     __tablename__ = "poll_answer"
-    __table_args__ = (UniqueConstraint("poll_id", "supporter_id"),)
+    __table_args__ = (UniqueConstraint("poll_id", "supporter_id"),
+                      Index("ix_poll_answer_supporter", "supporter_id"))
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     poll_id: Mapped[int] = mapped_column(ForeignKey("poll.id"))
@@ -260,7 +264,8 @@ class NativePollMap(Base):
     """A native Telegram poll sent to one supporter: maps `poll_answer` back to them."""
 
     __tablename__ = "native_poll_map"
-    __table_args__ = (Index("ix_native_poll_map_poll", "poll_id"),)
+    __table_args__ = (Index("ix_native_poll_map_poll", "poll_id"),
+                      Index("ix_native_poll_map_supporter", "supporter_id"))
 
     bot_id: Mapped[int] = mapped_column(ForeignKey("bot.id"), primary_key=True)
     telegram_poll_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -81,7 +81,8 @@ class SurveyRespondent(Base):
     """Who has submitted, for every survey (audiences `survey_done=`, one submission)."""
 
     __tablename__ = "survey_respondent"
-    __table_args__ = (UniqueConstraint("survey_id", "supporter_id"),)
+    __table_args__ = (UniqueConstraint("survey_id", "supporter_id"),
+                      Index("ix_survey_respondent_supporter", "supporter_id"))
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     survey_id: Mapped[int] = mapped_column(ForeignKey("survey.id"))

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import io
-from typing import Any
+from collections.abc import AsyncIterator
+from functools import partial
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -17,7 +17,16 @@ from storage import dashboard as queries
 from storage import petitions as petition_store
 from storage import supporters as supporter_store
 from web import auth
-from web.pages import RULE_ERRORS, database, download, language, page, table_download
+from web.pages import (
+    RULE_ERRORS,
+    database,
+    language,
+    page,
+    slow_summary,
+    stream_download,
+    table_chunks,
+    table_download,
+)
 
 router = APIRouter(include_in_schema=False)
 FORMATS = ("csv", "json")
@@ -28,21 +37,32 @@ async def supporter_list(request: Request) -> Response:
     await auth.require(request)
     qp = request.query_params
     filters = {k: qp.get(k) or None for k in ("region", "tier", "status", "tag", "q")}
-    try:
-        offset = max(0, int(qp.get("offset") or 0))
-    except ValueError:
-        offset = 0
+    cursors = {k: _cursor(qp.get(k)) for k in ("before", "after")}
     async with database(request).session() as s:
         bot = await queries.default_telegram_bot(s)
-        rows, total = await queries.supporters(
+        found = await queries.supporters(
             s, bot.id, region=filters["region"], tier=filters["tier"],
             status=filters["status"], tag=filters["tag"], search=filters["q"],
-            offset=offset) if bot else ([], 0)
-        tags = await queries.tag_counts(s, bot.id) if bot else []
+            before=cursors["before"], after=cursors["after"]) if bot else None
+    tags = await slow_summary(request, f"tags:{bot.id}", partial(_tag_counts, request, bot.id)
+                              ) if bot else []
     return page(request, "supporters.html", {
-        "supporters": rows, "total": total, "tags": tags, "filters": filters,
-        "qs": urlencode({k: v for k, v in filters.items() if v}),
-        "offset": offset, "page": queries.PAGE})
+        "supporters": found.rows if found else [], "total": found.total if found else 0,
+        "total_capped": found.total_capped if found else False,
+        "newer": found.newer if found else None, "older": found.older if found else None,
+        "tags": tags, "filters": filters,
+        "qs": urlencode({k: v for k, v in filters.items() if v})})
+
+
+async def _tag_counts(request: Request, bot_id: int) -> list[tuple[str, int]]:
+    # The filter's tag list with counts reads every tag of every supporter.
+    async with database(request).session() as s:
+        return await queries.tag_counts(s, bot_id)
+
+
+def _cursor(value: str | None) -> int | None:
+    """A page cursor (a supporter id) from the query string; anything else means none."""
+    return int(value) if value and value.isdigit() and len(value) < 19 else None
 
 
 @router.post("/supporters/import", response_class=HTMLResponse)
@@ -86,35 +106,53 @@ async def _require_export(request: Request, fmt: str) -> auth.Session:
 @router.get("/export/supporters.{fmt}")
 async def export_supporters(request: Request, fmt: str) -> Response:
     me = await _require_export(request, fmt)
-    out = io.StringIO()
-    async with database(request).session() as s:
-        bot = await queries.default_telegram_bot(s)
-        if bot is not None:
-            await importer.export_supporters(s, bot.id, out, request.app.state.clock,
-                                             fmt=fmt, actor=me.actor)
-    return download(out.getvalue(), f"supporters.{fmt}", fmt)
+    db, clock = database(request), request.app.state.clock
+
+    # Streamed: the session lives as long as the response body, one batch of rows at
+    # a time (a million supporters used to be built as one string first).
+    async def pieces() -> AsyncIterator[str]:
+        async with db.session() as s:
+            bot = await queries.default_telegram_bot(s)
+            if bot is None:
+                yield ",".join(importer.EXPORT_HEADER) + "\n" if fmt == "csv" else "[\n]\n"
+                return
+            async for piece in importer.export_chunks(s, bot.id, clock, fmt=fmt,
+                                                      actor=me.actor):
+                yield piece
+
+    return stream_download(pieces(), f"supporters.{fmt}", fmt)
+
+
+SIGNATURE_COLUMNS = ["petition", "signed_at", "name", "region", "valid"]
 
 
 @router.get("/export/signatures.{fmt}")
 async def export_signatures(request: Request, fmt: str) -> Response:
     me = await _require_export(request, fmt)
     slug = request.query_params.get("petition")
-    rows: list[dict[str, Any]] = []
-    async with database(request).session() as s:
-        pid = None
-        if slug:
+    db, clock = database(request), request.app.state.clock
+    pid = None
+    if slug:
+        async with db.session() as s:
             p = await petition_store.petition_by_slug(s, slug)
-            if p is None:
-                raise HTTPException(404, "no such petition")
-            pid = p.id
-        async for batch in queries.iter_signatures(s, pid):
-            rows.extend(batch)
-        await supporter_store.audit(s, actor=me.actor, action="signatures.exported",
-                                    target=f"petition:{pid}" if pid else None,
-                                    now=request.app.state.clock.now(),
-                                    details={"count": len(rows), "format": fmt})
-    return table_download(rows, ["petition", "signed_at", "name", "region", "valid"],
-                          f"signatures.{fmt}", fmt)
+        if p is None:
+            raise HTTPException(404, "no such petition")
+        pid = p.id
+
+    async def pieces() -> AsyncIterator[str]:
+        count = 0
+        yield ",".join(SIGNATURE_COLUMNS) + "\n" if fmt == "csv" else "["
+        async with db.session() as s:
+            async for batch in queries.iter_signatures(s, pid):
+                yield table_chunks(batch, SIGNATURE_COLUMNS, fmt, first=count == 0)
+                count += len(batch)
+            await supporter_store.audit(s, actor=me.actor, action="signatures.exported",
+                                        target=f"petition:{pid}" if pid else None,
+                                        now=clock.now(), details={"count": count, "format": fmt})
+        if fmt == "json":
+            yield "]"
+
+    return stream_download(pieces(), f"signatures.{fmt}", fmt)
 
 
 @router.get("/export/polls/{slug}.{fmt}")

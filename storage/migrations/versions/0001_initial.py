@@ -242,6 +242,12 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["bot_id"], ["bot.id"], name=op.f("fk_supporter_bot_id_bot")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter")),
     )
+    op.create_index(
+        "ix_supporter_audience", "supporter", ["bot_id", "region", "tier", "status"], unique=False
+    )
+    op.create_index(
+        "ix_supporter_bot_region_id", "supporter", ["bot_id", "region", "id"], unique=False
+    )
     op.create_index("ix_supporter_bot_status", "supporter", ["bot_id", "status"], unique=False)
     op.create_table(
         "webhook_delivery",
@@ -423,6 +429,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_consent")),
     )
+    op.create_index("ix_consent_supporter", "consent", ["supporter_id"], unique=False)
     op.create_table(
         "event",
         sa.Column(
@@ -563,6 +570,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_member_code")),
         sa.UniqueConstraint("code_hash", name=op.f("uq_member_code_code_hash")),
     )
+    op.create_index("ix_member_code_redeemed_by", "member_code", ["redeemed_by"], unique=False)
     op.create_table(
         "petition",
         sa.Column(
@@ -642,6 +650,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("supporter_id", "tag", name=op.f("pk_supporter_tag")),
     )
+    op.create_index("ix_supporter_tag_tag", "supporter_tag", ["tag", "supporter_id"], unique=False)
     op.create_table(
         "survey",
         sa.Column(
@@ -870,6 +879,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("bot_id", "telegram_poll_id", name=op.f("pk_native_poll_map")),
     )
     op.create_index("ix_native_poll_map_poll", "native_poll_map", ["poll_id"], unique=False)
+    op.create_index(
+        "ix_native_poll_map_supporter", "native_poll_map", ["supporter_id"], unique=False
+    )
     op.create_table(
         "organiser_notice",
         sa.Column(
@@ -932,6 +944,7 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_petition_card_petition", "petition_card", ["petition_id"], unique=False)
+    op.create_index("ix_petition_card_supporter", "petition_card", ["supporter_id"], unique=False)
     op.create_table(
         "petition_region_count",
         sa.Column(
@@ -991,6 +1004,7 @@ def upgrade() -> None:
             "poll_id", "supporter_id", name=op.f("uq_poll_answer_poll_id_supporter_id")
         ),
     )
+    op.create_index("ix_poll_answer_supporter", "poll_answer", ["supporter_id"], unique=False)
     op.create_table(
         "poll_ballot",
         sa.Column("poll_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -1041,6 +1055,7 @@ def upgrade() -> None:
             "poll_id", "supporter_id", name=op.f("uq_poll_voter_poll_id_supporter_id")
         ),
     )
+    op.create_index("ix_poll_voter_supporter", "poll_voter", ["supporter_id"], unique=False)
     op.create_table(
         "signature",
         sa.Column(
@@ -1201,6 +1216,9 @@ def upgrade() -> None:
             "survey_id", "supporter_id", name=op.f("uq_survey_respondent_survey_id_supporter_id")
         ),
     )
+    op.create_index(
+        "ix_survey_respondent_supporter", "survey_respondent", ["supporter_id"], unique=False
+    )
     op.create_table(
         "x_poll",
         sa.Column(
@@ -1248,6 +1266,7 @@ def downgrade() -> None:
         sqlite_where=sa.text("status = 'open'"),
     )
     op.drop_table("x_poll")
+    op.drop_index("ix_survey_respondent_supporter", table_name="survey_respondent")
     op.drop_table("survey_respondent")
     op.drop_index("ix_survey_progress_remind", table_name="survey_progress")
     op.drop_table("survey_progress")
@@ -1258,16 +1277,20 @@ def downgrade() -> None:
     op.drop_index("ix_signature_supporter", table_name="signature")
     op.drop_index("ix_signature_petition_created", table_name="signature")
     op.drop_table("signature")
+    op.drop_index("ix_poll_voter_supporter", table_name="poll_voter")
     op.drop_table("poll_voter")
     op.drop_table("poll_ballot_pending")
     op.drop_table("poll_ballot")
+    op.drop_index("ix_poll_answer_supporter", table_name="poll_answer")
     op.drop_table("poll_answer")
     op.drop_table("petition_source_alert")
     op.drop_table("petition_region_count")
+    op.drop_index("ix_petition_card_supporter", table_name="petition_card")
     op.drop_index("ix_petition_card_petition", table_name="petition_card")
     op.drop_table("petition_card")
     op.drop_index("ix_organiser_notice_claimed", table_name="organiser_notice")
     op.drop_table("organiser_notice")
+    op.drop_index("ix_native_poll_map_supporter", table_name="native_poll_map")
     op.drop_index("ix_native_poll_map_poll", table_name="native_poll_map")
     op.drop_table("native_poll_map")
     op.drop_index("ix_idea_backing_supporter", table_name="idea_backing")
@@ -1287,9 +1310,11 @@ def downgrade() -> None:
     )
     op.drop_table("x_mention")
     op.drop_table("survey")
+    op.drop_index("ix_supporter_tag_tag", table_name="supporter_tag")
     op.drop_table("supporter_tag")
     op.drop_table("poll")
     op.drop_table("petition")
+    op.drop_index("ix_member_code_redeemed_by", table_name="member_code")
     op.drop_table("member_code")
     op.drop_table("idea_settings")
     op.drop_table("idea_draft")
@@ -1297,6 +1322,7 @@ def downgrade() -> None:
     op.drop_table("idea")
     op.drop_index("ix_event_status_starts", table_name="event")
     op.drop_table("event")
+    op.drop_index("ix_consent_supporter", table_name="consent")
     op.drop_table("consent")
     op.drop_index("ix_channel_identity_supporter", table_name="channel_identity")
     op.drop_table("channel_identity")
@@ -1320,6 +1346,8 @@ def downgrade() -> None:
     )
     op.drop_table("webhook_delivery")
     op.drop_index("ix_supporter_bot_status", table_name="supporter")
+    op.drop_index("ix_supporter_bot_region_id", table_name="supporter")
+    op.drop_index("ix_supporter_audience", table_name="supporter")
     op.drop_table("supporter")
     op.drop_table("login_link")
     op.drop_index("ix_inbox_pending", table_name="inbox_update")

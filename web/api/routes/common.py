@@ -22,6 +22,8 @@ Read = Annotated[ApiToken, Depends(auth.read)]
 Write = Annotated[ApiToken, Depends(auth.write)]
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PageNo = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number.")]
+After = Annotated[int | None, Query(ge=0, le=MAX_ID, description=(
+    "Keyset cursor: list from after this id (the `next` link sets it)."))]
 PerPage = Annotated[int, Query(ge=1, le=100, description="Items per page (at most 100).")]
 
 
@@ -47,17 +49,27 @@ async def paged(
     request: Request, stmt: Select[Any], page: int, per_page: int, key: str,
     shape: Callable[[Any], dict[str, Any]],
     extra: Callable[[Any, Sequence[Any]], Any] | None = None,
+    *, after: int | None = None, keyset: Any = None,
 ) -> dict[str, Any]:
+    """One OSDI page. With `keyset` (an ascending id column the statement is ordered by),
+    the `next` link carries `after=<last id>` as well as the page number, and a request
+    with `after` reads from there instead of skipping (page - 1) * per_page rows: a deep
+    page costs what the first does, and rows added meanwhile never shift one twice."""
     async with database(request).session() as session:
-        total, rows = await store.page(session, stmt, offset=(page - 1) * per_page,
-                                       limit=per_page)
+        if keyset is not None and after is not None:
+            total, rows = await store.page(session, stmt, offset=0, limit=per_page,
+                                           keyset=(keyset, after))
+        else:
+            total, rows = await store.page(session, stmt, offset=(page - 1) * per_page,
+                                           limit=per_page)
         if extra is not None:
             await extra(session, rows)
     total_pages = max(1, -(-total // per_page))
     links: dict[str, Any] = {"self": {"href": str(request.url)}}
-    if page < total_pages:
-        links["next"] = {"href": str(request.url.include_query_params(page=page + 1,
-                                                                      per_page=per_page))}
+    if page < total_pages and (keyset is None or rows):
+        more = {"after": getattr(rows[-1], keyset.key)} if keyset is not None else {}
+        links["next"] = {"href": str(request.url.include_query_params(
+            page=page + 1, per_page=per_page, **more))}
     if page > 1:
         links["prev"] = {"href": str(request.url.include_query_params(
             page=min(page - 1, total_pages), per_page=per_page))}

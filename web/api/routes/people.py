@@ -10,7 +10,18 @@ from fastapi import APIRouter, Request
 from campaigns import api as rules
 from storage import api as store
 from storage.models import Supporter
-from web.api.routes.common import PREFIX, PageNo, PerPage, Read, RowId, database, href, iso, paged
+from web.api.routes.common import (
+    PREFIX,
+    After,
+    PageNo,
+    PerPage,
+    Read,
+    RowId,
+    database,
+    href,
+    iso,
+    paged,
+)
 
 router = APIRouter(prefix=PREFIX, tags=["api"])
 
@@ -49,14 +60,15 @@ def person_json(request: Request, s: Supporter, tags: list[str]) -> dict[str, An
 
 @router.get("/people", summary="People (supporters; erased people are never listed)")
 async def list_people(request: Request, token: Read, page: PageNo = 1,
-                      per_page: PerPage = 25) -> dict[str, Any]:
+                      per_page: PerPage = 25, after: After = None) -> dict[str, Any]:
     tags: dict[int, list[str]] = {}
 
     async def load_tags(session: Any, rows: Sequence[Supporter]) -> None:
         tags.update(await store.tags_of(session, [s.id for s in rows]))
 
     return await paged(request, store.people_query(), page, per_page, "osdi:people",
-                        lambda s: person_json(request, s, tags.get(s.id, [])), load_tags)
+                        lambda s: person_json(request, s, tags.get(s.id, [])), load_tags,
+                        after=after, keyset=Supporter.id)
 
 
 @router.get("/people/{person_id}", summary="One person")
