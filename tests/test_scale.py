@@ -98,8 +98,8 @@ async def test_the_dashboard_export_is_sent_in_pieces_and_equals_the_cli_file(
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": "GET", "scheme": "http", "path": "/export/supporters.csv",
              "raw_path": b"/export/supporters.csv", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"testserver"), (b"cookie", cookies.encode())],
-             "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"cookie", cookies.encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
     await app(scope, receive, send)
     assert messages[0]["status"] == 200
     bodies = [m["body"] for m in messages if m["type"] == "http.response.body" and m["body"]]
