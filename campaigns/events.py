@@ -875,3 +875,39 @@ async def rsvp_batch(
         for (i, k), change in zip(todo, outcome.changes, strict=True):
             out[i] = [await _answer(session, event, k.language, change, outcome)]
     return out
+
+
+# --- lists and exports (CLI, dashboard, API) ---------------------------------------------------
+
+async def list_events(
+    session: AsyncSession, *, campaign_slug: str | None = None, status: str | None = None,
+) -> list[Event]:
+    """Events soonest first, of one campaign when given."""
+    campaign_id = None
+    if campaign_slug:
+        campaign = await petition_store.campaign_by_slug(session, campaign_slug.strip().lower())
+        if campaign is None:
+            raise NotFound(_("There is no campaign “{slug}”."), slug=campaign_slug)
+        campaign_id = campaign.id
+    return await store.events(session, status=status, campaign_id=campaign_id)
+
+
+ATTENDANCE_COLUMNS = ["event", "seq", "name", "region", "status", "checked_in_at"]
+
+
+async def export_attendance(
+    session: AsyncSession, slug: str, *, actor: str, clock: Clock,
+) -> list[dict[str, Any]]:
+    """Everyone who answered (erased people left out), as rows of ATTENDANCE_COLUMNS; the
+    export itself is audited, as every export of personal data is."""
+    event = await _get(session, slug)
+    rows = [{"event": event.slug, "seq": a.seq, "name": a.display_name or "",
+             "region": a.region or "", "status": a.status,
+             "checked_in_at": _iso(a.checked_in_at) or ""}
+            for a in await store.attendees(session, event.id,
+                                           statuses=(GOING, WAITLISTED, MAYBE, NOT_GOING),
+                                           limit=1_000_000)]
+    await supporters.audit(session, actor=actor, action="event.exported",
+                           target=f"event:{event.id}", now=clock.now(),
+                           details={"count": len(rows)})
+    return rows

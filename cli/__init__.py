@@ -133,6 +133,7 @@ def _register() -> None:
         broadcasts,
         campaigns,
         db,
+        events,
         organisers,
         petitions,
         polls,
@@ -141,8 +142,8 @@ def _register() -> None:
         x,
     )
 
-    for module in (db, supporters, campaigns, petitions, polls, organisers, broadcasts, x,
-                   serve, api):
+    for module in (db, supporters, campaigns, petitions, polls, events, organisers, broadcasts,
+                   x, serve, api):
         for command in module.COMMANDS:
             cli.add_command(command)
 
