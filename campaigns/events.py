@@ -911,3 +911,9 @@ async def export_attendance(
                            target=f"event:{event.id}", now=clock.now(),
                            details={"count": len(rows)})
     return rows
+
+
+async def public_event(session: AsyncSession, slug: str) -> Event | None:
+    """The event as the public may see it: published (open or cancelled), else None."""
+    event = await _find(session, slug)
+    return event if event is not None and event.status != "draft" else None

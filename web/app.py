@@ -22,7 +22,7 @@ from bots.telegram.webhook import Runtimes, webhook_asgi
 from campaigns.clock import Clock, SystemClock
 from campaigns.settings import Settings
 from storage.db import Database
-from web import api, health, public, sandbox
+from web import api, health, public, public_events, sandbox
 from web.dashboard import dashboard_router
 
 WEB_DIR = Path(__file__).parent
@@ -71,6 +71,7 @@ def create_app(
     app.include_router(sandbox.router)
     app.include_router(dashboard_router())
     app.include_router(public.router)
+    app.include_router(public_events.router)
     # The HTTP API (/api/v1), its JSON error answers and /metrics: in every web process.
     api.install(app)
     # Added last, so outermost: a webhook call skips the middleware written for browsers.

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.dashboard import broadcasts, login, overview, petitions, polls, supporters
+from web.dashboard import broadcasts, events, login, overview, petitions, polls, supporters
 
-FEATURES = (overview, login, petitions, polls, broadcasts, supporters)
+FEATURES = (overview, login, petitions, polls, events, broadcasts, supporters)
 
 
 def dashboard_router() -> APIRouter:
