@@ -38,7 +38,7 @@ from storage import supporters
 from storage.db import Database
 from storage.events import FULL, GOING, MAYBE, NOT_GOING, WAITLISTED, RsvpItem
 from storage.models import Supporter
-from storage.models.events import Event
+from storage.models.events import Event, EventRsvp
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 # Callback data: "ev:<g|m|n>:<slug>" (RSVP), "evp:<slug>" (the pass).
@@ -68,7 +68,10 @@ def _time(value: str | datetime | None, field: str) -> datetime | None:
     at = parse_local(value, field=field) if isinstance(value, str) else value
     if at.tzinfo is None:
         raise RuleError(_("{field}: a time needs a zone (e.g. +09:00)."), field=field)
-    return at.astimezone(UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset: no such instant
+        raise RuleError(_("That time is in the past."), field=field) from None
 
 
 def parse_reminders(value: str | Sequence[int] | None) -> list[int]:
@@ -917,3 +920,48 @@ async def public_event(session: AsyncSession, slug: str) -> Event | None:
     """The event as the public may see it: published (open or cancelled), else None."""
     event = await _find(session, slug)
     return event if event is not None and event.status != "draft" else None
+
+
+# --- the HTTP API: an RSVP for a known person (e.g. a phone call typed in) --------------------
+
+@dataclass(frozen=True)
+class Recorded:
+    rsvp: EventRsvp
+    changed: bool
+
+
+async def record_rsvp(
+    session: AsyncSession, *, event_id: int, person_id: int, status: str, clock: Clock,
+    actor: str,
+) -> Recorded:
+    """RSVP for an existing, active person through the same seat rules as the bot: a full
+    room without a waitlist refuses; a full room with one puts them on it."""
+    event = await store.event_by_id(session, event_id)
+    if event is None:
+        raise NotFound(_("no event {id}"), id=event_id)
+    person = await session.get(Supporter, person_id)
+    if person is None:
+        raise NotFound(_("no person {id}"), id=person_id)
+    if person.status != "active":
+        raise Conflict(_("this person stopped; they cannot RSVP until they sign up again"))
+    if status not in (GOING, MAYBE, NOT_GOING):
+        raise RuleError(_("An answer is going, maybe or not_going."))
+    now = clock.now()
+    if not rsvp_open(event, now):
+        raise Conflict(_("This event takes no RSVPs now (it is {status})."),
+                       status=event.status)
+    if event.members_only and person.tier != "member" and status != NOT_GOING:
+        raise Conflict(_("This event is for members only."))
+    outcome = await store.apply_rsvps(
+        session, event.id, [RsvpItem(person.id, status, person.region)], now)
+    change = outcome.changes[0]
+    if change.after == FULL:
+        raise Conflict(_("This event is full."))
+    await supporters.audit(session, actor=actor, action="event.rsvp",
+                           target=f"event:{event.id}", now=now,
+                           details={"supporter_id": person.id, "status": change.after})
+    await _emit_rsvps(session, event, [(person.id, change.after)] if change.changed else [],
+                      outcome.promoted, now)
+    row = await store.rsvp_of(session, event.id, person.id)
+    assert row is not None  # just written under the event's lock
+    return Recorded(row, change.changed)

@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, literal, not_, null, select, update
+from sqlalchemy import (
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -609,3 +621,18 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
                     checked_in_at=day(checked) if checked else None)
             .execution_options(synchronize_session=False))
     await session.execute(delete(EventNotice).where(EventNotice.supporter_id == supporter_id))
+
+
+# --- the HTTP API's pages ---------------------------------------------------------------------
+
+def events_query(campaign_id: int | None = None) -> Select[Any]:
+    stmt = select(Event).order_by(Event.id)
+    return stmt.where(Event.campaign_id == campaign_id) if campaign_id else stmt
+
+
+def attendances_query(event_id: int) -> Select[Any]:
+    return select(EventRsvp).where(EventRsvp.event_id == event_id).order_by(EventRsvp.id)
+
+
+async def rsvp_by_id(session: AsyncSession, rsvp_id: int) -> EventRsvp | None:
+    return await session.get(EventRsvp, rsvp_id)

@@ -18,8 +18,7 @@ from campaigns.organisers import MANAGE, allows
 from campaigns.times import DISPLAY_TZ
 from storage import dashboard as queries
 from web import auth
-from web.pages import RULE_ERRORS, back, database, error_text, language, live, page, \
-    table_download
+from web.pages import RULE_ERRORS, back, database, error_text, language, live, page, table_download
 
 router = APIRouter(include_in_schema=False)
 PAGE = 100

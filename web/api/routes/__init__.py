@@ -12,10 +12,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from web.api.routes import broadcasts, campaigns, people, petitions, polls, signatures
+from web.api.routes import (
+    broadcasts,
+    campaigns,
+    events,
+    people,
+    petitions,
+    polls,
+    signatures,
+)
 from web.api.routes.common import PREFIX, Read, href
 
-RESOURCES = (people, campaigns, petitions, signatures, polls, broadcasts)
+RESOURCES = (people, campaigns, petitions, signatures, polls, events, broadcasts)
 
 
 async def entry(request: Request, token: Read) -> dict[str, Any]:
@@ -28,6 +36,7 @@ async def entry(request: Request, token: Read) -> dict[str, Any]:
             "osdi:people": href(request, "/people"),
             "osdi:petitions": href(request, "/petitions"),
             "osdi:questions": href(request, "/polls"),
+            "osdi:events": href(request, "/events"),
             "nalgae:campaigns": href(request, "/campaigns"),
             "nalgae:broadcasts": href(request, "/broadcasts"),
             "docs": {"href": str(request.base_url).rstrip("/") + "/api/openapi.json"},
