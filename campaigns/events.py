@@ -195,7 +195,8 @@ async def create_event(
         raise Conflict(_("There is already an event “{slug}”."), slug=slug)
     event = await store.insert_event(
         session, campaign_id=campaign.id, slug=slug, title_ko=title_ko.strip(),
-        title_en=(title_en or "").strip() or None, body_ko=body_ko, body_en=body_en,
+        title_en=(title_en or "").strip() or None, body_ko=(body_ko or "").strip() or None,
+        body_en=(body_en or "").strip() or None,
         place=place.strip(), address=(address or "").strip() or None, lat=lat, lon=lon,
         starts_at=starts, ends_at=ends, rsvp_closes_at=closes, capacity=_capacity(capacity),
         waitlist=waitlist, region=_region(region), members_only=members_only,
@@ -324,6 +325,7 @@ async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
     return {
         "id": event.id, "slug": event.slug, "campaign": campaign.slug if campaign else None,
         "title_ko": event.title_ko, "title_en": event.title_en, "status": event.status,
+        "body_ko": event.body_ko, "body_en": event.body_en,
         "place": event.place, "address": event.address, "lat": event.lat, "lon": event.lon,
         "starts_at": _iso(event.starts_at), "ends_at": _iso(event.ends_at),
         "rsvp_closes_at": _iso(event.rsvp_closes_at), "region": event.region,

@@ -4,18 +4,34 @@ audit), and the outbound webhooks event.rsvp / event.checkin, on both stores."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
+import httpx
+import pytest
 from sqlalchemy import select
 
 from campaigns import events, webhooks
+from campaigns.clock import FixedClock
+from campaigns.settings import Settings
 from storage import events as store
 from storage.db import Database
 from storage.models import AuditLog, Supporter, WebhookDelivery
 from tests.event_helpers import answer, make_event
 from tests.helpers import make_bot
 from tests.petition_helpers import make_supporters
-from tests.test_api import NOW, Api, api, error_code  # noqa: F401  (fixture)
+from tests.test_api import NOW, Api, bearer, error_code, make_token
 from tests.test_api_webhooks import SECRET
+from web.app import create_app
+
+
+@pytest.fixture
+async def api(db: Database) -> AsyncIterator[Api]:
+    clock = FixedClock(NOW)
+    _rid, read = await make_token(db, "read", clock)
+    wid, write = await make_token(db, "write", clock)
+    transport = httpx.ASGITransport(app=create_app(Settings(), db, clock=clock))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield Api(client, db, clock, bearer(read), bearer(write), wid)
 
 
 async def test_events_and_attendances_list_read_create(api: Api) -> None:
@@ -68,8 +84,6 @@ async def test_events_and_attendances_list_read_create(api: Api) -> None:
 
 
 async def test_rsvps_and_check_ins_are_sent_to_webhook_subscribers(db: Database) -> None:
-    from campaigns.clock import FixedClock
-
     clock = FixedClock(NOW)
     bot_id = await make_bot(db, NOW)
     event = await make_event(db, clock, capacity=1)

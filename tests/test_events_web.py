@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 
 from campaigns import events
 from campaigns.clock import FixedClock
+from campaigns.settings import Settings
 from storage import events as store
 from storage.db import Database
 from storage.models import AuditLog, Supporter
@@ -24,7 +27,19 @@ from tests.dashboard_helpers import (
 )
 from tests.helpers import make_bot
 from tests.petition_helpers import make_supporters
-from tests.test_dashboard import NOW, app, client, clock  # noqa: F401  (fixtures)
+from tests.test_dashboard import NOW, SECRET, client_for
+from web.app import create_app
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+async def client(db: Database, clock: FixedClock) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(create_app(Settings(secret_key=SECRET), db, clock=clock)) as c:
+        yield c
 
 
 async def _audit(db: Database) -> set[str]:

@@ -86,12 +86,7 @@ async def event_create(request: Request) -> Response:
         async with database(request).session() as s:
             e = await events.create_event(
                 s, campaign_slug=_text(form, "campaign"), slug=_text(form, "slug"),
-                clock=clock, actor=me.actor,
-                **{k: (v if v != "" else None) for k, v in fields.items()
-                   if k not in ("title_ko", "place", "starts_at", "ends_at", "reminders")},
-                title_ko=fields["title_ko"], place=fields["place"],
-                starts_at=fields["starts_at"], ends_at=fields["ends_at"],
-                reminders=fields["reminders"])
+                clock=clock, actor=me.actor, **fields)
             if form.get("open_now"):
                 await events.open_event(s, e.slug, actor=me.actor, clock=clock)
     except RULE_ERRORS as exc:
