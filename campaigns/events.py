@@ -467,7 +467,7 @@ async def _emit_rsvps(
 
 async def _answer(
     session: AsyncSession, event: Event, lang: str, change: store.RsvpChange,
-    outcome: store.RsvpOutcome,
+    outcome: store.RsvpOutcome, positions: dict[int, int] | None = None,
 ) -> Reply:
     name = title(event, lang)
     after, again = change.after, not change.changed
@@ -482,7 +482,8 @@ async def _answer(
             text += "\n" + t(lang, "Seats left: {left}", left=f"{left:,}")
         return Reply(text, buttons=pass_button, toast=t(lang, "✅ Going"))
     if after == WAITLISTED:
-        position = await store.waitlist_position(session, event.id, change.seq or 0)
+        position = (positions or {}).get(change.seq or 0) or \
+            await store.waitlist_position(session, event.id, change.seq or 0)
         return Reply(t(lang, "“{title}” is full. You are number {position} on the waitlist; "
                              "we will tell you at once if a seat frees up.",
                        title=name, position=position), toast=t(lang, "On the waitlist"))
@@ -877,8 +878,11 @@ async def rsvp_batch(
             [RsvpItem(k.id, requests[i].answer, k.region) for i, k in todo], now)
         await _emit_rsvps(session, event, [(c.supporter_id, c.after) for c in outcome.changes
                                            if c.changed], outcome.promoted, now)
+        positions = await store.waitlist_positions(
+            session, event_id, [c.seq for c in outcome.changes
+                                if c.after == WAITLISTED and c.seq is not None])
         for (i, k), change in zip(todo, outcome.changes, strict=True):
-            out[i] = [await _answer(session, event, k.language, change, outcome)]
+            out[i] = [await _answer(session, event, k.language, change, outcome, positions)]
     return out
 
 
