@@ -189,6 +189,9 @@ async def apply_rsvps(
         session, event_id, list({i.supporter_id for i in items}))
     changes: list[RsvpChange] = []
     promoted: list[tuple[int, int]] = []
+    # New rows are written together at the end (one multi-row INSERT, not a round trip
+    # each while the event's lock is held), and before a promotion reads the waitlist.
+    fresh: dict[int, dict[str, Any]] = {}
     for item in items:
         arrival = seq
         seq += 1
@@ -217,25 +220,35 @@ async def apply_rsvps(
         if before == GOING:
             going -= 1
             values["code_hash"] = None  # a pass works only while its holder is going
-        if row is None:
-            result = await session.execute(
-                insert(EventRsvp).values(event_id=event_id, supporter_id=item.supporter_id,
-                                         region=item.region, created_at=now, **values)
-                .returning(EventRsvp.id))
-            current[item.supporter_id] = (int(result.scalar_one()), after, arrival)
+        if item.supporter_id in fresh:
+            fresh[item.supporter_id].update(values)  # a second answer in this batch
+        elif row is None:
+            fresh[item.supporter_id] = {
+                "event_id": event_id, "supporter_id": item.supporter_id,
+                "region": item.region, "created_at": now, "code_hash": None, **values}
         else:
-            await session.execute(update(EventRsvp).where(EventRsvp.id == row[0]).values(**values)
-                                  .execution_options(synchronize_session=False))
-            current[item.supporter_id] = (row[0], after, arrival)
+            await session.execute(
+                update(EventRsvp).where(EventRsvp.event_id == event_id,
+                                        EventRsvp.supporter_id == item.supporter_id)
+                .values(**values).execution_options(synchronize_session=False))
+        current[item.supporter_id] = (row[0] if row else 0, after, arrival)
         changes.append(RsvpChange(item.supporter_id, before, after, True, arrival))
         if before == GOING and capacity is not None and going < capacity:
+            await _insert_fresh(session, fresh)  # the waitlist is read from the table
             moved = await promote(session, event_id, capacity - going, now)
             going += len(moved)
             promoted.extend(moved)
             for sid, s in moved:
                 if sid in current:
                     current[sid] = (current[sid][0], GOING, s)
+    await _insert_fresh(session, fresh)
     return RsvpOutcome(changes, promoted, going, capacity)
+
+
+async def _insert_fresh(session: AsyncSession, fresh: dict[int, dict[str, Any]]) -> None:
+    if fresh:
+        await session.execute(insert(EventRsvp), list(fresh.values()))
+        fresh.clear()
 
 
 async def promote(
