@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run test lint bench-intake bench-fanout clean
+.PHONY: install install-dev run test lint bench-intake bench-rsvp bench-fanout clean
 
 # `make install`: the virtualenv and the project with what it needs to run.
 install: $(STAMP)
@@ -45,6 +45,10 @@ bench-fanout: install-dev
 # /sign updates through the webhook as Telegram posts them (PostgreSQL + Redis); one JSON line.
 bench-intake: install-dev
 	$(BIN)/python bench/intake.py --n $(or $(N),20000)
+
+# 참석 pressed through the webhook for an event of 2,000 seats (PostgreSQL + Redis); one JSON line.
+bench-rsvp: install-dev
+	$(BIN)/python bench/rsvp.py --n $(or $(N),20000)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
