@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run test lint bench-intake bench-fanout bench-survey bench-scale clean
+.PHONY: install install-dev run test lint bench-intake bench-rsvp bench-fanout bench-survey bench-scale clean
 
 # `make install`: the virtualenv and the project with what it needs to run.
 install: $(STAMP)
@@ -45,6 +45,10 @@ bench-fanout: install-dev
 # /sign updates through the webhook as Telegram posts them (PostgreSQL + Redis); one JSON line.
 bench-intake: install-dev
 	$(BIN)/python bench/intake.py --n $(or $(N),20000)
+
+# 참석 pressed through the webhook for an event of 2,000 seats (PostgreSQL + Redis); one JSON line.
+bench-rsvp: install-dev
+	$(BIN)/python bench/rsvp.py --n $(or $(N),20000)
 
 # N supporters each complete a 7-question survey through the webhook (PostgreSQL + Redis);
 # one JSON line: answers_per_s, p50_ms, p99_ms, lost, duplicated, results_ms, naive.

@@ -38,7 +38,7 @@ from storage import supporters
 from storage.db import Database
 from storage.events import FULL, GOING, MAYBE, NOT_GOING, WAITLISTED, RsvpItem
 from storage.models import Supporter
-from storage.models.events import Event
+from storage.models.events import Event, EventRsvp
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 # Callback data: "ev:<g|m|n>:<slug>" (RSVP), "evp:<slug>" (the pass).
@@ -68,7 +68,10 @@ def _time(value: str | datetime | None, field: str) -> datetime | None:
     at = parse_local(value, field=field) if isinstance(value, str) else value
     if at.tzinfo is None:
         raise RuleError(_("{field}: a time needs a zone (e.g. +09:00)."), field=field)
-    return at.astimezone(UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset: no such instant
+        raise RuleError(_("That time is in the past."), field=field) from None
 
 
 def parse_reminders(value: str | Sequence[int] | None) -> list[int]:
@@ -192,7 +195,8 @@ async def create_event(
         raise Conflict(_("There is already an event “{slug}”."), slug=slug)
     event = await store.insert_event(
         session, campaign_id=campaign.id, slug=slug, title_ko=title_ko.strip(),
-        title_en=(title_en or "").strip() or None, body_ko=body_ko, body_en=body_en,
+        title_en=(title_en or "").strip() or None, body_ko=(body_ko or "").strip() or None,
+        body_en=(body_en or "").strip() or None,
         place=place.strip(), address=(address or "").strip() or None, lat=lat, lon=lon,
         starts_at=starts, ends_at=ends, rsvp_closes_at=closes, capacity=_capacity(capacity),
         waitlist=waitlist, region=_region(region), members_only=members_only,
@@ -321,6 +325,7 @@ async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
     return {
         "id": event.id, "slug": event.slug, "campaign": campaign.slug if campaign else None,
         "title_ko": event.title_ko, "title_en": event.title_en, "status": event.status,
+        "body_ko": event.body_ko, "body_en": event.body_en,
         "place": event.place, "address": event.address, "lat": event.lat, "lon": event.lon,
         "starts_at": _iso(event.starts_at), "ends_at": _iso(event.ends_at),
         "rsvp_closes_at": _iso(event.rsvp_closes_at), "region": event.region,
@@ -462,7 +467,7 @@ async def _emit_rsvps(
 
 async def _answer(
     session: AsyncSession, event: Event, lang: str, change: store.RsvpChange,
-    outcome: store.RsvpOutcome,
+    outcome: store.RsvpOutcome, positions: dict[int, int] | None = None,
 ) -> Reply:
     name = title(event, lang)
     after, again = change.after, not change.changed
@@ -477,7 +482,8 @@ async def _answer(
             text += "\n" + t(lang, "Seats left: {left}", left=f"{left:,}")
         return Reply(text, buttons=pass_button, toast=t(lang, "✅ Going"))
     if after == WAITLISTED:
-        position = await store.waitlist_position(session, event.id, change.seq or 0)
+        position = (positions or {}).get(change.seq or 0) or \
+            await store.waitlist_position(session, event.id, change.seq or 0)
         return Reply(t(lang, "“{title}” is full. You are number {position} on the waitlist; "
                              "we will tell you at once if a seat frees up.",
                        title=name, position=position), toast=t(lang, "On the waitlist"))
@@ -872,6 +878,96 @@ async def rsvp_batch(
             [RsvpItem(k.id, requests[i].answer, k.region) for i, k in todo], now)
         await _emit_rsvps(session, event, [(c.supporter_id, c.after) for c in outcome.changes
                                            if c.changed], outcome.promoted, now)
+        positions = await store.waitlist_positions(
+            session, event_id, [c.seq for c in outcome.changes
+                                if c.after == WAITLISTED and c.seq is not None])
         for (i, k), change in zip(todo, outcome.changes, strict=True):
-            out[i] = [await _answer(session, event, k.language, change, outcome)]
+            out[i] = [await _answer(session, event, k.language, change, outcome, positions)]
     return out
+
+
+# --- lists and exports (CLI, dashboard, API) ---------------------------------------------------
+
+async def list_events(
+    session: AsyncSession, *, campaign_slug: str | None = None, status: str | None = None,
+) -> list[Event]:
+    """Events soonest first, of one campaign when given."""
+    campaign_id = None
+    if campaign_slug:
+        campaign = await petition_store.campaign_by_slug(session, campaign_slug.strip().lower())
+        if campaign is None:
+            raise NotFound(_("There is no campaign “{slug}”."), slug=campaign_slug)
+        campaign_id = campaign.id
+    return await store.events(session, status=status, campaign_id=campaign_id)
+
+
+ATTENDANCE_COLUMNS = ["event", "seq", "name", "region", "status", "checked_in_at"]
+
+
+async def export_attendance(
+    session: AsyncSession, slug: str, *, actor: str, clock: Clock,
+) -> list[dict[str, Any]]:
+    """Everyone who answered (erased people left out), as rows of ATTENDANCE_COLUMNS; the
+    export itself is audited, as every export of personal data is."""
+    event = await _get(session, slug)
+    rows = [{"event": event.slug, "seq": a.seq, "name": a.display_name or "",
+             "region": a.region or "", "status": a.status,
+             "checked_in_at": _iso(a.checked_in_at) or ""}
+            for a in await store.attendees(session, event.id,
+                                           statuses=(GOING, WAITLISTED, MAYBE, NOT_GOING),
+                                           limit=1_000_000)]
+    await supporters.audit(session, actor=actor, action="event.exported",
+                           target=f"event:{event.id}", now=clock.now(),
+                           details={"count": len(rows)})
+    return rows
+
+
+async def public_event(session: AsyncSession, slug: str) -> Event | None:
+    """The event as the public may see it: published (open or cancelled), else None."""
+    event = await _find(session, slug)
+    return event if event is not None and event.status != "draft" else None
+
+
+# --- the HTTP API: an RSVP for a known person (e.g. a phone call typed in) --------------------
+
+@dataclass(frozen=True)
+class Recorded:
+    rsvp: EventRsvp
+    changed: bool
+
+
+async def record_rsvp(
+    session: AsyncSession, *, event_id: int, person_id: int, status: str, clock: Clock,
+    actor: str,
+) -> Recorded:
+    """RSVP for an existing, active person through the same seat rules as the bot: a full
+    room without a waitlist refuses; a full room with one puts them on it."""
+    event = await store.event_by_id(session, event_id)
+    if event is None:
+        raise NotFound(_("no event {id}"), id=event_id)
+    person = await session.get(Supporter, person_id)
+    if person is None:
+        raise NotFound(_("no person {id}"), id=person_id)
+    if person.status != "active":
+        raise Conflict(_("this person stopped; they cannot RSVP until they sign up again"))
+    if status not in (GOING, MAYBE, NOT_GOING):
+        raise RuleError(_("An answer is going, maybe or not_going."))
+    now = clock.now()
+    if not rsvp_open(event, now):
+        raise Conflict(_("This event takes no RSVPs now (it is {status})."),
+                       status=event.status)
+    if event.members_only and person.tier != "member" and status != NOT_GOING:
+        raise Conflict(_("This event is for members only."))
+    outcome = await store.apply_rsvps(
+        session, event.id, [RsvpItem(person.id, status, person.region)], now)
+    change = outcome.changes[0]
+    if change.after == FULL:
+        raise Conflict(_("This event is full."))
+    await supporters.audit(session, actor=actor, action="event.rsvp",
+                           target=f"event:{event.id}", now=now,
+                           details={"supporter_id": person.id, "status": change.after})
+    await _emit_rsvps(session, event, [(person.id, change.after)] if change.changed else [],
+                      outcome.promoted, now)
+    row = await store.rsvp_of(session, event.id, person.id)
+    assert row is not None  # just written under the event's lock
+    return Recorded(row, change.changed)

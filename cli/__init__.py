@@ -133,6 +133,7 @@ def _register() -> None:
         broadcasts,
         campaigns,
         db,
+        events,
         ideas,
         organisers,
         petitions,
@@ -143,8 +144,8 @@ def _register() -> None:
         x,
     )
 
-    for module in (db, supporters, campaigns, petitions, polls, surveys, ideas, organisers,
-                   broadcasts, x, serve, api):
+    for module in (db, supporters, campaigns, petitions, polls, events, surveys, ideas,
+                   organisers, broadcasts, x, serve, api):
         for command in module.COMMANDS:
             cli.add_command(command)
 

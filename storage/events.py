@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, literal, not_, select, update
+from sqlalchemy import (
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -146,22 +158,40 @@ async def count_status(session: AsyncSession, event_id: int, status: str) -> int
     )).scalar_one())
 
 
+async def _going_and_current(
+    session: AsyncSession, event_id: int, ids: list[int],
+) -> tuple[int, dict[int, tuple[int, str, int]]]:
+    """People going and the current rows of `ids`, in ONE round trip: this runs while the
+    event's lock is held, so every round trip saved is time no other RSVP waits."""
+    count_row = select(literal(-1).label("id"), null().label("supporter_id"),
+                       literal(GOING).label("status"), func.count().label("seq")) \
+        .select_from(EventRsvp) \
+        .where(EventRsvp.event_id == event_id, EventRsvp.status == GOING)
+    rows = select(EventRsvp.id, EventRsvp.supporter_id, EventRsvp.status, EventRsvp.seq) \
+        .where(EventRsvp.event_id == event_id, EventRsvp.supporter_id.in_(ids))
+    going = 0
+    current: dict[int, tuple[int, str, int]] = {}
+    for rid, sid, status, s in (await session.execute(count_row.union_all(rows))).all():
+        if int(rid) == -1:
+            going = int(s)
+        else:
+            current[int(sid or 0)] = (int(rid), str(status), int(s))
+    return going, current
+
+
 async def apply_rsvps(
     session: AsyncSession, event_id: int, items: Sequence[RsvpItem], now: datetime,
 ) -> RsvpOutcome:
     """Record RSVPs in the order given, under the event's lock; free seats go to the
     waitlist first (it arrived earlier), in arrival order, in this transaction."""
     seq, capacity, waitlist = await _lock(session, event_id, max(len(items), 1))
-    going = await count_status(session, event_id, GOING)
-    ids = list({i.supporter_id for i in items})
-    current: dict[int, tuple[int, str, int]] = {
-        int(sid or 0): (int(rid), str(status), int(s)) for rid, sid, status, s in (
-            await session.execute(
-                select(EventRsvp.id, EventRsvp.supporter_id, EventRsvp.status, EventRsvp.seq)
-                .where(EventRsvp.event_id == event_id, EventRsvp.supporter_id.in_(ids)))
-        ).all()}
+    going, current = await _going_and_current(
+        session, event_id, list({i.supporter_id for i in items}))
     changes: list[RsvpChange] = []
     promoted: list[tuple[int, int]] = []
+    # New rows are written together at the end (one multi-row INSERT, not a round trip
+    # each while the event's lock is held), and before a promotion reads the waitlist.
+    fresh: dict[int, dict[str, Any]] = {}
     for item in items:
         arrival = seq
         seq += 1
@@ -190,25 +220,35 @@ async def apply_rsvps(
         if before == GOING:
             going -= 1
             values["code_hash"] = None  # a pass works only while its holder is going
-        if row is None:
-            result = await session.execute(
-                insert(EventRsvp).values(event_id=event_id, supporter_id=item.supporter_id,
-                                         region=item.region, created_at=now, **values)
-                .returning(EventRsvp.id))
-            current[item.supporter_id] = (int(result.scalar_one()), after, arrival)
+        if item.supporter_id in fresh:
+            fresh[item.supporter_id].update(values)  # a second answer in this batch
+        elif row is None:
+            fresh[item.supporter_id] = {
+                "event_id": event_id, "supporter_id": item.supporter_id,
+                "region": item.region, "created_at": now, "code_hash": None, **values}
         else:
-            await session.execute(update(EventRsvp).where(EventRsvp.id == row[0]).values(**values)
-                                  .execution_options(synchronize_session=False))
-            current[item.supporter_id] = (row[0], after, arrival)
+            await session.execute(
+                update(EventRsvp).where(EventRsvp.event_id == event_id,
+                                        EventRsvp.supporter_id == item.supporter_id)
+                .values(**values).execution_options(synchronize_session=False))
+        current[item.supporter_id] = (row[0] if row else 0, after, arrival)
         changes.append(RsvpChange(item.supporter_id, before, after, True, arrival))
         if before == GOING and capacity is not None and going < capacity:
+            await _insert_fresh(session, fresh)  # the waitlist is read from the table
             moved = await promote(session, event_id, capacity - going, now)
             going += len(moved)
             promoted.extend(moved)
             for sid, s in moved:
                 if sid in current:
                     current[sid] = (current[sid][0], GOING, s)
+    await _insert_fresh(session, fresh)
     return RsvpOutcome(changes, promoted, going, capacity)
+
+
+async def _insert_fresh(session: AsyncSession, fresh: dict[int, dict[str, Any]]) -> None:
+    if fresh:
+        await session.execute(insert(EventRsvp), list(fresh.values()))
+        fresh.clear()
 
 
 async def promote(
@@ -278,6 +318,25 @@ async def waitlist_position(session: AsyncSession, event_id: int, seq: int) -> i
         .where(EventRsvp.event_id == event_id, EventRsvp.status == WAITLISTED,
                EventRsvp.seq <= seq)
     )).scalar_one())
+
+
+async def waitlist_positions(
+    session: AsyncSession, event_id: int, seqs: Sequence[int],
+) -> dict[int, int]:
+    """`waitlist_position` of many arrival numbers in two queries (a batch's answers are
+    written under the event's lock: one query each would hold it that much longer)."""
+    if not seqs:
+        return {}
+    low, high = min(seqs), max(seqs)
+    where = (EventRsvp.event_id == event_id, EventRsvp.status == WAITLISTED)
+    before = int((await session.execute(
+        select(func.count()).select_from(EventRsvp).where(*where, EventRsvp.seq < low)
+    )).scalar_one())
+    inside = [int(s) for s in (await session.execute(
+        select(EventRsvp.seq).where(*where, EventRsvp.seq.between(low, high))
+        .order_by(EventRsvp.seq))).scalars()]
+    rank = {seq: before + i + 1 for i, seq in enumerate(inside)}
+    return {seq: rank[seq] for seq in seqs if seq in rank}
 
 
 async def waitlist(session: AsyncSession, event_id: int) -> list[int]:
@@ -594,3 +653,18 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
                     checked_in_at=day(checked) if checked else None)
             .execution_options(synchronize_session=False))
     await session.execute(delete(EventNotice).where(EventNotice.supporter_id == supporter_id))
+
+
+# --- the HTTP API's pages ---------------------------------------------------------------------
+
+def events_query(campaign_id: int | None = None) -> Select[Any]:
+    stmt = select(Event).order_by(Event.id)
+    return stmt.where(Event.campaign_id == campaign_id) if campaign_id else stmt
+
+
+def attendances_query(event_id: int) -> Select[Any]:
+    return select(EventRsvp).where(EventRsvp.event_id == event_id).order_by(EventRsvp.id)
+
+
+async def rsvp_by_id(session: AsyncSession, rsvp_id: int) -> EventRsvp | None:
+    return await session.get(EventRsvp, rsvp_id)

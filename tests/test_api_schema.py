@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from campaigns import api as api_rules
-from campaigns.clock import SystemClock
+from campaigns.clock import FixedClock, SystemClock
 from campaigns.settings import Settings, database_url_for_driver
 from storage.db import Database
 from tests.conftest import run_sync
+from tests.event_helpers import make_event
 from tests.petition_helpers import make_supporters, setup_petition
 from web.app import create_app
 
@@ -40,6 +41,7 @@ async def _prepare(url: str) -> str:
         clock = SystemClock()
         bot_id, _petition = await setup_petition(db, clock)  # type: ignore[arg-type]
         await make_supporters(db, bot_id, datetime.now(UTC), 3)
+        await make_event(db, FixedClock(datetime.now(UTC)), capacity=2)  # events, attendances
         async with db.session() as s:
             new = await api_rules.create_token(s, name="schemathesis", scope="write",
                                                clock=clock, actor="cli")

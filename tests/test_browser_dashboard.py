@@ -458,7 +458,60 @@ def test_a_survey_built_in_the_dashboard_charts_a_supporters_answer(
     wait_for_bot_message(stack, who, "답을 확인해 주세요", cursor)
     httpx.post(f"{stack.sandbox}/sandbox/users/{who}/press",
                json={"text": "✅ 답 보내기", "message_id": question["message_id"]})
-    page.wait_for_function(
-        f"document.querySelector(\"{no}\") && "
-        f"document.querySelector(\"{no}\").getAttribute('data-value') === '1'")
+    _expect(page.locator(no)).to_have_attribute("data-value", "1", timeout=30_000)
     assert page.locator("section.results").get_attribute("data-respondents") == "1"
+
+
+def test_create_an_event_watch_an_rsvp_arrive_and_check_the_supporter_in(
+    organiser_page: Any, stack: Stack
+) -> None:
+    slug = f"screening-{uuid.uuid4().hex[:6]}"
+    [guest] = supporters_in_sandbox(stack, 1, tag=slug, region="seoul")
+    page = organiser_page
+    page.goto("/events")
+    if not page.locator("#event-form").count():
+        page.fill("#campaign-form input[name=slug]", "cycle")
+        page.fill("#campaign-form input[name=title_ko]", "온오프 순환")
+        page.click("#campaign-form button[type=submit]")
+    form = "#event-form"
+    page.fill(f"{form} input[name=slug]", slug)
+    page.fill(f"{form} input[name=title_ko]", "다큐 상영회")
+    page.fill(f"{form} input[name=starts_at]", "2099-12-19T19:00")
+    page.fill(f"{form} input[name=ends_at]", "2099-12-19T21:00")
+    page.fill(f"{form} input[name=place]", "마포 문화센터")
+    page.fill(f"{form} input[name=capacity]", "30")
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_url(f"**/events/{slug}")
+    going = page.locator("#event-counts [data-field=going]")
+    assert going.inner_text() == "0"
+
+    # The supporter opens the card in Telegram and presses 참석.
+    _, cursor = bot_messages(stack, guest, wait=0)
+    user_says(stack, guest, f"/event {slug}")
+    card = wait_for_bot_message(stack, guest, "다큐 상영회", cursor)
+    httpx.post(f"{stack.sandbox}/sandbox/users/{guest}/press",
+               json={"message_id": card["message_id"], "data": f"ev:g:{slug}"})
+    # The count moves without a reload (SSE).
+    _expect(page.locator("#event-counts [data-field=going]")).to_have_text("1", timeout=30_000)
+
+    # The supporter asks for their pass; the organiser types its code at the door.
+    done = wait_for_bot_message(stack, guest, "참석 신청이 완료", cursor)
+    httpx.post(f"{stack.sandbox}/sandbox/users/{guest}/press",
+               json={"message_id": done["message_id"], "data": f"evp:{slug}"})
+    deadline, code = time.monotonic() + 10, None
+    while code is None and time.monotonic() < deadline:
+        messages, cursor = bot_messages(stack, guest, cursor)
+        for m in messages:
+            found = re.search(r"[0-9A-Z]{5}-[0-9A-Z]{5}", m["message"].get("caption") or "")
+            code = found.group(0) if found else code
+    assert code, "no check-in pass arrived"
+    page.click("#checkin-link")
+    page.wait_for_url(f"**/events/{slug}/checkin")
+    page.fill("#checkin-code", code.lower())
+    page.click("#checkin-form button[type=submit]")
+    assert "입장 확인되었습니다" in page.locator("#checkin-result").inner_text()
+    page.fill("#checkin-code", code)
+    page.click("#checkin-form button[type=submit]")
+    assert "사용된 코드" in page.locator("#checkin-result").inner_text()
+    page.goto(f"/events/{slug}")
+    assert page.locator("#event-counts [data-field=checked_in]").inner_text() == "1"

@@ -24,7 +24,7 @@ from bots.telegram.webhook import Runtimes, webhook_asgi
 from campaigns.clock import Clock, SystemClock
 from campaigns.settings import Settings
 from storage.db import Database
-from web import api, auth, health, public, sandbox
+from web import api, auth, health, public, public_events, sandbox
 from web.dashboard import dashboard_router
 from web.throttle import Throttle
 
@@ -77,6 +77,7 @@ def create_app(
     app.include_router(sandbox.router)
     app.include_router(dashboard_router())
     app.include_router(public.router)
+    app.include_router(public_events.router)
     # The HTTP API (/api/v1), its JSON error answers and /metrics: in every web process.
     api.install(app)
     # Only the configured host is served (a forged Host cannot poison what pages build).

@@ -1,12 +1,16 @@
-"""The fast lane: `/sign <slug>` in a private chat, answered without building PTB objects.
+"""The fast lane: `/sign <slug>` in a private chat, and the 참석 / 미정 / 불참 buttons of an
+event card (`ev:<g|m|n>:<slug>`), answered without building PTB objects.
 
-During a petition push nearly every update is the same command. For those, the
+During a petition push (or an event's announcement) nearly every update is the same
+command or button. For those, the
 webhook stores the update, records the signature and marks the update handled in
 ONE transaction shared by every update of the batch (group commit), then answers
 through ReplySender (the lean keep-alive client of bots/http.py). Anything else
 (other commands, buttons, a person not signed up yet, an unknown or closed petition)
 goes through python-telegram-bot's Application as usual; the rules and the texts are
-the same ones (campaigns.petitions.sign_batch).
+the same ones (campaigns.petitions.sign_batch, campaigns.events.rsvp_batch: one lock
+per event per batch). A button press is answered as the PTB path answers it: the
+callback's toast, then the message.
 
 The guarantees of the normal path hold: the update is stored before Telegram gets
 its acknowledgement, and a redelivered update is recognised by the inbox key.
@@ -28,9 +32,10 @@ import orjson
 from bots.channel import Outcome, SendResult
 from bots.http import HTTPClientError, KeepAlivePool, NotSent, RequestTimeout
 from bots.telegram.sender import bot_api_call, classify
-from campaigns import petitions
+from campaigns import events, petitions
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import Clock
+from campaigns.events import RsvpRequest
 from campaigns.people import Person
 from campaigns.petitions import SignRequest
 from campaigns.replies import Reply
@@ -73,6 +78,44 @@ def sign_request(data: dict[str, Any], bot_id: int, bot_username: str | None) ->
     return SignRequest(person, match.group("slug"))
 
 
+_RSVP = re.compile(r"^ev:(?P<code>[gmn]):(?P<slug>[a-z0-9-]{1,40})$")
+
+
+@dataclass(frozen=True)
+class RsvpPress:
+    """A 참석 / 미정 / 불참 press: the request, and the callback query to answer."""
+
+    request: RsvpRequest
+    query_id: str
+
+
+def rsvp_request(data: dict[str, Any], bot_id: int) -> RsvpPress | None:
+    """An event card's RSVP button pressed in a private chat, or None for anything else."""
+    query = data.get("callback_query")
+    if len(data) != 2 or not isinstance(query, dict):
+        return None
+    user, message, payload = query.get("from"), query.get("message"), query.get("data")
+    if not (isinstance(user, dict) and isinstance(message, dict) and isinstance(payload, str)):
+        return None
+    chat = message.get("chat")
+    if not isinstance(chat, dict) or chat.get("type") != "private" or user.get("is_bot"):
+        return None
+    match = _RSVP.match(payload)
+    if match is None or "id" not in user or not isinstance(query.get("id"), str):
+        return None
+    try:
+        chat_id = int(chat["id"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    person = Person(
+        bot_id=bot_id, channel="telegram", user_id=str(user["id"]), chat_id=chat_id,
+        first_name=user.get("first_name"), last_name=user.get("last_name"),
+        username=user.get("username"), language_code=user.get("language_code"),
+    )
+    answer = events.ANSWER_CODES[match.group("code")]
+    return RsvpPress(RsvpRequest(person, match.group("slug"), answer), str(query["id"]))
+
+
 @dataclass(frozen=True)
 class FastLaneVerdict:
     """What the fast lane did with one update: handled (with replies), duplicate (seen
@@ -83,7 +126,8 @@ class FastLaneVerdict:
 
 
 class FastLane(GroupCommit):
-    """Group commit of (update_id, payload, SignRequest): store, sign, mark handled."""
+    """Group commit of (update_id, payload, SignRequest | RsvpPress): store, sign or
+    RSVP, mark handled."""
 
     def __init__(self, db: Database, clock: Clock, bot_id: int,
                  limiter: RateLimiter | None) -> None:
@@ -96,9 +140,16 @@ class FastLane(GroupCommit):
             new = await inbox.insert_updates(
                 session, [(self.bot_id, u, payload, now) for u, payload, _ in items])
             todo = [i for i, is_new in enumerate(new) if is_new]
+            signs = [i for i in todo if isinstance(items[i][2], SignRequest)]
+            presses = [i for i in todo if isinstance(items[i][2], RsvpPress)]
             answers = await petitions.sign_batch(
-                session, [items[i][2] for i in todo], self.clock, limiter=self.limiter)
-            handled = {i: a for i, a in zip(todo, answers, strict=True) if a is not None}
+                session, [items[i][2] for i in signs], self.clock, limiter=self.limiter)
+            handled = {i: a for i, a in zip(signs, answers, strict=True) if a is not None}
+            if presses:
+                rsvps = await events.rsvp_batch(
+                    session, [items[i][2].request for i in presses], self.clock)
+                handled.update((i, a) for i, a in zip(presses, rsvps, strict=True)
+                               if a is not None)
             await inbox.mark_done(session, [(self.bot_id, items[i][0]) for i in handled], now)
         out = []
         for i, is_new in enumerate(new):
@@ -152,25 +203,31 @@ class ReplySender:
         # Waiting replies are plain tuples, sent by one worker per connection. (A task
         # per reply kept thousands of coroutines, futures and timers alive during a push,
         # and the garbage collector's full passes over them stalled the webhook.)
-        self._queue: asyncio.Queue[tuple[int, list[Reply], float]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, list[Reply], float, str | None]] = \
+            asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
         self._dropped = 0
         self._paced_until = 0.0  # time.monotonic(), like the limiter's clock
 
-    def send(self, chat_id: int, replies: list[Reply]) -> None:
+    def send(self, chat_id: int, replies: list[Reply], query_id: str | None = None) -> None:
+        """Queue `replies` to `chat_id`; with `query_id`, the pressed button's callback
+        is answered first (with the replies' toast), as the PTB path does."""
         if self._closed:
             log.warning("fast-lane reply dropped: the bot is shutting down")
             return
         if not self._workers:
             self._workers = [asyncio.create_task(self._work())
                              for _ in range(self._pool_size)]
-        self._queue.put_nowait((chat_id, replies, time.monotonic()))
+        self._queue.put_nowait((chat_id, replies, time.monotonic(), query_id))
 
     async def _work(self) -> None:
         while True:
-            chat_id, replies, born = await self._queue.get()
+            chat_id, replies, born, query_id = await self._queue.get()
             try:
+                if query_id is not None:
+                    await self._answer_query(query_id, next(
+                        (r.toast for r in replies if r.toast), None))
                 for reply in replies:
                     message = OutgoingMessage(reply.text,
                                               tuple(tuple(row) for row in reply.buttons))
@@ -191,8 +248,19 @@ class ReplySender:
             self._pool = KeepAlivePool(f"{parts.scheme}://{parts.netloc}",
                                        size=self._pool_size, timeout=self._timeout)
             self._heads = {m: self._pool.head(f"{parts.path}{self._token}/{m}")
-                           for m in ("sendMessage", "sendPoll")}
+                           for m in ("sendMessage", "sendPoll", "answerCallbackQuery")}
         return self._pool
+
+    async def _answer_query(self, query_id: str, toast: str | None) -> None:
+        """Stop the button's spinner (once: a query answered late is harmless to skip)."""
+        pool = self._client()
+        params: dict[str, Any] = {"callback_query_id": query_id}
+        if toast:
+            params["text"] = toast
+        try:
+            await pool.post(self._heads["answerCallbackQuery"], orjson.dumps(params))
+        except (NotSent, RequestTimeout, HTTPClientError):
+            log.info("callback answer failed; the button's spinner times out by itself")
 
     async def _call(self, chat_id: int, message: OutgoingMessage) -> tuple[SendResult, bool]:
         """The outcome, and whether sending again cannot duplicate the message."""

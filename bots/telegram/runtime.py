@@ -15,8 +15,9 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bots.telegram import petitions as petitions_handlers
 from bots.telegram.app import ALLOWED_UPDATES, build_application
-from bots.telegram.fastlane import FastLane, ReplySender, sign_request
+from bots.telegram.fastlane import FastLane, ReplySender, RsvpPress, rsvp_request, sign_request
 from campaigns.clock import Clock
+from campaigns.petitions import SignRequest
 from storage.batching import GroupCommit
 from storage.db import Database
 from storage.dedup import UpdateDedup
@@ -140,13 +141,18 @@ class TelegramRuntime:
             return False
         if not isinstance(data, dict):
             return False
-        request = None
+        request: SignRequest | RsvpPress | None = None
         if self._fast is not None:
-            request = sign_request(data, self.bot_id, self.app.bot.username)
+            request = (sign_request(data, self.bot_id, self.app.bot.username)
+                       or rsvp_request(data, self.bot_id))
         if request is not None and self._fast is not None and self._replies is not None:
             outcome = await self._fast.submit((update_id, body.decode(), request))
-            if outcome.kind == "handled" and request.person.chat_id is not None:
-                self._replies.send(request.person.chat_id, outcome.replies or [])
+            if isinstance(request, RsvpPress):
+                person, query_id = request.request.person, request.query_id
+            else:
+                person, query_id = request.person, None
+            if outcome.kind == "handled" and person.chat_id is not None:
+                self._replies.send(person.chat_id, outcome.replies or [], query_id)
             elif outcome.kind == "fallback":
                 await self._enqueue(data)
             return True

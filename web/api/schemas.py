@@ -110,3 +110,32 @@ class BroadcastIn(Body):
 class ScheduleIn(Body):
     send_at: datetime | None = None
     window_minutes: Minutes | None = None
+
+
+class EventIn(Body):
+    campaign: Annotated[Text, Field(max_length=64, description="The campaign's slug.")]
+    slug: Annotated[Text, Field(max_length=40)]
+    title_ko: Annotated[Text, Field(max_length=200)]
+    title_en: Annotated[Text | None, Field(max_length=200)] = None
+    body_ko: Annotated[Text | None, Field(max_length=20_000)] = None
+    body_en: Annotated[Text | None, Field(max_length=20_000)] = None
+    starts_at: datetime = Field(description="Without a zone: Korean time.")
+    ends_at: datetime
+    place: Annotated[Text, Field(max_length=200)]
+    address: Annotated[Text | None, Field(max_length=300)] = None
+    lat: Annotated[float | None, Field(ge=-90, le=90, allow_inf_nan=False)] = None
+    lon: Annotated[float | None, Field(ge=-180, le=180, allow_inf_nan=False)] = None
+    capacity: Annotated[int | None, Field(ge=1, le=10**7)] = None
+    waitlist: bool = True
+    rsvp_closes_at: datetime | None = None
+    region: Annotated[Text | None, Field(max_length=16)] = None
+    members_only: bool = False
+    reminders: Annotated[list[Annotated[int, Field(ge=1, le=7 * 24 * 60)]],
+                         Field(max_length=10,
+                               description="Minutes before the start.")] = [1440, 120]
+    open: bool = Field(False, description="Open it for RSVPs at once.")
+
+
+class AttendanceIn(Body):
+    person_id: Id
+    status: Literal["going", "maybe", "not_going"] = "going"

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 
 from web.dashboard import (
     broadcasts,
+    events,
     ideas,
     login,
     overview,
@@ -21,7 +22,7 @@ from web.dashboard import (
     surveys,
 )
 
-FEATURES = (overview, login, petitions, polls, surveys, ideas, broadcasts, supporters)
+FEATURES = (overview, login, petitions, polls, events, surveys, ideas, broadcasts, supporters)
 
 
 def dashboard_router() -> APIRouter:

@@ -53,7 +53,8 @@ async def petition_list(request: Request) -> Response:
 async def campaign_create(request: Request) -> Response:
     form = await request.form()
     me = await auth.require_change(request, form)
-    to = "/polls" if form.get("back") == "/polls" else "/petitions"  # never elsewhere
+    back_to = str(form.get("back") or "")
+    to = back_to if back_to in ("/polls", "/events") else "/petitions"  # never elsewhere
     try:
         async with database(request).session() as s:
             await petitions.create_campaign(

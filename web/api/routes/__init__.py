@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from web.api.routes import (
     broadcasts,
     campaigns,
+    events,
     ideas,
     people,
     petitions,
@@ -24,7 +25,8 @@ from web.api.routes import (
 )
 from web.api.routes.common import PREFIX, Read, href
 
-RESOURCES = (people, campaigns, petitions, signatures, polls, surveys, ideas, broadcasts)
+RESOURCES = (people, campaigns, petitions, signatures, polls, events, surveys, ideas,
+             broadcasts)
 
 
 async def entry(request: Request, token: Read) -> dict[str, Any]:
@@ -37,6 +39,7 @@ async def entry(request: Request, token: Read) -> dict[str, Any]:
             "osdi:people": href(request, "/people"),
             "osdi:petitions": href(request, "/petitions"),
             "osdi:questions": href(request, "/polls"),
+            "osdi:events": href(request, "/events"),
             "nalgae:campaigns": href(request, "/campaigns"),
             "nalgae:broadcasts": href(request, "/broadcasts"),
             "nalgae:surveys": href(request, "/surveys"),

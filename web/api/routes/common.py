@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy import Select
+from starlette.datastructures import URL
 
 from campaigns import api as rules
 from campaigns.clock import Clock
@@ -16,6 +17,7 @@ from storage.db import Database
 from storage.models import ApiToken
 from web.api import auth
 from web.api.schemas import MAX_ID
+from web.pages import absolute
 
 PREFIX = "/api/v1"
 Read = Annotated[ApiToken, Depends(auth.read)]
@@ -65,13 +67,13 @@ async def paged(
         if extra is not None:
             await extra(session, rows)
     total_pages = max(1, -(-total // per_page))
-    links: dict[str, Any] = {"self": {"href": str(request.url)}}
+    links: dict[str, Any] = {"self": {"href": _here(request, request.url)}}
     if page < total_pages and (keyset is None or rows):
         more = {"after": getattr(rows[-1], keyset.key)} if keyset is not None else {}
-        links["next"] = {"href": str(request.url.include_query_params(
+        links["next"] = {"href": _here(request, request.url.include_query_params(
             page=page + 1, per_page=per_page, **more))}
     if page > 1:
-        links["prev"] = {"href": str(request.url.include_query_params(
+        links["prev"] = {"href": _here(request, request.url.include_query_params(
             page=min(page - 1, total_pages), per_page=per_page))}
     return {
         "total_records": total,
@@ -89,3 +91,8 @@ async def get_row(request: Request, model: Any, row_id: int, what: str) -> Any:
     if row is None:
         raise rules.NotFound(f"no {what} {row_id}")
     return row
+
+
+def _here(request: Request, url: URL) -> str:
+    """A paging link on NALGAE_PUBLIC_URL: the path and query asked for, never the Host."""
+    return absolute(request, url.path + (f"?{url.query}" if url.query else ""))
