@@ -38,6 +38,7 @@ from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Reply
 from campaigns.ticks import TickContext
 from campaigns.times import local_display
+from campaigns.x.results import x_column
 from storage import petitions as petition_store
 from storage import polls as store
 from storage import supporters
@@ -800,8 +801,6 @@ async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
                 "hidden_until_close": True}
     out = results_json(poll, await results(session, poll), voters)
     # Native X polls: totals only (X never says who voted), a column beside these results.
-    from campaigns.x.posts import x_column
-
     x = await x_column(session, poll.id)
     if x is not None:
         out["channels"] = {"x": x}

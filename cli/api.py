@@ -10,7 +10,7 @@ import click
 from campaigns import api as api_rules
 from campaigns import webhooks as webhook_rules
 from campaigns.clock import SystemClock
-from cli import Ctx, Group, emit, pass_ctx, run_async
+from cli.common import Ctx, Group, emit, pass_ctx, run_async
 from storage import api as store
 from storage.db import Database
 

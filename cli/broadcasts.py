@@ -17,7 +17,7 @@ from campaigns import audience as audiences
 from campaigns import broadcasts as rules
 from campaigns.clock import SystemClock
 from campaigns.times import parse_optional
-from cli import Ctx, Group, emit, fail, pass_ctx, run_async
+from cli.common import Ctx, Group, emit, fail, pass_ctx, run_async
 from storage import bots as bot_store
 from storage.bots import ensure_default_bot
 from storage.db import Database

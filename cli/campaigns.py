@@ -9,7 +9,7 @@ import click
 from campaigns import petitions as rules
 from campaigns.clock import SystemClock
 from campaigns.times import parse_optional
-from cli import Ctx, Group, emit, pass_ctx, run_async
+from cli.common import Ctx, Group, emit, pass_ctx, run_async
 from storage.db import Database
 
 

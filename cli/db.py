@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from cli import Ctx, Group, emit, pass_ctx, run_async
+from cli.common import Ctx, Group, emit, pass_ctx, run_async
 from storage import migrate
 from storage.db import Database
 

@@ -15,7 +15,7 @@ import click
 from campaigns import events as rules
 from campaigns.clock import SystemClock
 from campaigns.text import quote_formula
-from cli import Ctx, Group, cli_language, emit, fail, pass_ctx, run_async
+from cli.common import Ctx, Group, cli_language, emit, fail, pass_ctx, run_async
 from storage.db import Database
 
 

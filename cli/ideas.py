@@ -14,7 +14,7 @@ from campaigns import ideas as rules
 from campaigns.clock import SystemClock
 from campaigns.replies import Outgoing
 from campaigns.text import quote_formula
-from cli import Ctx, Group, emit, pass_ctx, run_async
+from cli.common import Ctx, Group, emit, pass_ctx, run_async
 from storage.db import Database
 
 EXPORT_FIELDS = ("id", "title", "text", "status", "backs", "answer", "answer_text",

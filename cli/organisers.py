@@ -10,7 +10,7 @@ import click
 from campaigns import organisers as rules
 from campaigns import signin
 from campaigns.clock import SystemClock
-from cli import Ctx, Group, emit, pass_ctx, run_async
+from cli.common import Ctx, Group, emit, pass_ctx, run_async
 from storage import organisers as store
 from storage.db import Database
 

@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from cli import Command, Ctx, emit, pass_ctx
+from cli.common import Command, Ctx, emit, pass_ctx
 
 # runtime (uvicorn, the web app, PTB, the worker) is imported by these commands only:
 # measured, it adds ~1.1 s to every other command's start (0.4 s -> 1.5 s for `import cli`).

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from campaigns import importer
 from campaigns import members as member_rules
 from campaigns.clock import SystemClock
-from cli import Ctx, Group, emit, fail, pass_ctx, run_async
+from cli.common import Ctx, Group, emit, fail, pass_ctx, run_async
 from storage.bots import ensure_default_bot
 from storage.db import Database
 

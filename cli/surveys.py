@@ -12,7 +12,7 @@ import click
 from campaigns import surveys as rules
 from campaigns.clock import SystemClock
 from campaigns.text import quote_formula
-from cli import Ctx, Group, cli_language, emit, pass_ctx, run_async
+from cli.common import Ctx, Group, cli_language, emit, pass_ctx, run_async
 from storage import surveys as store
 from storage.db import Database
 

@@ -11,8 +11,8 @@ from campaigns.clock import SystemClock
 from campaigns.errors import RuleError
 from campaigns.times import parse_optional
 from campaigns.x.settings import XSettings
-from cli import Ctx, Group, emit, fail, pass_ctx, run_async
 from cli.broadcasts import status_line
+from cli.common import Ctx, Group, emit, fail, pass_ctx, run_async
 from storage.db import Database
 
 

@@ -243,36 +243,6 @@ async def budget_wait(db: Database, clock: Clock, *, bot_id: int, limits: XLimit
 
 # --- poll results -----------------------------------------------------------------------------
 
-async def x_column(db_or_session: Any, poll_id: int) -> dict[str, Any] | None:
-    """The X column of a campaign poll's results: totals per option, anonymous; None if none.
-
-    Accepts a Database or an open session.
-    """
-    if isinstance(db_or_session, Database):
-        async with db_or_session.session() as s:
-            rows = await store.polls_of(s, poll_id)
-    else:
-        rows = await store.polls_of(db_or_session, poll_id)
-    if not rows:
-        return None
-    n = max(len(r.options) for r in rows)
-    totals = [0] * n
-    closed = [r for r in rows if r.status == "closed" and r.counts is not None]
-    for r in closed:
-        for i, votes in enumerate(r.counts or []):
-            totals[i] += int(votes)
-    return {
-        "channel": "x",
-        "anonymous": True,
-        "posts": len(rows),
-        "closed": len(closed),
-        "voters": sum(totals),
-        "options": [{"index": i, "label": rows[0].options[i] if i < len(rows[0].options)
-                     else str(i), "count": c} for i, c in enumerate(totals)],
-        "tweets": [str(r.tweet_id) for r in rows],
-    }
-
-
 def poll_counts(readback: list[tuple[int, str, int]]) -> list[int]:
     """X's options (position, label, votes) as votes in option order (positions start at 1)."""
     return [int(votes) for _pos, _label, votes in sorted(readback)]

@@ -1,0 +1,94 @@
+"""What every `nalgae` command shares: the context, output, refusals, the group classes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from campaigns.errors import RuleError
+from campaigns.settings import Settings
+from campaigns.x.policy import PolicyViolation
+from storage.db import Database
+
+T = TypeVar("T")
+
+# What the rules refuse, shown as one line: the RuleError family, and the X policy's
+# audited refusals (PolicyViolation carries a rule and a target, not a message for people).
+REFUSALS: tuple[type[Exception], ...] = (RuleError, PolicyViolation)
+
+
+@dataclass
+class Ctx:
+    settings: Settings
+
+    def database(self) -> Database:
+        return Database(self.settings.driver_database_url)
+
+
+def run_async(fn: Callable[[Database], Awaitable[T]], ctx: Ctx) -> T:
+    """Run one coroutine against a fresh engine, disposing it afterwards."""
+
+    async def wrapper() -> T:
+        db = ctx.database()
+        try:
+            return await fn(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(wrapper())
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
+    """Print JSON for scripts, or a human line."""
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, default=str))
+    else:
+        click.echo(human(data) if human else json.dumps(data, ensure_ascii=False, indent=2,
+                                                        default=str))
+
+
+def fail(message: str, as_json: bool = False, code: int = 1) -> NoReturn:
+    """A clear error on stderr (JSON when asked) and a non-zero exit."""
+    if as_json:
+        click.echo(json.dumps({"error": message}, ensure_ascii=False), err=True)
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def cli_language() -> str:
+    """Organiser-facing errors in Korean when the terminal's locale is Korean."""
+    return "ko" if os.environ.get("LANG", "").lower().startswith("ko") else "en"
+
+
+def refusal_text(exc: Exception) -> str:
+    """A refusal in the terminal's language when it has one, else its English text."""
+    message = getattr(exc, "message", None)
+    return message(cli_language()) if callable(message) else str(exc)
+
+
+class Command(click.Command):
+    """A command whose refusals end it with one clear line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except REFUSALS as exc:
+            fail(refusal_text(exc), bool(ctx.params.get("as_json")))
+
+
+class Group(click.Group):
+    """The group class of every command group: its commands and subgroups refuse alike."""
+
+    command_class = Command
+    group_class = type  # subgroups are Groups too
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
