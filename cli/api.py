@@ -21,7 +21,8 @@ def api_token() -> None:
 
 @api_token.command("create")
 @click.option("--name", required=True, help="What the token is for (e.g. the script's name).")
-@click.option("--scope", type=click.Choice(["read", "write"]), required=True)
+@click.option("--scope", type=click.Choice(["read", "write", "identities"]), required=True,
+              help="identities: read, and poll answers name their person (audited).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def api_token_create(ctx: Ctx, name: str, scope: str, as_json: bool) -> None:
