@@ -13,13 +13,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.batching import GroupCommit
 from storage.db import Database
-from storage.models import InboxUpdate
+from storage.models import ChannelIdentity, InboxUpdate
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,25 @@ async def pending(
             .limit(limit)
         )
         return [(u, p) for u, p in rows.all() if p is not None]
+
+
+async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
+    """Updates from the person not yet handled (the /forget itself among them) lose their
+    payload: it holds their Telegram id and name. Runs before the identities are deleted."""
+    ids = (await session.execute(
+        select(ChannelIdentity.bot_id, ChannelIdentity.external_user_id)
+        .where(ChannelIdentity.supporter_id == supporter_id,
+               ChannelIdentity.channel == "telegram"))).all()
+    for bot_id, user_id in ids:
+        if not user_id.isdigit():
+            continue
+        # The raw body as Telegram sent it: `"id":123,` (spaces tolerated).
+        mentions = [InboxUpdate.payload.like(f'%"id":{sep}{user_id},%') for sep in ("", " ")]
+        await session.execute(
+            update(InboxUpdate)
+            .where(InboxUpdate.bot_id == bot_id, InboxUpdate.processed_at.is_(None),
+                   InboxUpdate.payload.is_not(None), or_(*mentions))
+            .values(payload=None))
 
 
 async def purge(db: Database, before: datetime) -> None:
