@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import petitions
+from campaigns import inputs, petitions
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
@@ -291,7 +291,8 @@ def _options_for(
         return [dict(o) for o in YES_NO_ABSTAIN]
     if kind == "scale":
         return [dict(o) for o in SCALE]
-    given = [(ko.strip(), (en or "").strip()) for ko, en in (options or [])]
+    given = [(inputs.title(ko, "option", inputs.TELEGRAM_TEXT),
+              inputs.title(en, "option", inputs.TELEGRAM_TEXT)) for ko, en in (options or [])]
     if not 2 <= len(given) <= MAX_OPTIONS:
         raise RuleError(_("a {kind} poll needs 2 to {max} options"), kind=kind, max=MAX_OPTIONS)
     out = []
@@ -319,7 +320,9 @@ async def create_poll(
     campaign = await petition_store.campaign_by_slug(session, campaign_slug.strip().lower())
     if campaign is None:
         raise RuleError(_("no campaign called {slug!r}"), slug=campaign_slug)
-    question_ko = question_ko.strip()
+    # The one input gate (campaigns.inputs): no NUL, no bidi overrides, then the length.
+    question_ko = inputs.title(question_ko, "question_ko", inputs.TELEGRAM_TEXT)
+    question_en = inputs.optional_title(question_en, "question_en", inputs.TELEGRAM_TEXT)
     if not question_ko or len(question_ko) > 300 or len(question_en or "") > 300:
         raise RuleError(_("a question is 1-300 characters (Telegram's limit for polls)"))
     if eligible_tier is not None and eligible_tier not in TIERS:
