@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-
 # aiosqlite logs every statement with its bound values at DEBUG: titles, names and search
 # terms would reach the log whenever someone turns DEBUG on. Its own level keeps them out.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
