@@ -1,8 +1,9 @@
 """Rules behind the HTTP API: tokens for scripts, and the writes that have no other home.
 
 A token is shown once when created and stored as its SHA-256 only. Scopes: "read"
-reads everything the API shows; "write" also creates and changes. Every write made
-with a token is audited as ``api_token:<id>``.
+reads everything the API shows except who answered what; "write" also creates and
+changes; "identities" reads, and poll answers then carry the person who gave them (each
+such read is audited). Every write made with a token is audited as ``api_token:<id>``.
 """
 
 from __future__ import annotations
@@ -97,7 +98,20 @@ async def authenticate(session: AsyncSession, bearer: str, clock: Clock) -> ApiT
 
 
 def allows(token: ApiToken, scope: str) -> bool:
-    return token.scope == "write" or scope == "read"
+    return token.scope == scope or scope == "read"
+
+
+def sees_identities(token: ApiToken) -> bool:
+    """Whether poll answers shown to this token may name their person."""
+    return token.scope == "identities"
+
+
+async def audit_identities(session: AsyncSession, token: ApiToken, *, poll_id: int,
+                           supporter_ids: list[int], clock: Clock) -> None:
+    """Who read which people's answers: an identities read is always on the record."""
+    await supporters.audit(session, actor=actor(token), action="poll.answers_identified",
+                           target=f"poll:{poll_id}", now=clock.now(),
+                           details={"supporters": supporter_ids})
 
 
 @dataclass(frozen=True)

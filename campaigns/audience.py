@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import inputs
 from campaigns.errors import RuleError
 from campaigns.i18n import LANGUAGES, _, t_plain
 from campaigns.regions import parse_region, region_name
@@ -71,6 +72,7 @@ def _slugs(key: str, raw: str) -> list[str]:
 def parse(text: str) -> dict[str, list[str]]:
     """Parse the text form into the stored JSON form; raises AudienceError."""
     audience: dict[str, list[str]] = {}
+    inputs.no_nul(text or "", "audience")
     for part in (p.strip() for p in (text or "").split(",")):
         if not part:
             continue

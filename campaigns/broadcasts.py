@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import audience as audiences
+from campaigns import inputs
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
 from campaigns.i18n import DEFAULT_LANGUAGE, LANGUAGES, _, t_plain
@@ -122,6 +123,7 @@ def compile_template(text: str, lang: str, *, plain: bool = False) -> Template:
     """Check a template (placeholders, braces, HTML, length); raises BroadcastError."""
     if not text or not text.strip():
         raise BroadcastError(_("The {language} text is empty."), language=lang)
+    inputs.no_nul(text, f"the {lang} text")
     fields: set[str] = set()
     try:
         parsed = list(string.Formatter().parse(text))
@@ -151,6 +153,7 @@ def compile_template(text: str, lang: str, *, plain: bool = False) -> Template:
                   "text."), language=lang)
     else:
         _check_html(text, lang)
+        inputs.links_in(text, BroadcastError)  # a link in the text is held to a button's rule
     return Template(text, frozenset(fields))
 
 
@@ -199,8 +202,8 @@ def check_buttons(rows: list[list[dict[str, Any]]] | None) -> list[list[dict[str
                 raise BroadcastError(
                     _("The button “{label}” needs either a link or an action, not both."),
                     label=next(iter(labels.values())))
-            if url is not None and not re.match(r"^(https?|tg)://\S+$", str(url), re.I):
-                raise BroadcastError(_("“{url}” is not a valid link."), url=url)
+            if url is not None:
+                inputs.link(str(url), BroadcastError)
             if data is not None and not 1 <= len(str(data).encode()) <= 64:
                 raise BroadcastError(
                     _("The action of the button “{label}” is longer than 64 bytes."),

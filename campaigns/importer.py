@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, TextIO
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import inputs
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
 from campaigns.i18n import _, t_plain
@@ -184,6 +185,9 @@ def parse(text: str) -> Parsed:
         header = next(reader)
     except StopIteration:
         header = []
+    except csv.Error:
+        raise _too_big(reader.line_num or 1) from None
+    inputs.csv_cells(header, 1)
     columns = [h.strip().lower() for h in header]
     if not any(columns):
         parsed.add(Problem(1, "no_header", M_EMPTY, {"header": ",".join(HEADER)}))
@@ -199,12 +203,25 @@ def parse(text: str) -> Parsed:
     positions = tuple(columns.index(name) for name in HEADER)
     first_seen: dict[int, int] = {}
     line = reader.line_num  # the row about to be read starts on the next line
-    for fields in reader:
+    rows = iter(reader)
+    while True:
+        try:
+            fields = next(rows)
+        except StopIteration:
+            break
+        except csv.Error:  # a cell beyond the csv module's limit (128 KiB), a broken quote
+            raise _too_big(reader.line_num) from None
         start, line = line + 1, reader.line_num
+        inputs.csv_cells(fields, start)  # the one input gate: a huge cell refuses the file
         if not fields or not any(f.strip() for f in fields):
             continue  # blank lines, and the empty rows spreadsheets leave at the end
         _check_row(parsed, start, fields, len(columns), positions, first_seen)
     return parsed
+
+
+def _too_big(line: int) -> RuleError:
+    return RuleError(_("line {line}: a cell is longer than {limit} characters, or the CSV is "
+                       "broken there"), line=line, limit=inputs.CSV_CELL)
 
 
 def _clean_name(value: str) -> str | None:

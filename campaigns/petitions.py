@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import signup
+from campaigns import inputs, signup
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
@@ -101,7 +101,10 @@ async def create_campaign(
 ) -> Campaign:
     slug = check_slug(slug)
     starts_at, ends_at = utc(starts_at), utc(ends_at)
-    if not title_ko.strip():
+    title_ko, title_en = inputs.title(title_ko), inputs.optional_title(title_en, "title_en")
+    description_ko = inputs.body(description_ko, "description_ko", 10_000)
+    description_en = inputs.body(description_en, "description_en", 10_000)
+    if not title_ko:
         raise RuleError(_("a campaign needs a Korean title"))
     if status not in ("draft", "active", "closed"):
         raise RuleError(_("status is draft, active or closed"))
@@ -144,8 +147,16 @@ async def create_petition(
     campaign = await store.campaign_by_slug(session, campaign_slug.strip().lower())
     if campaign is None:
         raise RuleError(_("no campaign called {slug!r}"), slug=campaign_slug)
-    if not title_ko.strip():
+    # The one input gate (campaigns.inputs): no NUL, no bidi overrides in titles, lengths.
+    title_ko, title_en = inputs.title(title_ko), inputs.optional_title(title_en, "title_en")
+    body_ko, body_en = inputs.body(body_ko, "body_ko"), inputs.body(body_en, "body_en")
+    if not title_ko:
         raise RuleError(_("a petition needs a Korean title"))
+    for lang, title, body in (("ko", title_ko, body_ko), ("en", title_en, body_en)):
+        # The card every /sign answers with must fit in one Telegram message: checked now,
+        # not when a supporter presses Sign.
+        text = f"<b>{_esc(title or title_ko)}</b>\n\n{_esc(body or body_ko or '')}"
+        inputs.fits_telegram(text + "\n" * 3 + "x" * CARD_EXTRA, f"the {lang} petition card")
     opens_at, closes_at = utc(opens_at), utc(closes_at)
     now = clock.now()
     if closes_at is not None and closes_at <= now:
@@ -229,6 +240,10 @@ async def close_due(db: Database, clock: Clock) -> list[Notice]:
 
 
 # --- the petition card ------------------------------------------------------------------------
+
+# The card's lines around title and body (count, deadline, status) take at most this much.
+CARD_EXTRA = 120
+
 
 def card(petition: Petition, lang: str, count: int, now: datetime) -> Reply:
     """The petition as people see it: title, text, live count, deadline, Sign button."""

@@ -17,17 +17,17 @@ from __future__ import annotations
 import html
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 from random import Random
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import petitions
+from campaigns import inputs, petitions
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
@@ -53,11 +53,15 @@ YES_NO_ABSTAIN = [{"ko": "찬성", "en": "Yes"}, {"ko": "반대", "en": "No"},
 SCALE = [{"ko": str(i), "en": str(i)} for i in range(1, 6)]
 MAX_OPTIONS = 10  # Telegram's native polls allow 10 (12 lately); keyboards stay readable
 MIX_BATCH = 10  # secret ballots are mixed in groups of at least this many
-# In voter-facing region figures of a secret ballot, smaller groups are not shown:
-# one member in a region would otherwise have their choice revealed.
-MIN_SECRET_GROUP = 5
+# In every breakdown (by tier, by region; public page, dashboard, bot, API, CLI, surveys)
+# smaller groups are not shown: one voter in a region would otherwise have their choice
+# revealed, and an erased person's answer, which still counts, would become theirs again.
+MIN_GROUP = 5
+MIN_SECRET_GROUP = MIN_GROUP  # the older name, kept for callers outside this module
 VOTE_LIMIT = 30  # vote presses per supporter and minute
 VOTE_WINDOW_S = 60
+
+G = TypeVar("G")
 
 _WEIGHT = re.compile(r"^\d{1,9}(\.\d{1,9})?(/\d{1,9})?$")
 
@@ -197,6 +201,25 @@ def tally(kind: str, n_options: int, groups: Sequence[store.TallyGroup]) -> Resu
                    dict(sorted(by_region.items())))
 
 
+def too_small(voters: int) -> bool:
+    """THE rule for every breakdown shown to anyone: a group of fewer than MIN_GROUP
+    voters is withheld (its size may show, never its choices). Overall totals stay."""
+    return voters < MIN_GROUP
+
+
+def shown_groups(groups: Mapping[str, G], voters: Callable[[G], int]) -> dict[str, G]:
+    """The groups a breakdown may show (see `too_small`)."""
+    return {k: g for k, g in groups.items() if not too_small(voters(g))}
+
+
+def groups_json(groups: Mapping[str, G], voters: Callable[[G], int],
+                as_json: Callable[[G], dict[str, Any]], count_key: str = "voters",
+                ) -> dict[str, dict[str, Any]]:
+    """A breakdown for scripts: small groups become ``{"voters": n, "withheld": true}``."""
+    return {k: {count_key: voters(g), "withheld": True} if too_small(voters(g))
+            else as_json(g) for k, g in groups.items()}
+
+
 def breakdown_json(b: Breakdown, poll: Poll) -> dict[str, Any]:
     out: dict[str, Any] = {
         "voters": b.voters,
@@ -232,9 +255,14 @@ def results_json(poll: Poll, results: Results, voters: int) -> dict[str, Any]:
         "weights": poll.weights,
         "voters": voters,
         "overall": breakdown_json(results.overall, poll),
-        "by_tier": {k: breakdown_json(v, poll) for k, v in results.by_tier.items()},
-        "by_region": {k: breakdown_json(v, poll) for k, v in results.by_region.items()},
+        "by_tier": groups_json(results.by_tier, _voters, lambda b: breakdown_json(b, poll)),
+        "by_region": groups_json(results.by_region, _voters,
+                                 lambda b: breakdown_json(b, poll)),
     }
+
+
+def _voters(b: Breakdown) -> int:
+    return b.voters
 
 
 def hidden_until_close(poll: Poll) -> bool:
@@ -264,7 +292,8 @@ def _options_for(
         return [dict(o) for o in YES_NO_ABSTAIN]
     if kind == "scale":
         return [dict(o) for o in SCALE]
-    given = [(ko.strip(), (en or "").strip()) for ko, en in (options or [])]
+    given = [(inputs.title(ko, "option", inputs.TELEGRAM_TEXT),
+              inputs.title(en, "option", inputs.TELEGRAM_TEXT)) for ko, en in (options or [])]
     if not 2 <= len(given) <= MAX_OPTIONS:
         raise RuleError(_("a {kind} poll needs 2 to {max} options"), kind=kind, max=MAX_OPTIONS)
     out = []
@@ -292,7 +321,9 @@ async def create_poll(
     campaign = await petition_store.campaign_by_slug(session, campaign_slug.strip().lower())
     if campaign is None:
         raise RuleError(_("no campaign called {slug!r}"), slug=campaign_slug)
-    question_ko = question_ko.strip()
+    # The one input gate (campaigns.inputs): no NUL, no bidi overrides, then the length.
+    question_ko = inputs.title(question_ko, "question_ko", inputs.TELEGRAM_TEXT)
+    question_en = inputs.optional_title(question_en, "question_en", inputs.TELEGRAM_TEXT)
     if not question_ko or len(question_ko) > 300 or len(question_en or "") > 300:
         raise RuleError(_("a question is 1-300 characters (Telegram's limit for polls)"))
     if eligible_tier is not None and eligible_tier not in TIERS:
@@ -762,7 +793,7 @@ def results_reply(poll: Poll, r: Results, lang: str, region: str | None) -> Repl
         name = region_name(region, lang)
         if mine is None or not mine.voters:
             lines += ["", t(lang, "No votes from {region}.", region=name)]
-        elif poll.secret and mine.voters < MIN_SECRET_GROUP:
+        elif too_small(mine.voters):
             lines += ["", t(lang, "{region}: too few voters to show without revealing "
                                   "anyone's choice.", region=name)]
         else:

@@ -390,10 +390,10 @@ async def forget_choice(
     if data != "f:yes":
         return [Reply(t(lang, "Nothing was erased."), edit=True)]
     supporter_id = known.supporter.id
-    for eraser in privacy.erasers():
-        await eraser(session, supporter_id)
+    await privacy.erase(session, supporter_id)
+    # The day only, like every other audit line about the person (erase_core cut those).
     await store.audit(session, actor=f"supporter:{supporter_id}", action="supporter.erased",
-                      now=clock.now())
+                      now=store.kst_day(clock.now()))
     return [Reply(t(lang, "signup_erased"), edit=True)]
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from functools import partial
 from random import Random
 from typing import Any, Protocol
 
@@ -40,7 +41,7 @@ from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import LANGUAGES, _, normalise_language, t, t_plain
 from campaigns.people import Person
-from campaigns.polls import TIERS, exact, parse_weights, rounded
+from campaigns.polls import TIERS, exact, groups_json, parse_weights, rounded
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Outgoing, Reply
 from campaigns.ticks import TickContext
@@ -1166,6 +1167,10 @@ class QuestionResults:
     by_region: dict[str, Tally] = field(default_factory=dict)
 
 
+def _respondents(t: Tally) -> int:
+    return t.respondents
+
+
 def tally(survey: Survey, groups: Sequence[store.AnswerGroup]) -> dict[str, QuestionResults]:
     """Exact per-question results from grouped rows (region "" = unknown)."""
     by_key = _by_key(survey)
@@ -1195,8 +1200,12 @@ async def results(session: AsyncSession, slug: str, *, texts: bool = True) -> di
         if q["key"] in per_question:
             r = per_question[q["key"]]
             entry["overall"] = r.overall.json(q)
-            entry["by_tier"] = {k: v.json(q) for k, v in sorted(r.by_tier.items())}
-            entry["by_region"] = {k: v.json(q) for k, v in sorted(r.by_region.items())}
+            # Small groups are withheld, by the one rule polls use (polls.too_small).
+            shape = partial(Tally.json, q=q)
+            entry["by_tier"] = groups_json(dict(sorted(r.by_tier.items())), _respondents,
+                                           shape, "respondents")
+            entry["by_region"] = groups_json(dict(sorted(r.by_region.items())), _respondents,
+                                             shape, "respondents")
         elif texts:
             entry["answers"] = await store.text_answers(session, survey.id, q["key"])
         out_questions.append(entry)

@@ -22,7 +22,8 @@ def api_token() -> None:
 
 @api_token.command("create")
 @click.option("--name", required=True, help="What the token is for (e.g. the script's name).")
-@click.option("--scope", type=click.Choice(["read", "write"]), required=True)
+@click.option("--scope", type=click.Choice(["read", "write", "identities"]), required=True,
+              help="identities: read, and poll answers name their person (audited).")
 @click.option("--expires-in-days", type=int, default=None,
               help="The token stops working after this many days (default: until revoked).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -70,12 +70,12 @@ def _results_text(r: dict[str, Any]) -> str:
         return lines[0] + "\n  secret ballot: results are shown once it has closed"
     for o in r["overall"]["options"]:
         lines.append(f"  {o['label_ko']}: {o['count']} (weighted {o['weighted']})")
-    for tier, b in r["by_tier"].items():
-        lines.append(f"  tier {tier}: " + ", ".join(
-            f"{o['label_ko']} {o['count']}/{o['weighted']}" for o in b["options"]))
-    for region, b in r["by_region"].items():
-        lines.append(f"  region {region or '?'}: " + ", ".join(
-            f"{o['label_ko']} {o['count']}/{o['weighted']}" for o in b["options"]))
+    for what, groups in (("tier", r["by_tier"]), ("region", r["by_region"])):
+        for name, b in groups.items():
+            lines.append(f"  {what} {name or '?'}: " + (
+                f"{b['voters']} voter(s), withheld (fewer than 5)" if b.get("withheld")
+                else ", ".join(f"{o['label_ko']} {o['count']}/{o['weighted']}"
+                               for o in b["options"])))
     x = r.get("channels", {}).get("x")
     if x:
         lines.append(f"  X (anonymous, {x['closed']}/{x['posts']} poll(s) closed): " + ", ".join(

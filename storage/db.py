@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+# aiosqlite logs every statement with its bound values at DEBUG: titles, names and search
+# terms would reach the log whenever someone turns DEBUG on. Its own level keeps them out.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the web app read while a worker writes; busy_timeout makes
@@ -25,7 +30,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
+    # Deleted and overwritten content is zeroed, not left in free pages: after /forget the
+    # erased name must not stay readable in the file.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
+
+
+# A session that erased someone sets this in `session.info` (storage/privacy.erase).
+CHECKPOINT_AFTER_COMMIT = "nalgae.checkpoint_after_commit"
 
 
 class Database:
@@ -35,7 +47,9 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo}
+        # hide_parameters: statement errors and echo never log the bound values (titles,
+        # names, search terms are personal data).
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -53,8 +67,19 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: committed on success, rolled back on error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                yield session
+            if session.info.get(CHECKPOINT_AFTER_COMMIT):
+                await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """SQLite: copy the WAL into the file and truncate it (after an erasure the WAL still
+        holds the erased rows' old pages). Nothing to do on PostgreSQL (see the README)."""
+        if self.dialect != "sqlite":
+            return
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def create_all(self) -> None:
         """Create every table (tests); production uses Alembic migrations."""

@@ -13,13 +13,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.batching import GroupCommit
 from storage.db import Database
-from storage.models import InboxUpdate
+from storage.models import ChannelIdentity, InboxUpdate
 
 log = logging.getLogger(__name__)
 
@@ -110,23 +110,65 @@ class InboxDone(GroupCommit):
         return [None] * len(items)
 
 
+# Recovery hands an update back at most this many times: one whose handling crashes every
+# time must not be requeued every 30 s forever.
+MAX_ATTEMPTS = 3
+
+
 async def pending(
     db: Database, bot_id: int, older_than: datetime, limit: int = 1000
 ) -> list[tuple[int, str]]:
-    """Stored but never handled (a crash between acknowledge and handling): handle them now."""
+    """Stored but never handled (a crash between acknowledge and handling): handle them now.
+    Each is counted; after MAX_ATTEMPTS it is no longer returned (it is dead)."""
     async with db.session() as session:
-        rows = await session.execute(
+        rows = (await session.execute(
             select(InboxUpdate.update_id, InboxUpdate.payload)
             .where(
                 InboxUpdate.bot_id == bot_id,
                 InboxUpdate.processed_at.is_(None),
                 InboxUpdate.received_at < older_than,
                 InboxUpdate.payload.is_not(None),
+                InboxUpdate.attempts < MAX_ATTEMPTS,
             )
             .order_by(InboxUpdate.update_id)
             .limit(limit)
-        )
-        return [(u, p) for u, p in rows.all() if p is not None]
+        )).all()
+        if rows:
+            await session.execute(
+                update(InboxUpdate)
+                .where(InboxUpdate.bot_id == bot_id,
+                       InboxUpdate.update_id.in_([u for u, _ in rows]))
+                .values(attempts=InboxUpdate.attempts + 1))
+        return [(u, p) for u, p in rows if p is not None]
+
+
+async def mark_dead(db: Database, bot_id: int, update_id: int, now: datetime) -> None:
+    """An update that cannot be parsed: kept as handled (its id still filters redeliveries),
+    payload dropped, never handed back by `pending`."""
+    async with db.session() as session:
+        await session.execute(
+            update(InboxUpdate)
+            .where(InboxUpdate.bot_id == bot_id, InboxUpdate.update_id == update_id)
+            .values(processed_at=now, payload=None, attempts=MAX_ATTEMPTS))
+
+
+async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
+    """Updates from the person not yet handled (the /forget itself among them) lose their
+    payload: it holds their Telegram id and name. Runs before the identities are deleted."""
+    ids = (await session.execute(
+        select(ChannelIdentity.bot_id, ChannelIdentity.external_user_id)
+        .where(ChannelIdentity.supporter_id == supporter_id,
+               ChannelIdentity.channel == "telegram"))).all()
+    for bot_id, user_id in ids:
+        if not user_id.isdigit():
+            continue
+        # The raw body as Telegram sent it: `"id":123,` (spaces tolerated).
+        mentions = [InboxUpdate.payload.like(f'%"id":{sep}{user_id},%') for sep in ("", " ")]
+        await session.execute(
+            update(InboxUpdate)
+            .where(InboxUpdate.bot_id == bot_id, InboxUpdate.processed_at.is_(None),
+                   InboxUpdate.payload.is_not(None), or_(*mentions))
+            .values(payload=None))
 
 
 async def purge(db: Database, before: datetime) -> None:

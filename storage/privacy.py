@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import CHECKPOINT_AFTER_COMMIT
+
 Exporter = Callable[[AsyncSession, int], Awaitable[dict[str, Any]]]
 Eraser = Callable[[AsyncSession, int], Awaitable[None]]
 
@@ -27,8 +29,19 @@ def exporters() -> list[Exporter]:
 
 def erasers() -> list[Eraser]:
     """Every feature's eraser. Erase rows or unlink them so aggregates survive. Add yours here."""
-    from storage import api, events, ideas, outbox, petitions, polls, supporters, surveys, x
+    from storage import api, events, ideas, inbox, outbox, petitions, polls, supporters, surveys, x
 
-    return [supporters.erase_core, petitions.erase_supporter, polls.erase_supporter,
-            outbox.erase_supporter, api.erase_supporter, x.erase_supporter,
+    # The inbox first: it finds the person's updates by their identities, which
+    # erase_core deletes.
+    return [inbox.erase_supporter, supporters.erase_core, petitions.erase_supporter,
+            polls.erase_supporter, outbox.erase_supporter, api.erase_supporter, x.erase_supporter,
             surveys.erase_supporter, ideas.erase_supporter, events.erase_supporter]
+
+
+async def erase(session: AsyncSession, supporter_id: int) -> None:
+    """/forget: every eraser, then (once committed) the bytes leave the disk too: SQLite runs
+    with `secure_delete` (freed content is zeroed) and the WAL, which still holds the old
+    pages, is checkpointed and truncated (see Database.session)."""
+    for eraser in erasers():
+        await eraser(session, supporter_id)
+    session.info[CHECKPOINT_AFTER_COMMIT] = True

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -264,6 +264,12 @@ async def export_core(session: AsyncSession, supporter_id: int) -> dict[str, Any
     }
 
 
+def kst_day(at: datetime) -> datetime:
+    """The start of `at`'s Korean day (the dashboard counts days in KST), in UTC."""
+    kst = at.astimezone(KST)
+    return kst.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
 async def erase_core(session: AsyncSession, supporter_id: int) -> None:
     """Remove identifying data; keep an anonymous row so aggregate counts survive.
 
@@ -274,9 +280,16 @@ async def erase_core(session: AsyncSession, supporter_id: int) -> None:
     supporter = await session.get(Supporter, supporter_id)
     if supporter is None:
         return
-    # Truncate to the Korean day (the dashboard counts days in KST), kept in UTC.
-    kst = supporter.created_at.astimezone(KST)
-    day = kst.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+    day = kst_day(supporter.created_at)
+    # The audit log keeps what happened to the person, cut to the day like the supporter row:
+    # an exact sign-up or vote time could be matched with other records.
+    ref = f"supporter:{supporter_id}"
+    entries = (await session.execute(
+        select(AuditLog.id, AuditLog.at)
+        .where(or_(AuditLog.actor == ref, AuditLog.target == ref)))).all()
+    for entry_id, at in entries:
+        await session.execute(update(AuditLog).where(AuditLog.id == entry_id)
+                              .values(at=kst_day(at)))
     await session.execute(
         delete(ChannelIdentity).where(ChannelIdentity.supporter_id == supporter_id)
     )

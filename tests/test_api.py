@@ -291,12 +291,37 @@ async def test_poll_results_are_exact_and_secret_ballots_never_say_who_chose_wha
     assert yes["count"] == 2 and yes["weighted"] == "4/3"
     assert results["overall"]["weighted_voters"] == "7/3"
     assert yes["weighted_share"] == "4/7"
+    # Even an open poll's breakdown withholds groups of fewer than five.
+    assert results["by_region"]["jeju"] == {"voters": 1, "withheld": True}
+    # A read token (and a write token) gets answers, never who gave them.
+    for headers in (api.read, api.write):
+        answers = await api.client.get(f"/api/v1/polls/{open_id}/answers", headers=headers)
+        assert answers.json()["total_records"] == 3
+        assert "osdi:person" not in answers.text and "/people/" not in answers.text
+    # Only an explicit identities token links answers to people, and that read is audited.
+    ident_id, ident = await make_token(api.db, "identities", api.clock)
     answers = (await api.client.get(f"/api/v1/polls/{open_id}/answers",
-                                    headers=api.read)).json()
-    assert answers["total_records"] == 3
+                                    headers=bearer(ident))).json()
     assert {a["_links"]["osdi:person"]["href"].rsplit("/", 1)[1]: a["responses"]
             for a in answers["_embedded"]["osdi:answers"]} == {
         str(members[0]): ["0"], str(members[1]): ["1"], str(others[0]): ["0"]}
+    async with api.db.session() as s:
+        audited = (await s.execute(select(AuditLog).where(
+            AuditLog.action == "poll.answers_identified"))).scalars().all()
+    assert [(a.actor, a.target) for a in audited] == [(f"api_token:{ident_id}",
+                                                       f"poll:{open_id}")]
+    assert sorted(audited[0].details["supporters"]) == sorted([*members, *others])
+    cannot_write = await api.client.post(f"/api/v1/polls/{open_id}/close",
+                                         headers=bearer(ident))
+    assert cannot_write.status_code == 403
+    # An erased person's answer still counts, and names nobody even to an identities token.
+    async with api.db.session() as s:
+        for erase in privacy.erasers():
+            await erase(s, others[0])
+    answers = (await api.client.get(f"/api/v1/polls/{open_id}/answers",
+                                    headers=bearer(ident))).json()
+    assert answers["total_records"] == 3
+    assert f"/people/{others[0]}" not in str(answers)
 
     refused = await api.client.get(f"/api/v1/polls/{secret_id}/answers", headers=api.read)
     assert refused.status_code == 403 and error_code(refused) == "secret_ballot"

@@ -64,6 +64,19 @@ async def summary(db: Database, poll_id: int) -> dict[str, Any]:
         return await polls.summary(s, poll.slug)
 
 
+async def full_summary(db: Database, poll_id: int) -> dict[str, Any]:
+    """The summary with every group, however small (no one is shown this: the arithmetic)."""
+    async with db.session() as s:
+        poll = await store.poll_by_id(s, poll_id)
+        assert poll is not None
+        out = await polls.summary(s, poll.slug)
+        r = await polls.results(s, poll)
+    if "by_tier" in out:
+        out["by_tier"] = {k: polls.breakdown_json(b, poll) for k, b in r.by_tier.items()}
+        out["by_region"] = {k: polls.breakdown_json(b, poll) for k, b in r.by_region.items()}
+    return out
+
+
 def test_exact_formats_and_weights() -> None:
     assert polls.exact(Fraction(7, 2)) == "3.5"
     assert polls.exact(Fraction(1, 3)) == "1/3"
@@ -91,7 +104,10 @@ async def test_weighted_tally_exact_on_a_hand_computed_case(db: Database) -> Non
     # members: yes, yes, no; supporters: yes, yes, yes, no, abstain, abstain
     for sid, choice in zip(members + backers, [0, 0, 1, 0, 0, 0, 1, 2, 2], strict=True):
         assert (await vote(db, clock, sid, poll_id, [choice])).status == "thanks"
-    r = await summary(db, poll_id)
+    shown = await summary(db, poll_id)
+    assert shown["by_tier"]["member"] == {"voters": 3, "withheld": True}
+    assert shown["by_region"]["busan"]["voters"] == 6 and "options" in shown["by_region"]["busan"]
+    r = await full_summary(db, poll_id)
     overall = r["overall"]
     assert [o["count"] for o in overall["options"]] == [5, 2, 2]
     # yes = 2·1 + 3·⅓ = 3; no = 1 + ⅓ = 4/3; abstain = 2·⅓ = 2/3; all = 3 + 6·⅓ = 5
@@ -194,7 +210,11 @@ async def test_tally_equals_a_recount_of_the_stored_rows(
             poll = await store.poll_by_id(s, poll_id)
             assert poll is not None
             await polls.close_poll(s, poll.slug, actor="cli", clock=clock)
-    r = await summary(db, poll_id)
+    r = await full_summary(db, poll_id)
+    shown = await summary(db, poll_id)
+    for key in ("by_tier", "by_region"):  # what anyone sees: only groups of five or more
+        assert {k for k, v in shown[key].items() if "options" in v} == \
+            {k for k, v in r[key].items() if v["voters"] >= polls.MIN_GROUP}
     async with db.session() as s:
         poll = await store.poll_by_id(s, poll_id)
         assert poll is not None
@@ -416,7 +436,9 @@ async def test_voters_get_results_with_their_region_beside_the_nation(db: Databa
         [result] = await polls.results_for(s, me, str(poll_id), clock)
     assert "전국 (5명 투표)" in result.text
     assert "찬성: 2표 (40.0%)" in result.text and "반대: 3표 (60.0%)" in result.text
-    assert "서울 (2명 투표)" in result.text and "찬성: 2표 (100.0%)" in result.text
+    # Two voters from Seoul: their region's figures would show both choices, so withheld.
+    assert "서울 (2명 투표)" not in result.text and "찬성: 2표 (100.0%)" not in result.text
+    assert "서울" in result.text
 
 
 async def test_erasure_unlinks_answers_and_keeps_tallies(db: Database) -> None:

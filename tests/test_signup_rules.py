@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from campaigns import signup
 from campaigns.clock import FixedClock
 from campaigns.people import Person
 from storage.db import Database
-from storage.models import Consent, MemberCode, Supporter
+from storage.inbox import insert_updates
+from storage.models import AuditLog, Consent, MemberCode, Supporter
 from tests.helpers import dump_all, find_anywhere, make_bot
 
 
@@ -110,6 +114,39 @@ async def test_forget_leaves_nothing_identifying_but_keeps_counts(db: Database) 
         count = (await s.execute(select(func.count()).select_from(Supporter))).scalar_one()
         region = (await s.execute(select(Supporter.region))).scalar_one()
     assert count == 1 and region == "busan"
+
+
+async def test_forget_leaves_no_bytes_on_disk_and_audit_times_cut_to_the_day(
+    sqlite_db: Database,
+) -> None:
+    """After /forget the SQLite file and its WAL hold neither the name nor the Telegram id
+    (secure_delete zeroes freed content; the WAL is checkpointed and truncated), and the
+    audit log keeps only the day of what the person did."""
+    db = sqlite_db
+    clock = FixedClock(datetime(2026, 5, 4, 13, 37, 21, tzinfo=UTC))
+    bot_id = await make_bot(db, clock.now())
+    p = person(bot_id, first_name="Xylophonist", last_name="Quagmire", user_id="8675309123",
+               chat_id=8675309123, username="xq_only_here")
+    await sign_up(db, p, clock)
+    # The /forget update itself, stored by the webhook and not yet marked handled.
+    raw = ('{"update_id":5,"message":{"message_id":9,"from":{"id":8675309123,'
+           '"is_bot":false,"first_name":"Xylophonist"},"chat":{"id":8675309123,'
+           '"type":"private"},"date":1,"text":"/forget"}}')
+    async with db.session() as s:
+        await insert_updates(s, [(bot_id, 5, raw, clock.now())])
+    clock.advance(minutes=3)
+    async with db.session() as s:
+        await signup.forget_choice(s, p, "f:yes", clock)
+    path = Path(str(make_url(db.url).database))
+    for f in (path, path.with_name(path.name + "-wal")):
+        data = f.read_bytes() if f.exists() else b""
+        for secret in ("Xylophonist", "Quagmire", "8675309123", "xq_only_here"):
+            assert secret.encode() not in data, f"{secret} still in {f.name}"
+    async with db.session() as s:
+        times = (await s.execute(select(AuditLog.at, AuditLog.action))).all()
+    assert times and {t.action for t in times} >= {"supporter.erased"}
+    day = datetime(2026, 5, 3, 15, 0, tzinfo=UTC)  # 2026-05-04 00:00 KST (22:37 there)
+    assert all(t.at == day for t in times), times
 
 
 async def test_member_code_once(db: Database) -> None:

@@ -249,13 +249,15 @@ def render_results(request: Request, poll: Any, results: polls.Results, voters: 
     def block(b: polls.Breakdown, chart_id: str, weighted: bool) -> Markup:
         return _results_block(poll, lang, b, chart_id, weighted)
 
-    # In a secret ballot a small group's figures would reveal its members' choices: the bot
-    # leaves them out of what voters see, and so does the dashboard.
-    least = polls.MIN_SECRET_GROUP if poll.secret else 0
-    groups = [(t_plain(lang, tier), b) for tier, b in results.by_tier.items()
-              if b.voters >= least]
+    # A small group's figures would reveal its members' choices: the one rule of
+    # polls.too_small leaves them out here as in the bot and the API.
+    def size(b: polls.Breakdown) -> int:
+        return b.voters
+
+    groups = [(t_plain(lang, tier), b)
+              for tier, b in polls.shown_groups(results.by_tier, size).items()]
     regions = [(region_name(code, lang) if code else t_plain(lang, NO_REGION), b)
-               for code, b in results.by_region.items() if b.voters >= least]
+               for code, b in polls.shown_groups(results.by_region, size).items()]
     templates = request.app.state.templates
     template = templates.env.get_template("poll_results.html")
 

@@ -16,12 +16,13 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 from bots.telegram import petitions as petitions_handlers
 from bots.telegram.app import ALLOWED_UPDATES, build_application
 from bots.telegram.fastlane import FastLane, ReplySender, RsvpPress, rsvp_request, sign_request
+from campaigns import inputs
 from campaigns.clock import Clock
 from campaigns.petitions import SignRequest
 from storage.batching import GroupCommit
 from storage.db import Database
 from storage.dedup import UpdateDedup
-from storage.inbox import InboxDone, InboxWriter, pending
+from storage.inbox import InboxDone, InboxWriter, mark_dead, pending
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +137,11 @@ class TelegramRuntime:
         assert self._inbox is not None
         try:
             data = orjson.loads(body)
-            update_id = int(data["update_id"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except orjson.JSONDecodeError:
             return False
-        if not isinstance(data, dict):
+        # The input gate: an update_id must fit the signed 64-bit column (no 500).
+        update_id = inputs.update_id(data.get("update_id")) if isinstance(data, dict) else None
+        if update_id is None:
             return False
         request: SignRequest | RsvpPress | None = None
         if self._fast is not None:
@@ -165,7 +167,11 @@ class TelegramRuntime:
         try:
             update = Update.de_json(data, self.app.bot)
         except Exception:
-            log.warning("undecodable update %s stored but skipped", data.get("update_id"))
+            # Stored once, then dead: parsing it again in 30 s would fail again, forever.
+            log.warning("undecodable update %s stored and marked dead", data.get("update_id"))
+            update_id = inputs.update_id(data.get("update_id"))
+            if update_id is not None:
+                await mark_dead(self.db, self.bot_id, update_id, self.clock.now())
             return
         await self.app.update_queue.put(update)
 
@@ -178,8 +184,15 @@ class TelegramRuntime:
         while True:
             try:
                 older = self.clock.now() - timedelta(seconds=30)
-                for _update_id, payload in await pending(self.db, self.bot_id, older):
-                    await self._enqueue(orjson.loads(payload))
+                for update_id, payload in await pending(self.db, self.bot_id, older):
+                    try:
+                        data = orjson.loads(payload)
+                    except orjson.JSONDecodeError:
+                        data = None
+                    if isinstance(data, dict):
+                        await self._enqueue(data)
+                    else:
+                        await mark_dead(self.db, self.bot_id, update_id, self.clock.now())
             except Exception:
                 log.exception("inbox recovery failed; retrying")
             await asyncio.sleep(30)

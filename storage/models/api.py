@@ -14,7 +14,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, BigIntPK, UTCDateTime
 
-API_SCOPES = ("read", "write")
+# "identities" reads what "read" reads, plus who gave each poll answer (audited); neither
+# "read" nor "write" ever links an answer to a person.
+API_SCOPES = ("read", "write", "identities")
 WEBHOOK_EVENTS = ("signature.created", "poll.answered", "supporter.stopped", "event.rsvp",
                   "event.checkin", "survey.completed", "idea.submitted", "idea.threshold")
 DELIVERY_STATUSES = ("pending", "delivering", "delivered", "failed")
@@ -28,7 +30,7 @@ class ApiToken(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
-    scope: Mapped[str] = mapped_column(String(8))  # read | write
+    scope: Mapped[str] = mapped_column(String(16))  # read | write | identities
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -14,7 +14,7 @@ from web.api.errors import ApiProblem
 
 bearer = HTTPBearer(
     auto_error=False,
-    description="A token from `nalgae api-token create --scope read|write`.",
+    description="A token from `nalgae api-token create --scope read|write|identities`.",
 )
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import petitions
+from campaigns import inputs, petitions
 from campaigns.i18n import _, t_plain
 from campaigns.regions import region_name
 from campaigns.times import parse_optional
@@ -100,7 +100,7 @@ async def _petition(request: Request, slug: str) -> Petition:
 async def petition_page(request: Request, slug: str) -> Response:
     await auth.require(request)
     lang = language(request)
-    q = request.query_params.get("q") or None
+    q = inputs.search(request.query_params.get("q"))
     try:
         offset = max(0, int(request.query_params.get("offset") or 0))
     except ValueError:

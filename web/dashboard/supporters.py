@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
-from campaigns import importer, polls
+from campaigns import importer, inputs, polls
 from campaigns.i18n import _, t_plain
 from campaigns.organisers import MANAGE, allows
 from storage import dashboard as queries
@@ -20,6 +20,7 @@ from web import auth
 from web.pages import (
     RULE_ERRORS,
     database,
+    error_text,
     language,
     page,
     slow_summary,
@@ -36,7 +37,8 @@ FORMATS = ("csv", "json")
 async def supporter_list(request: Request) -> Response:
     await auth.require(request)
     qp = request.query_params
-    filters = {k: qp.get(k) or None for k in ("region", "tier", "status", "tag", "q")}
+    # Query strings go through the input gate: NUL and invisible characters dropped.
+    filters = {k: inputs.search(qp.get(k)) for k in ("region", "tier", "status", "tag", "q")}
     cursors = {k: _cursor(qp.get(k)) for k in ("before", "after")}
     async with database(request).session() as s:
         bot = await queries.default_telegram_bot(s)
@@ -87,11 +89,12 @@ async def supporter_import(request: Request) -> Response:
                     dry_run=bool(form.get("dry_run")), actor=me.actor)
         if result is not None:
             await importer.after_import(database(request), result)
-    except importer.UnreadableFile:
-        error = t_plain(lang, importer.M_UNREADABLE)
+    except RULE_ERRORS as exc:  # an unreadable file, a huge cell (campaigns.inputs)
+        error = error_text(exc, lang)
     return page(request, "import_result.html", {
         "result": result, "error": error,
-        "problems": [(p.line, p.text(lang)) for p in (result.problems if result else [])]})
+        "problems": [(p.line, p.text(lang)) for p in (result.problems if result else [])]},
+        status_code=422 if error else 200)
 
 
 async def _require_export(request: Request, fmt: str) -> auth.Session:

@@ -26,7 +26,7 @@ def upgrade() -> None:
         ),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column("scope", sa.String(length=8), nullable=False),
+        sa.Column("scope", sa.String(length=16), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),

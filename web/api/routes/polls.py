@@ -55,9 +55,11 @@ def poll_json(request: Request, p: Poll) -> dict[str, Any]:
     }
 
 
-def answer_json(request: Request, a: PollAnswer) -> dict[str, Any]:
+def answer_json(request: Request, a: PollAnswer, *, identities: bool = False,
+                ) -> dict[str, Any]:
+    """An answer; its person only for an identities token (and never once erased)."""
     links: dict[str, Any] = {"osdi:question": href(request, f"/polls/{a.poll_id}")}
-    if a.supporter_id is not None:
+    if identities and a.supporter_id is not None:
         links["osdi:person"] = href(request, f"/people/{a.supporter_id}")
     return {
         "identifiers": [f"nalgae:{a.id}"],
@@ -70,19 +72,6 @@ def answer_json(request: Request, a: PollAnswer) -> dict[str, Any]:
         "_links": links,
     }
 
-
-
-def _secret_results(results: dict[str, Any]) -> dict[str, Any]:
-    """Small groups of a secret ballot are withheld: one voter's group shows their choice."""
-    for key in ("by_tier", "by_region"):
-        if key not in results:  # still open: polls.summary shows no running tally at all
-            continue
-        results[key] = {
-            name: group if group["voters"] >= polls.MIN_SECRET_GROUP
-            else {"voters": group["voters"], "withheld": True}
-            for name, group in results[key].items()
-        }
-    return results
 
 
 @router.get("/polls", summary="Polls (OSDI questions)")
@@ -130,8 +119,17 @@ async def list_answers(request: Request, token: Read, poll_id: RowId, page: Page
     if p.secret:
         raise ApiProblem(403, "secret_ballot",
                          "a secret ballot's answers are never listed; see its results")
+    identities = rules.sees_identities(token)
+
+    async def audit(session: Any, rows: Any) -> None:
+        if identities:
+            await rules.audit_identities(
+                session, token, poll_id=poll_id, clock=clock_of(request),
+                supporter_ids=[a.supporter_id for a in rows if a.supporter_id is not None])
+
     return await paged(request, store.answers_query(poll_id), page, per_page,
-                        "osdi:answers", lambda a: answer_json(request, a))
+                        "osdi:answers", lambda a: answer_json(request, a, identities=identities),
+                        extra=audit)
 
 
 @router.get("/polls/{poll_id}/results",
@@ -140,4 +138,4 @@ async def poll_results(request: Request, token: Read, poll_id: RowId) -> dict[st
     p = await get_row(request, Poll, poll_id, "poll")
     async with database(request).session() as session:
         result = await polls.summary(session, p.slug)
-    return _secret_results(result) if p.secret else result
+    return result  # small groups already withheld (polls.groups_json)
