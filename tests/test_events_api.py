@@ -30,7 +30,7 @@ async def api(db: Database) -> AsyncIterator[Api]:
     _rid, read = await make_token(db, "read", clock)
     wid, write = await make_token(db, "write", clock)
     transport = httpx.ASGITransport(app=create_app(Settings(), db, clock=clock))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
         yield Api(client, db, clock, bearer(read), bearer(write), wid)
 
 

@@ -86,7 +86,7 @@ async def webhook(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, Telegr
         app = FastAPI()
         app.include_router(webhook_router(lambda: runtimes))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://testserver") as client:
+                                     base_url="http://127.0.0.1:8000") as client:
             yield client, env.runtime
 
 

@@ -42,7 +42,7 @@ CSV_HEADER = "telegram_id,name,language,region,tier,tags,consent\n"
 async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(Settings(secret_key=SECRET), db, clock=FixedClock(NOW))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://testserver") as c:
+                                 base_url="http://127.0.0.1:8000") as c:
         yield c
 
 
@@ -145,7 +145,7 @@ async def test_api_refuses_javascript_links_inside_a_broadcast_text(db: Database
                                               actor="cli")).secret
     app = create_app(Settings(), db, clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://testserver") as c:
+                                 base_url="http://127.0.0.1:8000") as c:
         headers = {"Authorization": f"Bearer {token}"}
         for text in ('<a href="javascript:alert(1)">상품</a>', "<a href='data:x'>x</a>"):
             r = await c.post("/api/v1/broadcasts", headers=headers,
@@ -170,7 +170,7 @@ async def webhook(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, Telegr
         app = FastAPI()
         app.include_router(webhook_router(lambda: runtimes))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://testserver") as c:
+                                     base_url="http://127.0.0.1:8000") as c:
             yield c, env.runtime
 
 

@@ -38,7 +38,7 @@ async def test_hostile_inputs_leave_no_trace_in_the_logs(
                                               actor="cli")).secret
     app = create_app(Settings(secret_key="test-secret-key-for-sessions"), db, clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://testserver") as client:
+                                 base_url="http://127.0.0.1:8000") as client:
         csrf = await sign_in(client, "minji")
         # Dashboard: searches (stored nowhere, but bound into SQL), a NUL title, a huge cell,
         # and a title that is accepted and stored.
