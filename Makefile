@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run test lint bench-intake bench-fanout clean
+.PHONY: install install-dev run test lint bench-intake bench-fanout bench-chaos clean
 
 # `make install`: the virtualenv and the project with what it needs to run.
 install: $(STAMP)
@@ -44,6 +44,11 @@ bench-fanout: install-dev
 # /sign updates through the webhook as Telegram posts them (PostgreSQL + Redis); one JSON line.
 bench-intake: install-dev
 	$(BIN)/python bench/intake.py --n $(or $(N),20000)
+
+# Real faults (kill -9, Redis and PostgreSQL restarts, sandbox 429/5xx/timeouts, /stop,
+# repeated updates) on a PostgreSQL cluster and redis-server the bench starts itself.
+bench-chaos: install-dev
+	$(BIN)/python bench/chaos.py --n $(or $(N),100000)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -547,17 +547,25 @@ def stop_mid_broadcast(world: World, n: int, args: argparse.Namespace) -> dict[s
             stoppers = [r["chat_id"] for r in world.sql(
                 "SELECT chat_id FROM outbox_message WHERE status IN ('pending', 'inflight') "
                 "ORDER BY id DESC LIMIT $1", min(200, n // 10))]
-            # Rows not yet claimed just before the /stop: none of them may go out after it
-            # (one claimed in the moment before the /stop commits is the in-flight allowance).
+            bodies = [intake.update(3_000_000 + i, int(chat), "/stop")
+                      for i, chat in enumerate(stoppers)]
+            asyncio.run(post_updates(world.hook, bodies))
+            # Acknowledged is stored; the /stop is committed when the supporter is stopped.
+            deadline = time.monotonic() + 60
+            while world.sql("SELECT count(*) AS c FROM supporter s JOIN channel_identity ci "
+                            "ON ci.supporter_id = s.id WHERE ci.chat_id = ANY($1::bigint[]) "
+                            "AND s.status = 'active'", stoppers)[0]["c"]:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the /stop messages were never committed")
+                time.sleep(0.05)
+            # Rows not claimed once the /stop is committed: none of them may go out; rows
+            # already claimed (in flight) may.
             waiting = [r["id"] for r in world.sql(
                 "SELECT id FROM outbox_message WHERE status = 'pending' "
                 "AND chat_id = ANY($1::bigint[])", stoppers)]
             inflight = world.sql("SELECT count(*) AS c FROM outbox_message "
                                  "WHERE status = 'inflight' AND chat_id = ANY($1::bigint[])",
                                  stoppers)[0]["c"]
-            bodies = [intake.update(3_000_000 + i, int(chat), "/stop")
-                      for i, chat in enumerate(stoppers)]
-            asyncio.run(post_updates(world.hook, bodies))
             wait_done(world, args.timeout)
         finally:
             stop_all(procs)
