@@ -72,10 +72,6 @@ class Worker:
         self._last_tick = -math.inf
         self._bots_checked = monotonic()
 
-    def backoff(self, attempts: int) -> float:
-        """Seconds before retrying a row that failed ``attempts`` times."""
-        return broadcasts.retry_delay(attempts, self.options.backoff_base)
-
     # --- public -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None) -> DeliveryStats:
