@@ -376,6 +376,47 @@ async def test_two_workers_sharing_redis_keep_the_bot_rate(
     assert delivered(sandbox) == {20_000 + i: 1 for i in range(50)}
 
 
+async def test_a_429_to_one_worker_stops_the_other_workers_held_rows(
+    db: Database, sandbox: Sandbox, redis_url: str, redis_prefix: str
+) -> None:
+    import asyncio
+
+    # Paced at 20/s: each worker claims a second's worth (20 rows) and the shared limiter
+    # gives the first claim the slots of the first second, the other the next second.
+    # Every row is claimed at once, so no worker reserves slots again (where it used to
+    # learn of a shared pause): the 429 in the first second went to one worker, and the
+    # other's senders, asleep until their slots, would wake during the pause and send.
+    bot = await make_bot(db, base_url=sandbox.base_url, max_rate=20.0)
+    await seed(db, 40, bot_id=bot, chat_base=21_000)
+    await send(db, bot)
+    counters = sandbox.bot(TOKEN).counters
+    limiters = [RedisRateLimiter(redis_url, prefix=redis_prefix) for _ in range(2)]
+    workers = [Worker(db, limiter=lim, options=WorkerOptions(**FAST)) for lim in limiters]
+    try:
+        running = asyncio.gather(*(w.run_burst() for w in workers))
+        while counters.sent < 8:
+            await asyncio.sleep(0.01)
+        assert await outbox_open(db) == 0, "every row is claimed before the 429"
+        sandbox.faults.rate_limit_probability = 1.0  # the next send: one bot-wide 429
+        while not counters.rate_limited:
+            await asyncio.sleep(0)
+        sandbox.faults.rate_limit_probability = 0.0
+        results = await running
+    finally:
+        for lim in limiters:
+            await lim.aclose()
+    assert sum(r.rate_limited for r in results) >= 1
+    # Nothing reached the sandbox during the retry_after beyond requests on the wire.
+    assert (counters.early_sends, counters.early_retries) == (0, 0)
+    assert all(r.sent for r in results), "both workers held rows"
+    assert delivered(sandbox) == {21_000 + i: 1 for i in range(40)}
+
+
+async def outbox_open(db: Database) -> int:
+    """Rows still waiting to be claimed."""
+    return sum(1 for r in await outbox(db) if r["status"] == "pending")
+
+
 async def test_a_bot_telegram_refuses_keeps_its_messages_waiting(
     db: Database, sandbox: Sandbox
 ) -> None:

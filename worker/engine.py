@@ -22,7 +22,7 @@ from storage import outbox
 from storage.db import Database
 from storage.ratelimit import Monotonic, RateLimiter
 
-from .feeder import feed
+from .feeder import feed, watch_pauses
 from .lanes import Lane, bot_info, limits_for
 from .options import DeliveryStats, WorkerOptions, describe
 from .outcomes import Recorder
@@ -229,6 +229,9 @@ class Worker:
         for i in range(self.options.concurrency):
             lane.tasks.append(asyncio.create_task(send_loop(self, lane),
                                                   name=f"sender-{info.id}-{i}"))
+        # Last: it ends by itself once the worker closes (a stop marker too many is harmless).
+        lane.tasks.append(asyncio.create_task(watch_pauses(self, lane),
+                                              name=f"pauses-{info.id}"))
         return lane
 
     # --- used by the feeder and the senders -------------------------------------------------

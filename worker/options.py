@@ -28,6 +28,9 @@ class WorkerOptions:
     chat_interval: float = 1.1
     group_interval: float = 3.0
     bot_error_pause: float = 60.0
+    # How often a lane holding rows checks for a pause another worker shared (a 429):
+    # Telegram tolerates requests already on the wire, not new ones for long.
+    pause_poll_interval: float = 0.05
 
 
 @dataclass
