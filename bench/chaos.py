@@ -540,7 +540,10 @@ def duplicate_update(world: World, n: int, args: argparse.Namespace) -> dict[str
 def stop_mid_broadcast(world: World, n: int, args: argparse.Namespace) -> dict[str, Any]:
     world.seed_broadcast(n)
     # Paced so that the broadcast is still running when the /stop messages arrive.
-    rate = max(50.0, n / 20)
+    rate = max(50.0, n / 60)  # about a minute: /stop intake on a loaded machine takes seconds
+    # Through the environment: `nalgae web` sets the default bot's rate from it at start
+    # (an UPDATE alone was undone, and the broadcast ran unpaced).
+    world.env["NALGAE_TELEGRAM_MAX_RATE"] = str(rate)
     world.sql("UPDATE bot SET max_rate = $1", rate)
     with world.web():
         # Small claims, so that most of the audience is still unclaimed at the /stop.
@@ -555,6 +558,7 @@ def stop_mid_broadcast(world: World, n: int, args: argparse.Namespace) -> dict[s
                 "ORDER BY not_before DESC, id DESC LIMIT $1", min(200, n // 10))]
             bodies = [intake.update(3_000_000 + i, chat, "/stop")
                       for i, chat in enumerate(stoppers)]
+            posted = time.monotonic()
             asyncio.run(post_updates(world.hook, bodies))
             # Acknowledged is stored; the /stop is committed when the supporter is stopped.
             deadline = time.monotonic() + 60
@@ -564,6 +568,7 @@ def stop_mid_broadcast(world: World, n: int, args: argparse.Namespace) -> dict[s
                 if time.monotonic() > deadline:
                     raise RuntimeError("the /stop messages were never committed")
                 time.sleep(0.05)
+            commit_s = time.monotonic() - posted
             # Right after every /stop is committed: rows not yet claimed (pending, or
             # skipped by a claim since) must never go out; rows claimed before (in flight)
             # may; sent ones went before the /stop.
@@ -593,6 +598,7 @@ def stop_mid_broadcast(world: World, n: int, args: argparse.Namespace) -> dict[s
     return {
         "n": n, "stopped": len(stoppers), "pending_at_stop": len(waiting),
         "inflight_at_stop": inflight, "sent_before_stop": sent_before,
+        "stops_committed_in_s": round(commit_s, 2),
         "waiting_rows_ended": ended, "messages_after_stop": after,
         "sandbox_messages_after_stop": extra,
         "lost": sum(1 for c in others if c not in delivered),
