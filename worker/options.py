@@ -30,7 +30,7 @@ class WorkerOptions:
     bot_error_pause: float = 60.0
     # How often a lane holding rows checks for a pause another worker shared (a 429):
     # Telegram tolerates requests already on the wire, not new ones for long.
-    pause_poll_interval: float = 0.05
+    pause_poll_interval: float = 0.02
 
 
 @dataclass
