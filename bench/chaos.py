@@ -279,7 +279,8 @@ def delivery_figures(world: World, n: int) -> dict[str, Any]:
         "duplicates": sum(v - 1 for v in delivered.values() if v > 1),
         "statuses": {r["status"]: r["c"] for r in rows},
         "counters": {k: seen.get(k, 0) for k in ("sent", "rate_limited", "server_errors",
-                                                  "delayed", "early_retries", "early_sends")},
+                                                  "delayed", "early_retries", "early_sends",
+                                                  "early_send_latest_s")},
     }
 
 

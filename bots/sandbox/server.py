@@ -538,6 +538,8 @@ class Sandbox:
             counters.early_retries += 1
         if counters.retry_issued + self.RETRY_GRACE < now < counters.retry_until:
             counters.early_sends += 1
+            counters.early_send_latest_s = max(counters.early_send_latest_s,
+                                               now - counters.retry_issued)
         retry_after = self.faults.take_rate_limit()
         if retry_after:
             counters.retry_issued = now

@@ -295,6 +295,9 @@ class Counters:
         # retry_after runs (beyond a grace for requests already on the wire at the 429).
         self.early_retries = 0
         self.early_sends = 0
+        # How long after its 429 the latest early send came: a few tenths of a second
+        # point at requests stuck in a busy client's or server's loop, more at a bug.
+        self.early_send_latest_s = 0.0
         self.retry_until = 0.0
         self.retry_issued = 0.0
         self.chat_retry_until: dict[int, float] = {}
@@ -338,6 +341,7 @@ class Counters:
             "delayed": self.delayed,
             "early_retries": self.early_retries,
             "early_sends": self.early_sends,
+            "early_send_latest_s": round(self.early_send_latest_s, 3),
             "errors": self.rate_limited + self.forbidden + self.bad_requests + self.server_errors,
             "chats": len(self.delivered),
             "duplicates": sum(self.duplicate_chats.values()),
