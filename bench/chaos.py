@@ -17,7 +17,9 @@ processes, breaks something for real, and prints ONE JSON line with at least `sc
                     lost, /healthz 503 then 200.
 - sandbox_faults:   30 % of sends answered with a random 5xx, 429 (retry_after) or a timeout,
                     for the whole broadcast; `early_retries` / `early_sends` count sends that
-                    did not wait for retry_after.
+                    did not wait for retry_after (beyond the sandbox's 0.25 s for requests
+                    on the wire), `early_send_latest_s` how late after its 429 the latest
+                    came. Retried for the default hour-long window, back-off capped at 8 s.
 - stop_mid_broadcast: supporters whose rows are still pending (the back of the queue) send
                     /stop while the broadcast runs; once committed, none of their rows not
                     yet claimed may go out (checked in the store and in the sandbox).
