@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run test lint bench-intake bench-rsvp bench-fanout bench-survey bench-scale clean
+.PHONY: install install-dev run test lint bench-intake bench-rsvp bench-fanout bench-survey bench-scale bench-chaos clean
 
 # `make install`: the virtualenv and the project with what it needs to run.
 install: $(STAMP)
@@ -60,6 +60,11 @@ bench-survey: install-dev
 # SIZES=20000,100000 makes a quick run.
 bench-scale: install-dev
 	$(BIN)/python bench/scale.py --sizes $(or $(SIZES),100000,1000000)
+
+# Real faults (kill -9, Redis and PostgreSQL restarts, sandbox 429/5xx/timeouts, /stop,
+# repeated updates) on a PostgreSQL cluster and redis-server the bench starts itself.
+bench-chaos: install-dev
+	$(BIN)/python bench/chaos.py --n $(or $(N),100000)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

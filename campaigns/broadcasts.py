@@ -43,7 +43,12 @@ from storage.models import Broadcast
 PLACEHOLDERS = ("name", "region")
 MAX_TEXT = 4096
 MAX_POLL_QUESTION = 300
-MAX_ATTEMPTS = 3
+# Transient send errors (5xx, timeouts, lost connections) are retried with capped
+# exponential back-off until this long after the row's first try, then failed.
+RETRY_WINDOW_S = 3600.0
+BACKOFF_BASE_S = 2.0
+BACKOFF_MAX_S = 300.0
+JITTER = 0.2  # ±20 %: rows that failed together do not all come back together
 CLAIM_SECONDS = 120.0
 # Telegram's HTML parse mode: these tags and nothing else.
 HTML_TAGS = frozenset({
@@ -557,12 +562,23 @@ async def test_message(
 
 # --- delivery rules (used by the workers) -----------------------------------------------------
 
-def retry_delay(attempts: int, base: float = 2.0) -> float:
-    """Back-off after the ``attempts``-th failed try: base, 4×base, ... with ±20% jitter."""
-    delay = base * 4 ** max(0, attempts - 1)
-    return delay * random.uniform(0.8, 1.2)
+def retry_delay(attempts: int, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_MAX_S,
+                jitter: float = 1.0) -> float:
+    """Back-off after the ``attempts``-th failed try: base, 4×base, 16×base, ... at most
+    ``cap``, times ``jitter`` (drawn by the caller with ``jitter_factor``, so this stays pure).
+    """
+    exponent = min(max(0, attempts - 1), 32)  # 4**32 is past any cap; avoids huge floats
+    return min(cap, base * 4 ** exponent) * jitter
 
 
-def give_up(attempts: int) -> bool:
-    """True once a message has failed MAX_ATTEMPTS times (5xx, timeouts)."""
-    return attempts >= MAX_ATTEMPTS
+def jitter_factor() -> float:
+    """A random factor for ``retry_delay``."""
+    return random.uniform(1 - JITTER, 1 + JITTER)
+
+
+def retry_window_left(first_attempt_at: datetime | None, now: datetime,
+                      window: float = RETRY_WINDOW_S) -> float:
+    """Seconds left to retry a row first tried at ``first_attempt_at`` (None: now)."""
+    if first_attempt_at is None:
+        return window
+    return window - (now - first_attempt_at).total_seconds()

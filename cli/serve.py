@@ -40,12 +40,18 @@ def web_cmd(ctx: Ctx) -> None:
               help="How long claimed rows stay with this worker if it dies.")
 @click.option("--request-timeout", type=click.FloatRange(min=0.1), default=None)
 @click.option("--backoff-base", type=click.FloatRange(min=0), default=None,
-              help="Seconds before the first retry of a 5xx or timeout.")
+              help="Seconds before the first retry of a 5xx, timeout or lost connection.")
+@click.option("--backoff-max", type=click.FloatRange(min=0), default=None,
+              help="Longest wait between two retries, in seconds (default 300).")
+@click.option("--retry-window", type=click.FloatRange(min=0), default=None,
+              help="Seconds after a message's first try during which 5xx, timeouts and "
+                   "lost connections are retried before it fails (default 3600).")
 @click.option("--json", "as_json", is_flag=True, help="Print the delivery counts as JSON.")
 @pass_ctx
 def worker_cmd(ctx: Ctx, burst: bool, concurrency: int | None, batch_size: int | None,
                lease_seconds: float | None, request_timeout: float | None,
-               backoff_base: float | None, as_json: bool) -> None:
+               backoff_base: float | None, backoff_max: float | None,
+               retry_window: float | None, as_json: bool) -> None:
     """Deliver broadcasts: claim outbox rows, pace them, send, record outcomes."""
     import runtime
     from worker import WorkerOptions
@@ -53,7 +59,8 @@ def worker_cmd(ctx: Ctx, burst: bool, concurrency: int | None, batch_size: int |
     options = WorkerOptions()
     for name, value in (("concurrency", concurrency), ("batch_size", batch_size),
                         ("lease_seconds", lease_seconds), ("request_timeout", request_timeout),
-                        ("backoff_base", backoff_base)):
+                        ("backoff_base", backoff_base), ("backoff_max", backoff_max),
+                        ("retry_window", retry_window)):
         if value is not None:
             setattr(options, name, value)
     result = runtime.run_fast(lambda: runtime.work(ctx.settings, options, burst=burst))

@@ -357,6 +357,7 @@ class ClaimedRow:
     language: str
     name: str | None
     region: str | None
+    first_attempt_at: datetime | None = None  # see OutboxMessage.first_attempt_at
 
 
 _PG_CLAIM = text("""
@@ -388,7 +389,7 @@ SET status = CASE WHEN p.s_status = 'active' AND p.reachable AND p.ci_chat_id IS
 FROM picked AS p
 WHERE o.id = p.id
 RETURNING o.id, o.broadcast_id, o.supporter_id, o.identity_id, o.chat_id, o.attempts,
-          o.status, p.language, p.display_name, p.region
+          o.status, p.language, p.display_name, p.region, o.first_attempt_at
 """).bindparams(
     bindparam("now", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime())
 )
@@ -410,12 +411,21 @@ RETURNING id
 
 _SQLITE_DETAILS = text("""
 SELECT o.id, o.broadcast_id, o.supporter_id, o.identity_id, ci.chat_id, o.attempts,
-       s.status, ci.reachable, s.language, s.display_name, s.region
+       s.status, ci.reachable, s.language, s.display_name, s.region, o.first_attempt_at
 FROM outbox_message AS o
 LEFT JOIN supporter AS s ON s.id = o.supporter_id
 LEFT JOIN channel_identity AS ci ON ci.id = o.identity_id
 WHERE o.id IN :ids
 """).bindparams(bindparam("ids", expanding=True))
+
+
+def _utc(value: Any) -> datetime | None:
+    """A timestamp read through ``text()`` (no column type): aware UTC, as UTCDateTime gives."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 async def claim(
@@ -438,7 +448,8 @@ async def claim(
     if _dialect(session) == "postgresql":
         for r in (await session.execute(_PG_CLAIM, params)).all():
             if r[6] == "inflight":
-                out.append(ClaimedRow(r[0], r[1], r[2], r[3], r[4], r[5], r[7], r[8], r[9]))
+                out.append(ClaimedRow(r[0], r[1], r[2], r[3], r[4], r[5], r[7], r[8], r[9],
+                                      _utc(r[10])))
             else:
                 skipped += 1
         return out, skipped
@@ -448,7 +459,8 @@ async def claim(
     rejected: list[int] = []
     for r in (await session.execute(_SQLITE_DETAILS, {"ids": ids})).all():
         if r[6] == "active" and r[7] and r[4] is not None:
-            out.append(ClaimedRow(r[0], r[1], r[2], r[3], r[4], r[5], r[8], r[9], r[10]))
+            out.append(ClaimedRow(r[0], r[1], r[2], r[3], r[4], r[5], r[8], r[9], r[10],
+                                  _utc(r[11])))
         else:
             rejected.append(r[0])
     if rejected:
@@ -560,11 +572,16 @@ async def record(session: AsyncSession, *, owner: str, now: datetime, batch: Out
             [{"oid": i, "att": a, "err": e[:MAX_ERROR]} for i, a, e in batch.failed],
         )
     if batch.retry:
+        # A row with a counted attempt has failed at least once: the first such record
+        # starts its retry window (later ones keep it; rows handed back keep theirs).
         await session.execute(
             update(OUT).where(om.id == bindparam("oid"), _mine(owner)).values(
                 status="pending", attempts=bindparam("att"), not_before=bindparam("nb"),
-                lease_owner=None, lease_until=None, error=bindparam("err")),
-            [{"oid": i, "att": a, "nb": nb, "err": (e or "")[:MAX_ERROR] or None}
+                lease_owner=None, lease_until=None, error=bindparam("err"),
+                first_attempt_at=func.coalesce(
+                    om.first_attempt_at, bindparam("first", type_=UTCDateTime()))),
+            [{"oid": i, "att": a, "nb": nb, "err": (e or "")[:MAX_ERROR] or None,
+              "first": now if a > 0 else None}
              for i, a, nb, e in batch.retry],
         )
 

@@ -511,6 +511,23 @@ async def test_injected_server_errors_and_delays(sb: Sandbox, bot: Bot) -> None:
     assert sb.counters()["delayed"] == 1
 
 
+async def test_random_flood_waits_catch_early_sends(sb: Sandbox, bot: Bot) -> None:
+    """Chaos mode: random 429s, and the counters say whether the bot honoured retry_after."""
+    sb.user(1014)
+    sb.user(1015)
+    sb.faults.update({"rate_limit_probability": 1.0, "rate_limit_retry_after": 2, "seed": 1})
+    with pytest.raises(RetryAfter) as exc:
+        await bot.send_message(1014, "first")
+    assert retry_seconds(exc.value) == 2
+    sb.faults.rate_limit_probability = 0.0
+    await asyncio.sleep(Sandbox.RETRY_GRACE + 0.05)
+    await bot.send_message(1014, "retried too early")
+    await bot.send_message(1015, "another chat, still inside the bot's wait")
+    counters = sb.counters()
+    assert (counters["early_retries"], counters["early_sends"]) == (1, 2)
+    assert counters["rate_limited"] == 1 and counters["sent"] == 2
+
+
 async def test_auto_create_mode_counts_without_history(http: aiohttp.ClientSession) -> None:
     async with Sandbox.serve(auto_create_private_chats=True) as sandbox:
         url = f"{sandbox.base_url}{TOKEN}/sendMessage"

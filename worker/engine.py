@@ -22,7 +22,7 @@ from storage import outbox
 from storage.db import Database
 from storage.ratelimit import Monotonic, RateLimiter
 
-from .feeder import feed
+from .feeder import feed, watch_pauses
 from .lanes import Lane, bot_info, limits_for
 from .options import DeliveryStats, WorkerOptions, describe
 from .outcomes import Recorder
@@ -71,10 +71,6 @@ class Worker:
         self.epoch = 0  # counts claims that found rows
         self._last_tick = -math.inf
         self._bots_checked = monotonic()
-
-    def backoff(self, attempts: int) -> float:
-        """Seconds before retrying a row that failed ``attempts`` times."""
-        return broadcasts.retry_delay(attempts, self.options.backoff_base)
 
     # --- public -----------------------------------------------------------------------------
 
@@ -233,6 +229,9 @@ class Worker:
         for i in range(self.options.concurrency):
             lane.tasks.append(asyncio.create_task(send_loop(self, lane),
                                                   name=f"sender-{info.id}-{i}"))
+        # Last: it ends by itself once the worker closes (a stop marker too many is harmless).
+        lane.tasks.append(asyncio.create_task(watch_pauses(self, lane),
+                                              name=f"pauses-{info.id}"))
         return lane
 
     # --- used by the feeder and the senders -------------------------------------------------

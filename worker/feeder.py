@@ -68,6 +68,32 @@ async def feed(w: Worker, lane: Lane) -> None:
             await asyncio.sleep(1.0)
 
 
+async def watch_pauses(w: Worker, lane: Lane) -> None:
+    """Follow a bot-wide pause another worker (or process) set, while rows are held here.
+
+    The feeder only learns of a shared pause when it next reserves slots, and it does not
+    when there is nothing left to claim: the rows its senders already hold would then go
+    out during another worker's 429 pause. Asking the shared limiter a few times a second
+    pauses the lane (and hands its queued rows back) within one poll.
+    """
+    loop = asyncio.get_running_loop()
+    interval = w.options.pause_poll_interval
+    while not w.closing:
+        await asyncio.sleep(interval)
+        if not (lane.busy or lane.queue.qsize()):
+            continue  # nothing held: the feeder's next reservation will see the pause
+        try:
+            paused = await w.limiter.paused_for(lane.bot.id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("could not read the shared pause: %s", describe(exc))
+            continue
+        # Only a longer pause than the lane already keeps (ours is shared, and read back).
+        if paused > 0 and loop.time() + paused > lane.pause_until + interval:
+            w.pause_lane(lane, paused)
+
+
 async def _claim(w: Worker, lane: Lane, limit: int) -> tuple[list[ClaimedRow], float]:
     """Lease up to ``limit`` due rows of the lane's bot; also the loop time of the lease."""
     now_dt = w.clock.now()

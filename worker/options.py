@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from campaigns.broadcasts import BACKOFF_BASE_S, BACKOFF_MAX_S, RETRY_WINDOW_S
+
 
 @dataclass
 class WorkerOptions:
@@ -16,12 +18,19 @@ class WorkerOptions:
     idle_interval: float = 0.2  # seconds between claims when there is nothing to do
     tick_interval: float = 1.0  # start due broadcasts, reclaim leases, finish broadcasts
     request_timeout: float = 10.0
-    backoff_base: float = 2.0  # first retry after ~2 s, then ~8 s
+    # 5xx, timeouts, lost connections: retried after ~2 s, ~8 s, ~32 s, ... at most ~5 min
+    # apart, until retry_window seconds have passed since the row's first try; then failed.
+    backoff_base: float = BACKOFF_BASE_S
+    backoff_max: float = BACKOFF_MAX_S
+    retry_window: float = RETRY_WINDOW_S
     burst_horizon: float = 60.0  # run_burst waits for retries due within this many seconds
     # Telegram counts arrivals, we schedule departures: a margin over "1 per second".
     chat_interval: float = 1.1
     group_interval: float = 3.0
     bot_error_pause: float = 60.0
+    # How often a lane holding rows checks for a pause another worker shared (a 429):
+    # Telegram tolerates requests already on the wire, not new ones for long.
+    pause_poll_interval: float = 0.02
 
 
 @dataclass

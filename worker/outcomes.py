@@ -1,10 +1,11 @@
 """What to do with a send's result, and the buffer that records outcomes in bulk.
 
-``classify`` is Courier's classification as a pure function of the channel's answer
-and the attempts so far: sent; blocked (the person stopped us: never retried);
-retry after some seconds (a 429 or a refused bot pauses the whole lane; 5xx and
-timeouts back off); or fail (bad requests at once, transient errors after
-``broadcasts.MAX_ATTEMPTS``).
+``classify`` is Courier's classification as a pure function of the channel's answer,
+the row's attempts and first try, the time and the worker's options: sent; blocked
+(the person stopped us: never retried); retry after some seconds (a 429 or a refused
+bot pauses the whole lane; 5xx, timeouts and lost connections back off exponentially,
+capped, with jitter); or fail (bad requests at once, transient errors once the retry
+window has passed since the row's first try).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -25,7 +26,7 @@ from storage import outbox
 from storage.db import Database
 from storage.outbox import ClaimedRow, Outcomes
 
-from .options import DeliveryStats, describe
+from .options import DeliveryStats, WorkerOptions, describe
 
 log = logging.getLogger("nalgae.worker")
 
@@ -54,12 +55,13 @@ class Action:
     pause: Pause = Pause.NONE
 
 
-def classify(result: SendResult, attempts: int, *, backoff: Callable[[int], float],
-             bot_error_pause: float) -> Action:
-    """The action for ``result`` of a row tried ``attempts`` times before.
+def classify(result: SendResult, attempts: int, *, first_attempt_at: datetime | None,
+             now: datetime, options: WorkerOptions, jitter: float = 1.0) -> Action:
+    """The action for ``result`` of a row tried ``attempts`` times before, first at
+    ``first_attempt_at`` (None: this is its first counted try).
 
-    ``backoff(n)`` is the delay after the n-th failed try (the worker passes
-    ``broadcasts.retry_delay``, which adds jitter; tests pass a fixed one).
+    ``jitter`` multiplies the back-off (the sender draws ``broadcasts.jitter_factor()``;
+    tests pass 1.0), so that this stays a pure function.
     """
     outcome = result.outcome
     if outcome is Outcome.SENT:
@@ -74,11 +76,21 @@ def classify(result: SendResult, attempts: int, *, backoff: Callable[[int], floa
         return Action(Kind.RETRY, attempts, max(1.0, result.retry_after or 1.0), result.error,
                       Pause.RATE_LIMITED)
     if outcome is Outcome.BOT_ERROR:
-        return Action(Kind.RETRY, attempts, bot_error_pause, result.error, Pause.REFUSED)
+        return Action(Kind.RETRY, attempts, options.bot_error_pause, result.error,
+                      Pause.REFUSED)
+    # Transient (5xx, timeout, connection error): the message is likely fine, the road
+    # is not. Keep trying for the whole window rather than a fixed count, so an outage
+    # of minutes loses nothing; the back-off keeps a struggling server from being hammered.
     tried = attempts + 1
-    if broadcasts.give_up(tried):
-        return Action(Kind.FAIL, tried, error=f"{result.error or 'error'} (after {tried} attempts)")
-    return Action(Kind.RETRY, tried, backoff(tried), result.error)
+    left = broadcasts.retry_window_left(first_attempt_at, now, options.retry_window)
+    if left <= 0:
+        spent = options.retry_window - left
+        return Action(Kind.FAIL, tried,
+                      error=f"{result.error or 'error'} (after {tried} "
+                            f"attempt{'s' if tried != 1 else ''} in {spent:.0f} s)")
+    delay = broadcasts.retry_delay(tried, options.backoff_base, options.backoff_max, jitter)
+    # The last try falls at the window's end rather than after it.
+    return Action(Kind.RETRY, tried, min(delay, left), result.error)
 
 
 class Recorder:

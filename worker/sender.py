@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bots.channel import SENDING_ROW, Outcome, SendResult
+from campaigns import broadcasts
 
 from .lanes import Item, Lane
 from .options import describe
@@ -81,8 +82,8 @@ async def _send(w: Worker, lane: Lane, item: Item) -> SendResult:
 async def record(w: Worker, lane: Lane, item: Item, result: SendResult) -> None:
     """Note the outcome for the next flush; pause the lane when the channel says so."""
     row, out, stats = item.row, w.recorder.pending, w.stats
-    action = classify(result, row.attempts, backoff=w.backoff,
-                      bot_error_pause=w.options.bot_error_pause)
+    action = classify(result, row.attempts, first_attempt_at=row.first_attempt_at,
+                      now=w.clock.now(), options=w.options, jitter=broadcasts.jitter_factor())
     if action.kind is Kind.SENT:
         lane.refused = False
         out.sent.append((row.id, result.message_id))

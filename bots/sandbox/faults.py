@@ -66,6 +66,14 @@ class Faults:
     fail_probability: float = 0.0
     #: 500 ("Internal Server Error") or 502 ("Bad Gateway")
     fail_status: int = 500
+    #: answer each send call with a 429 with this probability (chaos testing: a random
+    #: flood wait that a well-behaved bot must honour before sending again)
+    rate_limit_probability: float = 0.0
+    #: the ``retry_after`` of those random 429s, in seconds
+    rate_limit_retry_after: int = 1
+    #: delay each send call by ``delay_seconds`` with this probability (a timeout when the
+    #: delay exceeds the client's; ``delay_delivers`` says whether it is delivered anyway)
+    delay_probability: float = 0.0
     #: delay the response of the next N send calls by ``delay_seconds``
     delay_next: int = 0
     delay_seconds: float = 0.0
@@ -92,7 +100,9 @@ class Faults:
             or self.per_group_per_minute
             or self.fail_next
             or self.fail_probability
+            or self.rate_limit_probability
             or self.delay_next
+            or self.delay_probability
         )
 
     def applies_to(self, method: str) -> bool:
@@ -111,7 +121,15 @@ class Faults:
         if self.delay_next > 0:
             self.delay_next -= 1
             return self.delay_seconds
+        if self.delay_probability and self._rng.random() < self.delay_probability:
+            return self.delay_seconds
         return 0.0
+
+    def take_rate_limit(self) -> int:
+        """``retry_after`` of an injected random 429 for this call, or 0."""
+        if self.rate_limit_probability and self._rng.random() < self.rate_limit_probability:
+            return max(1, self.rate_limit_retry_after)
+        return 0
 
     def reset(self) -> None:
         for f in fields(self):

@@ -24,6 +24,7 @@ from .state import (
     BotState,
     CallbackRecord,
     ChatState,
+    Counters,
     PollRecord,
     SandboxMessage,
     StoredFile,
@@ -498,12 +499,20 @@ class Sandbox:
         methods = counters.methods
         methods[method] = methods.get(method, 0) + 1
         faults = self.faults
-        if faults.active and faults.applies_to(method):
+        # A random 429 answered earlier is checked even after the faults are switched off.
+        if (faults.active or counters.retry_until) and faults.applies_to(method):
             failure = faults.take_failure()
             if failure is not None:
                 counters.server_errors += 1
                 text = "Bad Gateway" if failure == 502 else "Internal Server Error"
                 return failure, ApiError(failure, text).body()
+            if method in NEW_MESSAGE_METHODS:
+                retry_after = self._random_flood_wait(counters, params)
+                if retry_after:
+                    counters.rate_limited += 1
+                    error = ApiError(429, f"Too Many Requests: retry after {retry_after}",
+                                     {"retry_after": retry_after})
+                    return 429, error.body()
             delay = faults.take_delay()
             if delay:
                 return self._delayed(bot, method, params, delay, is_gone)
@@ -514,6 +523,30 @@ class Sandbox:
         if async_handler is not None:
             return self._run_async(bot, async_handler, params)
         return 404, _NOT_FOUND
+
+    # Requests already on the wire when a 429 is answered cannot have honoured it.
+    RETRY_GRACE = 0.25
+
+    def _random_flood_wait(self, counters: Counters, params: JSON) -> int:
+        """Check a send against earlier random 429s; maybe answer this one with a new one."""
+        now = time.monotonic()
+        try:
+            chat_id = int(params.get("chat_id") or 0)
+        except (TypeError, ValueError):
+            chat_id = 0
+        until = counters.chat_retry_until.pop(chat_id, 0.0)
+        if now < until:
+            counters.early_retries += 1
+        if counters.retry_issued + self.RETRY_GRACE < now < counters.retry_until:
+            counters.early_sends += 1
+            counters.early_send_latest_s = max(counters.early_send_latest_s,
+                                               now - counters.retry_issued)
+        retry_after = self.faults.take_rate_limit()
+        if retry_after:
+            counters.retry_issued = now
+            counters.retry_until = max(counters.retry_until, now + retry_after)
+            counters.chat_retry_until[chat_id] = now + retry_after
+        return retry_after
 
     def _run(self, bot: BotState, handler: Handler, params: JSON) -> ApiAnswer:
         try:

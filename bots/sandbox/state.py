@@ -290,6 +290,17 @@ class Counters:
         self.bad_requests = 0  # other 4xx answers
         self.server_errors = 0  # injected 5xx answers
         self.delayed = 0  # injected slow answers
+        # Injected random 429s and sends that did not honour them: to the same chat before
+        # its retry_after (a retry too early), or to any chat of the bot while the bot's
+        # retry_after runs (beyond a grace for requests already on the wire at the 429).
+        self.early_retries = 0
+        self.early_sends = 0
+        # How long after its 429 the latest early send came: a few tenths of a second
+        # point at requests stuck in a busy client's or server's loop, more at a bug.
+        self.early_send_latest_s = 0.0
+        self.retry_until = 0.0
+        self.retry_issued = 0.0
+        self.chat_retry_until: dict[int, float] = {}
         self.methods: dict[str, int] = {}
         #: chat id -> number of messages the bot delivered there
         self.delivered: dict[int, int] = {}
@@ -328,6 +339,9 @@ class Counters:
             "bad_requests": self.bad_requests,
             "server_errors": self.server_errors,
             "delayed": self.delayed,
+            "early_retries": self.early_retries,
+            "early_sends": self.early_sends,
+            "early_send_latest_s": round(self.early_send_latest_s, 3),
             "errors": self.rate_limited + self.forbidden + self.bad_requests + self.server_errors,
             "chats": len(self.delivered),
             "duplicates": sum(self.duplicate_chats.values()),

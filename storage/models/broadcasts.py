@@ -102,6 +102,9 @@ class OutboxMessage(Base):
     chat_id: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the first try that did not settle the row was made (a 5xx, a timeout): the
+    # worker retries transient errors until its retry window has passed since then.
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     not_before: Mapped[datetime] = mapped_column(UTCDateTime())
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -105,6 +105,7 @@ def upgrade() -> None:
         sa.Column("chat_id", sa.BigInteger(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("first_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
