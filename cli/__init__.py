@@ -130,6 +130,7 @@ def _register() -> None:
     """Attach each command group's module (they import the helpers above, hence down here)."""
     from cli import (
         api,
+        bots,
         broadcasts,
         campaigns,
         db,
@@ -142,7 +143,7 @@ def _register() -> None:
     )
 
     for module in (db, supporters, campaigns, petitions, polls, organisers, broadcasts, x,
-                   serve, api):
+                   serve, api, bots):
         for command in module.COMMANDS:
             cli.add_command(command)
 

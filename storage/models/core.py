@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,6 +37,10 @@ class Bot(Base):
     token: Mapped[str | None] = mapped_column(Text)
     base_url: Mapped[str | None] = mapped_column(Text)
     max_rate: Mapped[float] = mapped_column(default=30.0)
+    # A disabled bot is neither served nor used for delivery; its rows stay.
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The regional chapter this bot speaks for (a name; chapters are free-form for now).
+    chapter: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -46,6 +51,7 @@ class Supporter(Base):
     __table_args__ = (Index("ix_supporter_bot_status", "bot_id", "status"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    # The bot the person last signed up or started through: their preferred way back.
     bot_id: Mapped[int] = mapped_column(ForeignKey("bot.id"))
     display_name: Mapped[str | None] = mapped_column(String(128))
     language: Mapped[str] = mapped_column(String(8), default="ko")
