@@ -69,6 +69,8 @@ async def start(
         lang = _lang(person, known)
         return [consent_request(lang, parsed)]
     supporter = known.supporter
+    # The bot they last used is the way back (broadcasts go out through it).
+    known.identity.last_used_at = clock.now()
     if not known.identity.reachable or known.identity.chat_id != person.chat_id:
         known.identity.reachable = True
         known.identity.chat_id = person.chat_id
@@ -94,7 +96,24 @@ async def consent(
     payload = intents.parse_start_payload(carried or None)
     now = clock.now()
     known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    linked = None
     if known is None:
+        linked = await store.find_on_other_bots(session, person.bot_id, person.channel,
+                                                person.user_id)
+    if linked is not None:
+        # The same person through a second bot: one supporter, one consent history.
+        known = await store.link(
+            session, linked, bot_id=person.bot_id, channel=person.channel,
+            external_user_id=person.user_id, chat_id=person.chat_id,
+            username=person.username, now=now,
+        )
+        s = known.supporter
+        if s.status != "active":
+            s.status, s.stopped_at, s.consented_at = "active", None, now
+        s.language = lang
+        s.pending_intent = payload.intent or s.pending_intent
+        action = "supporter.linked_bot"
+    elif known is None:
         known = await store.create(
             session,
             bot_id=person.bot_id,
@@ -118,6 +137,7 @@ async def consent(
         s.pending_intent = payload.intent or s.pending_intent
         known.identity.reachable = True
         known.identity.chat_id = person.chat_id
+        known.identity.last_used_at = now
         action = "supporter.resubscribed"
     await store.record_consent(
         session, known.supporter.id, purpose=PURPOSE, notice_version=NOTICE_VERSION,

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     cast,
     exists,
     func,
@@ -39,8 +40,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from storage.models import Broadcast, ChannelIdentity, OutboxMessage, Supporter, SupporterTag
+from storage.models import (
+    Bot,
+    Broadcast,
+    ChannelIdentity,
+    OutboxMessage,
+    Supporter,
+    SupporterTag,
+)
 from storage.models.base import UTCDateTime
 
 MAX_ERROR = 200
@@ -111,14 +120,24 @@ def _petition_filters(query: AudienceQuery) -> list[Any]:
     return conds
 
 
-def audience_select(bot_id: int, query: AudienceQuery) -> Select[int, int, str, int | None]:
-    """Reachable identities of the matching active supporters: one row per identity."""
+def audience_select(
+    bot_id: int, query: AudienceQuery
+) -> Select[tuple[int, int, str, int | None, int]]:
+    """One reachable identity per matching active supporter and channel.
+
+    The audience is the bot's supporters (everyone with an identity on it). Someone who
+    talks to several bots of the channel gets the message once: through this bot, or,
+    if they blocked it, through the enabled bot they used last.
+    """
     ci = ChannelIdentity
+    member = aliased(ChannelIdentity, name="member")
     conds: list[Any] = [
-        Supporter.bot_id == bot_id,
         Supporter.status == "active",
+        exists().where(member.supporter_id == Supporter.id, member.bot_id == bot_id),
         ci.reachable.is_(True),
         ci.chat_id.is_not(None),
+        Bot.enabled.is_(True),
+        Bot.channel == select(Bot.channel).where(Bot.id == bot_id).scalar_subquery(),
     ]
     if query.regions:
         conds.append(Supporter.region.in_(query.regions))
@@ -133,19 +152,27 @@ def audience_select(bot_id: int, query: AudienceQuery) -> Select[int, int, str, 
             SupporterTag.supporter_id == Supporter.id, SupporterTag.tag.in_(query.tags)
         ))
     conds.extend(_petition_filters(query))
-    return (
-        select(Supporter.id.label("supporter_id"), ci.id.label("identity_id"),
-               ci.channel.label("channel"), ci.chat_id.label("chat_id"))
-        .join(ci, and_(ci.supporter_id == Supporter.id, ci.bot_id == bot_id))
-        .where(*conds)
+    pick = func.row_number().over(
+        partition_by=(ci.supporter_id, ci.channel),
+        order_by=(case((ci.bot_id == bot_id, 0), else_=1),
+                  func.coalesce(ci.last_used_at, ci.created_at).desc(), ci.id.desc()),
     )
+    reach = (
+        select(Supporter.id.label("supporter_id"), ci.id.label("identity_id"),
+               ci.channel.label("channel"), ci.chat_id.label("chat_id"),
+               ci.bot_id.label("bot_id"), pick.label("pick"))
+        .join(ci, ci.supporter_id == Supporter.id)
+        .join(Bot, Bot.id == ci.bot_id)
+        .where(*conds)
+        .subquery("reach")
+    )
+    return select(reach.c.supporter_id, reach.c.identity_id, reach.c.channel, reach.c.chat_id,
+                  reach.c.bot_id).where(reach.c.pick == 1)
 
 
 async def audience_size(session: AsyncSession, bot_id: int, query: AudienceQuery) -> int:
     """How many (supporter, channel) messages a broadcast to this audience would send."""
-    sub = audience_select(bot_id, query).with_only_columns(
-        Supporter.id, ChannelIdentity.channel
-    ).distinct().subquery()
+    sub = audience_select(bot_id, query).subquery()
     return int((await session.execute(select(func.count()).select_from(sub))).scalar_one())
 
 
@@ -214,7 +241,7 @@ async def materialise(
         not_before = literal(send_at, UTCDateTime())
     source = select(
         literal(broadcast_id).label("broadcast_id"),
-        literal(bot_id).label("bot_id"),
+        aud.c.bot_id,
         aud.c.supporter_id,
         aud.c.identity_id,
         aud.c.channel,
@@ -228,6 +255,12 @@ async def materialise(
     insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert_fn(OUT).from_select(cols, source).on_conflict_do_nothing()
     result = await session.execute(stmt)
+    # Which bots the rows go out through: the workers open a lane for each.
+    via = sorted(int(b) for b in (await session.execute(
+        select(OUT.c.bot_id).where(OUT.c.broadcast_id == broadcast_id).distinct()
+    )).scalars())
+    await session.execute(
+        update(BCAST).where(BCAST.c.id == broadcast_id).values(via_bot_ids=via or None))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -313,8 +346,7 @@ WITH picked AS (
     LEFT JOIN supporter AS s ON s.id = o.supporter_id
     LEFT JOIN channel_identity AS ci ON ci.id = o.identity_id
     WHERE o.bot_id = :bot_id AND o.status = 'pending' AND o.not_before <= :now
-      AND o.broadcast_id IN (
-          SELECT b.id FROM broadcast AS b WHERE b.bot_id = :bot_id AND b.status = 'sending')
+      AND o.broadcast_id IN (SELECT b.id FROM broadcast AS b WHERE b.status = 'sending')
     ORDER BY o.not_before, o.id
     LIMIT :limit
     FOR UPDATE OF o SKIP LOCKED
@@ -345,8 +377,7 @@ SET status = 'inflight', lease_owner = :owner, lease_until = :until
 WHERE id IN (
     SELECT o.id FROM outbox_message AS o
     WHERE o.bot_id = :bot_id AND o.status = 'pending' AND o.not_before <= :now
-      AND o.broadcast_id IN (
-          SELECT b.id FROM broadcast AS b WHERE b.bot_id = :bot_id AND b.status = 'sending')
+      AND o.broadcast_id IN (SELECT b.id FROM broadcast AS b WHERE b.status = 'sending')
     ORDER BY o.not_before, o.id
     LIMIT :limit)
 RETURNING id
@@ -570,11 +601,11 @@ async def finish_if_complete(session: AsyncSession, broadcast_id: int, now: date
 
 
 async def sending_broadcasts(session: AsyncSession) -> list[tuple[int, int]]:
-    """(broadcast id, bot id) of every broadcast being sent."""
+    """(broadcast id, bot id) of every broadcast being sent, for each bot it goes out through."""
     rows = await session.execute(
-        select(BCAST.c.id, BCAST.c.bot_id).where(BCAST.c.status == "sending")
+        select(BCAST.c.id, BCAST.c.bot_id, BCAST.c.via_bot_ids).where(BCAST.c.status == "sending")
     )
-    return [(int(a), int(b)) for a, b in rows.all()]
+    return [(int(a), int(b)) for a, own, via in rows.all() for b in (via or [own])]
 
 
 async def next_due(session: AsyncSession, bot_ids: Sequence[int]) -> datetime | None:

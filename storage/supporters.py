@@ -126,8 +126,54 @@ async def create(
         username=username,
         reachable=True,
         created_at=now,
+        last_used_at=now,
     )
     session.add(identity)
+    await session.flush()
+    return Known(supporter, identity)
+
+
+async def find_on_other_bots(
+    session: AsyncSession, bot_id: int, channel: str, external_user_id: str
+) -> Supporter | None:
+    """The supporter this person already is through another bot of the same channel.
+
+    On Telegram a user id is the same person whichever bot they talk to, so a second
+    chapter bot links to the first supporter instead of making a second one.
+    """
+    return (await session.execute(
+        select(Supporter)
+        .join(ChannelIdentity, ChannelIdentity.supporter_id == Supporter.id)
+        .where(
+            ChannelIdentity.bot_id != bot_id,
+            ChannelIdentity.channel == channel,
+            ChannelIdentity.external_user_id == external_user_id,
+            Supporter.status != "erased",
+        )
+        .order_by(ChannelIdentity.id.desc())
+        .limit(1)
+    )).scalar_one_or_none()
+
+
+async def link(
+    session: AsyncSession,
+    supporter: Supporter,
+    *,
+    bot_id: int,
+    channel: str,
+    external_user_id: str,
+    chat_id: int | None,
+    username: str | None,
+    now: datetime,
+) -> Known:
+    """Reach `supporter` through one more bot as well; it becomes the bot they last used."""
+    identity = ChannelIdentity(
+        supporter_id=supporter.id, bot_id=bot_id, channel=channel,
+        external_user_id=external_user_id, chat_id=chat_id, username=username,
+        reachable=True, created_at=now, last_used_at=now,
+    )
+    session.add(identity)
+    supporter.updated_at = now
     await session.flush()
     return Known(supporter, identity)
 

@@ -20,11 +20,11 @@ class Me:
     problem: str | None = None  # e.g. "the Bot API refused the token (401 Unauthorized)"
 
 
-async def get_me(token: str, base_url: str | None, *, timeout: float = 10.0) -> Me:
+async def get_me(token: str, base_url: str | None, *, wait: float = 10.0) -> Me:
     # The URL contains the token: it is never logged or put into the answer.
     url = f"{base_url or DEFAULT_BASE_URL}{token}/getMe"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http, \
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait)) as http, \
                 http.get(url) as resp:
             status = resp.status
             raw = await resp.read()

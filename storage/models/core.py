@@ -51,7 +51,7 @@ class Supporter(Base):
     __table_args__ = (Index("ix_supporter_bot_status", "bot_id", "status"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    # The bot the person last signed up or started through: their preferred way back.
+    # The bot the person first signed up through (their other bots: channel_identity).
     bot_id: Mapped[int] = mapped_column(ForeignKey("bot.id"))
     display_name: Mapped[str | None] = mapped_column(String(128))
     language: Mapped[str] = mapped_column(String(8), default="ko")
@@ -99,6 +99,9 @@ class ChannelIdentity(Base):
     username: Mapped[str | None] = mapped_column(String(64))
     reachable: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the person last signed up or /started through this bot: a broadcast reaches
+    # someone with several bots through the one they used last.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Consent(Base):
