@@ -205,3 +205,56 @@ async def test_bot_commands_add_list_check_and_refuse_a_wrong_token(db: Database
             assert gone.exit_code == 0
 
         await asyncio.to_thread(cli_steps)
+
+
+async def test_each_bot_has_its_own_webhook_path_and_secret(db: Database) -> None:
+    import aiohttp
+    from fastapi import FastAPI
+
+    from bots.telegram.webhook import webhook_asgi
+    from campaigns.settings import Settings
+    from tests.test_webhook import free_port, serve, update_json
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/telegram/webhook"
+    # One configured secret for the deployment: the bots' own secrets still differ.
+    settings = Settings.from_env({"NALGAE_TELEGRAM_WEBHOOK_SECRET": "shared-secret-value"})
+    async with Sandbox.serve() as sb:
+        async with db.session() as s:
+            for name, token in (("seoul", SEOUL), ("gyeonggi", GYEONGGI)):
+                await bot_rules.add(s, SystemClock(), name=name, token=token,
+                                    base_url=sb.base_url)
+
+        def make(bot: ServedBot) -> TelegramRuntime:
+            return TelegramRuntime(
+                bot_id=bot.id, token=bot.token, base_url=bot.base_url or "", db=db,
+                clock=SystemClock(), dedup=MemoryDedup(), webhook_url=f"{base}/{bot.name}",
+                webhook_secret=settings.webhook_secret_for_bot(bot.name, bot.token),
+                route=f"/telegram/webhook/{bot.name}",
+            )
+
+        fleet = BotFleet(db, make)
+        app = webhook_asgi(FastAPI(), fleet.runtimes, "/telegram/webhook")
+        async with serve(app, port):
+            await fleet.reconcile()
+            try:
+                await sign_up(sb, 8201, SEOUL)
+                await sign_up(sb, 8202, GYEONGGI)
+                seoul_secret = settings.webhook_secret_for_bot("seoul", SEOUL)
+                assert seoul_secret != settings.webhook_secret_for_bot("gyeonggi", GYEONGGI)
+                async with aiohttp.ClientSession() as http:
+                    # The right secret on another bot's path is refused, and so is the
+                    # deployment's configured secret on its own.
+                    for path, secret in (("gyeonggi", seoul_secret),
+                                         ("seoul", "shared-secret-value")):
+                        async with http.post(
+                            f"{base}/{path}", data=update_json(99, 8299, "/start"),
+                            headers={"X-Telegram-Bot-Api-Secret-Token": secret},
+                        ) as resp:
+                            assert resp.status == 403
+            finally:
+                await fleet.close()
+        async with db.session() as s:
+            rows = (await s.execute(select(ChannelIdentity.external_user_id,
+                                           ChannelIdentity.bot_id))).all()
+        assert len(rows) == 2 and len({b for _, b in rows}) == 2
