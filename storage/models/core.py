@@ -15,7 +15,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -38,7 +37,7 @@ class Bot(Base):
     base_url: Mapped[str | None] = mapped_column(Text)
     max_rate: Mapped[float] = mapped_column(default=30.0)
     # A disabled bot is neither served nor used for delivery; its rows stay.
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # The regional chapter this bot speaks for (a name; chapters are free-form for now).
     chapter: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
