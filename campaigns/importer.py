@@ -353,8 +353,11 @@ async def export_supporters(
     fmt: str = "csv",
     actor: str = "cli",
     progress: Progress | None = None,
+    regions: list[str] | None = None,
 ) -> int:
-    """Write every supporter of the bot but the erased ones as CSV or JSON; returns the count."""
+    """Write every supporter of the bot but the erased ones as CSV or JSON; returns the count.
+
+    ``regions`` (a scoped organiser's) keeps the export to those regions."""
     if fmt not in ("csv", "json"):
         raise ValueError("format must be csv or json")
     total = 0
@@ -368,7 +371,7 @@ async def export_supporters(
         writer.writerow(EXPORT_HEADER)
     else:
         out.write("[")
-    async for batch in store.iter_supporters(session, bot_id, CHANNEL):
+    async for batch in store.iter_supporters(session, bot_id, CHANNEL, regions=regions):
         for s in batch:
             record: dict[str, Any] = {
                 "telegram_id": s.external_user_id or "",

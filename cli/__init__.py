@@ -133,6 +133,7 @@ def _register() -> None:
         bots,
         broadcasts,
         campaigns,
+        chapters,
         db,
         organisers,
         petitions,
@@ -143,7 +144,7 @@ def _register() -> None:
     )
 
     for module in (db, supporters, campaigns, petitions, polls, organisers, broadcasts, x,
-                   serve, api, bots):
+                   serve, api, bots, chapters):
         for command in module.COMMANDS:
             cli.add_command(command)
 

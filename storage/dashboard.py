@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChannelIdentity, Petition, Signature, Supporter, SupporterTag
@@ -127,12 +127,16 @@ class SupporterRow:
 async def supporters(
     session: AsyncSession, bot_id: int, *, region: str | None = None, tier: str | None = None,
     status: str | None = None, tag: str | None = None, search: str | None = None,
-    offset: int = 0, limit: int = PAGE,
+    offset: int = 0, limit: int = PAGE, regions: list[str] | None = None,
 ) -> tuple[list[SupporterRow], int]:
-    """One page of supporters (erased ones never listed), newest first, and the total."""
+    """One page of supporters (erased ones never listed), newest first, and the total.
+
+    ``regions`` keeps to a scoped organiser's regions."""
     query = select(Supporter.id, Supporter.display_name, Supporter.language, Supporter.region,
                    Supporter.tier, Supporter.status, Supporter.created_at).where(
         Supporter.bot_id == bot_id, Supporter.status != "erased")
+    if regions is not None:
+        query = query.where(Supporter.region.in_(regions))
     if region:
         query = query.where(Supporter.region == region)
     if tier:
@@ -159,12 +163,14 @@ async def supporters(
                          r.created_at, tags[r.id]) for r in rows], total
 
 
-async def tag_counts(session: AsyncSession, bot_id: int) -> list[tuple[str, int]]:
+async def tag_counts(session: AsyncSession, bot_id: int,
+                     regions: list[str] | None = None) -> list[tuple[str, int]]:
     """Tags of active supporters with how many carry each."""
     rows = await session.execute(
         select(SupporterTag.tag, func.count())
         .join(Supporter, Supporter.id == SupporterTag.supporter_id)
-        .where(Supporter.bot_id == bot_id, Supporter.status == "active")
+        .where(Supporter.bot_id == bot_id, Supporter.status == "active",
+               Supporter.region.in_(regions) if regions is not None else true())
         .group_by(SupporterTag.tag).order_by(func.count().desc(), SupporterTag.tag)
     )
     return [(t, int(n)) for t, n in rows.all()]

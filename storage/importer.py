@@ -13,7 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, insert, literal, select, text
+from sqlalchemy import (
+    ARRAY,
+    String,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.db import Database
@@ -269,9 +281,13 @@ class ExportedSupporter:
 
 
 async def iter_supporters(
-    session: AsyncSession, bot_id: int, channel: str, batch: int = CHUNK
+    session: AsyncSession, bot_id: int, channel: str, batch: int = CHUNK,
+    regions: Sequence[str] | None = None,
 ) -> AsyncIterator[list[ExportedSupporter]]:
-    """Every supporter of a bot except erased ones, in batches (keyset pagination by id)."""
+    """Every supporter of a bot except erased ones, in batches (keyset pagination by id).
+
+    ``regions`` keeps to those regions (a scoped organiser's chapters)."""
+    in_scope = Supporter.region.in_(list(regions)) if regions is not None else true()
     identity = and_(
         ChannelIdentity.supporter_id == Supporter.id,
         ChannelIdentity.bot_id == bot_id,
@@ -293,6 +309,7 @@ async def iter_supporters(
                 )
                 .outerjoin(ChannelIdentity, identity)
                 .where(
+                    in_scope,
                     Supporter.bot_id == bot_id,
                     Supporter.status != "erased",
                     # The X channel's own account row is an address, not a person.

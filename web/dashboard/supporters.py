@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
-from campaigns import importer, polls
+from campaigns import chapters, importer, polls
 from campaigns.i18n import _, t_plain
 from campaigns.organisers import MANAGE, allows
 from storage import dashboard as queries
@@ -25,7 +25,7 @@ FORMATS = ("csv", "json")
 
 @router.get("/supporters", response_class=HTMLResponse)
 async def supporter_list(request: Request) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
     qp = request.query_params
     filters = {k: qp.get(k) or None for k in ("region", "tier", "status", "tag", "q")}
     try:
@@ -33,12 +33,19 @@ async def supporter_list(request: Request) -> Response:
     except ValueError:
         offset = 0
     async with database(request).session() as s:
+        scope = await chapters.scope_of(s, me.organiser.id)
+    if filters["region"] and not scope.covers(filters["region"]):
+        refused = await chapters.refuse(database(request), request.app.state.clock,
+                                        actor=me.actor, what="supporters",
+                                        details={"region": filters["region"]})
+        raise HTTPException(403, refused.message(language(request)))
+    async with database(request).session() as s:
         bot = await queries.default_telegram_bot(s)
         rows, total = await queries.supporters(
             s, bot.id, region=filters["region"], tier=filters["tier"],
             status=filters["status"], tag=filters["tag"], search=filters["q"],
-            offset=offset) if bot else ([], 0)
-        tags = await queries.tag_counts(s, bot.id) if bot else []
+            offset=offset, regions=scope.region_filter) if bot else ([], 0)
+        tags = await queries.tag_counts(s, bot.id, scope.region_filter) if bot else []
     return page(request, "supporters.html", {
         "supporters": rows, "total": total, "tags": tags, "filters": filters,
         "qs": urlencode({k: v for k, v in filters.items() if v}),
@@ -88,10 +95,12 @@ async def export_supporters(request: Request, fmt: str) -> Response:
     me = await _require_export(request, fmt)
     out = io.StringIO()
     async with database(request).session() as s:
+        scope = await chapters.scope_of(s, me.organiser.id)
         bot = await queries.default_telegram_bot(s)
         if bot is not None:
             await importer.export_supporters(s, bot.id, out, request.app.state.clock,
-                                             fmt=fmt, actor=me.actor)
+                                             fmt=fmt, actor=me.actor,
+                                             regions=scope.region_filter)
     return download(out.getvalue(), f"supporters.{fmt}", fmt)
 
 

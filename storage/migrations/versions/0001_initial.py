@@ -188,6 +188,25 @@ def upgrade() -> None:
         sa.UniqueConstraint("slug", name=op.f("uq_campaign_slug")),
     )
     op.create_table(
+        "chapter",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("title", sa.String(length=128), nullable=True),
+        sa.Column("regions", sa.JSON(), nullable=False),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bot_id"], ["bot.id"], name=op.f("fk_chapter_bot_id_bot"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_chapter")),
+        sa.UniqueConstraint("name", name=op.f("uq_chapter_name")),
+    )
+    op.create_table(
         "inbox_update",
         sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("update_id", sa.BigInteger(), nullable=False),
@@ -399,6 +418,28 @@ def upgrade() -> None:
     )
     op.create_index(
         "ix_channel_identity_supporter", "channel_identity", ["supporter_id"], unique=False
+    )
+    op.create_table(
+        "chapter_organiser",
+        sa.Column(
+            "chapter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "organiser_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["chapter_id"],
+            ["chapter.id"],
+            name=op.f("fk_chapter_organiser_chapter_id_chapter"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["organiser_id"],
+            ["organiser.id"],
+            name=op.f("fk_chapter_organiser_organiser_id_organiser"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("chapter_id", "organiser_id", name=op.f("pk_chapter_organiser")),
     )
     op.create_table(
         "consent",
@@ -1137,6 +1178,7 @@ def downgrade() -> None:
     op.drop_index("ix_idea_campaign_status", table_name="idea")
     op.drop_table("idea")
     op.drop_table("consent")
+    op.drop_table("chapter_organiser")
     op.drop_index("ix_channel_identity_supporter", table_name="channel_identity")
     op.drop_table("channel_identity")
     op.drop_index("ix_broadcast_due", table_name="broadcast")
@@ -1163,6 +1205,7 @@ def downgrade() -> None:
     op.drop_table("login_link")
     op.drop_index("ix_inbox_pending", table_name="inbox_update")
     op.drop_table("inbox_update")
+    op.drop_table("chapter")
     op.drop_table("campaign")
     op.drop_table("webhook_subscription")
     op.drop_table("petition_count_delta")
