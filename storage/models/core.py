@@ -55,6 +55,8 @@ class Supporter(Base):
     display_name: Mapped[str | None] = mapped_column(String(128))
     language: Mapped[str] = mapped_column(String(8), default="ko")
     region: Mapped[str | None] = mapped_column(String(16))
+    # The second level (시/군/구) within `region`, where one is known (campaigns.regions).
+    district: Mapped[str | None] = mapped_column(String(32))
     tier: Mapped[str] = mapped_column(String(16), default="supporter")  # supporter | member
     # active | stopped | erased
     status: Mapped[str] = mapped_column(String(16), default="active")

@@ -247,6 +247,7 @@ def upgrade() -> None:
         sa.Column("display_name", sa.String(length=128), nullable=True),
         sa.Column("language", sa.String(length=8), nullable=False),
         sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("district", sa.String(length=32), nullable=True),
         sa.Column("tier", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("source_ref", sa.String(length=64), nullable=True),
