@@ -278,6 +278,7 @@ async def export_core(session: AsyncSession, supporter_id: int) -> dict[str, Any
             "display_name": supporter.display_name,
             "language": supporter.language,
             "region": supporter.region,
+            "district": supporter.district,
             "tier": supporter.tier,
             "status": supporter.status,
             "source_ref": supporter.source_ref,
@@ -293,7 +294,9 @@ async def export_core(session: AsyncSession, supporter_id: int) -> dict[str, Any
                 "chat_id": i.chat_id,
                 "username": i.username,
                 "reachable": i.reachable,
+                "bot_id": i.bot_id,
                 "since": i.created_at.isoformat(),
+                "last_used": i.last_used_at.isoformat() if i.last_used_at else None,
             }
             for i in identities
         ],
@@ -336,6 +339,8 @@ async def erase_core(session: AsyncSession, supporter_id: int) -> None:
         .where(Supporter.id == supporter_id)
         .values(
             display_name=None,
+            # The province stays for counts; the city or county is finer than that.
+            district=None,
             source_ref=None,
             pending_input=None,
             pending_intent=None,
