@@ -48,6 +48,7 @@ class NewSupporter(NamedTuple):
     region: str | None
     tier: str
     tags: tuple[str, ...] = ()
+    district: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,16 +111,19 @@ _PG_INSERT = text("""
 WITH input AS (
     SELECT * FROM unnest(
         CAST(:external_ids AS text[]), CAST(:chat_ids AS bigint[]), CAST(:names AS text[]),
-        CAST(:languages AS text[]), CAST(:regions AS text[]), CAST(:tiers AS text[])
-    ) WITH ORDINALITY AS u(external_user_id, chat_id, display_name, language, region, tier, ord)
+        CAST(:languages AS text[]), CAST(:regions AS text[]), CAST(:tiers AS text[]),
+        CAST(:districts AS text[])
+    ) WITH ORDINALITY AS u(external_user_id, chat_id, display_name, language, region, tier,
+                           district, ord)
 ), ids AS MATERIALIZED (
     SELECT nextval((SELECT CAST(pg_get_serial_sequence('supporter', 'id') AS regclass))) AS id,
            input.*
     FROM input
 ), new_supporters AS (
-    INSERT INTO supporter (id, bot_id, display_name, language, region, tier, status,
+    INSERT INTO supporter (id, bot_id, display_name, language, region, tier, district, status,
                            created_at, updated_at, consented_at)
-    SELECT id, CAST(:bot_id AS bigint), display_name, language, region, tier, 'active',
+    SELECT id, CAST(:bot_id AS bigint), display_name, language, region, tier, district,
+           'active',
            CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz)
     FROM ids
 ), new_identities AS (
@@ -160,6 +164,7 @@ async def _insert_postgresql(
         "languages": [r.language for r in rows],
         "regions": [r.region for r in rows],
         "tiers": [r.tier for r in rows],
+        "districts": [r.district for r in rows],
         "tag_ords": tag_ords,
         "tags": tags,
         "bot_id": bot_id,
@@ -190,7 +195,7 @@ def _insert_sql(model: Any, *names: str) -> str:
 # type-converting SQLAlchemy parameters row by row costs more than the inserts
 # themselves. The one converted value (the timestamp) is converted once per chunk.
 _SUPPORTER_SQL = _insert_sql(Supporter, "bot_id", "display_name", "language", "region", "tier",
-                             "status", "created_at", "updated_at", "consented_at")
+                             "district", "status", "created_at", "updated_at", "consented_at")
 _IDENTITY_SQL = _insert_sql(ChannelIdentity, "supporter_id", "bot_id", "channel",
                             "external_user_id", "chat_id", "reachable", "created_at")
 _TAG_SQL = _insert_sql(SupporterTag, "supporter_id", "tag")
@@ -206,7 +211,7 @@ async def _insert_sqlite(
 ) -> int:
     at = _db_value(conn, Supporter, "created_at", now)
     await conn.exec_driver_sql(_SUPPORTER_SQL, [
-        (bot_id, r.display_name, r.language, r.region, r.tier, "active", at, at, at)
+        (bot_id, r.display_name, r.language, r.region, r.tier, r.district, "active", at, at, at)
         for r in rows
     ])
     # SQLite has one writer at a time and this transaction now holds the write lock;

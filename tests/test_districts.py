@@ -43,3 +43,25 @@ def test_typed_districts_are_matched_leniently() -> None:
         assert parse_district("gyeonggi", typed) == "goyang", typed
     assert parse_district("gyeonggi", "서울") is None
     assert parse_district("busan", "고양시") is None  # not a district of that province
+
+
+async def test_a_csv_region_may_name_the_city_or_county(db: Database) -> None:
+    from campaigns import importer
+    from campaigns.clock import FixedClock
+    from tests.helpers import make_bot
+
+    bot_id = await make_bot(db, FixedClock().now())
+    text = ("telegram_id,name,language,region,tier,tags,consent\n"
+            "1,가,ko,경기 고양시,,,yes\n"
+            "2,나,ko,경기도 성남,,,yes\n"
+            "3,다,ko,경기,,,yes\n"
+            "4,라,ko,경기 화성인,,,yes\n")
+    async with db.session() as s:
+        result = await importer.import_supporters(s, bot_id, text, FixedClock(),
+                                                  skip_invalid=True)
+    assert [p.line for p in result.problems] == [5]  # an unknown city is an unknown region
+    async with db.session() as s:
+        rows = dict((await s.execute(
+            select(Supporter.display_name, Supporter.district)
+            .where(Supporter.region == "gyeonggi"))).all())
+    assert rows == {"가": "goyang", "나": "seongnam", "다": None}
