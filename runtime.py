@@ -1,6 +1,6 @@
 """The processes of `nalgae run`, `web`, `worker` and `scheduler`: what runs, wired together.
 
-`nalgae run` is the embedded default: one process holding the web app, the bot, the
+`nalgae run` is the embedded default: one process holding the web app, the bots, the
 delivery worker, the scheduler, and the sandbox Bot API when no token is set.
 `nalgae web` is the stateless production process (run N of them).
 Refusals to start (a schema behind, a port taken) are RuleErrors: the CLI shows one line.
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     # The web app, PTB and the sandbox are imported where they are served (serve): a
     # worker or scheduler process never loads them (measured: 63 MB against 182 MB).
     from bots.sandbox import Sandbox
-    from bots.telegram.runtime import TelegramRuntime
+    from bots.telegram.fleet import BotFleet, ServedBot
 
 T = TypeVar("T")
 
@@ -98,29 +98,33 @@ def _announce(settings: Settings, sandbox: Sandbox | None, say: Callable[[str], 
         say(f"Talk to the bot as a simulated supporter: {web}/sandbox")
 
 
-async def _telegram(settings: Settings, db: Database, token: str,
-                    base_url: str) -> TelegramRuntime:
-    """The default bot's row and its running PTB application."""
+def _fleet(settings: Settings, db: Database, sandbox: Sandbox | None) -> BotFleet:
+    """Every enabled bot row served: the default one at the configured webhook path, the
+    others at `<path>/<name>`; without a token, bots with no base URL talk to the sandbox."""
+    from bots.telegram.fleet import BotFleet
     from bots.telegram.runtime import TelegramRuntime
-    from storage.bots import ensure_default_bot
+    from storage.bots import DEFAULT_BOT_NAME
     from storage.dedup import make_dedup
 
     clock = SystemClock()
-    async with db.session() as session:
-        bot = await ensure_default_bot(
-            session, replace(settings, telegram_token=token, telegram_base_url=base_url),
-            clock.now(),
+    dedup = make_dedup(settings.redis_url)
+    default_path = webhook_path(settings.telegram_webhook_url)
+
+    def make(bot: ServedBot) -> TelegramRuntime:
+        first = bot.name == DEFAULT_BOT_NAME
+        url = settings.telegram_webhook_url
+        if url and not first:
+            url = f"{url.rstrip('/')}/{bot.name}"
+        base_url = bot.base_url or (sandbox.base_url if sandbox else "")
+        return TelegramRuntime(
+            bot_id=bot.id, token=bot.token, base_url=base_url, db=db, clock=clock,
+            dedup=dedup, webhook_url=url,
+            webhook_secret=settings.webhook_secret_for_bot(bot.name, bot.token),
+            admins=settings.admins, redis_url=settings.redis_url,
+            route=default_path if first else f"{default_path.rstrip('/')}/{bot.name}",
         )
-    runtime = TelegramRuntime(
-        bot_id=bot.id, token=token, base_url=base_url, db=db, clock=clock,
-        dedup=make_dedup(settings.redis_url),
-        webhook_url=settings.telegram_webhook_url,
-        webhook_secret=settings.webhook_secret_for(token),
-        admins=settings.admins,
-        redis_url=settings.redis_url,
-    )
-    await runtime.start()
-    return runtime
+
+    return BotFleet(db, make)
 
 
 def _freeze_heap() -> None:
@@ -140,6 +144,7 @@ async def serve(settings: Settings, *, everything: bool,
     import uvicorn
 
     from bots.sandbox import Sandbox
+    from storage.bots import ensure_default_bot
     from web.app import create_app
 
     check_port(settings.http_host, settings.http_port, "NALGAE_HTTP_PORT")
@@ -149,7 +154,7 @@ async def serve(settings: Settings, *, everything: bool,
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     sandbox: Sandbox | None = None
-    runtime: TelegramRuntime | None = None
+    fleet: BotFleet | None = None
     token, base_url = settings.telegram_token, settings.telegram_base_url
     try:
         await ensure_schema(db)
@@ -157,9 +162,15 @@ async def serve(settings: Settings, *, everything: bool,
             sandbox = Sandbox()
             await sandbox.start(settings.http_host, settings.sandbox_port)
             token, base_url = sandbox.default_token, sandbox.base_url
-        runtime = await _telegram(settings, db, token, base_url)
-        bots = [runtime]
-        app = create_app(settings, db, telegram=lambda: bots,
+        async with db.session() as session:
+            await ensure_default_bot(
+                session, replace(settings, telegram_token=token, telegram_base_url=base_url),
+                SystemClock().now(),
+            )
+        fleet = _fleet(settings, db, sandbox)
+        await fleet.reconcile()
+        tasks.append(asyncio.create_task(fleet.run(stop)))
+        app = create_app(settings, db, telegram=fleet.runtimes,
                          webhook_path=webhook_path(settings.telegram_webhook_url),
                          sandbox_url=sandbox.base_url.removesuffix("/bot") if sandbox else None,
                          sandbox_token=sandbox.default_token if sandbox else None,
@@ -180,8 +191,8 @@ async def serve(settings: Settings, *, everything: bool,
         for task in tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
-        if runtime is not None:
-            await runtime.stop()
+        if fleet is not None:
+            await fleet.close()
         if sandbox is not None:
             await sandbox.stop()
         await db.dispose()

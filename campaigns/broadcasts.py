@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import audience as audiences
-from campaigns import inputs
+from campaigns import chapters, inputs
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
 from campaigns.i18n import DEFAULT_LANGUAGE, LANGUAGES, _, t_plain
@@ -372,6 +372,13 @@ async def compose(
         if draft.window_minutes < 0:
             raise BroadcastError(_("The sending window cannot be negative."))
         window_end = send_at + timedelta(minutes=draft.window_minutes)
+    async with db.session() as s:
+        scope = await chapters.scope_of_actor(s, created_by)
+    limited = chapters.limit_audience(scope, parsed_audience)
+    if limited is None:
+        raise await chapters.refuse(db, clock, actor=created_by, what="broadcast",
+                                    details={"regions": parsed_audience.get("region")})
+    parsed_audience = limited
     async with db.session() as s:
         await audiences.check_references(s, parsed_audience)
         poll_spec = None

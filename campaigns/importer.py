@@ -30,7 +30,7 @@ from campaigns import inputs
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
 from campaigns.i18n import _, t_plain
-from campaigns.regions import parse_region
+from campaigns.regions import parse_district, parse_region
 from campaigns.text import MAX_NAME, clean_name, quote_formula, strip_invisible, unquote_formula
 from storage import importer as store
 from storage import supporters
@@ -78,6 +78,7 @@ class Row(NamedTuple):  # a tuple: 100,000 of them are built per import
     region: str | None
     tier: str
     tags: tuple[str, ...]
+    district: str | None = None
 
 
 @dataclass
@@ -263,7 +264,7 @@ def _check_row(
     language = _language(language_text)
     if language is None:
         parsed.add(Problem(line, "bad_language", M_BAD_LANGUAGE, {"value": language_text}))
-    region = parse_region(region_text) if region_text else None
+    region, district = _region_and_district(region_text)
     if region_text and region is None:
         parsed.add(Problem(line, "bad_region", M_BAD_REGION, {"value": region_text}))
     tier = tier_text.lower() or "supporter"
@@ -278,8 +279,22 @@ def _check_row(
         return
     parsed.rows.append(Row(
         line, telegram_id, _clean_name(unquote_formula(name_text)), language, region, tier,
-        tuple(tags),
+        tuple(tags), district,
     ))
+
+
+def _region_and_district(text: str) -> tuple[str | None, str | None]:
+    """A province ("경기"), or a province and its city or county ("경기 고양시", "경기도 고양"):
+    (None, None) for an empty cell, (None, ...) for one not understood."""
+    if not text:
+        return None, None
+    region = parse_region(text)
+    if region is not None:
+        return region, None
+    first, _, rest = text.strip().partition(" ")
+    region = parse_region(first)
+    district = parse_district(region, rest) if region and rest.strip() else None
+    return (region, district) if district else (None, None)
 
 
 async def check_stored(session: AsyncSession, bot_id: int, parsed: Parsed) -> None:
@@ -340,6 +355,7 @@ async def import_supporters(
                     region=r.region,
                     tier=r.tier,
                     tags=r.tags,
+                    district=r.district,
                 )
                 for r in chunk
             ],
@@ -370,11 +386,14 @@ async def export_supporters(
     fmt: str = "csv",
     actor: str = "cli",
     progress: Progress | None = None,
+    regions: list[str] | None = None,
 ) -> int:
-    """Write every supporter of the bot but the erased ones as CSV or JSON; returns the count."""
+    """Write every supporter of the bot but the erased ones as CSV or JSON; returns the count.
+
+    ``regions`` (a scoped organiser's) keeps the export to those regions."""
     counter = ExportCount()
     async for piece in export_chunks(session, bot_id, clock, fmt=fmt, actor=actor,
-                                     progress=progress, counter=counter):
+                                     progress=progress, counter=counter, regions=regions):
         out.write(piece)
     return counter.rows
 
@@ -393,6 +412,7 @@ async def export_chunks(
     actor: str = "cli",
     progress: Progress | None = None,
     counter: ExportCount | None = None,
+    regions: list[str] | None = None,
 ) -> AsyncIterator[str]:
     """The export as text pieces, one per batch of supporters read (keyset by id).
 
@@ -411,7 +431,7 @@ async def export_chunks(
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     yield (",".join(EXPORT_HEADER) + "\n") if fmt == "csv" else "["
-    async for batch in store.iter_supporters(session, bot_id, CHANNEL):
+    async for batch in store.iter_supporters(session, bot_id, CHANNEL, regions=regions):
         for s in batch:
             if fmt == "csv":
                 writer.writerow([

@@ -13,7 +13,7 @@ from campaigns.text import clean_name
 # `Supporter.pending_input` holds the onboarding step: "region" → "name_confirm" (keep the
 # channel's name?) or "name" (type one) → None (done). "rename" is /name after sign-up, and is
 # not onboarding.
-ONBOARDING_STEPS = frozenset({"region", "name_confirm", "name"})
+ONBOARDING_STEPS = frozenset({"region", "district", "name_confirm", "name"})
 
 
 @dataclass(frozen=True)

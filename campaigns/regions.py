@@ -52,3 +52,59 @@ def region_name(code: str | None, lang: str) -> str:
         if c == code:
             return ko if lang == "ko" else en
     return "-"
+
+
+# The second level (시/군/구) under a province: code, Korean name, English name, in the
+# order shown. Only 경기 so far (the chapters asked for first); a province without a list
+# here simply has no second question at sign-up. Codes are unique within a province.
+DISTRICTS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "gyeonggi": (
+        ("suwon", "수원시", "Suwon"), ("seongnam", "성남시", "Seongnam"),
+        ("goyang", "고양시", "Goyang"), ("yongin", "용인시", "Yongin"),
+        ("bucheon", "부천시", "Bucheon"), ("ansan", "안산시", "Ansan"),
+        ("anyang", "안양시", "Anyang"), ("namyangju", "남양주시", "Namyangju"),
+        ("hwaseong", "화성시", "Hwaseong"), ("pyeongtaek", "평택시", "Pyeongtaek"),
+        ("uijeongbu", "의정부시", "Uijeongbu"), ("siheung", "시흥시", "Siheung"),
+        ("paju", "파주시", "Paju"), ("gimpo", "김포시", "Gimpo"),
+        ("gwangmyeong", "광명시", "Gwangmyeong"), ("gwangju", "광주시", "Gwangju"),
+        ("gunpo", "군포시", "Gunpo"), ("hanam", "하남시", "Hanam"),
+        ("osan", "오산시", "Osan"), ("icheon", "이천시", "Icheon"),
+        ("anseong", "안성시", "Anseong"), ("uiwang", "의왕시", "Uiwang"),
+        ("yangju", "양주시", "Yangju"), ("guri", "구리시", "Guri"),
+        ("pocheon", "포천시", "Pocheon"), ("yeoju", "여주시", "Yeoju"),
+        ("dongducheon", "동두천시", "Dongducheon"), ("gwacheon", "과천시", "Gwacheon"),
+        ("yangpyeong", "양평군", "Yangpyeong"), ("gapyeong", "가평군", "Gapyeong"),
+        ("yeoncheon", "연천군", "Yeoncheon"),
+    ),
+}
+_SUFFIXES = ("특례시", "시", "군", "구")
+
+
+def districts(province: str | None) -> tuple[tuple[str, str, str], ...]:
+    return DISTRICTS.get(province or "", ())
+
+
+def parse_district(province: str | None, value: str) -> str | None:
+    """A district code of `province` from a code, a Korean name with or without 시/군/구
+    (고양, 고양시, 경기 고양시) or an English name (Goyang, goyang-si); None if unknown."""
+    text = " ".join(value.strip().lower().split())
+    words = text.split(" ")
+    if len(words) > 1 and parse_region(words[0]) == province:
+        text = " ".join(words[1:])  # "경기 고양시", "경기도 고양시"
+    text = text.removesuffix("-si").removesuffix(" city").removesuffix("-gun").strip()
+    for code, ko, en in districts(province):
+        bare = next((ko.removesuffix(s) for s in _SUFFIXES if ko.endswith(s)), ko)
+        if text in (code, ko, bare, en.lower()):
+            return code
+    stripped = next((text.removesuffix(s) for s in _SUFFIXES if text.endswith(s)), text)
+    for code, ko, _en in districts(province):
+        if stripped and ko.startswith(stripped) and len(stripped) >= 2:
+            return code
+    return None
+
+
+def district_name(province: str | None, code: str | None, lang: str) -> str:
+    for c, ko, en in districts(province):
+        if c == code:
+            return ko if lang == "ko" else en
+    return "-"

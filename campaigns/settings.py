@@ -188,3 +188,11 @@ class Settings:
         # Derived from the token alone so that N web processes behind a load
         # balancer agree without coordination; Telegram allows [A-Za-z0-9_-]{1,256}.
         return hashlib.sha256(f"nalgae-webhook:{token}".encode()).hexdigest()
+
+    def webhook_secret_for_bot(self, name: str, token: str) -> str:
+        """The default bot's secret as above; every other bot's its own, derived from its
+        token (and the configured secret, if any), so no two bots share one."""
+        if name == "default":
+            return self.webhook_secret_for(token)
+        seed = f"nalgae-webhook:{self.telegram_webhook_secret}:{name}:{token}"
+        return hashlib.sha256(seed.encode()).hexdigest()

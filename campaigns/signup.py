@@ -19,7 +19,14 @@ from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import LANGUAGES, _, normalise_language, t
 from campaigns.people import ONBOARDING_STEPS, Person
-from campaigns.regions import REGION_CODES, REGIONS, region_name
+from campaigns.regions import (
+    REGION_CODES,
+    REGIONS,
+    district_name,
+    districts,
+    parse_district,
+    region_name,
+)
 from campaigns.replies import Button, Document, Reply
 from campaigns.text import clean_name, normalise_keyword
 from storage import privacy
@@ -69,6 +76,8 @@ async def start(
         lang = _lang(person, known)
         return [consent_request(lang, parsed)]
     supporter = known.supporter
+    # The bot they last used is the way back (broadcasts go out through it).
+    known.identity.last_used_at = clock.now()
     if not known.identity.reachable or known.identity.chat_id != person.chat_id:
         known.identity.reachable = True
         known.identity.chat_id = person.chat_id
@@ -94,7 +103,24 @@ async def consent(
     payload = intents.parse_start_payload(carried or None)
     now = clock.now()
     known = await store.find(session, person.bot_id, person.channel, person.user_id)
+    linked = None
     if known is None:
+        linked = await store.find_on_other_bots(session, person.bot_id, person.channel,
+                                                person.user_id)
+    if linked is not None:
+        # The same person through a second bot: one supporter, one consent history.
+        known = await store.link(
+            session, linked, bot_id=person.bot_id, channel=person.channel,
+            external_user_id=person.user_id, chat_id=person.chat_id,
+            username=person.username, now=now,
+        )
+        s = known.supporter
+        if s.status != "active":
+            s.status, s.stopped_at, s.consented_at = "active", None, now
+        s.language = lang
+        s.pending_intent = payload.intent or s.pending_intent
+        action = "supporter.linked_bot"
+    elif known is None:
         known = await store.create(
             session,
             bot_id=person.bot_id,
@@ -118,6 +144,7 @@ async def consent(
         s.pending_intent = payload.intent or s.pending_intent
         known.identity.reachable = True
         known.identity.chat_id = person.chat_id
+        known.identity.last_used_at = now
         action = "supporter.resubscribed"
     await store.record_consent(
         session, known.supporter.id, purpose=PURPOSE, notice_version=NOTICE_VERSION,
@@ -150,6 +177,21 @@ def region_request(lang: str) -> Reply:
     return Reply(t(lang, "Where do you live? Choose your region."), buttons=rows)
 
 
+def district_request(lang: str, province: str | None) -> Reply:
+    """The second level (시/군/구) of a province that has one; typing the name works too."""
+    rows: list[list[Button]] = []
+    choices = districts(province)
+    for i in range(0, len(choices), 3):
+        rows.append([Button(ko if lang == "ko" else en, data=f"d:{code}")
+                     for code, ko, en in choices[i:i + 3]])
+    rows.append([Button(t(lang, "Skip"), data="d:-")])
+    return Reply(t(lang, "Which city or county? Choose it, or type its name."), buttons=rows)
+
+
+def _after_district(s: Supporter) -> None:
+    s.pending_input = "name_confirm" if s.display_name else "name"
+
+
 def name_request(s: Supporter) -> Reply:
     lang = s.language
     return Reply(
@@ -173,6 +215,8 @@ def _next_onboarding_step(s: Supporter) -> Reply | None:
         s.pending_input = "name"
     if s.pending_input == "region":
         return region_request(s.language)
+    if s.pending_input == "district":
+        return district_request(s.language, s.region)
     if s.pending_input == "name_confirm":
         return name_request(s)
     if s.pending_input == "name":
@@ -211,15 +255,57 @@ async def choose_region(
     s = known.supporter
     if code not in REGION_CODES:
         return [region_request(s.language)]
+    if code != s.region:
+        s.district = None  # a district of the old province would no longer be valid
     s.region, s.updated_at = code, clock.now()
     replies = [Reply(t(s.language, "Region: {region}", region=region_name(code, s.language)),
                      edit=True)]
     if s.pending_input == "region":
-        s.pending_input = "name_confirm" if s.display_name else "name"
+        if districts(code):
+            s.pending_input = "district"
+        else:
+            _after_district(s)
         step = _next_onboarding_step(s)
         if step:
             replies.append(step)
     return replies
+
+
+async def choose_district(
+    session: AsyncSession, person: Person, data: str, clock: Clock
+) -> list[Reply]:
+    """A district button (or "d:-": skip)."""
+    known = await _active(session, person)
+    if known is None:
+        return _not_signed_up(person)
+    s = known.supporter
+    code = data.partition(":")[2]
+    return _set_district(s, None if code == "-" else code, clock, edit=True)
+
+
+def _set_district(s: Supporter, code: str | None, clock: Clock, *, edit: bool) -> list[Reply]:
+    if code is not None and code not in {c for c, _, _ in districts(s.region)}:
+        return [district_request(s.language, s.region)]
+    s.district, s.updated_at = code, clock.now()
+    replies: list[Reply] = []
+    if code is not None:
+        replies.append(Reply(t(s.language, "City or county: {district}",
+                               district=district_name(s.region, code, s.language)), edit=edit))
+    if s.pending_input == "district":
+        _after_district(s)
+        step = _next_onboarding_step(s)
+        if step:
+            replies.append(step)
+    return replies
+
+
+def typed_district(s: Supporter, text: str, clock: Clock) -> list[Reply]:
+    """A district typed instead of chosen: matched leniently (고양, 고양시, Goyang)."""
+    code = parse_district(s.region, text)
+    if code is None:
+        return [Reply(t(s.language, "I do not know that city or county; choose it below.")),
+                district_request(s.language, s.region)]
+    return _set_district(s, code, clock, edit=False)
 
 
 async def name_choice(
@@ -250,6 +336,8 @@ async def text_message(
     if known is None:
         return _not_signed_up(person)
     s = known.supporter
+    if s.pending_input == "district":
+        return typed_district(s, text, clock)
     if s.pending_input in ("name", "rename"):
         name = clean_name(text) if len(text) <= 256 else None
         if name is None:

@@ -46,11 +46,13 @@ def main() -> None:
 
 
 def _register() -> None:
-    """Attach each command group's module ."""
+    """Attach each command group's module."""
     from cli import (
         api,
+        bots,
         broadcasts,
         campaigns,
+        chapters,
         db,
         events,
         ideas,
@@ -64,7 +66,7 @@ def _register() -> None:
     )
 
     for module in (db, supporters, campaigns, petitions, polls, events, surveys, ideas,
-                   organisers, broadcasts, x, serve, api):
+                   organisers, broadcasts, x, serve, api, bots, chapters):
         for command in module.COMMANDS:
             cli.add_command(command)
 

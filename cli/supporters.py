@@ -14,7 +14,7 @@ import rich.progress
 from rich.console import Console
 from sqlalchemy.exc import IntegrityError
 
-from campaigns import importer
+from campaigns import chapters, importer
 from campaigns import members as member_rules
 from campaigns.clock import SystemClock
 from cli.common import Ctx, Group, emit, fail, pass_ctx, run_async
@@ -147,12 +147,14 @@ def supporters_import(
 
 
 async def _export(database: Database, ctx: Ctx, out: TextIO, fmt: str,
-                  progress: _Progress) -> int:
+                  progress: _Progress, as_organiser: str | None = None) -> int:
     clock = SystemClock()
     async with database.session() as s:
+        actor, scope = await chapters.acting_as(s, as_organiser)
         bot = await ensure_default_bot(s, ctx.settings, clock.now(), keep_existing=True)
         return await importer.export_supporters(s, bot.id, out, clock, fmt=fmt,
-                                                progress=progress)
+                                                progress=progress, actor=actor,
+                                                regions=scope.region_filter)
 
 
 @supporters.command("export")
@@ -160,13 +162,18 @@ async def _export(database: Database, ctx: Ctx, out: TextIO, fmt: str,
               show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
               help="File to write (default: standard output).")
+@click.option("--as", "as_organiser", default=None, metavar="ORGANISER",
+              help="Act as this organiser (login or Telegram id): a chapter organiser "
+                   "exports their chapters' supporters only.")
 @pass_ctx
-def supporters_export(ctx: Ctx, fmt: str, output: str | None) -> None:
+def supporters_export(ctx: Ctx, fmt: str, output: str | None,
+                      as_organiser: str | None) -> None:
     """Write every supporter (except erased ones) as CSV or JSON; CSV can be imported again."""
     progress = _Progress("exporting")
     try:
         if output is None:
-            count = run_async(lambda d: _export(d, ctx, sys.stdout, fmt, progress), ctx)
+            count = run_async(
+                lambda d: _export(d, ctx, sys.stdout, fmt, progress, as_organiser), ctx)
         else:
             # Written next to the target and renamed, so a failure leaves no half file.
             # A BOM lets Excel open Korean CSV text correctly; the importer accepts it.
@@ -174,7 +181,8 @@ def supporters_export(ctx: Ctx, fmt: str, output: str | None) -> None:
             encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
             try:
                 with tmp.open("w", encoding=encoding, newline="") as fh:
-                    count = run_async(lambda d: _export(d, ctx, fh, fmt, progress), ctx)
+                    count = run_async(
+                        lambda d: _export(d, ctx, fh, fmt, progress, as_organiser), ctx)
                 os.replace(tmp, output)
             finally:
                 tmp.unlink(missing_ok=True)

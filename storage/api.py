@@ -275,9 +275,14 @@ async def page(session: AsyncSession, stmt: Select[Any], *, offset: int, limit: 
     return int(total), list(rows)
 
 
-def people_query() -> Select[Any]:
-    """Everyone but erased people: an erased row is an anonymous counter, not a person."""
-    return select(Supporter).where(Supporter.status != "erased").order_by(Supporter.id)
+def people_query(regions: list[str] | None = None) -> Select[Any]:
+    """Everyone but erased people: an erased row is an anonymous counter, not a person.
+
+    ``regions`` keeps to a scoped organiser's regions."""
+    query = select(Supporter).where(Supporter.status != "erased")
+    if regions is not None:
+        query = query.where(Supporter.region.in_(regions))
+    return query.order_by(Supporter.id)
 
 
 async def person(session: AsyncSession, supporter_id: int) -> Supporter | None:

@@ -104,3 +104,62 @@ async def find_bot(session: AsyncSession, channel: str, name: str) -> Bot | None
     return (
         await session.execute(select(Bot).where(Bot.channel == channel, Bot.name == name))
     ).scalar_one_or_none()
+
+
+async def add_bot(
+    session: AsyncSession, *, channel: str, name: str, token: str, now: datetime,
+    base_url: str | None = None, chapter: str | None = None, max_rate: float = 30.0,
+) -> Bot | None:
+    """A new bot row; None when (channel, name) is taken."""
+    if await find_bot(session, channel, name) is not None:
+        return None
+    bot = Bot(channel=channel, name=name, token=token, base_url=base_url, chapter=chapter,
+              max_rate=max_rate, enabled=True, created_at=now)
+    session.add(bot)
+    await session.flush()
+    return bot
+
+
+async def list_bots(session: AsyncSession, channel: str | None = None) -> list[Bot]:
+    query = select(Bot).order_by(Bot.id)
+    if channel is not None:
+        query = query.where(Bot.channel == channel)
+    return list((await session.execute(query)).scalars())
+
+
+async def enabled_bots(session: AsyncSession, channel: str) -> list[Bot]:
+    """The bots to serve now, oldest first (the default bot comes first)."""
+    return list((await session.execute(
+        select(Bot).where(Bot.channel == channel, Bot.enabled.is_(True)).order_by(Bot.id)
+        .execution_options(populate_existing=True)
+    )).scalars())
+
+
+async def set_enabled(session: AsyncSession, bot: Bot, enabled: bool) -> None:
+    bot.enabled = enabled
+    await session.flush()
+
+
+async def has_rows(session: AsyncSession, bot_id: int) -> bool:
+    """Whether anything names this bot: then it can only be disabled, not removed."""
+    for table in Bot.metadata.sorted_tables:
+        column = table.c.get("bot_id")
+        if column is None:
+            continue
+        found = await session.execute(select(column).where(column == bot_id).limit(1))
+        if found.first() is not None:
+            return True
+    return False
+
+
+async def remove_bot(session: AsyncSession, bot: Bot) -> None:
+    await session.delete(bot)
+    await session.flush()
+
+
+def masked(token: str | None) -> str:
+    """A token as it may be shown: the bot id part and the last two characters."""
+    if not token:
+        return ""
+    head, _, secret = token.partition(":")
+    return f"{head}:…{secret[-2:]}" if secret else "…"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChannelIdentity, Petition, Signature, Supporter, SupporterTag
@@ -127,11 +127,16 @@ class SupporterRow:
 def supporter_list_query(
     bot_id: int, *, region: str | None = None, tier: str | None = None,
     status: str | None = None, tag: str | None = None, search: str | None = None,
+    regions: list[str] | None = None,
 ) -> Any:
-    """The filtered list `supporters` pages through (public so a test can EXPLAIN it)."""
+    """The filtered list `supporters` pages through (public so a test can EXPLAIN it).
+
+    ``regions`` keeps to a scoped organiser's regions."""
     query = select(Supporter.id, Supporter.display_name, Supporter.language, Supporter.region,
                    Supporter.tier, Supporter.status, Supporter.created_at).where(
         Supporter.bot_id == bot_id, Supporter.status != "erased")
+    if regions is not None:
+        query = query.where(Supporter.region.in_(regions))
     if region:
         query = query.where(Supporter.region == region)
     if tier:
@@ -165,6 +170,7 @@ async def supporters(
     session: AsyncSession, bot_id: int, *, region: str | None = None, tier: str | None = None,
     status: str | None = None, tag: str | None = None, search: str | None = None,
     before: int | None = None, after: int | None = None, limit: int = PAGE,
+    regions: list[str] | None = None,
 ) -> SupporterPage:
     """One page of supporters (erased ones never listed), newest first, and the total.
 
@@ -174,7 +180,7 @@ async def supporters(
     neither shift a row onto the next page twice nor push one off unseen.
     """
     query = supporter_list_query(bot_id, region=region, tier=tier, status=status, tag=tag,
-                                 search=search)
+                                 search=search, regions=regions)
     counted = query.with_only_columns(Supporter.id)
     if search:
         counted = counted.limit(SEARCH_COUNT_CAP + 1)
@@ -210,12 +216,14 @@ async def supporters(
         min(total, SEARCH_COUNT_CAP) if capped else total, capped, newer, older)
 
 
-async def tag_counts(session: AsyncSession, bot_id: int) -> list[tuple[str, int]]:
+async def tag_counts(session: AsyncSession, bot_id: int,
+                     regions: list[str] | None = None) -> list[tuple[str, int]]:
     """Tags of active supporters with how many carry each."""
     rows = await session.execute(
         select(SupporterTag.tag, func.count())
         .join(Supporter, Supporter.id == SupporterTag.supporter_id)
-        .where(Supporter.bot_id == bot_id, Supporter.status == "active")
+        .where(Supporter.bot_id == bot_id, Supporter.status == "active",
+               Supporter.region.in_(regions) if regions is not None else true())
         .group_by(SupporterTag.tag).order_by(func.count().desc(), SupporterTag.tag)
     )
     return [(t, int(n)) for t, n in rows.all()]

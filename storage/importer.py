@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, String, any_, bindparam, func, insert, literal, select, text
+from sqlalchemy import ARRAY, String, any_, bindparam, func, insert, literal, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.db import Database
@@ -36,6 +36,7 @@ class NewSupporter(NamedTuple):
     region: str | None
     tier: str
     tags: tuple[str, ...] = ()
+    district: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,16 +99,19 @@ _PG_INSERT = text("""
 WITH input AS (
     SELECT * FROM unnest(
         CAST(:external_ids AS text[]), CAST(:chat_ids AS bigint[]), CAST(:names AS text[]),
-        CAST(:languages AS text[]), CAST(:regions AS text[]), CAST(:tiers AS text[])
-    ) WITH ORDINALITY AS u(external_user_id, chat_id, display_name, language, region, tier, ord)
+        CAST(:languages AS text[]), CAST(:regions AS text[]), CAST(:tiers AS text[]),
+        CAST(:districts AS text[])
+    ) WITH ORDINALITY AS u(external_user_id, chat_id, display_name, language, region, tier,
+                           district, ord)
 ), ids AS MATERIALIZED (
     SELECT nextval((SELECT CAST(pg_get_serial_sequence('supporter', 'id') AS regclass))) AS id,
            input.*
     FROM input
 ), new_supporters AS (
-    INSERT INTO supporter (id, bot_id, display_name, language, region, tier, status,
+    INSERT INTO supporter (id, bot_id, display_name, language, region, tier, district, status,
                            created_at, updated_at, consented_at)
-    SELECT id, CAST(:bot_id AS bigint), display_name, language, region, tier, 'active',
+    SELECT id, CAST(:bot_id AS bigint), display_name, language, region, tier, district,
+           'active',
            CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz)
     FROM ids
 ), new_identities AS (
@@ -148,6 +152,7 @@ async def _insert_postgresql(
         "languages": [r.language for r in rows],
         "regions": [r.region for r in rows],
         "tiers": [r.tier for r in rows],
+        "districts": [r.district for r in rows],
         "tag_ords": tag_ords,
         "tags": tags,
         "bot_id": bot_id,
@@ -178,7 +183,7 @@ def _insert_sql(model: Any, *names: str) -> str:
 # type-converting SQLAlchemy parameters row by row costs more than the inserts
 # themselves. The one converted value (the timestamp) is converted once per chunk.
 _SUPPORTER_SQL = _insert_sql(Supporter, "bot_id", "display_name", "language", "region", "tier",
-                             "status", "created_at", "updated_at", "consented_at")
+                             "district", "status", "created_at", "updated_at", "consented_at")
 _IDENTITY_SQL = _insert_sql(ChannelIdentity, "supporter_id", "bot_id", "channel",
                             "external_user_id", "chat_id", "reachable", "created_at")
 _TAG_SQL = _insert_sql(SupporterTag, "supporter_id", "tag")
@@ -194,7 +199,7 @@ async def _insert_sqlite(
 ) -> int:
     at = _db_value(conn, Supporter, "created_at", now)
     await conn.exec_driver_sql(_SUPPORTER_SQL, [
-        (bot_id, r.display_name, r.language, r.region, r.tier, "active", at, at, at)
+        (bot_id, r.display_name, r.language, r.region, r.tier, r.district, "active", at, at, at)
         for r in rows
     ])
     # SQLite has one writer at a time and this transaction now holds the write lock;
@@ -268,13 +273,16 @@ class ExportedSupporter(NamedTuple):  # a tuple: a million of them pass through 
 
 
 async def iter_supporters(
-    session: AsyncSession, bot_id: int, channel: str, batch: int = CHUNK
+    session: AsyncSession, bot_id: int, channel: str, batch: int = CHUNK,
+    regions: Sequence[str] | None = None,
 ) -> AsyncIterator[list[ExportedSupporter]]:
     """Every supporter of a bot except erased ones, in batches (keyset pagination by id).
 
     A supporter with no identity on `channel` comes with external_user_id None, one
     with several comes once per identity (an outer join, done here per batch).
+    ``regions`` keeps to those regions (a scoped organiser's chapters).
     """
+    in_scope = Supporter.region.in_(list(regions)) if regions is not None else true()
     last_id = 0
     while True:
         rows = (
@@ -289,6 +297,7 @@ async def iter_supporters(
                     Supporter.created_at,
                 )
                 .where(
+                    in_scope,
                     Supporter.bot_id == bot_id,
                     Supporter.status != "erased",
                     # The X channel's own account row is an address, not a person.

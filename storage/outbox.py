@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     cast,
     exists,
     func,
@@ -39,8 +40,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from storage.models import Broadcast, ChannelIdentity, OutboxMessage, Supporter, SupporterTag
+from storage.models import (
+    Bot,
+    Broadcast,
+    ChannelIdentity,
+    OutboxMessage,
+    Supporter,
+    SupporterTag,
+)
 from storage.models.base import UTCDateTime
 
 MAX_ERROR = 200
@@ -155,15 +164,30 @@ def _survey_filters(query: AudienceQuery) -> list[Any]:
     return conds
 
 
-def audience_select(bot_id: int, query: AudienceQuery) -> Select[int, int, str, int | None]:
-    """Reachable identities of the matching active supporters: one row per identity."""
+def audience_select(
+    bot_id: int, query: AudienceQuery, *, several_bots: bool = True
+) -> Select[int, int, str, int | None, int]:
+    """One reachable identity per matching active supporter and channel.
+
+    The audience is the bot's supporters (everyone with an identity on it). Someone who
+    talks to several bots of the channel gets the message once: through this bot, or,
+    if they blocked it, through the enabled bot they used last.
+    """
     ci = ChannelIdentity
+    member = aliased(ChannelIdentity, name="member")
     conds: list[Any] = [
-        Supporter.bot_id == bot_id,
         Supporter.status == "active",
         ci.reachable.is_(True),
         ci.chat_id.is_not(None),
     ]
+    if several_bots:
+        conds += [
+            exists().where(member.supporter_id == Supporter.id, member.bot_id == bot_id),
+            Bot.enabled.is_(True),
+            Bot.channel == select(Bot.channel).where(Bot.id == bot_id).scalar_subquery(),
+        ]
+    else:
+        conds.append(Supporter.bot_id == bot_id)
     if query.regions:
         conds.append(Supporter.region.in_(query.regions))
     if query.tiers:
@@ -182,25 +206,55 @@ def audience_select(bot_id: int, query: AudienceQuery) -> Select[int, int, str, 
 
         conds.extend(audience_filters(query.rsvp, query.attended, query.no_show))
     conds.extend(_survey_filters(query))
-    return (
-        select(Supporter.id.label("supporter_id"), ci.id.label("identity_id"),
-               ci.channel.label("channel"), ci.chat_id.label("chat_id"))
-        .join(ci, and_(ci.supporter_id == Supporter.id, ci.bot_id == bot_id))
-        .where(*conds)
+    if not several_bots:
+        # The one bot of its channel: each identity is the only way to its supporter, and
+        # the plain join (as before there were several bots) is the cheapest.
+        return (
+            select(Supporter.id.label("supporter_id"), ci.id.label("identity_id"),
+                   ci.channel.label("channel"), ci.chat_id.label("chat_id"),
+                   ci.bot_id.label("bot_id"))
+            .join(ci, and_(ci.supporter_id == Supporter.id, ci.bot_id == bot_id))
+            .where(*conds)
+        )
+    pick = func.row_number().over(
+        partition_by=(ci.supporter_id, ci.channel),
+        order_by=(case((ci.bot_id == bot_id, 0), else_=1),
+                  func.coalesce(ci.last_used_at, ci.created_at).desc(), ci.id.desc()),
     )
+    reach = (
+        select(Supporter.id.label("supporter_id"), ci.id.label("identity_id"),
+               ci.channel.label("channel"), ci.chat_id.label("chat_id"),
+               ci.bot_id.label("bot_id"), pick.label("pick"))
+        .join(ci, ci.supporter_id == Supporter.id)
+        .join(Bot, Bot.id == ci.bot_id)
+        .where(*conds)
+        .subquery("reach")
+    )
+    return select(reach.c.supporter_id, reach.c.identity_id, reach.c.channel, reach.c.chat_id,
+                  reach.c.bot_id).where(reach.c.pick == 1)
 
 
-def audience_count_query(bot_id: int, query: AudienceQuery) -> Select[int]:
+async def several_bots(session: AsyncSession, bot_id: int) -> bool:
+    """Whether another bot shares this bot's channel (then people may be reached twice)."""
+    same = aliased(Bot, name="same")
+    found = await session.execute(
+        select(Bot.id).join(same, same.channel == Bot.channel)
+        .where(same.id == bot_id, Bot.id != bot_id).limit(1))
+    return found.first() is not None
+
+
+def audience_count_query(bot_id: int, query: AudienceQuery, *,
+                         several_bots: bool = True) -> Select[int]:
     """The count `audience_size` runs (public so a test can EXPLAIN it)."""
-    sub = audience_select(bot_id, query).with_only_columns(
-        Supporter.id, ChannelIdentity.channel
-    ).distinct().subquery()
+    sub = audience_select(bot_id, query, several_bots=several_bots).subquery()
     return select(func.count()).select_from(sub)
 
 
 async def audience_size(session: AsyncSession, bot_id: int, query: AudienceQuery) -> int:
     """How many (supporter, channel) messages a broadcast to this audience would send."""
-    return int((await session.execute(audience_count_query(bot_id, query))).scalar_one())
+    several = await several_bots(session, bot_id)
+    query_ = audience_count_query(bot_id, query, several_bots=several)
+    return int((await session.execute(query_)).scalar_one())
 
 
 def _spread_expr(dialect: str, start: datetime, window_s: float, order_col: Any) -> Any:
@@ -260,7 +314,8 @@ async def materialise(
     """Write the outbox rows of a broadcast in one INSERT .. SELECT; a repeat adds nothing."""
     dialect = _dialect(session)
     await refresh_statistics(session)
-    aud = audience_select(bot_id, query).subquery("aud")
+    several = await several_bots(session, bot_id)
+    aud = audience_select(bot_id, query, several_bots=several).subquery("aud")
     window_s = (window_end - send_at).total_seconds() if window_end else 0.0
     if window_s > 0:
         not_before: Any = _spread_expr(dialect, send_at, window_s, aud.c.supporter_id)
@@ -268,7 +323,7 @@ async def materialise(
         not_before = literal(send_at, UTCDateTime())
     source = select(
         literal(broadcast_id).label("broadcast_id"),
-        literal(bot_id).label("bot_id"),
+        aud.c.bot_id,
         aud.c.supporter_id,
         aud.c.identity_id,
         aud.c.channel,
@@ -282,6 +337,13 @@ async def materialise(
     insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert_fn(OUT).from_select(cols, source).on_conflict_do_nothing()
     result = await session.execute(stmt)
+    if several:
+        # Which bots the rows go out through: the workers open a lane for each.
+        via = sorted(int(b) for b in (await session.execute(
+            select(OUT.c.bot_id).where(OUT.c.broadcast_id == broadcast_id).distinct()
+        )).scalars())
+        await session.execute(
+            update(BCAST).where(BCAST.c.id == broadcast_id).values(via_bot_ids=via or None))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -368,8 +430,7 @@ WITH picked AS (
     LEFT JOIN supporter AS s ON s.id = o.supporter_id
     LEFT JOIN channel_identity AS ci ON ci.id = o.identity_id
     WHERE o.bot_id = :bot_id AND o.status = 'pending' AND o.not_before <= :now
-      AND o.broadcast_id IN (
-          SELECT b.id FROM broadcast AS b WHERE b.bot_id = :bot_id AND b.status = 'sending')
+      AND o.broadcast_id IN (SELECT b.id FROM broadcast AS b WHERE b.status = 'sending')
     ORDER BY o.not_before, o.id
     LIMIT :limit
     FOR UPDATE OF o SKIP LOCKED
@@ -400,8 +461,7 @@ SET status = 'inflight', lease_owner = :owner, lease_until = :until
 WHERE id IN (
     SELECT o.id FROM outbox_message AS o
     WHERE o.bot_id = :bot_id AND o.status = 'pending' AND o.not_before <= :now
-      AND o.broadcast_id IN (
-          SELECT b.id FROM broadcast AS b WHERE b.bot_id = :bot_id AND b.status = 'sending')
+      AND o.broadcast_id IN (SELECT b.id FROM broadcast AS b WHERE b.status = 'sending')
     ORDER BY o.not_before, o.id
     LIMIT :limit)
 RETURNING id
@@ -641,11 +701,11 @@ async def finish_if_complete(session: AsyncSession, broadcast_id: int, now: date
 
 
 async def sending_broadcasts(session: AsyncSession) -> list[tuple[int, int]]:
-    """(broadcast id, bot id) of every broadcast being sent."""
+    """(broadcast id, bot id) of every broadcast being sent, for each bot it goes out through."""
     rows = await session.execute(
-        select(BCAST.c.id, BCAST.c.bot_id).where(BCAST.c.status == "sending")
+        select(BCAST.c.id, BCAST.c.bot_id, BCAST.c.via_bot_ids).where(BCAST.c.status == "sending")
     )
-    return [(int(a), int(b)) for a, b in rows.all()]
+    return [(int(a), int(b)) for a, own, via in rows.all() for b in (via or [own])]
 
 
 async def next_due(session: AsyncSession, bot_ids: Sequence[int]) -> datetime | None:

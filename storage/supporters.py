@@ -126,8 +126,54 @@ async def create(
         username=username,
         reachable=True,
         created_at=now,
+        last_used_at=now,
     )
     session.add(identity)
+    await session.flush()
+    return Known(supporter, identity)
+
+
+async def find_on_other_bots(
+    session: AsyncSession, bot_id: int, channel: str, external_user_id: str
+) -> Supporter | None:
+    """The supporter this person already is through another bot of the same channel.
+
+    On Telegram a user id is the same person whichever bot they talk to, so a second
+    chapter bot links to the first supporter instead of making a second one.
+    """
+    return (await session.execute(
+        select(Supporter)
+        .join(ChannelIdentity, ChannelIdentity.supporter_id == Supporter.id)
+        .where(
+            ChannelIdentity.bot_id != bot_id,
+            ChannelIdentity.channel == channel,
+            ChannelIdentity.external_user_id == external_user_id,
+            Supporter.status != "erased",
+        )
+        .order_by(ChannelIdentity.id.desc())
+        .limit(1)
+    )).scalar_one_or_none()
+
+
+async def link(
+    session: AsyncSession,
+    supporter: Supporter,
+    *,
+    bot_id: int,
+    channel: str,
+    external_user_id: str,
+    chat_id: int | None,
+    username: str | None,
+    now: datetime,
+) -> Known:
+    """Reach `supporter` through one more bot as well; it becomes the bot they last used."""
+    identity = ChannelIdentity(
+        supporter_id=supporter.id, bot_id=bot_id, channel=channel,
+        external_user_id=external_user_id, chat_id=chat_id, username=username,
+        reachable=True, created_at=now, last_used_at=now,
+    )
+    session.add(identity)
+    supporter.updated_at = now
     await session.flush()
     return Known(supporter, identity)
 
@@ -232,6 +278,7 @@ async def export_core(session: AsyncSession, supporter_id: int) -> dict[str, Any
             "display_name": supporter.display_name,
             "language": supporter.language,
             "region": supporter.region,
+            "district": supporter.district,
             "tier": supporter.tier,
             "status": supporter.status,
             "source_ref": supporter.source_ref,
@@ -247,7 +294,9 @@ async def export_core(session: AsyncSession, supporter_id: int) -> dict[str, Any
                 "chat_id": i.chat_id,
                 "username": i.username,
                 "reachable": i.reachable,
+                "bot_id": i.bot_id,
                 "since": i.created_at.isoformat(),
+                "last_used": i.last_used_at.isoformat() if i.last_used_at else None,
             }
             for i in identities
         ],
@@ -303,6 +352,8 @@ async def erase_core(session: AsyncSession, supporter_id: int) -> None:
         .where(Supporter.id == supporter_id)
         .values(
             display_name=None,
+            # The province stays for counts; the city or county is finer than that.
+            district=None,
             source_ref=None,
             pending_input=None,
             pending_intent=None,

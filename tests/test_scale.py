@@ -205,7 +205,7 @@ async def test_the_audience_count_with_three_filters_is_planned_on_indexes(
     db: Database, populated: int,
 ) -> None:
     query = outbox.audience_count_query(populated, outbox.AudienceQuery(
-        regions=("jeju",), tiers=("member",), tags=("volunteer",)))
+        regions=("jeju",), tiers=("member",), tags=("volunteer",)), several_bots=False)
     plan = await _plan(db, query)
     assert "Seq Scan on supporter " not in plan + " ", plan
     assert "Seq Scan on channel_identity" not in plan, plan

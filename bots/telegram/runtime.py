@@ -52,6 +52,8 @@ class TelegramRuntime:
     admins: tuple[str, ...] = ()
     request: Any = None
     redis_url: str = ""
+    # The webhook path this bot answers on ("" = any: a deployment with one bot).
+    route: str = ""
     app: Application = field(init=False)
     _inbox: InboxWriter | None = field(init=False, default=None)
     _done: InboxDone | None = field(init=False, default=None)

@@ -132,7 +132,8 @@ def register(app: Application, group: int = 0) -> None:
     for command, callback in commands.items():
         app.add_handler(CommandHandler(command, callback, filters=PRIVATE), group)
     buttons: dict[str, ButtonRule] = {
-        r"^c:[yn]:": signup.consent, r"^r:": signup.choose_region, r"^n:": signup.name_choice,
+        r"^c:[yn]:": signup.consent, r"^r:": signup.choose_region,
+        r"^d:": signup.choose_district, r"^n:": signup.name_choice,
         r"^l:": signup.choose_language, r"^f:": signup.forget_choice,
     }
     for pattern, rule in buttons.items():

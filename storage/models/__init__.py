@@ -3,6 +3,7 @@
 from storage.models.api import ApiToken, WebhookDelivery, WebhookSubscription
 from storage.models.base import Base, BigIntPK, UTCDateTime
 from storage.models.broadcasts import Broadcast, OutboxMessage
+from storage.models.chapters import Chapter, ChapterOrganiser
 from storage.models.core import (
     AuditLog,
     Bot,
@@ -51,6 +52,8 @@ __all__ = [
     "Broadcast",
     "Campaign",
     "ChannelIdentity",
+    "Chapter",
+    "ChapterOrganiser",
     "Consent",
     "Event",
     "EventNotice",

@@ -51,6 +51,9 @@ class Broadcast(Base):
     # When set, messages are spread evenly from send_at to window_end.
     window_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
     audience_size: Mapped[int | None] = mapped_column(Integer)
+    # The bots its outbox rows go out through (each person through one bot), set when it
+    # is materialised; None before, or for a broadcast sent through `bot_id` alone.
+    via_bot_ids: Mapped[list[int] | None] = mapped_column(JSON)
     # A scheduler claims a due broadcast before materialising it; the claim expires
     # so that a scheduler that dies mid-way is replaced by another.
     claimed_by: Mapped[str | None] = mapped_column(String(64))

@@ -36,6 +36,10 @@ class Bot(Base):
     token: Mapped[str | None] = mapped_column(Text)
     base_url: Mapped[str | None] = mapped_column(Text)
     max_rate: Mapped[float] = mapped_column(default=30.0)
+    # A disabled bot is neither served nor used for delivery; its rows stay.
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The regional chapter this bot speaks for (a name; chapters are free-form for now).
+    chapter: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -53,10 +57,13 @@ class Supporter(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    # The bot the person first signed up through (their other bots: channel_identity).
     bot_id: Mapped[int] = mapped_column(ForeignKey("bot.id"))
     display_name: Mapped[str | None] = mapped_column(String(128))
     language: Mapped[str] = mapped_column(String(8), default="ko")
     region: Mapped[str | None] = mapped_column(String(16))
+    # The second level (시/군/구) within `region`, where one is known (campaigns.regions).
+    district: Mapped[str | None] = mapped_column(String(32))
     tier: Mapped[str] = mapped_column(String(16), default="supporter")  # supporter | member
     # active | stopped | erased
     status: Mapped[str] = mapped_column(String(16), default="active")
@@ -103,6 +110,9 @@ class ChannelIdentity(Base):
     username: Mapped[str | None] = mapped_column(String(64))
     reachable: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the person last signed up or /started through this bot: a broadcast reaches
+    # someone with several bots through the one they used last.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Consent(Base):

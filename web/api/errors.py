@@ -42,7 +42,7 @@ def problem(status: int, code: str, message: str, *, details: Any = None,
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
-RULE_STATUS = {"not_found": 404, "conflict": 409}
+RULE_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403}
 
 
 def refusal(exc: Exception) -> JSONResponse:

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
-from campaigns import importer, inputs, polls
+from campaigns import chapters, importer, inputs, polls
 from campaigns.i18n import _, t_plain
 from campaigns.organisers import MANAGE, allows
 from storage import dashboard as queries
@@ -35,19 +35,30 @@ FORMATS = ("csv", "json")
 
 @router.get("/supporters", response_class=HTMLResponse)
 async def supporter_list(request: Request) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
     qp = request.query_params
     # Query strings go through the input gate: NUL and invisible characters dropped.
     filters = {k: inputs.search(qp.get(k)) for k in ("region", "tier", "status", "tag", "q")}
     cursors = {k: _cursor(qp.get(k)) for k in ("before", "after")}
     async with database(request).session() as s:
+        scope = await chapters.scope_of(s, me.organiser.id)
+    if filters["region"] and not scope.covers(filters["region"]):
+        refused = await chapters.refuse(database(request), request.app.state.clock,
+                                        actor=me.actor, what="supporters",
+                                        details={"region": filters["region"]})
+        raise HTTPException(403, refused.message(language(request)))
+    async with database(request).session() as s:
         bot = await queries.default_telegram_bot(s)
         found = await queries.supporters(
             s, bot.id, region=filters["region"], tier=filters["tier"],
             status=filters["status"], tag=filters["tag"], search=filters["q"],
-            before=cursors["before"], after=cursors["after"]) if bot else None
-    tags = await slow_summary(request, f"tags:{bot.id}", partial(_tag_counts, request, bot.id)
-                              ) if bot else []
+            before=cursors["before"], after=cursors["after"],
+            regions=scope.region_filter) if bot else None
+    # The tag list is cached per scope: a chapter organiser never sees another's counts.
+    scope_key = ",".join(scope.region_filter) if scope.region_filter is not None else "*"
+    tags = await slow_summary(
+        request, f"tags:{bot.id}:{scope_key}",
+        partial(_tag_counts, request, bot.id, scope.region_filter)) if bot else []
     return page(request, "supporters.html", {
         "supporters": found.rows if found else [], "total": found.total if found else 0,
         "total_capped": found.total_capped if found else False,
@@ -56,10 +67,11 @@ async def supporter_list(request: Request) -> Response:
         "qs": urlencode({k: v for k, v in filters.items() if v})})
 
 
-async def _tag_counts(request: Request, bot_id: int) -> list[tuple[str, int]]:
+async def _tag_counts(request: Request, bot_id: int,
+                      regions: list[str] | None) -> list[tuple[str, int]]:
     # The filter's tag list with counts reads every tag of every supporter.
     async with database(request).session() as s:
-        return await queries.tag_counts(s, bot_id)
+        return await queries.tag_counts(s, bot_id, regions)
 
 
 def _cursor(value: str | None) -> int | None:
@@ -110,6 +122,8 @@ async def _require_export(request: Request, fmt: str) -> auth.Session:
 async def export_supporters(request: Request, fmt: str) -> Response:
     me = await _require_export(request, fmt)
     db, clock = database(request), request.app.state.clock
+    async with db.session() as s:
+        scope = await chapters.scope_of(s, me.organiser.id)
 
     # Streamed: the session lives as long as the response body, one batch of rows at
     # a time (a million supporters used to be built as one string first).
@@ -120,7 +134,8 @@ async def export_supporters(request: Request, fmt: str) -> Response:
                 yield ",".join(importer.EXPORT_HEADER) + "\n" if fmt == "csv" else "[\n]\n"
                 return
             async for piece in importer.export_chunks(s, bot.id, clock, fmt=fmt,
-                                                      actor=me.actor):
+                                                      actor=me.actor,
+                                                      regions=scope.region_filter):
                 yield piece
 
     return stream_download(pieces(), f"supporters.{fmt}", fmt)

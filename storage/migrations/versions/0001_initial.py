@@ -66,6 +66,8 @@ def upgrade() -> None:
         sa.Column("token", sa.Text(), nullable=True),
         sa.Column("base_url", sa.Text(), nullable=True),
         sa.Column("max_rate", sa.Double(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("chapter", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bot")),
         sa.UniqueConstraint("channel", "name", name=op.f("uq_bot_channel_name")),
@@ -190,6 +192,25 @@ def upgrade() -> None:
         sa.UniqueConstraint("slug", name=op.f("uq_campaign_slug")),
     )
     op.create_table(
+        "chapter",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("title", sa.String(length=128), nullable=True),
+        sa.Column("regions", sa.JSON(), nullable=False),
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bot_id"], ["bot.id"], name=op.f("fk_chapter_bot_id_bot"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_chapter")),
+        sa.UniqueConstraint("name", name=op.f("uq_chapter_name")),
+    )
+    op.create_table(
         "inbox_update",
         sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("update_id", sa.BigInteger(), nullable=False),
@@ -230,6 +251,7 @@ def upgrade() -> None:
         sa.Column("display_name", sa.String(length=128), nullable=True),
         sa.Column("language", sa.String(length=8), nullable=False),
         sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("district", sa.String(length=32), nullable=True),
         sa.Column("tier", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("source_ref", sa.String(length=64), nullable=True),
@@ -352,6 +374,7 @@ def upgrade() -> None:
         sa.Column("send_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("window_end", sa.DateTime(timezone=True), nullable=True),
         sa.Column("audience_size", sa.Integer(), nullable=True),
+        sa.Column("via_bot_ids", sa.JSON(), nullable=True),
         sa.Column("claimed_by", sa.String(length=64), nullable=True),
         sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_by", sa.String(length=64), nullable=False),
@@ -386,6 +409,7 @@ def upgrade() -> None:
         sa.Column("username", sa.String(length=64), nullable=True),
         sa.Column("reachable", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["bot_id"], ["bot.id"], name=op.f("fk_channel_identity_bot_id_bot")
         ),
@@ -405,6 +429,28 @@ def upgrade() -> None:
     )
     op.create_index(
         "ix_channel_identity_supporter", "channel_identity", ["supporter_id"], unique=False
+    )
+    op.create_table(
+        "chapter_organiser",
+        sa.Column(
+            "chapter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "organiser_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["chapter_id"],
+            ["chapter.id"],
+            name=op.f("fk_chapter_organiser_chapter_id_chapter"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["organiser_id"],
+            ["organiser.id"],
+            name=op.f("fk_chapter_organiser_organiser_id_organiser"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("chapter_id", "organiser_id", name=op.f("pk_chapter_organiser")),
     )
     op.create_table(
         "consent",
@@ -1325,6 +1371,7 @@ def downgrade() -> None:
     op.drop_table("event")
     op.drop_index("ix_consent_supporter", table_name="consent")
     op.drop_table("consent")
+    op.drop_table("chapter_organiser")
     op.drop_index("ix_channel_identity_supporter", table_name="channel_identity")
     op.drop_table("channel_identity")
     op.drop_index("ix_broadcast_due", table_name="broadcast")
@@ -1353,6 +1400,7 @@ def downgrade() -> None:
     op.drop_table("login_link")
     op.drop_index("ix_inbox_pending", table_name="inbox_update")
     op.drop_table("inbox_update")
+    op.drop_table("chapter")
     op.drop_table("campaign")
     op.drop_table("webhook_subscription")
     op.drop_table("petition_count_delta")

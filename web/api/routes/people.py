@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from campaigns import api as rules
+from campaigns import chapters
 from storage import api as store
 from storage.models import Supporter
 from web.api.routes.common import (
@@ -62,13 +63,16 @@ def person_json(request: Request, s: Supporter, tags: list[str]) -> dict[str, An
 async def list_people(request: Request, token: Read, page: PageNo = 1,
                       per_page: PerPage = 25, after: After = None) -> dict[str, Any]:
     tags: dict[int, list[str]] = {}
+    async with database(request).session() as session:
+        scope = await chapters.scope_of_actor(session, token.created_by)
 
     async def load_tags(session: Any, rows: Sequence[Supporter]) -> None:
         tags.update(await store.tags_of(session, [s.id for s in rows]))
 
-    return await paged(request, store.people_query(), page, per_page, "osdi:people",
-                        lambda s: person_json(request, s, tags.get(s.id, [])), load_tags,
-                        after=after, keyset=Supporter.id)
+    return await paged(request, store.people_query(scope.region_filter), page, per_page,
+                       "osdi:people",
+                       lambda s: person_json(request, s, tags.get(s.id, [])), load_tags,
+                       after=after, keyset=Supporter.id)
 
 
 @router.get("/people/{person_id}", summary="One person")
@@ -77,5 +81,10 @@ async def get_person(request: Request, token: Read, person_id: RowId) -> dict[st
         s = await store.person(session, person_id)
         if s is None:
             raise rules.NotFound(f"no person {person_id}")
+        scope = await chapters.scope_of_actor(session, token.created_by)
+    if not scope.covers(s.region):
+        raise await chapters.refuse(database(request), request.app.state.clock,
+                                    actor=rules.actor(token), what=f"supporter:{s.id}")
+    async with database(request).session() as session:
         tags = (await store.tags_of(session, [s.id])).get(s.id, [])
     return person_json(request, s, tags)

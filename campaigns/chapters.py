@@ -1,0 +1,161 @@
+"""Regional chapters and what a scoped organiser may see.
+
+An organiser with no chapter is national (as before chapters existed). An organiser
+named as an organiser of one or more chapters is scoped: they see, export and
+broadcast to the supporters of those chapters' regions only. Every path that lists
+people (dashboard, API, CLI `--as`) asks `scope_of` and filters with `Scope.regions`;
+a request outside the scope is refused and audited (`scope.refused`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.clock import Clock
+from campaigns.errors import Conflict, NotFound, RuleError
+from campaigns.regions import parse_region
+from storage import bots as bot_store
+from storage import chapters as store
+from storage import supporters as supporter_store
+from storage.db import Database
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one organiser may see: everything (national) or the regions of their chapters."""
+
+    national: bool
+    regions: frozenset[str] = frozenset()
+    chapters: tuple[str, ...] = ()
+
+    @property
+    def region_filter(self) -> list[str] | None:
+        """None for a national organiser, else the region codes a query must keep to."""
+        return None if self.national else sorted(self.regions)
+
+    def covers(self, region: str | None) -> bool:
+        return self.national or (region is not None and region in self.regions)
+
+
+NATIONAL = Scope(national=True)
+
+
+class OutOfScope(RuleError):
+    """A scoped organiser asked for people outside their chapters."""
+
+    code: ClassVar[str] = "forbidden"
+
+
+async def scope_of(session: AsyncSession, organiser_id: int | None) -> Scope:
+    if organiser_id is None:
+        return NATIONAL
+    chapters = await store.chapters_of(session, organiser_id)
+    if not chapters:
+        return NATIONAL
+    regions = frozenset(r for c in chapters for r in c.regions)
+    return Scope(national=False, regions=regions, chapters=tuple(c.name for c in chapters))
+
+
+async def scope_of_actor(session: AsyncSession, actor: str) -> Scope:
+    """The scope of an actor string: "organiser:3", "cli" (national), or "api_token:2"
+    (the scope of whoever created the token)."""
+    token = re.fullmatch(r"api_token:(\d+)", actor)
+    if token:
+        actor = await store.token_creator(session, int(token.group(1))) or ""
+    match = re.fullmatch(r"organiser:(\d+)", actor)
+    return await scope_of(session, int(match.group(1)) if match else None)
+
+
+async def refuse(db: Database, clock: Clock, *, actor: str, what: str,
+                 details: dict[str, Any] | None = None) -> OutOfScope:
+    """Audit a refusal (in its own transaction: the refused one is rolled back) and
+    return the error to raise."""
+    async with db.session() as session:
+        await supporter_store.audit(session, actor=actor, action="scope.refused", target=what,
+                                    now=clock.now(), details=details)
+    return OutOfScope("that is outside your chapters")
+
+
+def limit_audience(scope: Scope, audience: dict[str, list[str]]) -> dict[str, list[str]] | None:
+    """A scoped organiser's audience kept to their regions; None when it asks for others."""
+    if scope.national:
+        return audience
+    asked = audience.get("region")
+    if asked and not set(asked) <= scope.regions:
+        return None
+    return {**audience, "region": list(asked) if asked else sorted(scope.regions)}
+
+
+async def acting_as(session: AsyncSession, who: str | None) -> tuple[str, Scope]:
+    """(actor, scope) for the CLI's `--as ORGANISER` (login, Telegram id or id); none: cli."""
+    if not who:
+        return "cli", NATIONAL
+    organiser = await store.organiser_by_name(session, who)
+    if organiser is None:
+        raise NotFound("no organiser {who}", who=who)
+    return f"organiser:{organiser.id}", await scope_of(session, organiser.id)
+
+
+def _regions(values: list[str]) -> list[str]:
+    codes: list[str] = []
+    for value in values:
+        code = parse_region(value)
+        if code is None:
+            raise RuleError("unknown region {region}", region=value)
+        if code not in codes:
+            codes.append(code)
+    if not codes:
+        raise RuleError("a chapter covers at least one region")
+    return codes
+
+
+async def create(session: AsyncSession, clock: Clock, *, name: str, regions: list[str],
+                 title: str | None = None, bot: str | None = None,
+                 by: str = "cli") -> dict[str, Any]:
+    if not NAME_RE.match(name):
+        raise RuleError("a chapter name is lower-case letters, digits, - or _ (up to 64)")
+    codes = _regions(regions)
+    bot_id = None
+    if bot:
+        row = await bot_store.find_bot(session, "telegram", bot)
+        if row is None:
+            raise NotFound("no bot named {name}", name=bot)
+        bot_id = row.id
+    if await store.find(session, name) is not None:
+        raise Conflict("there is already a chapter named {name}", name=name)
+    chapter = await store.create(session, name=name, title=title, regions=codes,
+                                 bot_id=bot_id, now=clock.now())
+    await supporter_store.audit(session, actor=by, action="chapter.created",
+                                target=f"chapter:{chapter.id}", now=clock.now())
+    return {"id": chapter.id, "name": name, "title": title, "regions": codes, "bot": bot,
+            "organisers": []}
+
+
+async def assign(session: AsyncSession, clock: Clock, *, chapter: str, organiser: str,
+                 by: str = "cli") -> dict[str, Any]:
+    """Scope `organiser` (login, Telegram user id or id) to `chapter` (besides any other)."""
+    row = await store.find(session, chapter)
+    if row is None:
+        raise NotFound("no chapter named {name}", name=chapter)
+    who = await store.organiser_by_name(session, organiser)
+    if who is None:
+        raise NotFound("no organiser {who}", who=organiser)
+    await store.add_organiser(session, row.id, who.id)
+    await supporter_store.audit(session, actor=by, action="chapter.organiser_added",
+                                target=f"organiser:{who.id}", now=clock.now(),
+                                details={"chapter": row.id})
+    return {"chapter": row.name, "organiser": who.id}
+
+
+async def listing(session: AsyncSession) -> list[dict[str, Any]]:
+    out = []
+    for c in await store.all_chapters(session):
+        out.append({"id": c.id, "name": c.name, "title": c.title, "regions": list(c.regions),
+                    "bot_id": c.bot_id, "organisers": await store.organisers_of(session, c.id)})
+    return out

@@ -1,0 +1,64 @@
+"""Chapters and their organisers: the queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ApiToken, Chapter, ChapterOrganiser, Organiser
+
+
+async def find(session: AsyncSession, name: str) -> Chapter | None:
+    return (await session.execute(select(Chapter).where(Chapter.name == name))).scalar_one_or_none()
+
+
+async def create(session: AsyncSession, *, name: str, title: str | None, regions: list[str],
+                 bot_id: int | None, now: datetime) -> Chapter:
+    chapter = Chapter(name=name, title=title, regions=regions, bot_id=bot_id, created_at=now)
+    session.add(chapter)
+    await session.flush()
+    return chapter
+
+
+async def all_chapters(session: AsyncSession) -> list[Chapter]:
+    return list((await session.execute(select(Chapter).order_by(Chapter.name))).scalars())
+
+
+async def organiser_by_name(session: AsyncSession, who: str) -> Organiser | None:
+    """An organiser by dashboard login, Telegram user id or numeric id."""
+    conds = [Organiser.login == who, Organiser.telegram_user_id == who]
+    if who.isdigit():
+        conds.append(Organiser.id == int(who))
+    return (await session.execute(
+        select(Organiser).where(or_(*conds)).order_by(Organiser.id).limit(1)
+    )).scalar_one_or_none()
+
+
+async def token_creator(session: AsyncSession, token_id: int) -> str | None:
+    """Who created an API token (an actor string): the token acts within their scope."""
+    token = await session.get(ApiToken, token_id)
+    return token.created_by if token is not None else None
+
+
+async def add_organiser(session: AsyncSession, chapter_id: int, organiser_id: int) -> None:
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(insert(ChapterOrganiser).values(
+        chapter_id=chapter_id, organiser_id=organiser_id).on_conflict_do_nothing())
+
+
+async def chapters_of(session: AsyncSession, organiser_id: int) -> list[Chapter]:
+    return list((await session.execute(
+        select(Chapter).join(ChapterOrganiser, ChapterOrganiser.chapter_id == Chapter.id)
+        .where(ChapterOrganiser.organiser_id == organiser_id).order_by(Chapter.name)
+    )).scalars())
+
+
+async def organisers_of(session: AsyncSession, chapter_id: int) -> list[int]:
+    return list((await session.execute(
+        select(ChapterOrganiser.organiser_id).where(ChapterOrganiser.chapter_id == chapter_id)
+        .order_by(ChapterOrganiser.organiser_id)
+    )).scalars())
