@@ -4,9 +4,10 @@
 
 Builds a fresh database (created and dropped) with N supporters (100,000), N open items
 (50: 30% petitions, 30% polls, 20% events, 20% surveys, some members- or region-only),
-about a fifth of the supporters having signed, voted, RSVPed or answered each, and a few thousand unflushed count deltas
-(a push in progress). Then times `campaigns.home.open_items` for random supporters
-(the card: 5 items and the status), a /petitions page, and the organisers' overview.
+about a fifth of the supporters having signed, voted, RSVPed or answered each, and a few
+thousand unflushed count deltas (a push in progress). Then times `campaigns.home.open_items`
+for random supporters (the card: 5 items and the status), a /petitions page, and the
+organisers' overview.
 Prints median and 95th percentile per case. Not a test: numbers depend on the machine.
 """
 

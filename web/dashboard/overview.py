@@ -13,8 +13,8 @@ from campaigns.dashboard import Overview
 from campaigns.i18n import _, t_plain
 from campaigns.regions import region_name
 from campaigns.times import local_display
-from storage.home import OpenItem
 from storage import dashboard as queries
+from storage.home import OpenItem
 from web import auth, charts
 from web.pages import NO_REGION, database, language, render, slow_summary
 
