@@ -54,7 +54,7 @@ async def test_new_supporter_signs_the_open_petition_from_the_home_card(db: Data
         assert "미세먼지 대책을 요구합니다" in (card.text or "")
         await d.run([
             (press("✍️ 사인하기 · 미세먼지 대책을 요구합니다"), "서명하셨습니다"),
-            ("/menu", "지금은 참여할 청원이나 투표가 없습니다"),
+            ("/menu", "지금은 참여할 수 있는 것이 없습니다"),
         ])
         status = await d.expect("서명한 청원 1건", since=0)
         assert "서울" in (status.text or "") and "지지자" in (status.text or "")
@@ -81,7 +81,7 @@ async def test_a_member_sees_a_members_only_poll_and_a_supporter_does_not(db: Da
         assert "당원" in (card.text or "")
         await member.step(press("🗳 투표하기 · 당비를 올릴까요?"), "당원만 투표할 수 있습니다")
 
-        nothing = await backer.step("/menu", "지금은 참여할 청원이나 투표가 없습니다")
+        nothing = await backer.step("/menu", "지금은 참여할 수 있는 것이 없습니다")
         assert "당비" not in (nothing.text or "")
         listed = await backer.step("/polls", "지금 참여할 수 있는 투표가 없습니다")
         assert "당비" not in (listed.text or "")
