@@ -3,10 +3,11 @@
     .venv/bin/python -m bench.home [--supporters N] [--items N] [--postgres URL]
 
 Builds a fresh database (created and dropped) with N supporters (100,000), N open items
-(50: half petitions, half polls, some members- or region-only), about a fifth of the
-supporters having signed or answered each, and a few thousand unflushed count deltas
-(a push in progress). Then times `campaigns.home.open_items` for random supporters
-(the card: 5 items and the status), a /petitions page, and the organisers' overview.
+(50: 30% petitions, 30% polls, 20% events, 20% surveys, some members- or region-only),
+about a fifth of the supporters having signed, voted, RSVPed or answered each, and a few
+thousand unflushed count deltas (a push in progress). Then times `campaigns.home.open_items`
+for random supporters (the card: 5 items and the status), a /petitions page, and the
+organisers' overview.
 Prints median and 95th percentile per case. Not a test: numbers depend on the machine.
 """
 
@@ -54,6 +55,22 @@ FILL = [
               false, true, false, 'open', now() - g * interval '1 hour' - interval '30 minutes',
               now()
        FROM generate_series(1, :polls) g""",
+    """INSERT INTO event (campaign_id, slug, title_ko, place, starts_at, ends_at, waitlist,
+                          region, members_only, reminders, status, version, rsvp_seq,
+                          created_at, updated_at)
+       SELECT :campaign, 'event-' || g, '행사 ' || g, '광장', now() + g * interval '1 day',
+              now() + g * interval '1 day' + interval '2 hours', true,
+              CASE WHEN g % 3 = 0 THEN 'seoul' END, g % 4 = 0, '[]', 'open', 1, 0,
+              now() - g * interval '1 hour' - interval '10 minutes', now()
+       FROM generate_series(1, :events) g""",
+    """INSERT INTO survey (campaign_id, slug, title_ko, title_en, definition, anonymous, locked,
+                           weights, audience_tier, audience_region, status, created_at,
+                           updated_at)
+       SELECT :campaign, 'survey-' || g, '설문 ' || g, 'Survey ' || g, '{"questions": []}',
+              g % 2 = 0, false, '{"member": "1", "supporter": "1"}',
+              CASE WHEN g % 4 = 0 THEN 'member' END, CASE WHEN g % 3 = 0 THEN 'busan' END,
+              'open', now() - g * interval '1 hour' - interval '20 minutes', now()
+       FROM generate_series(1, :surveys) g""",
     """INSERT INTO signature (petition_id, supporter_id, region, tier, created_at, valid)
        SELECT p.id, s.id, s.region, s.tier, now(), true
        FROM petition p JOIN supporter s ON random() < 0.2""",
@@ -63,6 +80,13 @@ FILL = [
        SELECT p.id, 'seoul', 1 FROM petition p, generate_series(1, 100)""",
     """INSERT INTO poll_voter (poll_id, supporter_id)
        SELECT p.id, s.id FROM poll p JOIN supporter s ON random() < 0.2""",
+    """INSERT INTO event_rsvp (event_id, supporter_id, status, seq, region, created_at,
+                               updated_at)
+       SELECT e.id, s.id, CASE WHEN random() < 0.8 THEN 'going' ELSE 'maybe' END,
+              row_number() OVER (PARTITION BY e.id ORDER BY s.id), s.region, now(), now()
+       FROM event e JOIN supporter s ON random() < 0.2""",
+    """INSERT INTO survey_respondent (survey_id, supporter_id)
+       SELECT v.id, s.id FROM survey v JOIN supporter s ON random() < 0.2""",
     # VACUUM ANALYZE below: the steady state autovacuum keeps (statistics, and a visibility
     # map that lets the voter counts read the index alone).
 ]
@@ -90,8 +114,10 @@ async def measure(url: str, supporters: int, items: int, times: int, explain: bo
                 "VALUES (:bot, 'bench', '벤치', 'active', now()) RETURNING id"),
                 {"bot": bot.id})).scalar_one()
         started = time.perf_counter()
-        params = {"bot": bot.id, "n": supporters, "campaign": campaign,
-                  "petitions": items // 2, "polls": items - items // 2}
+        fifth = items // 5
+        petitions = (items - 2 * fifth) // 2
+        params = {"bot": bot.id, "n": supporters, "campaign": campaign, "petitions": petitions,
+                  "polls": items - 2 * fifth - petitions, "events": fifth, "surveys": fifth}
         for sql in FILL:
             async with db.session() as s:
                 await s.execute(text(sql), params)
@@ -100,7 +126,8 @@ async def measure(url: str, supporters: int, items: int, times: int, explain: bo
             await auto.execute(text("VACUUM ANALYZE"))
         async with db.session() as s:
             counts = {t: (await s.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one()
-                      for t in ("supporter", "signature", "poll_voter")}
+                      for t in ("supporter", "signature", "poll_voter", "event_rsvp",
+                                "survey_respondent")}
             rows = (await s.execute(text("SELECT id, region, tier FROM supporter"))).all()
         print(f"filled in {time.perf_counter() - started:.1f} s: {counts}")
         rng = random.Random(1)

@@ -44,6 +44,7 @@ SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 # Callback data: "ev:<g|m|n>:<slug>" (RSVP), "evp:<slug>" (the pass).
 ANSWER_CODES = {"g": GOING, "m": MAYBE, "n": NOT_GOING}
 CODE_OF = {v: k for k, v in ANSWER_CODES.items()}
+CARD_CODE = "c"  # `ev:c:<slug>` shows the card
 DEFAULT_REMINDERS = "24h,2h"
 MAX_REMINDER = timedelta(days=7)
 # Check-in codes: no 0/O, 1/I/L, so that a code read aloud or typed is unambiguous.
@@ -525,8 +526,11 @@ async def resume_rsvp(
 async def press(
     session: AsyncSession, person: Person, data: str, clock: Clock,
 ) -> list[Reply]:
-    """A 참석 / 미정 / 불참 button (`ev:<g|m|n>:<slug>`)."""
+    """A 참석 / 미정 / 불참 button (`ev:<g|m|n>:<slug>`), or one opening the card first
+    (`ev:c:<slug>`, from the home card: time, place and seats before any answer)."""
     _prefix, code, slug = [*data.split(":", 2), "", ""][:3]
+    if code == CARD_CODE:
+        return await show_card(session, person, slug, clock)
     answer = ANSWER_CODES.get(code)
     if answer is None:
         return []

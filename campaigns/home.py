@@ -34,24 +34,31 @@ TITLE_IN_BUTTON = 24
 
 @dataclass(frozen=True)
 class Look:
-    """How one kind of item is shown: its line, its button and its list's texts."""
+    """How one kind of item is shown: its line, its button and (if it has one) its list."""
 
-    code: str  # in callback data: `h:l:<code>:<page>`
-    line: str  # msgid with {title} and {count}
+    line: str  # msgid with {title}, {count} (and {when}: an event's start)
     button: str  # msgid with {title}
-    data: str  # callback data prefix; the slug follows
-    heading: str
-    empty: str
+    data: str  # callback data, with {slug} or {id}: the feature's own button
+    code: str = ""  # in callback data `h:l:<code>:<page>`; "" when the feature lists itself
+    heading: str = ""
+    empty: str = ""
 
 
 LOOKS: dict[str, Look] = {
-    "petition": Look("p", _("✍️ <b>{title}</b> — {count} signed"), _("✍️ Sign · {title}"),
-                     "sign:", _("✍️ <b>Open petitions you have not signed</b>"),
+    "petition": Look(_("✍️ <b>{title}</b> — {count} signed"), _("✍️ Sign · {title}"),
+                     "sign:{slug}", "p", _("✍️ <b>Open petitions you have not signed</b>"),
                      _("There is no open petition you have not signed.")),
-    "poll": Look("v", _("🗳 <b>{title}</b> — {count} voted"), _("🗳 Vote · {title}"), "poll:",
-                 _("🗳 <b>Open polls for you</b>"), _("There is no open poll for you right now.")),
+    "poll": Look(_("🗳 <b>{title}</b> — {count} voted"), _("🗳 Vote · {title}"), "poll:{slug}",
+                 "v", _("🗳 <b>Open polls for you</b>"),
+                 _("There is no open poll for you right now.")),
+    # Events and surveys have their own lists (/events, /surveys); the card links to them.
+    # An event's button opens its card (time, place, seats) before any answer is given.
+    "event": Look(_("📅 <b>{title}</b> — {when}, {count} going"), _("📅 RSVP · {title}"),
+                  "ev:c:{slug}"),
+    "survey": Look(_("📝 <b>{title}</b> — {count} answered"), _("📝 Answer · {title}"),
+                   "sv:{id}:go"),
 }
-KIND_OF_CODE = {look.code: kind for kind, look in LOOKS.items()}
+KIND_OF_CODE = {look.code: kind for kind, look in LOOKS.items() if look.code}
 KINDS_BY_NAME = {k.name: k for k in store.KINDS}
 
 WEEKDAYS = {
@@ -81,10 +88,15 @@ def _title(item: store.OpenItem, lang: str) -> str:
 
 
 def _line(item: store.OpenItem, lang: str) -> str:
-    text = t(lang, LOOKS[item.kind].line, title=_title(item, lang), count=f"{item.count:,}")
-    if item.closes_at is not None:
-        text += t(lang, " · closes {date}", date=local_display(item.closes_at, lang))
-    return text
+    starts = item.starts_at
+    text = t(lang, LOOKS[item.kind].line, title=_title(item, lang), count=f"{item.count:,}",
+             when=local_display(starts, lang) if starts else "")
+    if item.closes_at is None or item.closes_at == starts:
+        return text
+    closes = local_display(item.closes_at, lang)
+    if starts:
+        return text + t(lang, " · RSVP by {date}", date=closes)
+    return text + t(lang, " · closes {date}", date=closes)
 
 
 def _button(item: store.OpenItem, lang: str) -> list[Button]:
@@ -93,7 +105,8 @@ def _button(item: store.OpenItem, lang: str) -> list[Button]:
     if len(title) > TITLE_IN_BUTTON:
         title = title[:TITLE_IN_BUTTON - 1] + "…"
     # Button labels are not HTML: no escaping (t_plain).
-    return [Button(t_plain(lang, look.button, title=title), data=look.data + item.slug)]
+    return [Button(t_plain(lang, look.button, title=title),
+                   data=look.data.format(slug=item.slug, id=item.id))]
 
 
 def home_buttons(lang: str) -> list[list[Button]]:
@@ -145,7 +158,7 @@ async def _card(
             lines.append(f"{n}. {_line(item, lang)}")
             buttons.append(_button(item, lang))
         if page.more:
-            lines.append(t(lang, "More: /petitions · /polls"))
+            lines.append(t(lang, "More: /petitions · /polls · /events · /surveys"))
     else:
         lines.append(t(lang, "Nothing is open for you right now."))
         habit = _usual_time(await store.recent_broadcast_times(session, s.bot_id), lang)
@@ -180,7 +193,8 @@ async def listing(
     session: AsyncSession, s: Supporter, kind: str, page_no: int, clock: Clock, *,
     edit: bool = False,
 ) -> Reply:
-    """One page (5) of open petitions or polls for this supporter, with Sign / Vote buttons."""
+    """One page (5) of open petitions or polls for this supporter, with Sign / Vote buttons
+    (events and surveys are listed by their own /events and /surveys)."""
     lang, look = s.language, LOOKS[kind]
     page_no = max(page_no, 0)
     page = await open_items(session, clock, viewer_of(s), kinds=(kind,), limit=PAGE,

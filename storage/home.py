@@ -1,7 +1,7 @@
 """What is open, for one supporter or for everyone: one statement per page (SQL only, no rules).
 
-Each kind of item (petitions and polls now; events and surveys when they land) is a
-`Kind`: a function building a SELECT of the same seven columns, and a function giving
+Each kind of item (petitions, polls, events, surveys) is a
+`Kind`: a function building a SELECT of the same eight columns, and a function giving
 its live count as a scalar subquery. The kinds are joined with UNION ALL, sorted
 newest first and cut to one page *before* the counts are computed, so a page counts
 only what it shows (a poll's count is a count of its voters, not a stored counter).
@@ -14,21 +14,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, func, literal, select, true, union_all
+from sqlalchemy import Select, case, cast, false, func, literal, null, select, true, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
     Broadcast,
     Campaign,
+    Event,
+    EventRsvp,
     Petition,
     PetitionCountDelta,
     Poll,
     PollVoter,
     Signature,
+    Survey,
+    SurveyRespondent,
 )
 from storage.models.base import UTCDateTime
 
-# A SELECT of the seven item columns (kind, id, slug, title_ko, title_en, opened_at, closes_at).
+# A SELECT of the eight item columns (kind, id, slug, title_ko, title_en, opened_at, closes_at,
+# starts_at).
 Rows = Select[*tuple[Any, ...]]
 
 
@@ -44,14 +49,15 @@ class Viewer:
 
 @dataclass(frozen=True)
 class OpenItem:
-    kind: str  # petition | poll (| event | survey later)
+    kind: str  # petition | poll | event | survey
     id: int
     slug: str
     title_ko: str
     title_en: str | None
     opened_at: datetime
-    closes_at: datetime | None
-    count: int  # signatures so far (petition), voters so far (poll)
+    closes_at: datetime | None  # an event's: when its RSVPs close
+    count: int  # signatures (petition), voters (poll), going (event), respondents (survey)
+    starts_at: datetime | None = None  # events only
 
 
 @dataclass(frozen=True)
@@ -82,13 +88,17 @@ def _campaign_of_bot(campaign_id: Any, viewer: Viewer | None) -> Any:
     )
 
 
+# Typed, so that PostgreSQL reads the UNION's column as a timestamp.
+_NO_START = cast(null(), UTCDateTime()).label("starts_at")
+
+
 def _petition_rows(viewer: Viewer | None, now: datetime) -> Rows:
     query: Rows = select(
         literal("petition").label("kind"), Petition.id.label("id"), Petition.slug.label("slug"),
         Petition.title_ko.label("title_ko"), Petition.title_en.label("title_en"),
         func.coalesce(Petition.opens_at, Petition.created_at, type_=UTCDateTime())
         .label("opened_at"),
-        Petition.closes_at.label("closes_at"),
+        Petition.closes_at.label("closes_at"), _NO_START,
     ).where(
         Petition.status == "open",
         Petition.closes_at.is_(None) | (Petition.closes_at > now),
@@ -114,7 +124,7 @@ def _poll_rows(viewer: Viewer | None, now: datetime) -> Rows:
     query: Rows = select(
         literal("poll").label("kind"), Poll.id.label("id"), Poll.slug.label("slug"),
         Poll.question_ko.label("title_ko"), Poll.question_en.label("title_en"),
-        Poll.created_at.label("opened_at"), Poll.closes_at.label("closes_at"),
+        Poll.created_at.label("opened_at"), Poll.closes_at.label("closes_at"), _NO_START,
     ).where(
         Poll.status == "open",
         Poll.closes_at.is_(None) | (Poll.closes_at > now),
@@ -138,10 +148,75 @@ def _poll_count(item_id: Any) -> Any:
             .where(PollVoter.poll_id == item_id).scalar_subquery())
 
 
+def _event_rows(viewer: Viewer | None, now: datetime) -> Rows:
+    # Open while RSVPs are: until rsvp_closes_at, or the start when there is none.
+    closes = func.coalesce(Event.rsvp_closes_at, Event.starts_at, type_=UTCDateTime())
+    query: Rows = select(
+        literal("event").label("kind"), Event.id.label("id"), Event.slug.label("slug"),
+        Event.title_ko.label("title_ko"), Event.title_en.label("title_en"),
+        Event.created_at.label("opened_at"), closes.label("closes_at"),
+        Event.starts_at.label("starts_at"),
+    ).where(
+        Event.status == "open",
+        closes > now,
+        _campaign_of_bot(Event.campaign_id, viewer),
+    )
+    if viewer is not None:
+        # Their region's and nationwide events; members-only ones for members; any answer
+        # (going, maybe, not going, waitlisted) takes the event off their list.
+        answered = (select(literal(1)).select_from(EventRsvp)
+                    .where(EventRsvp.event_id == Event.id,
+                           EventRsvp.supporter_id == viewer.supporter_id).exists())
+        query = query.where(
+            Event.region.is_(None) | (Event.region == viewer.region),
+            ~answered,
+        )
+        if viewer.tier != "member":
+            query = query.where(Event.members_only == false())
+    return query
+
+
+def _event_count(item_id: Any) -> Any:
+    return (select(func.count()).select_from(EventRsvp)
+            .where(EventRsvp.event_id == item_id, EventRsvp.status == "going")
+            .scalar_subquery())
+
+
+def _survey_rows(viewer: Viewer | None, now: datetime) -> Rows:
+    query: Rows = select(
+        literal("survey").label("kind"), Survey.id.label("id"), Survey.slug.label("slug"),
+        Survey.title_ko.label("title_ko"), Survey.title_en.label("title_en"),
+        Survey.created_at.label("opened_at"), Survey.closes_at.label("closes_at"), _NO_START,
+    ).where(
+        Survey.status == "open",
+        Survey.closes_at.is_(None) | (Survey.closes_at > now),
+        _campaign_of_bot(Survey.campaign_id, viewer),
+    )
+    if viewer is not None:
+        # Open to its audience only; a half-answered survey stays (it can be resumed), a
+        # submitted one goes (the respondent row is kept even for anonymous surveys).
+        done = (select(literal(1)).select_from(SurveyRespondent)
+                .where(SurveyRespondent.survey_id == Survey.id,
+                       SurveyRespondent.supporter_id == viewer.supporter_id).exists())
+        query = query.where(
+            Survey.audience_tier.is_(None) | (Survey.audience_tier == viewer.tier),
+            Survey.audience_region.is_(None) | (Survey.audience_region == viewer.region),
+            ~done,
+        )
+    return query
+
+
+def _survey_count(item_id: Any) -> Any:
+    return (select(func.count()).select_from(SurveyRespondent)
+            .where(SurveyRespondent.survey_id == item_id).scalar_subquery())
+
+
 PETITIONS = Kind("petition", _petition_rows, _petition_count)
 POLLS = Kind("poll", _poll_rows, _poll_count)
-# Events and surveys add themselves here (and to the rules' labels in campaigns/home.py).
-KINDS: tuple[Kind, ...] = (PETITIONS, POLLS)
+EVENTS = Kind("event", _event_rows, _event_count)
+SURVEYS = Kind("survey", _survey_rows, _survey_count)
+# A new kind adds itself here (and its Look to campaigns/home.py).
+KINDS: tuple[Kind, ...] = (PETITIONS, POLLS, EVENTS, SURVEYS)
 
 
 def page_statement(
@@ -164,7 +239,7 @@ def page_statement(
     stmt = (
         select(status.c[0].label("signed"), page.c.kind, page.c.id, page.c.slug,
                page.c.title_ko, page.c.title_en, page.c.opened_at, page.c.closes_at,
-               count.label("live"))
+               page.c.starts_at, count.label("live"))
         .select_from(status.outerjoin(page, true()))
         .order_by(page.c.opened_at.desc(), page.c.kind, page.c.id.desc())
     )
@@ -181,7 +256,7 @@ async def open_page(
     items = [
         OpenItem(kind=str(r.kind), id=int(r.id), slug=str(r.slug), title_ko=str(r.title_ko),
                  title_en=r.title_en, opened_at=r.opened_at, closes_at=r.closes_at,
-                 count=int(r.live or 0))
+                 count=int(r.live or 0), starts_at=r.starts_at)
         for r in rows if r.id is not None
     ]
     signed_count = int(rows[0].signed or 0) if rows else 0

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from campaigns import petitions, polls, signin
+from campaigns import events, petitions, polls, signin
 from campaigns.clock import FixedClock
 from campaigns.settings import Settings
 from storage import privacy
@@ -224,6 +224,36 @@ async def test_an_organiser_with_the_token_can_change(
 
 
 # --- petitions ----------------------------------------------------------------------------------
+
+async def test_the_overview_lists_what_is_open_now_with_live_counts(
+    db: Database, client: httpx.AsyncClient, clock: FixedClock
+) -> None:
+    await _world(db, clock)
+    async with db.session() as s:
+        start = NOW + timedelta(days=5)
+        # Members-only: organisers see everything that is open, whoever it is for.
+        await events.create_event(
+            s, campaign_slug="air", slug="rally", title_ko="광장 집회", title_en="Square rally",
+            starts_at=start, ends_at=start + timedelta(hours=2), place="광장",
+            rsvp_closes_at=start - timedelta(days=1), members_only=True, clock=clock,
+            actor="cli")
+        await events.open_event(s, "rally", actor="cli", clock=clock)
+    await make_organiser(db, NOW, "minji", role="viewer")
+    await sign_in(client, "minji")
+    page = await client.get("/?lang=en")
+    assert page.status_code == 200
+    table = page.text.split('id="open-now-list"')[1].split("</table>")[0]
+    rows = re.findall(r'<tr data-kind="(\w+)">(.*?)</tr>', table, re.S)
+    by_kind = {kind: " ".join(re.sub(r"<[^>]+>", " ", row).split()) for kind, row in rows}
+    assert set(by_kind) == {"petition", "poll", "event"}
+    assert by_kind["petition"].startswith("Petition") and "6 Signatures" in by_kind["petition"]
+    assert "Square rally" in by_kind["event"] and "0 Going" in by_kind["event"]
+    assert "2026-12-01 18:00" in by_kind["event"]  # RSVPs close the day before, in KST
+    assert '<a href="/events/rally">' in table and '<a href="/petitions/clean-air">' in table
+    assert "<script>" not in page.text and "onclick" not in page.text  # CSP-strict page
+    korean = await client.get("/?lang=ko")
+    assert "지금 참여할 수 있는 것" in korean.text and "광장 집회" in korean.text
+
 
 async def test_petition_page_counts_regions_and_searches_signatures(
     db: Database, client: httpx.AsyncClient, clock: FixedClock

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from campaigns import petitions, polls
+from campaigns import events, petitions, polls, surveys
 from campaigns.clock import FixedClock
 from storage.db import Database
 from storage.models import Supporter
@@ -54,7 +54,7 @@ async def test_new_supporter_signs_the_open_petition_from_the_home_card(db: Data
         assert "미세먼지 대책을 요구합니다" in (card.text or "")
         await d.run([
             (press("✍️ 사인하기 · 미세먼지 대책을 요구합니다"), "서명하셨습니다"),
-            ("/menu", "지금은 참여할 청원이나 투표가 없습니다"),
+            ("/menu", "지금은 참여할 수 있는 것이 없습니다"),
         ])
         status = await d.expect("서명한 청원 1건", since=0)
         assert "서울" in (status.text or "") and "지지자" in (status.text or "")
@@ -81,7 +81,7 @@ async def test_a_member_sees_a_members_only_poll_and_a_supporter_does_not(db: Da
         assert "당원" in (card.text or "")
         await member.step(press("🗳 투표하기 · 당비를 올릴까요?"), "당원만 투표할 수 있습니다")
 
-        nothing = await backer.step("/menu", "지금은 참여할 청원이나 투표가 없습니다")
+        nothing = await backer.step("/menu", "지금은 참여할 수 있는 것이 없습니다")
         assert "당비" not in (nothing.text or "")
         listed = await backer.step("/polls", "지금 참여할 수 있는 투표가 없습니다")
         assert "당비" not in (listed.text or "")
@@ -156,3 +156,83 @@ async def test_an_english_user_gets_english(db: Database) -> None:
         ])
         status = await d.expect("Petitions signed: 1", since=0)
         assert "supporter" in (status.text or "")
+
+
+async def make_event(db: Database, clock: FixedClock, slug: str, title_ko: str, *,
+                     region: str | None = None, members_only: bool = False) -> None:
+    async with db.session() as s:
+        start = clock.now() + timedelta(days=3)
+        await events.create_event(
+            s, campaign_slug="air", slug=slug, title_ko=title_ko, starts_at=start,
+            ends_at=start + timedelta(hours=2), place="시민회관", capacity=50, region=region,
+            members_only=members_only, clock=clock, actor="cli")
+        await events.open_event(s, slug, actor="cli", clock=clock)
+
+
+async def test_an_upcoming_event_of_my_region_is_on_the_card_and_rsvp_is_one_tap_away(
+    db: Database,
+) -> None:
+    clock = FixedClock()
+    async with telegram_env(db, clock) as env:
+        await campaign(db, clock)
+        await make_event(db, clock, "seoul-meet", "서울 모임", region="seoul")
+        await make_event(db, clock, "busan-meet", "부산 모임", region="busan")
+        await make_event(db, clock, "all-meet", "전국 모임")
+        await make_event(db, clock, "members-meet", "당원 모임", members_only=True)
+        member, backer = env.dialog(8011, "당원"), env.dialog(8012, "지지")
+        await sign_up(member)
+        await sign_up(backer)
+        async with db.session() as s:
+            await s.execute(update(Supporter).where(Supporter.display_name == "당원")
+                            .values(tier="member"))
+
+        card = await backer.step("/menu", "서울 모임")
+        text = card.text or ""
+        assert "전국 모임" in text and "0명 참석" in text
+        assert "부산 모임" not in text and "당원 모임" not in text  # another region; members
+        assert not any("members-meet" in data for data in callback_data(backer))
+        # The button opens the event's card (time, place, seats) before anything is answered.
+        await backer.step(press("📅 참석하기 · 서울 모임"), "남은 자리: 50석 중 50석")
+        await backer.step(press("참석"), "참석 신청이 완료되었습니다")
+        after = await backer.step("/menu", "전국 모임")
+        assert "서울 모임" not in (after.text or "")
+
+        members_card = await member.step("/menu", "당원 모임")
+        assert "부산 모임" not in (members_card.text or "")
+
+
+ONE_QUESTION = """
+slug: {slug}
+title: {{ko: "{title}", en: "{title}"}}
+{audience}
+questions:
+  - key: side
+    kind: single
+    text: {{ko: "어느 쪽이세요?", en: "Which side?"}}
+    options: [{{ko: "왼쪽", en: "Left"}}, {{ko: "오른쪽", en: "Right"}}]
+"""
+
+
+async def test_an_open_survey_is_on_the_card_until_it_is_sent(db: Database) -> None:
+    clock = FixedClock()
+    async with telegram_env(db, clock) as env:
+        await campaign(db, clock)
+        async with db.session() as s:
+            for slug, title, audience in (("bus", "버스 설문", ""),
+                                          ("port", "항구 설문", "audience: {region: busan}"),
+                                          ("dues", "당비 설문", "audience: {tier: member}")):
+                await surveys.create_survey(
+                    s, campaign_slug="air", clock=clock, actor="cli", status="open",
+                    source=ONE_QUESTION.format(slug=slug, title=title, audience=audience))
+        d = env.dialog(8013, "다온")
+        await sign_up(d)
+        card = await d.step("/menu", "버스 설문")
+        assert "항구 설문" not in (card.text or "") and "당비 설문" not in (card.text or "")
+        await d.step(press("📝 설문 참여하기 · 버스 설문"), "어느 쪽이세요?")
+        # Half answered: still on the card, and its button resumes.
+        await d.step("/menu", "버스 설문")
+        await d.step(press("📝 설문 참여하기 · 버스 설문"), "어느 쪽이세요?")
+        await d.step(press("왼쪽"), "답을 확인해 주세요")
+        await d.step(press("✅ 답 보내기"), "응답해 주셔서 고맙습니다")
+        after = await d.step("/menu", "지금은 참여할")
+        assert "버스 설문" not in (after.text or "")

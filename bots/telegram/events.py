@@ -49,7 +49,7 @@ async def my_rsvps(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def rsvp_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """참석 / 미정 / 불참 (`ev:<g|m|n>:<slug>`)."""
+    """참석 / 미정 / 불참 (`ev:<g|m|n>:<slug>`), and the card itself (`ev:c:<slug>`)."""
     data = str(update.callback_query.data if update.callback_query else "")
     clock = services(context).clock
     await handle(update, context, lambda s, p: events.press(s, p, data, clock))
@@ -96,7 +96,7 @@ def register(app: Application, group: int = 0, *, jobs: bool = True) -> None:
     for command, callback in {"events": list_events, "my": my_rsvps}.items():
         app.add_handler(CommandHandler(command, callback, filters=PRIVATE), group)
     app.add_handler(CommandHandler("event", event_card, filters=PRIVATE), group)
-    app.add_handler(CallbackQueryHandler(rsvp_button, pattern=r"^ev:[gmn]:"), group)
+    app.add_handler(CallbackQueryHandler(rsvp_button, pattern=r"^ev:[gmnc]:"), group)
     app.add_handler(CallbackQueryHandler(pass_button, pattern=r"^evp:"), group)
     if jobs and app.job_queue is not None:
         app.job_queue.run_repeating(send_notices, interval=1.0, first=1.0, name="events.notices")
