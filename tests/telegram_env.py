@@ -18,7 +18,7 @@ from bots.telegram.runtime import TelegramRuntime
 from campaigns.clock import Clock, SystemClock
 from storage.db import Database
 from storage.dedup import MemoryDedup
-from tests.helpers import make_bot
+from tests.builders import make_bot
 
 
 @dataclass(frozen=True)

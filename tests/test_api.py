@@ -27,8 +27,7 @@ from storage.models import (
     Supporter,
     SupporterTag,
 )
-from tests.helpers import find_anywhere
-from tests.petition_helpers import make_supporters, setup_petition
+from tests.builders import find_anywhere, make_supporters, setup_petition
 from web.app import create_app
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

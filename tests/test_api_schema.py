@@ -23,9 +23,8 @@ from campaigns import api as api_rules
 from campaigns.clock import FixedClock, SystemClock
 from campaigns.settings import Settings, database_url_for_driver
 from storage.db import Database
+from tests.builders import make_event, make_supporters, setup_petition
 from tests.conftest import run_sync
-from tests.event_helpers import make_event
-from tests.petition_helpers import make_supporters, setup_petition
 from web.app import create_app
 
 MAX_EXAMPLES = 8

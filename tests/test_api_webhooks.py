@@ -22,7 +22,7 @@ from campaigns.settings import Settings
 from storage import privacy
 from storage.db import Database
 from storage.models import InboxUpdate, Supporter, WebhookDelivery
-from tests.petition_helpers import make_supporters, setup_petition
+from tests.builders import make_supporters, setup_petition
 from web.app import create_app
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

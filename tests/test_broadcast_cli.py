@@ -14,7 +14,7 @@ from bots.sandbox import Sandbox
 from cli import cli
 from storage.db import Database
 from storage.ratelimit import LocalRateLimiter
-from tests.broadcast_helpers import TOKEN
+from tests.builders import TOKEN
 from worker import Worker, WorkerOptions
 
 CSV = (

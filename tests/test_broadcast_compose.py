@@ -11,7 +11,15 @@ from campaigns import broadcasts
 from campaigns.broadcasts import BroadcastError, Draft, check_texts, compile_template
 from campaigns.clock import FixedClock
 from storage.db import Database
-from tests.broadcast_helpers import T0, make_bot, outbox, seed, set_supporter
+from tests.builders import (
+    T0,
+    TOKEN,
+    find_anywhere,
+    make_bot,
+    outbox,
+    seed,
+    set_supporter,
+)
 
 # --- templates ------------------------------------------------------------------------------
 
@@ -147,7 +155,7 @@ def test_audience_errors_are_clear(text: str, english: str, korean: str) -> None
 
 
 async def test_audience_filters_select_the_right_supporters(db: Database) -> None:
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     seoul = await seed(db, 3, bot_id=bot, region="seoul", chat_base=100)
     busan_members = await seed(db, 2, bot_id=bot, region="busan", tier="member",
                                chat_base=200, tags=("volunteer",))
@@ -171,7 +179,7 @@ async def test_petition_and_poll_filters(db: Database) -> None:
     from storage.models import Campaign
     from storage.models.petitions import Petition, Poll, PollVoter, Signature
 
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     ids = await seed(db, 5, bot_id=bot)
     async with db.session() as s:
         campaign = Campaign(slug="c", title_ko="캠페인", created_at=T0)
@@ -209,7 +217,7 @@ async def test_petition_and_poll_filters(db: Database) -> None:
 
 
 async def test_send_now_materialises_one_row_per_supporter(db: Database) -> None:
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     await seed(db, 4, bot_id=bot)
     clock = FixedClock(T0)
     status = await broadcasts.compose(db, clock, bot_id=bot, created_by="cli",
@@ -224,7 +232,7 @@ async def test_send_now_materialises_one_row_per_supporter(db: Database) -> None
 
 
 async def test_a_bad_template_stores_nothing(db: Database) -> None:
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     await seed(db, 2, bot_id=bot)
     with pytest.raises(BroadcastError):
         await broadcasts.compose(db, FixedClock(T0), bot_id=bot, created_by="cli",
@@ -238,7 +246,7 @@ async def test_a_bad_template_stores_nothing(db: Database) -> None:
 async def test_scheduled_broadcast_starts_once_when_due_even_with_two_schedulers(
     db: Database,
 ) -> None:
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     await seed(db, 3, bot_id=bot)
     clock = FixedClock(T0)
     status = await broadcasts.compose(
@@ -256,7 +264,7 @@ async def test_scheduled_broadcast_starts_once_when_due_even_with_two_schedulers
 async def test_a_claim_of_a_scheduler_that_died_expires(db: Database) -> None:
     from storage import outbox as store
 
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     await seed(db, 2, bot_id=bot)
     clock = FixedClock(T0)
     status = await broadcasts.compose(db, clock, bot_id=bot, created_by="cli",
@@ -277,7 +285,7 @@ async def test_a_claim_of_a_scheduler_that_died_expires(db: Database) -> None:
 
 
 async def test_window_spreads_send_times_evenly(db: Database) -> None:
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     await seed(db, 4, bot_id=bot)
     status = await broadcasts.compose(
         db, FixedClock(T0), bot_id=bot, created_by="cli",
@@ -288,7 +296,7 @@ async def test_window_spreads_send_times_evenly(db: Database) -> None:
 
 
 async def test_pause_resume_cancel(db: Database) -> None:
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     await seed(db, 3, bot_id=bot)
     clock = FixedClock(T0)
     status = await broadcasts.compose(db, clock, bot_id=bot, created_by="cli",
@@ -309,7 +317,7 @@ async def test_pause_resume_cancel(db: Database) -> None:
 
 
 async def test_status_has_the_documented_keys(db: Database) -> None:
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     status = await broadcasts.compose(db, FixedClock(T0), bot_id=bot, created_by="cli",
                                       draft=Draft(texts={"ko": "아무도 없음"}))
     assert set(status) - {"details"} == {"id", "status", "audience", "sent", "blocked",
@@ -319,7 +327,7 @@ async def test_status_has_the_documented_keys(db: Database) -> None:
 
 
 async def test_a_draft_can_be_tested_then_scheduled(db: Database) -> None:
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     await seed(db, 2, bot_id=bot)
     clock = FixedClock(T0)
     draft = await broadcasts.compose(
@@ -338,9 +346,8 @@ async def test_a_draft_can_be_tested_then_scheduled(db: Database) -> None:
 
 async def test_export_and_erasure_cover_the_outbox(db: Database) -> None:
     from storage import privacy
-    from tests.helpers import find_anywhere
 
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     ids = await seed(db, 2, bot_id=bot, chat_ids=[987654321, 55555])
     status = await broadcasts.compose(db, FixedClock(T0), bot_id=bot, created_by="cli",
                                       draft=Draft(texts={"ko": "안녕"}))
@@ -370,7 +377,7 @@ async def test_the_scheduler_starts_a_due_broadcast(db: Database) -> None:
     from scheduler import TICKS, Tick, TickContext, build_scheduler, start_due_broadcasts
 
     assert "broadcasts.start_due" in {tick.name for tick in TICKS}
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     await seed(db, 2, bot_id=bot)
     clock = SystemClock()
     status = await broadcasts.compose(

@@ -23,7 +23,7 @@ from campaigns.broadcasts import Draft, OutgoingMessage
 from campaigns.clock import SystemClock
 from storage.db import Database
 from storage.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from tests.broadcast_helpers import (
+from tests.builders import (
     T0,
     TOKEN,
     identities,
@@ -63,7 +63,7 @@ def delivered(sb: Sandbox) -> dict[int, int]:
 
 
 async def test_everyone_gets_the_message_once(db: Database, sandbox: Sandbox) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     await seed(db, 120, bot_id=bot, chat_base=5000, names=[f"민지{i}" for i in range(120)])
     bid = await send(db, bot)
     stats = await worker(db).run_burst()
@@ -77,7 +77,7 @@ async def test_everyone_gets_the_message_once(db: Database, sandbox: Sandbox) ->
 
 
 async def test_the_message_is_personalised_and_escaped(db: Database, sandbox: Sandbox) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     user = sandbox.user(4242, "민지", bot_token=TOKEN)
     await seed(db, 1, bot_id=bot, chat_ids=[4242], names=["<b>민지</b>"])
     await send(db, bot, text="<b>{name}</b>님, {region} 집회",
@@ -91,7 +91,7 @@ async def test_the_message_is_personalised_and_escaped(db: Database, sandbox: Sa
 
 
 async def test_blocked_and_deactivated_are_never_retried(db: Database, sandbox: Sandbox) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     ids = await seed(db, 10, bot_id=bot, chat_base=7000)
     sandbox.faults.blocked = {7001}
     sandbox.faults.deactivated = {7002}
@@ -114,7 +114,8 @@ async def test_blocked_and_deactivated_are_never_retried(db: Database, sandbox: 
 async def test_flood_limits_pause_the_bot_and_nothing_is_lost(
     db: Database, sandbox: Sandbox
 ) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url, max_rate=0)  # unpaced: we hit 429s
+    # unpaced: we hit 429s
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url, max_rate=0)
     await seed(db, 90, bot_id=bot, chat_base=9000)
     sandbox.faults.max_rate = 60
     sandbox.faults.max_burst = 30
@@ -133,7 +134,7 @@ async def test_flood_limits_pause_the_bot_and_nothing_is_lost(
 
 
 async def test_paced_sending_causes_no_429(db: Database, sandbox: Sandbox) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url, max_rate=40)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url, max_rate=40)
     await seed(db, 60, bot_id=bot, chat_base=9500)
     sandbox.faults.max_rate = 40
     sandbox.faults.max_burst = 3
@@ -148,7 +149,7 @@ async def test_paced_sending_causes_no_429(db: Database, sandbox: Sandbox) -> No
 async def test_server_errors_are_retried_then_fail_with_the_reason(
     db: Database, sandbox: Sandbox
 ) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     await seed(db, 5, bot_id=bot, chat_base=100)
     sandbox.faults.fail_next = 3  # the first three tries fail, their retries succeed
     bid = await send(db, bot)
@@ -181,7 +182,7 @@ async def test_an_outage_shorter_than_the_retry_window_loses_nothing(
 ) -> None:
     # Every send fails for a while (more tries than the old fixed three), then the
     # server is back: each message arrives once, none failed.
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     await seed(db, 20, bot_id=bot, chat_base=9_100)
     sandbox.faults.fail_next = 20 * 4
     bid = await send(db, bot)
@@ -192,7 +193,7 @@ async def test_an_outage_shorter_than_the_retry_window_loses_nothing(
 
 
 async def test_a_timeout_is_retried(db: Database, sandbox: Sandbox) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     await seed(db, 3, bot_id=bot, chat_base=300)
     sandbox.faults.delay_next = 1
     sandbox.faults.delay_seconds = 1.5
@@ -205,7 +206,7 @@ async def test_a_timeout_is_retried(db: Database, sandbox: Sandbox) -> None:
 
 
 async def test_chat_not_found_fails_at_once(db: Database, sandbox: Sandbox) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     await seed(db, 3, bot_id=bot, chat_base=400)
     sandbox.faults.missing = {401}
     bid = await send(db, bot)
@@ -219,7 +220,7 @@ async def test_chat_not_found_fails_at_once(db: Database, sandbox: Sandbox) -> N
 async def test_a_migrated_group_gets_its_new_id_and_the_message(
     db: Database, sandbox: Sandbox
 ) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     old, new = -4321, -1000000004321
     supergroup = sandbox.group(new, "Seoul chapter", bot_token=TOKEN)
     sandbox.faults.migrated = {old: new}
@@ -234,7 +235,7 @@ async def test_a_migrated_group_gets_its_new_id_and_the_message(
 
 
 async def test_stop_before_delivery_means_no_message(db: Database, sandbox: Sandbox) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     ids = await seed(db, 4, bot_id=bot, chat_base=600)
     bid = await send(db, bot)
     await set_supporter(db, ids[2], status="stopped")  # /stop after materialisation
@@ -247,7 +248,7 @@ async def test_stop_before_delivery_means_no_message(db: Database, sandbox: Sand
 
 
 async def test_pause_holds_messages_until_resume(db: Database, sandbox: Sandbox) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     await seed(db, 5, bot_id=bot, chat_base=700)
     bid = await send(db, bot)
     clock = SystemClock()
@@ -263,7 +264,7 @@ async def test_pause_holds_messages_until_resume(db: Database, sandbox: Sandbox)
 async def test_one_chat_gets_two_broadcasts_a_second_apart(
     db: Database, sandbox: Sandbox
 ) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     await seed(db, 3, bot_id=bot, chat_base=800)
     sandbox.faults.per_chat_rate = 1.0
     await send(db, bot, text="첫 번째")
@@ -278,7 +279,7 @@ async def test_one_chat_gets_two_broadcasts_a_second_apart(
 async def test_a_scheduled_broadcast_is_delivered_by_a_burst_worker(
     db: Database, sandbox: Sandbox
 ) -> None:
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     await seed(db, 4, bot_id=bot, chat_base=900)
     clock = SystemClock()
     status = await broadcasts.compose(
@@ -298,7 +299,7 @@ async def test_a_native_poll_is_sent_and_mapped_for_its_answers(
     from storage.models import Campaign
     from storage.models.petitions import NativePollMap, Poll
 
-    bot = await make_bot(db, base_url=sandbox.base_url)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url)
     user = sandbox.user(5151, "지수", bot_token=TOKEN)
     await seed(db, 1, bot_id=bot, chat_ids=[5151])
     async with db.session() as s:
@@ -344,7 +345,7 @@ async def test_two_workers_sharing_redis_keep_the_bot_rate(
     import aiohttp
 
     rate = 20.0
-    bot = await make_bot(db, base_url=sandbox.base_url, max_rate=rate)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url, max_rate=rate)
     await seed(db, 50, bot_id=bot, chat_base=20_000)
     sandbox.faults.max_rate = rate
     sandbox.faults.max_burst = 5  # arrival jitter on a busy 2-core machine
@@ -386,7 +387,7 @@ async def test_a_429_to_one_worker_stops_the_other_workers_held_rows(
     # Every row is claimed at once, so no worker reserves slots again (where it used to
     # learn of a shared pause): the 429 in the first second went to one worker, and the
     # other's senders, asleep until their slots, would wake during the pause and send.
-    bot = await make_bot(db, base_url=sandbox.base_url, max_rate=20.0)
+    bot = await make_bot(db, token=TOKEN, base_url=sandbox.base_url, max_rate=20.0)
     await seed(db, 40, bot_id=bot, chat_base=21_000)
     await send(db, bot)
     counters = sandbox.bot(TOKEN).counters

@@ -18,7 +18,7 @@ from campaigns.broadcasts import Draft
 from campaigns.clock import SystemClock
 from storage.db import Database
 from storage.ratelimit import LocalRateLimiter
-from tests.broadcast_helpers import TOKEN, make_bot, outbox, plain_url, seed
+from tests.builders import TOKEN, make_bot, outbox, plain_url, seed
 from worker import Worker, WorkerOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ RATE = 150.0
 
 async def test_sigkill_mid_broadcast_loses_nothing(db: Database, tmp_path: Path) -> None:
     async with Sandbox.serve(auto_create_private_chats=True) as sb:
-        bot = await make_bot(db, base_url=sb.base_url, max_rate=RATE)
+        bot = await make_bot(db, token=TOKEN, base_url=sb.base_url, max_rate=RATE)
         await seed(db, N, bot_id=bot, chat_base=30_000)
         status = await broadcasts.compose(db, SystemClock(), bot_id=bot, created_by="cli",
                                           draft=Draft(texts={"ko": "{name}님, 긴급 공지"}))
@@ -80,7 +80,7 @@ async def test_database_connections_dropped_mid_broadcast_lose_nothing(db: Datab
     from sqlalchemy import text
 
     async with Sandbox.serve(auto_create_private_chats=True) as sb:
-        bot = await make_bot(db, base_url=sb.base_url, max_rate=RATE)
+        bot = await make_bot(db, token=TOKEN, base_url=sb.base_url, max_rate=RATE)
         await seed(db, N, bot_id=bot, chat_base=40_000)
         status = await broadcasts.compose(db, SystemClock(), bot_id=bot, created_by="cli",
                                           draft=Draft(texts={"ko": "연결이 끊겨도"}))
@@ -165,7 +165,7 @@ async def test_a_redis_restart_mid_broadcast_loses_nothing(
     limiter = RedisRateLimiter(f"redis://127.0.0.1:{proxy.port}/0", prefix=redis_prefix)
     async with Sandbox.serve(auto_create_private_chats=True) as sb:
         # Slow enough that the limiter is asked again while Redis is away.
-        bot = await make_bot(db, base_url=sb.base_url, max_rate=60)
+        bot = await make_bot(db, token=TOKEN, base_url=sb.base_url, max_rate=60)
         await seed(db, N, bot_id=bot, chat_base=50_000)
         status = await broadcasts.compose(db, SystemClock(), bot_id=bot, created_by="cli",
                                           draft=Draft(texts={"ko": "레디스가 멈춰도"}))

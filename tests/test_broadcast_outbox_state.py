@@ -36,7 +36,7 @@ from sqlalchemy import delete, select, update
 from storage import outbox
 from storage.db import Database
 from storage.models import Base, Broadcast, ChannelIdentity, OutboxMessage, Supporter
-from tests.broadcast_helpers import T0, make_bot, seed
+from tests.builders import T0, TOKEN, make_bot, seed
 
 T = TypeVar("T")
 LEASE = 30.0
@@ -62,7 +62,7 @@ def make_machine(db: Database, loop: asyncio.AbstractEventLoop) -> type[RuleBase
         async with db.session() as s:
             for table in reversed(Base.metadata.sorted_tables):
                 await s.execute(delete(table))
-        bot = await make_bot(db)
+        bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
         return bot, await seed(db, SUPPORTERS, bot_id=bot)
 
     class OutboxMachine(RuleBasedStateMachine):

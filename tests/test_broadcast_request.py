@@ -8,7 +8,7 @@ from telegram.error import Forbidden, NetworkError, TimedOut
 
 from bots.sandbox import Sandbox
 from bots.telegram.request import AiohttpRequest
-from tests.broadcast_helpers import TOKEN
+from tests.builders import TOKEN
 
 
 async def test_ptb_sends_text_and_files_through_aiohttp() -> None:

@@ -21,7 +21,7 @@ from campaigns.clock import FixedClock
 from campaigns.settings import Settings
 from storage.db import Database
 from storage.models import AuditLog, Broadcast
-from tests.broadcast_helpers import make_bot, plain_url, seed
+from tests.builders import TOKEN, make_bot, plain_url, seed
 from tests.dashboard_helpers import cheap_password_hashes, make_organiser, sign_in
 from web.app import create_app
 
@@ -33,7 +33,7 @@ BUSAN_NAMES = [f"부산사람{i}" for i in range(3)]
 
 
 async def setup(db: Database) -> dict[str, Any]:
-    bot = await make_bot(db)
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     seoul = await seed(db, 3, bot_id=bot, chat_base=100, region="seoul", names=SEOUL_NAMES)
     busan = await seed(db, 3, bot_id=bot, chat_base=200, region="busan", names=BUSAN_NAMES)
     scoped = await make_organiser(db, NOW, "seoul-org", telegram_user_id="9001")

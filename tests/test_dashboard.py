@@ -19,6 +19,7 @@ from campaigns.settings import Settings
 from storage import privacy
 from storage.db import Database
 from storage.models import AuditLog, Bot, Supporter
+from tests.builders import dump_all, make_supporters, setup_petition
 from tests.dashboard_helpers import (
     PASSWORD,
     cheap_password_hashes,  # noqa: F401  (autouse)
@@ -26,8 +27,6 @@ from tests.dashboard_helpers import (
     make_organiser,
     sign_in,
 )
-from tests.helpers import dump_all
-from tests.petition_helpers import make_supporters, setup_petition
 from web.app import create_app
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

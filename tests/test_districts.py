@@ -48,7 +48,7 @@ def test_typed_districts_are_matched_leniently() -> None:
 async def test_a_csv_region_may_name_the_city_or_county(db: Database) -> None:
     from campaigns import importer
     from campaigns.clock import FixedClock
-    from tests.helpers import make_bot
+    from tests.builders import make_bot
 
     bot_id = await make_bot(db, FixedClock().now())
     text = ("telegram_id,name,language,region,tier,tags,consent\n"

@@ -18,9 +18,15 @@ from storage import events as store
 from storage.db import Database
 from storage.models import EventRsvp, Supporter
 from storage.models.events import EventNotice
-from tests.event_helpers import Ctx, RecordingSender, answer, make_event
-from tests.helpers import find_anywhere, make_bot
-from tests.petition_helpers import make_supporters
+from tests.builders import (
+    Ctx,
+    RecordingSender,
+    answer,
+    find_anywhere,
+    make_bot,
+    make_event,
+    make_supporters,
+)
 from tests.test_signup_rules import person, sign_up
 
 # Concurrent RSVPs let into the store at once: the pool's size (storage.db.Database).

@@ -16,9 +16,7 @@ from campaigns.settings import Settings
 from storage import events as store
 from storage.db import Database
 from storage.models import AuditLog, Supporter, WebhookDelivery
-from tests.event_helpers import answer, make_event
-from tests.helpers import make_bot
-from tests.petition_helpers import make_supporters
+from tests.builders import answer, make_bot, make_event, make_supporters
 from tests.test_api import NOW, Api, bearer, error_code, make_token
 from tests.test_api_webhooks import SECRET
 from web.app import create_app

@@ -12,8 +12,7 @@ from campaigns.clock import SystemClock
 from storage import events as store
 from storage.db import Database
 from storage.models import AuditLog, Supporter
-from tests.helpers import make_bot
-from tests.petition_helpers import make_supporters
+from tests.builders import make_bot, make_supporters
 from tests.test_petitions_cli import ok, run
 
 

@@ -8,8 +8,7 @@ from datetime import timedelta
 from campaigns import events
 from campaigns.clock import FixedClock
 from storage.db import Database
-from tests.event_helpers import Ctx, make_event
-from tests.petition_helpers import make_supporters
+from tests.builders import Ctx, make_event, make_supporters
 from tests.telegram_env import press, telegram_env
 from tests.test_petitions_dialog import eventually
 

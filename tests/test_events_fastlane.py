@@ -12,7 +12,7 @@ from sqlalchemy import select
 from campaigns.clock import FixedClock
 from storage.db import Database
 from storage.models import EventRsvp
-from tests.event_helpers import make_event
+from tests.builders import make_event
 from tests.test_webhook import fast_lane_env, post_updates, settled, signed_up
 
 

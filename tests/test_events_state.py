@@ -29,9 +29,7 @@ from campaigns.errors import RuleError
 from storage import events as store
 from storage.db import Database
 from storage.models import Base
-from tests.event_helpers import answer, make_event
-from tests.helpers import make_bot
-from tests.petition_helpers import make_supporters
+from tests.builders import answer, make_bot, make_event, make_supporters
 from tests.test_signup_rules import person
 
 T = TypeVar("T")

@@ -19,14 +19,13 @@ from campaigns.settings import Settings
 from storage import events as store
 from storage.db import Database
 from storage.models import AuditLog, Supporter
+from tests.builders import make_bot, make_event, make_supporters
 from tests.dashboard_helpers import (
     cheap_password_hashes,  # noqa: F401  (autouse)
     csrf_of,
     make_organiser,
     sign_in,
 )
-from tests.helpers import make_bot
-from tests.petition_helpers import make_supporters
 from tests.test_dashboard import NOW, SECRET, client_for
 from web.app import create_app
 
@@ -105,8 +104,6 @@ async def test_organiser_creates_an_event_and_checks_a_supporter_in_by_code(
 async def test_public_page_poster_and_calendar_files(
     db: Database, client: httpx.AsyncClient, clock: FixedClock,
 ) -> None:
-    from tests.event_helpers import make_event
-
     await make_event(db, clock, capacity=50, lat=37.55, lon=126.91)
     await make_event(db, clock, slug="hidden-draft", open_it=False)
     public = await client.get("/e/screening")

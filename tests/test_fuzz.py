@@ -27,7 +27,7 @@ from campaigns.errors import RuleError
 from storage import inbox
 from storage.db import Database
 from storage.models import InboxUpdate, Supporter
-from tests.helpers import make_bot
+from tests.builders import make_bot
 from tests.telegram_env import telegram_env
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,

@@ -12,8 +12,7 @@ from storage import ideas as store
 from storage import privacy
 from storage.db import Database
 from storage.models import Idea, IdeaBacking, OrganiserNotice, Supporter
-from tests.helpers import make_bot
-from tests.petition_helpers import make_supporters
+from tests.builders import make_bot, make_supporters
 
 
 def test_similar_ideas_match_across_particles_and_spacing() -> None:

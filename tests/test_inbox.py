@@ -12,7 +12,7 @@ from campaigns.settings import Settings
 from storage import inbox
 from storage.db import Database
 from storage.models import InboxUpdate
-from tests.helpers import make_bot
+from tests.builders import make_bot
 
 
 async def test_purge_tick_drops_only_old_handled_updates(db: Database) -> None:

@@ -26,9 +26,8 @@ from cli import cli
 from storage import inbox
 from storage.db import Database
 from storage.models import InboxUpdate, Petition
+from tests.builders import make_bot, setup_petition
 from tests.dashboard_helpers import cheap_password_hashes, make_organiser, sign_in  # noqa: F401
-from tests.helpers import make_bot
-from tests.petition_helpers import setup_petition
 from tests.telegram_env import telegram_env
 from web.app import create_app
 

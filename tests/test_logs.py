@@ -17,8 +17,8 @@ from campaigns.clock import FixedClock
 from campaigns.settings import Settings
 from cli import cli
 from storage.db import Database
+from tests.builders import setup_petition
 from tests.dashboard_helpers import cheap_password_hashes, make_organiser, sign_in  # noqa: F401
-from tests.petition_helpers import setup_petition
 from web.app import create_app
 
 NOW = FixedClock().now()

@@ -11,8 +11,7 @@ from campaigns.people import Person
 from campaigns.settings import Settings
 from storage.db import Database
 from storage.models import AuditLog, Organiser
-from tests.helpers import make_bot
-from tests.petition_helpers import make_supporters
+from tests.builders import make_bot, make_supporters
 
 
 def person(bot_id: int, user_id: str) -> Person:

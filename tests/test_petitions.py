@@ -16,7 +16,7 @@ from storage import petitions as store
 from storage import privacy
 from storage.db import Database
 from storage.models import AuditLog, Petition, PetitionRegionCount, Signature, Supporter
-from tests.petition_helpers import make_supporters, setup_petition, supporter
+from tests.builders import make_supporters, setup_petition, supporter
 
 
 async def sign(db: Database, supporter_id: int, slug: str | None, clock: FixedClock,

@@ -15,8 +15,7 @@ from cli import cli
 from storage import polls as poll_store
 from storage.db import Database
 from storage.models import AuditLog, Supporter
-from tests.helpers import make_bot
-from tests.petition_helpers import make_supporters
+from tests.builders import make_bot, make_supporters
 
 
 async def run(db: Database, *args: str) -> Result:

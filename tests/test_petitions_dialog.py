@@ -14,7 +14,7 @@ from campaigns import petitions, polls
 from campaigns.clock import FixedClock
 from storage.db import Database
 from storage.models import AuditLog, PollAnswer, Signature, Supporter
-from tests.petition_helpers import make_supporters
+from tests.builders import make_supporters
 from tests.telegram_env import Dialog, TelegramEnv, press, telegram_env
 
 

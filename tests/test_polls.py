@@ -27,8 +27,7 @@ from storage.models import (
     PollVoter,
     Supporter,
 )
-from tests.helpers import make_bot
-from tests.petition_helpers import make_supporters
+from tests.builders import make_bot, make_supporters
 
 _slugs = itertools.count()
 

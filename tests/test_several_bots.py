@@ -22,7 +22,7 @@ from storage.db import Database
 from storage.dedup import MemoryDedup
 from storage.models import ChannelIdentity, Consent, Supporter
 from storage.ratelimit import LocalRateLimiter
-from tests.broadcast_helpers import plain_url
+from tests.builders import plain_url
 from tests.telegram_env import Dialog, press
 from worker import Worker, WorkerOptions
 

@@ -12,7 +12,7 @@ from campaigns.people import Person
 from campaigns.petitions import SignRequest
 from storage.db import Database
 from storage.models import Signature
-from tests.petition_helpers import make_supporters, setup_petition
+from tests.builders import make_supporters, setup_petition
 
 
 def person(bot_id: int, user_id: int) -> Person:

@@ -19,12 +19,12 @@ from campaigns.clock import FixedClock
 from campaigns.settings import Settings
 from storage.db import Database
 from storage.models import AuditLog
+from tests.builders import make_bot, setup_petition
 from tests.dashboard_helpers import (
     cheap_password_hashes,  # noqa: F401  (autouse)
     csrf_of,
     make_organiser,
 )
-from tests.helpers import make_bot
 from web.app import create_app
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -90,8 +90,6 @@ async def test_a_forged_host_cannot_poison_the_sign_in_link(db: Database, app: A
 async def test_share_links_and_api_hrefs_come_from_the_public_url(
     db: Database, app: Any, clock: FixedClock
 ) -> None:
-    from tests.petition_helpers import setup_petition
-
     await setup_petition(db, clock, slug="clean-air")
     # Behind a TLS-terminating load balancer the request arrives as plain http: links must
     # still say https, as configured.
@@ -272,7 +270,6 @@ async def test_sign_out_password_role_change_and_removal_end_sessions_at_once(
     db: Database, app: Any, clock: FixedClock
 ) -> None:
     from campaigns import organisers, signin
-    from tests.petition_helpers import setup_petition
 
     await setup_petition(db, clock, slug="clean-air")
     await make_organiser(db, NOW, "minji")

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from storage.db import Database
 from storage.models import ChannelIdentity, Consent, Supporter
-from tests.helpers import dump_all, find_anywhere
+from tests.builders import dump_all, find_anywhere
 from tests.telegram_env import press, telegram_env
 
 

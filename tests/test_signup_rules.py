@@ -15,7 +15,7 @@ from campaigns.people import Person
 from storage.db import Database
 from storage.inbox import insert_updates
 from storage.models import AuditLog, Consent, MemberCode, Supporter
-from tests.helpers import dump_all, find_anywhere, make_bot
+from tests.builders import dump_all, find_anywhere, make_bot
 
 
 def person(bot_id: int, **kw: object) -> Person:

@@ -22,8 +22,7 @@ from storage.models import (
     SurveyProgress,
     SurveyRespondent,
 )
-from tests.helpers import make_bot
-from tests.petition_helpers import make_supporters
+from tests.builders import make_bot, make_supporters
 
 CIVIC = (Path(__file__).parent / "fixtures" / "survey_civic.yaml").read_text(encoding="utf-8")
 FIRST_USER = 500_000

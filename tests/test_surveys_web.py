@@ -24,13 +24,12 @@ from campaigns.settings import Settings
 from cli import cli
 from storage.db import Database
 from storage.models import Supporter
+from tests.builders import make_bot, make_supporters
 from tests.dashboard_helpers import (
     cheap_password_hashes,  # noqa: F401  (autouse)
     make_organiser,
     sign_in,
 )
-from tests.helpers import make_bot
-from tests.petition_helpers import make_supporters
 from web.app import create_app
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

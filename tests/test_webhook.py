@@ -18,7 +18,7 @@ from bots.telegram.runtime import TelegramRuntime
 from bots.telegram.webhook import webhook_asgi, webhook_router
 from storage.db import Database
 from storage.models import InboxUpdate
-from tests.helpers import dump_all
+from tests.builders import dump_all
 from tests.telegram_env import Dialog, TelegramEnv, press, telegram_env
 
 

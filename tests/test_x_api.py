@@ -27,7 +27,7 @@ from campaigns.x.text import weighted_length
 from storage.db import Database
 from storage.models import OutboxMessage, XPoll, XPost
 from storage.ratelimit import LocalRateLimiter
-from tests.petition_helpers import setup_petition
+from tests.builders import setup_petition
 from tests.x_helpers import ACCOUNT_ID, fake_x, headers, settings
 from worker import Worker, WorkerOptions
 

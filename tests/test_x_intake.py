@@ -30,7 +30,7 @@ from storage.models import (
     XMention,
     XPost,
 )
-from tests.petition_helpers import setup_petition
+from tests.builders import setup_petition
 from tests.x_helpers import ACCOUNT_ID, FakeX, Fault, fake_x, fixture, headers, settings
 
 T0 = datetime(2026, 11, 27, 9, 5, tzinfo=UTC)

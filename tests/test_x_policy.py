@@ -20,7 +20,7 @@ from campaigns.x import posts as x_posts
 from campaigns.x.policy import PolicyViolation, Rule
 from storage.db import Database
 from storage.models import AuditLog
-from tests.petition_helpers import setup_petition
+from tests.builders import setup_petition
 from tests.x_helpers import ACCOUNT_ID, fake_x, settings
 
 T0 = datetime(2026, 11, 27, 9, 5, tzinfo=UTC)

@@ -27,7 +27,7 @@ from campaigns.x import posts as x_posts
 from storage.db import Database
 from storage.models import OutboxMessage
 from storage.ratelimit import LocalRateLimiter
-from tests.broadcast_helpers import TOKEN, make_bot, seed
+from tests.builders import TOKEN, make_bot, seed
 from tests.x_helpers import ACCOUNT_ID, fake_x, headers, settings
 from worker import Worker, WorkerOptions
 
@@ -63,7 +63,7 @@ async def test_a_slow_and_throttled_x_does_not_delay_telegram(db: Database,
     # Telegram: 300 messages paced at 300/s, about a second of work. X: one post whose
     # answer takes four seconds and is a 429. Had X run on the event loop, the
     # Telegram broadcast could not finish before X answered.
-    tg = await make_bot(db, base_url=sandbox.base_url, max_rate=300.0)
+    tg = await make_bot(db, token=TOKEN, base_url=sandbox.base_url, max_rate=300.0)
     await seed(db, 300, bot_id=tg, chat_base=30_000)
     xs = settings()
     clock = SystemClock()
