@@ -76,7 +76,7 @@ async def test_a_scoped_organiser_sees_no_one_from_another_chapter(db: Database)
     app = create_app(Settings(secret_key="s" * 32), db, clock=FixedClock(NOW))
     auth = {"Authorization": f"Bearer {ctx['token']}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://testserver") as client:
+                                 base_url="http://127.0.0.1:8000") as client:
         await sign_in(client, "seoul-org")
         walked = 0
         for path in get_routes(app):
@@ -106,7 +106,7 @@ async def test_a_scoped_organiser_sees_no_one_from_another_chapter(db: Database)
 
     # A national organiser still sees everyone.
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://testserver") as client:
+                                 base_url="http://127.0.0.1:8000") as client:
         await sign_in(client, "national")
         page = await client.get("/supporters")
         assert all(n in page.text for n in SEOUL_NAMES + BUSAN_NAMES)
