@@ -488,6 +488,7 @@ class ClaimedNotice:
     params: dict[str, Any]
     language: str
     chat_id: int | None  # None: the person cannot be reached (stopped, blocked, erased)
+    attempts: int = 1  # tries so far, this one included
 
 
 async def claim_notices(
@@ -515,30 +516,57 @@ async def claim_notices(
     rows = await session.execute(
         select(EventNotice.id, EventNotice.event_id, EventNotice.supporter_id, EventNotice.kind,
                EventNotice.dedup_key, EventNotice.params, Supporter.language, Supporter.status,
-               ci.chat_id, ci.reachable)
+               ci.chat_id, ci.reachable, EventNotice.attempts)
         .join(Supporter, Supporter.id == EventNotice.supporter_id)
         .outerjoin(ci, and_(ci.supporter_id == Supporter.id, ci.bot_id == bot_id,
                             ci.channel == "telegram"))
         .where(EventNotice.id.in_(ids)).order_by(EventNotice.id))
     out: dict[int, ClaimedNotice] = {}
-    for nid, eid, sid, kind, key, params, lang, status, chat_id, reachable in rows.all():
+    for nid, eid, sid, kind, key, params, lang, status, chat_id, reachable, tries in rows.all():
         ok = status == "active" and reachable and chat_id is not None
         out.setdefault(int(nid), ClaimedNotice(int(nid), int(eid), int(sid), str(kind), str(key),
                                                dict(params or {}), str(lang),
-                                               int(chat_id) if ok else None))
+                                               int(chat_id) if ok else None, int(tries or 0)))
     return list(out.values())
 
 
 async def finish_notices(
     session: AsyncSession, outcomes: Sequence[tuple[int, str]], *, owner: str, now: datetime,
+    errors: dict[int, str] | None = None,
 ) -> None:
-    """Record what became of claimed notices (only while this process holds the claim)."""
+    """Record what became of claimed notices (only while this process holds the claim);
+    `errors` says why one was given up."""
     for notice_id, outcome in outcomes:
+        error = (errors or {}).get(notice_id)
+        values: dict[str, Any] = {"sent_at": now, "outcome": outcome,
+                                  "error": error[:200] if error else None}
         await session.execute(
             update(EventNotice)
             .where(EventNotice.id == notice_id, EventNotice.claimed_by == owner)
-            .values(sent_at=now, outcome=outcome)
+            .values(**values)
             .execution_options(synchronize_session=False))
+
+
+async def release_notices(
+    session: AsyncSession, ids: Sequence[int], *, owner: str, until: datetime,
+    error: str | None = None, uncount: bool = False,
+) -> None:
+    """Put claimed, unsent notices aside until `until` (then any sender claims them again).
+
+    `uncount`: the try does not count (a rate limit is no fault of the notice)."""
+    if not ids:
+        return
+    values: dict[str, Any] = {"claimed_until": until}
+    if error is not None:
+        values["error"] = error[:200]
+    if uncount:
+        values["attempts"] = EventNotice.attempts - 1
+    await session.execute(
+        update(EventNotice)
+        .where(EventNotice.id.in_(ids), EventNotice.claimed_by == owner,
+               EventNotice.sent_at.is_(None))
+        .values(**values)
+        .execution_options(synchronize_session=False))
 
 
 async def notices_of(session: AsyncSession, supporter_id: int) -> list[EventNotice]:
