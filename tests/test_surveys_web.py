@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import select
 
 from campaigns import api as api_rules
 from campaigns import ideas, petitions, surveys
@@ -23,7 +24,7 @@ from campaigns.people import Person
 from campaigns.settings import Settings
 from cli import cli
 from storage.db import Database
-from storage.models import Supporter
+from storage.models import AuditLog, Supporter
 from tests.dashboard_helpers import (
     cheap_password_hashes,  # noqa: F401  (autouse)
     make_organiser,
@@ -227,6 +228,8 @@ async def test_api_questions_answers_and_anonymity(db: Database,
             clock=clock, actor="cli", status="open")
         token = (await api_rules.create_token(s, name="r", scope="read", clock=clock,
                                               actor="cli")).secret
+        who = (await api_rules.create_token(s, name="i", scope="identities", clock=clock,
+                                            actor="cli")).secret
     for n in (0, 1):
         await answer(db, bot_id, clock, n, vote=n, trust=5)
         await answer(db, bot_id, clock, n, vote=n, trust=5, slug="secret")
@@ -240,7 +243,17 @@ async def test_api_questions_answers_and_anonymity(db: Database,
     assert questions[0]["name"] == "voted" and questions[0]["responses"][1]["name"] == "no"
     answers = (await client.get(f"/api/v1/surveys/{named.id}/answers?per_page=100",
                                 headers=auth)).json()["_embedded"]["osdi:answers"]
+    # A read token sees what was answered, not by whom (as for polls).
+    assert not any("osdi:person" in a["_links"] for a in answers) and len(answers) == 6
+    answers = (await client.get(f"/api/v1/surveys/{named.id}/answers?per_page=100",
+                                headers={"Authorization": f"Bearer {who}"})
+               ).json()["_embedded"]["osdi:answers"]
     assert all("osdi:person" in a["_links"] for a in answers) and len(answers) == 6
+    async with db.session() as s:
+        audited = (await s.execute(select(AuditLog).where(
+            AuditLog.action == "survey.answers_identified"))).scalars().all()
+    assert [(a.target, len(a.details["supporters"])) for a in audited] == [
+        (f"survey:{named.id}", 2)]
     hidden = (await client.get(f"/api/v1/surveys/{secret.id}/answers?per_page=100",
                                headers=auth)).json()["_embedded"]["osdi:answers"]
     assert len(hidden) == 6 and not any("osdi:person" in a["_links"] for a in hidden)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from campaigns import api as rules
 from campaigns import surveys
 from storage import surveys as store
 from storage.models import Survey, SurveyAnswer
@@ -18,6 +19,7 @@ from web.api.routes.common import (
     PerPage,
     Read,
     RowId,
+    clock_of,
     database,
     get_row,
     href,
@@ -75,10 +77,13 @@ def survey_json(request: Request, s: Survey) -> dict[str, Any]:
     }
 
 
-def answer_json(request: Request, a: SurveyAnswer) -> dict[str, Any]:
+def answer_json(request: Request, a: SurveyAnswer, *, identities: bool = False,
+                ) -> dict[str, Any]:
+    """An answer; its person only for an identities token (as for polls), and never for an
+    anonymous survey (its rows carry no supporter)."""
     links: dict[str, Any] = {
         "osdi:question": href(request, f"/surveys/{a.survey_id}/questions")}
-    if a.supporter_id is not None:
+    if identities and a.supporter_id is not None:
         links["osdi:person"] = href(request, f"/people/{a.supporter_id}")
     return {
         "identifiers": [f"nalgae:{a.response_key}:{a.question}"],
@@ -119,8 +124,18 @@ async def list_questions(request: Request, token: Read, survey_id: RowId) -> dic
 async def list_answers(request: Request, token: Read, survey_id: RowId, page: PageNo = 1,
                        per_page: PerPage = 25) -> dict[str, Any]:
     await get_row(request, Survey, survey_id, "survey")
+    identities = rules.sees_identities(token)
+
+    async def audit(session: Any, rows: Any) -> None:
+        named = [a.supporter_id for a in rows if a.supporter_id is not None]
+        if identities and named:
+            await rules.audit_identities(session, token, survey_id=survey_id,
+                                         clock=clock_of(request),
+                                         supporter_ids=sorted(set(named)))
+
     return await paged(request, store.answers_query(survey_id), page, per_page,
-                        "osdi:answers", lambda a: answer_json(request, a))
+                        "osdi:answers",
+                        lambda a: answer_json(request, a, identities=identities), extra=audit)
 
 
 @router.get("/surveys/{survey_id}/results",
