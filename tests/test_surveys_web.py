@@ -257,6 +257,14 @@ async def test_api_questions_answers_and_anonymity(db: Database,
     hidden = (await client.get(f"/api/v1/surveys/{secret.id}/answers?per_page=100",
                                headers=auth)).json()["_embedded"]["osdi:answers"]
     assert len(hidden) == 6 and not any("osdi:person" in a["_links"] for a in hidden)
+    # Nor tier, region or weight, which point at few people (the results count them).
+    assert not any({"tier", "region", "weight"} & set(a) for a in hidden)
+    assert {"tier", "weight"} <= set(answers[0])
+    exported = (await run(db, "survey", "export", "secret")).stdout.splitlines()
+    assert exported[0] == "response_key,question,value" and len(exported) == 7
+    lines = (await run(db, "survey", "export", "secret", "--format", "json")).stdout
+    assert all(set(json.loads(x)) == {"response_key", "question", "value"}
+               for x in lines.splitlines())
     results = (await client.get(f"/api/v1/surveys/{secret.id}/results", headers=auth)).json()
     assert results["respondents"] == 2 and results["questions"][0]["overall"]["respondents"] == 2
     assert (await client.get("/api/v1/surveys/999", headers=auth)).status_code == 404
