@@ -314,3 +314,24 @@ async def test_webhook_events_for_surveys_and_ideas(db: Database) -> None:
     assert events[1][1]["person_id"] == ids[0]
     assert events[2][1] == {"idea_id": idea.id, "campaign_id": idea.campaign_id, "backs": 2,
                             "threshold": 2}
+
+
+async def test_api_question_list_links_itself_on_the_public_url(db: Database) -> None:
+    """The self link comes from NALGAE_PUBLIC_URL, never from the request: behind a proxy
+    ending TLS, the request says http:// (and may carry another port)."""
+    clock = FixedClock(NOW)
+    await world(db, clock)
+    async with db.session() as s:
+        named = await surveys.create_survey(s, campaign_slug="civic", source=CIVIC,
+                                            clock=clock, actor="cli", status="open")
+        token = (await api_rules.create_token(s, name="r", scope="read", clock=clock,
+                                              actor="cli")).secret
+    app = create_app(Settings(secret_key="s" * 32, public_url="https://nalgae.example"), db,
+                     clock=clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8000") as c:
+        got = (await c.get(f"/api/v1/surveys/{named.id}/questions",
+                           headers={"Authorization": f"Bearer {token}",
+                                    "Host": "nalgae.example"})).json()
+    assert got["_links"]["self"]["href"] == (
+        f"https://nalgae.example/api/v1/surveys/{named.id}/questions")

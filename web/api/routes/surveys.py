@@ -22,6 +22,7 @@ from web.api.routes.common import (
     clock_of,
     database,
     get_row,
+    here,
     href,
     iso,
     paged,
@@ -118,7 +119,7 @@ async def list_questions(request: Request, token: Read, survey_id: RowId) -> dic
     s = await get_row(request, Survey, survey_id, "survey")
     questions = [question_json(request, s, i, q)
                  for i, q in enumerate(s.definition.get("questions", []), 1)]
-    return {"total_records": len(questions), "_links": {"self": {"href": str(request.url)}},
+    return {"total_records": len(questions), "_links": {"self": {"href": here(request)}},
             "_embedded": {"osdi:questions": questions}}
 
 
