@@ -335,3 +335,38 @@ async def test_api_question_list_links_itself_on_the_public_url(db: Database) ->
                                     "Host": "nalgae.example"})).json()
     assert got["_links"]["self"]["href"] == (
         f"https://nalgae.example/api/v1/surveys/{named.id}/questions")
+
+
+async def test_an_idle_half_done_survey_does_not_swallow_an_idea_started_since(
+    db: Database,
+) -> None:
+    """Typed text goes to the dialog that asked for it last: the idea's title, not the
+    survey question left waiting an hour ago; back in the survey, it reads again."""
+    from campaigns import typed_input
+    from storage import ideas as idea_store
+    from storage import surveys as survey_store
+
+    clock = FixedClock(NOW)
+    bot_id = await world(db, clock)
+    [sid] = await make_supporters(db, bot_id, clock.now(), 1)
+    p = Person(bot_id=bot_id, channel="telegram", user_id=str(FIRST_USER),
+               chat_id=FIRST_USER, language_code="ko")
+    async with db.session() as s:
+        survey = await surveys.create_survey(s, campaign_slug="civic", source=CIVIC,
+                                             clock=clock, actor="cli", status="open")
+    for parts in (("go",), ("a", 0, 0), ("a", 2, 5)):  # now waiting for the typed age
+        async with db.session() as s:
+            await surveys.button(s, p, ":".join(["sv", str(survey.id), *map(str, parts)]),
+                                 clock)
+    clock.advance(hours=1)
+    async with db.session() as s:
+        await ideas.command(s, p, "civic", clock)
+    clock.advance(seconds=20)
+    async with db.session() as s:
+        replies = await typed_input.text_message(s, p, "청년 대중교통 무료", clock)
+    assert "설명" in replies[-1].text or "describe" in replies[-1].text
+    async with db.session() as s:
+        draft = await idea_store.draft_of(s, sid)
+        assert draft is not None and draft.title == "청년 대중교통 무료"
+        progress = await survey_store.active_progress(s, sid)
+        assert progress is not None and progress.current == "age"
