@@ -260,7 +260,9 @@ async def promote(
         return []
     rows = (await session.execute(
         select(EventRsvp.id, EventRsvp.supporter_id, EventRsvp.seq)
-        .where(EventRsvp.event_id == event_id, EventRsvp.status == WAITLISTED)
+        # An erased person's row keeps its place in the counts but never takes a seat.
+        .where(EventRsvp.event_id == event_id, EventRsvp.status == WAITLISTED,
+               EventRsvp.supporter_id.is_not(None))
         .order_by(EventRsvp.seq).limit(seats)
     )).all()
     if not rows:
@@ -665,6 +667,32 @@ async def export_supporter(session: AsyncSession, supporter_id: int) -> dict[str
              "sent_at": sent.isoformat() if sent else None}
             for slug, kind, at, sent in notices.all()],
     }
+
+
+async def leave_upcoming(
+    session: AsyncSession, supporter_id: int, now: datetime,
+) -> list[tuple[int, int]]:
+    """Before erasure: the person's answers to events not yet ended become "not going",
+    under each event's lock, and a seat they held goes to the next in line (who is told);
+    past events keep their counts. (promoted supporter, arrival number)."""
+    rows = (await session.execute(
+        select(EventRsvp.event_id, EventRsvp.status, Event.status)
+        .join(Event, Event.id == EventRsvp.event_id)
+        .where(EventRsvp.supporter_id == supporter_id, Event.ends_at > now,
+               EventRsvp.status != NOT_GOING)
+        .order_by(EventRsvp.event_id))).all()
+    promoted: list[tuple[int, int]] = []
+    for event_id, status, event_status in rows:
+        _first, capacity, _waitlist = await _lock(session, event_id, 0)
+        await session.execute(
+            update(EventRsvp)
+            .where(EventRsvp.event_id == event_id, EventRsvp.supporter_id == supporter_id)
+            .values(status=NOT_GOING, updated_at=now)
+            .execution_options(synchronize_session=False))
+        if status == GOING and capacity is not None and event_status == "open":
+            going = await count_status(session, event_id, GOING)
+            promoted += await promote(session, event_id, capacity - going, now)
+    return promoted
 
 
 async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
