@@ -921,11 +921,19 @@ async def rsvp_batch(
             continue
         per_event.setdefault(event.id, []).append((i, k))
     events_by_id = {e.id: e for e in by_slug.values() if e is not None}
+    audit: list[dict[str, Any]] = []
     for event_id, todo in per_event.items():
         event = events_by_id[event_id]
         outcome = await store.apply_rsvps(
             session, event_id,
             [RsvpItem(k.id, requests[i].answer, k.region) for i, k in todo], now)
+        # The same lines `rsvp` writes; the seats given up in this batch went to the
+        # waitlist in one go, so their promotions are counted on the batch's last line.
+        audit += [{"at": now, "actor": f"supporter:{k.id}", "action": "event.rsvp",
+                   "target": f"event:{event_id}",
+                   "details": {"status": c.after,
+                               "promoted": len(outcome.promoted) if n == len(todo) else 0}}
+                  for n, ((_i, k), c) in enumerate(zip(todo, outcome.changes, strict=True), 1)]
         await _emit_rsvps(session, event, [(c.supporter_id, c.after) for c in outcome.changes
                                            if c.changed], outcome.promoted, now)
         positions = await store.waitlist_positions(
@@ -933,6 +941,7 @@ async def rsvp_batch(
                                 if c.after == WAITLISTED and c.seq is not None])
         for (i, k), change in zip(todo, outcome.changes, strict=True):
             out[i] = [await _answer(session, event, k.language, change, outcome, positions)]
+    await supporters.audit_many(session, audit)
     return out
 
 
