@@ -102,15 +102,18 @@ def allows(token: ApiToken, scope: str) -> bool:
 
 
 def sees_identities(token: ApiToken) -> bool:
-    """Whether poll answers shown to this token may name their person."""
+    """Whether poll or survey answers shown to this token may name their person."""
     return token.scope == "identities"
 
 
-async def audit_identities(session: AsyncSession, token: ApiToken, *, poll_id: int,
-                           supporter_ids: list[int], clock: Clock) -> None:
-    """Who read which people's answers: an identities read is always on the record."""
-    await supporters.audit(session, actor=actor(token), action="poll.answers_identified",
-                           target=f"poll:{poll_id}", now=clock.now(),
+async def audit_identities(session: AsyncSession, token: ApiToken, *, poll_id: int | None = None,
+                           survey_id: int | None = None, supporter_ids: list[int],
+                           clock: Clock) -> None:
+    """Who read which people's answers (a poll's or a survey's): an identities read is
+    always on the record."""
+    kind, row = ("survey", survey_id) if survey_id is not None else ("poll", poll_id)
+    await supporters.audit(session, actor=actor(token), action=f"{kind}.answers_identified",
+                           target=f"{kind}:{row}", now=clock.now(),
                            details={"supporters": supporter_ids})
 
 

@@ -51,6 +51,10 @@ MAX_REMINDER = timedelta(days=7)
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 10
 NOTICE_LEASE = timedelta(minutes=2)
+# A notice the channel keeps refusing (not "blocked", not a rate limit) is given up after
+# this many tries, so that one bad notice cannot be retried forever.
+MAX_NOTICE_ATTEMPTS = 5
+NOTICE_RETRY = timedelta(minutes=5)
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -692,10 +696,25 @@ async def check_in(
 
 # --- notices: a seat is yours, reminders, changes, cancellation --------------------------------
 
-class NoticeSender(Protocol):
-    """Sends one message to one chat; False when the person cannot be reached."""
+@dataclass(frozen=True)
+class NoticeFailed:
+    """The channel did not take a notice, for a reason that may pass.
 
-    async def __call__(self, chat_id: int, reply: Reply) -> bool: ...
+    `retry_after`: the channel asks for a pause (a rate limit); nothing more is sent
+    until then, and the notice does not lose a try. `final`: the message may have gone
+    out (a timeout), so it is not tried again: a notice is sent at most once.
+    """
+
+    reason: str
+    retry_after: timedelta | None = None
+    final: bool = False
+
+
+class NoticeSender(Protocol):
+    """Sends one message to one chat: True when sent, False when the person cannot be
+    reached, NoticeFailed otherwise. It does not raise for what the channel refuses."""
+
+    async def __call__(self, chat_id: int, reply: Reply) -> bool | NoticeFailed: ...
 
 
 def render_notice(event: Event, kind: str, lang: str, params: dict[str, Any]) -> Reply:
@@ -756,20 +775,51 @@ async def deliver_notices(
             rendered.append((n.id, n.chat_id, render_notice(event, n.kind, n.language,
                                                             n.params)))
     outcomes: list[tuple[int, str]] = []
+    retries: list[tuple[int, str]] = []
+    paused: list[int] = []
+    pause: timedelta | None = None
+    attempts = {n.id: n.attempts for n in claimed}
     sent = 0
-    for notice_id, chat_id, reply in rendered:
-        if reply is None:
-            outcomes.append((notice_id, "gone"))
-        elif chat_id is None:
-            outcomes.append((notice_id, "unreachable"))
-        elif await send(chat_id, reply):
-            outcomes.append((notice_id, "sent"))
-            sent += 1
-        else:
-            outcomes.append((notice_id, "unreachable"))
-    if outcomes:
+    try:
+        for notice_id, chat_id, reply in rendered:
+            if pause is not None:
+                paused.append(notice_id)
+                continue
+            if reply is None:
+                outcomes.append((notice_id, "gone"))
+                continue
+            if chat_id is None:
+                outcomes.append((notice_id, "unreachable"))
+                continue
+            result = await send(chat_id, reply)
+            if result is True:
+                outcomes.append((notice_id, "sent"))
+                sent += 1
+            elif result is False:
+                outcomes.append((notice_id, "unreachable"))
+            elif result.retry_after is not None:
+                pause = result.retry_after
+                paused.append(notice_id)
+            elif result.final or attempts[notice_id] >= MAX_NOTICE_ATTEMPTS:
+                outcomes.append((notice_id, "failed"))
+                retries.append((notice_id, result.reason))
+            else:
+                retries.append((notice_id, result.reason))
+    finally:
+        # Whatever happened above, what was sent is recorded, so it is never sent again.
         async with db.session() as session:
-            await store.finish_notices(session, outcomes, owner=owner, now=clock.now())
+            done = {i for i, _ in outcomes}
+            now = clock.now()
+            await store.finish_notices(session, outcomes, owner=owner, now=now,
+                                       errors=dict(retries))
+            for notice_id, reason in retries:
+                if notice_id not in done:
+                    await store.release_notices(session, [notice_id], owner=owner,
+                                                until=now + NOTICE_RETRY, error=reason)
+            if paused:
+                await store.release_notices(session, paused, owner=owner,
+                                            until=now + (pause or timedelta()),
+                                            error="rate limited", uncount=True)
     return sent
 
 
@@ -875,11 +925,19 @@ async def rsvp_batch(
             continue
         per_event.setdefault(event.id, []).append((i, k))
     events_by_id = {e.id: e for e in by_slug.values() if e is not None}
+    audit: list[dict[str, Any]] = []
     for event_id, todo in per_event.items():
         event = events_by_id[event_id]
         outcome = await store.apply_rsvps(
             session, event_id,
             [RsvpItem(k.id, requests[i].answer, k.region) for i, k in todo], now)
+        # The same lines `rsvp` writes; the seats given up in this batch went to the
+        # waitlist in one go, so their promotions are counted on the batch's last line.
+        audit += [{"at": now, "actor": f"supporter:{k.id}", "action": "event.rsvp",
+                   "target": f"event:{event_id}",
+                   "details": {"status": c.after,
+                               "promoted": len(outcome.promoted) if n == len(todo) else 0}}
+                  for n, ((_i, k), c) in enumerate(zip(todo, outcome.changes, strict=True), 1)]
         await _emit_rsvps(session, event, [(c.supporter_id, c.after) for c in outcome.changes
                                            if c.changed], outcome.promoted, now)
         positions = await store.waitlist_positions(
@@ -887,6 +945,7 @@ async def rsvp_batch(
                                 if c.after == WAITLISTED and c.seq is not None])
         for (i, k), change in zip(todo, outcome.changes, strict=True):
             out[i] = [await _answer(session, event, k.language, change, outcome, positions)]
+    await supporters.audit_many(session, audit)
     return out
 
 

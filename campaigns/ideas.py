@@ -158,8 +158,10 @@ async def typed(session: AsyncSession, supporter: Supporter, text: str,
                                 limit=BODY_LIMIT, length=len(text)))]
     draft.body, draft.updated_at = text, now
     assert draft.title is not None
+    # Public ideas only: a pending one is not for other supporters' eyes (it may never
+    # be published); organisers see every pending one in their review queue.
     similar = most_similar(draft.title, text,
-                           await store.texts(session, draft.campaign_id, (*PUBLIC, "pending")))
+                           await store.texts(session, draft.campaign_id, PUBLIC))
     if not similar:
         return await _file(session, supporter, clock)
     draft.step, draft.similar = "similar", [i for i, _s in similar]

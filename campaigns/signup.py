@@ -478,7 +478,7 @@ async def forget_choice(
     if data != "f:yes":
         return [Reply(t(lang, "Nothing was erased."), edit=True)]
     supporter_id = known.supporter.id
-    await privacy.erase(session, supporter_id)
+    await privacy.erase(session, supporter_id, clock.now())
     # The day only, like every other audit line about the person (erase_core cut those).
     await store.audit(session, actor=f"supporter:{supporter_id}", action="supporter.erased",
                       now=store.kst_day(clock.now()))

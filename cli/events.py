@@ -25,15 +25,23 @@ def event() -> None:
 
 
 def _event_line(r: dict[str, Any]) -> str:
-    seats = f"{r['going']}/{r['capacity']}" if r["capacity"] is not None else str(r["going"])
+    seats = str(r["going"]) if r["unlimited"] else f"{r['going']}/{r['capacity']}"
     return (f"{r['slug']} [{r['status']}] {r['starts_at']} @ {r['place']}: going {seats}, "
             f"maybe {r['maybe']}, waitlisted {r['waitlisted']}, "
             f"checked in {r['checked_in']}")
 
 
+def _shown(summary: dict[str, Any]) -> dict[str, Any]:
+    """The JSON contract (issue 11): `capacity` is always an integer; an event without a
+    limit says capacity 0 and "unlimited": true."""
+    unlimited = summary["capacity"] is None
+    return {**summary, "capacity": 0 if unlimited else summary["capacity"],
+            "unlimited": unlimited}
+
+
 async def _summary(database: Database, slug: str) -> dict[str, Any]:
     async with database.session() as s:
-        return await rules.summary(s, slug)
+        return _shown(await rules.summary(s, slug))
 
 
 @event.command("create")
@@ -72,7 +80,7 @@ def event_create(ctx: Ctx, campaign_slug: str, slug: str, title_ko: str, title_e
                 lat=lat, lon=lon, capacity=capacity, waitlist=waitlist,
                 rsvp_closes_at=rsvp_closes_at, region=region, members_only=members_only,
                 reminders=reminders, clock=SystemClock(), actor="cli")
-            return await rules.summary(s, e.slug)
+            return _shown(await rules.summary(s, e.slug))
 
     emit(run_async(create, ctx), as_json, _event_line)
 
@@ -135,7 +143,7 @@ def event_update(ctx: Ctx, slug: str, title_ko: str | None, title_en: str | None
                 lat=lat, lon=lon, capacity=capacity, unlimited=unlimited, waitlist=waitlist,
                 rsvp_closes_at=rsvp_closes_at, region=region, members_only=members_only,
                 reminders=reminders)
-            return await rules.summary(s, slug)
+            return _shown(await rules.summary(s, slug))
 
     emit(run_async(update, ctx), as_json, _event_line)
 

@@ -17,6 +17,9 @@ from storage import surveys as store
 from storage.db import Database
 
 EXPORT_FIELDS = ("response_key", "question", "value", "tier", "region", "weight")
+# An anonymous survey's rows leave out tier, region and weight (the weight follows the
+# tier): with few members in one region, they would point at the person who answered.
+ANONYMOUS_FIELDS = ("response_key", "question", "value")
 
 
 @click.group(cls=Group)
@@ -126,15 +129,17 @@ async def _export(database: Database, slug: str, out: TextIO, fmt: str) -> int:
     async with database.session() as s:
         found = await rules.get(s, slug)
         writer = csv.writer(out)
+        fields = ANONYMOUS_FIELDS if found.anonymous else EXPORT_FIELDS
         if fmt == "csv":
-            writer.writerow(EXPORT_FIELDS)
+            writer.writerow(fields)
         # Rows carry no person (anonymous or not); the response key groups one response.
         async for row in store.stream_rows(s, found.id):
             if fmt == "json":
-                out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+                out.write(json.dumps({f: row[f] for f in fields}, ensure_ascii=False,
+                                     default=str) + "\n")
             else:
                 writer.writerow([quote_formula(str(row[f] if row[f] is not None else ""))
-                                 for f in EXPORT_FIELDS])
+                                 for f in fields])
             count += 1
     return count
 
@@ -147,7 +152,8 @@ async def _export(database: Database, slug: str, out: TextIO, fmt: str) -> int:
               help="Write to this file instead of stdout.")
 @pass_ctx
 def survey_export(ctx: Ctx, slug: str, fmt: str, output: str | None) -> None:
-    """Every stored answer, one row each, with no person (formula-safe CSV)."""
+    """Every stored answer, one row each, with no person (formula-safe CSV); an anonymous
+    survey's without tier, region or weight."""
     if output is None:
         count = run_async(lambda d: _export(d, slug, sys.stdout, fmt), ctx)
     else:

@@ -260,7 +260,9 @@ async def promote(
         return []
     rows = (await session.execute(
         select(EventRsvp.id, EventRsvp.supporter_id, EventRsvp.seq)
-        .where(EventRsvp.event_id == event_id, EventRsvp.status == WAITLISTED)
+        # An erased person's row keeps its place in the counts but never takes a seat.
+        .where(EventRsvp.event_id == event_id, EventRsvp.status == WAITLISTED,
+               EventRsvp.supporter_id.is_not(None))
         .order_by(EventRsvp.seq).limit(seats)
     )).all()
     if not rows:
@@ -488,6 +490,7 @@ class ClaimedNotice:
     params: dict[str, Any]
     language: str
     chat_id: int | None  # None: the person cannot be reached (stopped, blocked, erased)
+    attempts: int = 1  # tries so far, this one included
 
 
 async def claim_notices(
@@ -515,30 +518,57 @@ async def claim_notices(
     rows = await session.execute(
         select(EventNotice.id, EventNotice.event_id, EventNotice.supporter_id, EventNotice.kind,
                EventNotice.dedup_key, EventNotice.params, Supporter.language, Supporter.status,
-               ci.chat_id, ci.reachable)
+               ci.chat_id, ci.reachable, EventNotice.attempts)
         .join(Supporter, Supporter.id == EventNotice.supporter_id)
         .outerjoin(ci, and_(ci.supporter_id == Supporter.id, ci.bot_id == bot_id,
                             ci.channel == "telegram"))
         .where(EventNotice.id.in_(ids)).order_by(EventNotice.id))
     out: dict[int, ClaimedNotice] = {}
-    for nid, eid, sid, kind, key, params, lang, status, chat_id, reachable in rows.all():
+    for nid, eid, sid, kind, key, params, lang, status, chat_id, reachable, tries in rows.all():
         ok = status == "active" and reachable and chat_id is not None
         out.setdefault(int(nid), ClaimedNotice(int(nid), int(eid), int(sid), str(kind), str(key),
                                                dict(params or {}), str(lang),
-                                               int(chat_id) if ok else None))
+                                               int(chat_id) if ok else None, int(tries or 0)))
     return list(out.values())
 
 
 async def finish_notices(
     session: AsyncSession, outcomes: Sequence[tuple[int, str]], *, owner: str, now: datetime,
+    errors: dict[int, str] | None = None,
 ) -> None:
-    """Record what became of claimed notices (only while this process holds the claim)."""
+    """Record what became of claimed notices (only while this process holds the claim);
+    `errors` says why one was given up."""
     for notice_id, outcome in outcomes:
+        error = (errors or {}).get(notice_id)
+        values: dict[str, Any] = {"sent_at": now, "outcome": outcome,
+                                  "error": error[:200] if error else None}
         await session.execute(
             update(EventNotice)
             .where(EventNotice.id == notice_id, EventNotice.claimed_by == owner)
-            .values(sent_at=now, outcome=outcome)
+            .values(**values)
             .execution_options(synchronize_session=False))
+
+
+async def release_notices(
+    session: AsyncSession, ids: Sequence[int], *, owner: str, until: datetime,
+    error: str | None = None, uncount: bool = False,
+) -> None:
+    """Put claimed, unsent notices aside until `until` (then any sender claims them again).
+
+    `uncount`: the try does not count (a rate limit is no fault of the notice)."""
+    if not ids:
+        return
+    values: dict[str, Any] = {"claimed_until": until}
+    if error is not None:
+        values["error"] = error[:200]
+    if uncount:
+        values["attempts"] = EventNotice.attempts - 1
+    await session.execute(
+        update(EventNotice)
+        .where(EventNotice.id.in_(ids), EventNotice.claimed_by == owner,
+               EventNotice.sent_at.is_(None))
+        .values(**values)
+        .execution_options(synchronize_session=False))
 
 
 async def notices_of(session: AsyncSession, supporter_id: int) -> list[EventNotice]:
@@ -637,6 +667,32 @@ async def export_supporter(session: AsyncSession, supporter_id: int) -> dict[str
              "sent_at": sent.isoformat() if sent else None}
             for slug, kind, at, sent in notices.all()],
     }
+
+
+async def leave_upcoming(
+    session: AsyncSession, supporter_id: int, now: datetime,
+) -> list[tuple[int, int]]:
+    """Before erasure: the person's answers to events not yet ended become "not going",
+    under each event's lock, and a seat they held goes to the next in line (who is told);
+    past events keep their counts. (promoted supporter, arrival number)."""
+    rows = (await session.execute(
+        select(EventRsvp.event_id, EventRsvp.status, Event.status)
+        .join(Event, Event.id == EventRsvp.event_id)
+        .where(EventRsvp.supporter_id == supporter_id, Event.ends_at > now,
+               EventRsvp.status != NOT_GOING)
+        .order_by(EventRsvp.event_id))).all()
+    promoted: list[tuple[int, int]] = []
+    for event_id, status, event_status in rows:
+        _first, capacity, _waitlist = await _lock(session, event_id, 0)
+        await session.execute(
+            update(EventRsvp)
+            .where(EventRsvp.event_id == event_id, EventRsvp.supporter_id == supporter_id)
+            .values(status=NOT_GOING, updated_at=now)
+            .execution_options(synchronize_session=False))
+        if status == GOING and capacity is not None and event_status == "open":
+            going = await count_status(session, event_id, GOING)
+            promoted += await promote(session, event_id, capacity - going, now)
+    return promoted
 
 
 async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:

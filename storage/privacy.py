@@ -8,6 +8,7 @@ every table after erasure for the supporter's identifiers.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,10 +39,16 @@ def erasers() -> list[Eraser]:
             surveys.erase_supporter, ideas.erase_supporter, events.erase_supporter]
 
 
-async def erase(session: AsyncSession, supporter_id: int) -> None:
+async def erase(session: AsyncSession, supporter_id: int, now: datetime) -> None:
     """/forget: every eraser, then (once committed) the bytes leave the disk too: SQLite runs
     with `secure_delete` (freed content is zeroed) and the WAL, which still holds the old
-    pages, is checkpointed and truncated (see Database.session)."""
+    pages, is checkpointed and truncated (see Database.session).
+
+    First, the person leaves events not yet ended (`now` says which): an erased row must
+    not hold a seat, nor wait for one."""
+    from storage import events
+
+    await events.leave_upcoming(session, supporter_id, now)
     for eraser in erasers():
         await eraser(session, supporter_id)
     session.info[CHECKPOINT_AFTER_COMMIT] = True

@@ -343,6 +343,7 @@ async def test_forget_removes_the_person_from_attendee_lists_but_counts_survive(
         exported = await signup.export(s, p, clock)
     assert b'"event_rsvps"' in exported[0].document.content  # type: ignore[union-attr]
     await answer(db, other, "screening", "not_going", clock)  # a notice about... not Zelda
+    clock.advance(days=4)  # the event is over: its count survives /forget
     async with db.session() as s:
         await signup.forget_choice(s, p, "f:yes", clock)
     assert await find_anywhere(db, ["987654321", "Zelda", "Quux", "zq_unique_name"]) == []
@@ -423,3 +424,39 @@ async def test_a_batch_of_rsvps_shares_one_lock_and_gives_the_same_answers(
         assert event is not None
         assert await store.waitlist(s, event.id) == ids[100:]
     assert (summary["going"], summary["waitlisted"]) == (100, 200)
+
+
+async def test_forget_gives_up_seats_of_upcoming_events_and_erased_rows_never_get_one(
+    db: Database,
+) -> None:
+    """/forget is "not going" for events not yet ended: the seat goes to the next person
+    in line, who is told; an erased waitlisted row is skipped; a past event's count stays."""
+    from campaigns.people import Person
+
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    await make_event(db, clock, slug="past", capacity=5, starts_in=timedelta(hours=1))
+    await make_event(db, clock, capacity=1)
+    a, b, c = await make_supporters(db, bot_id, clock.now(), 3, first_user_id=900)
+    await answer(db, a, "past", "going", clock)
+    for sid in (a, b, c):
+        await answer(db, sid, "screening", "going", clock)  # a going; b, c waiting
+    clock.advance(days=1)  # "past" is over
+
+    async def forget(uid: int) -> None:
+        who = Person(bot_id=bot_id, channel="telegram", user_id=str(uid), chat_id=uid,
+                     language_code="ko")
+        async with db.session() as s:
+            await signup.forget_choice(s, who, "f:yes", clock)
+
+    await forget(901)  # b, waitlisted
+    await forget(900)  # a, going: the seat goes to c, not to b's erased row
+    async with db.session() as s:
+        summary = await events.summary(s, "screening")
+        past = await events.summary(s, "past")
+        assert [n.kind for n in await store.notices_of(s, c)] == ["promoted"]
+    assert (summary["going"], summary["waitlisted"], summary["not_going"]) == (1, 0, 2)
+    assert past["going"] == 1
+    sender = RecordingSender()
+    await events.deliver_notices(db, clock, sender, bot_id=bot_id, owner="bot")
+    assert [chat for chat, _ in sender.sent] == [902]

@@ -41,6 +41,15 @@ async def test_event_create_show_checkin_and_export(db: Database) -> None:
     for key in ("going", "maybe", "waitlisted", "checked_in", "capacity"):
         assert type(shown[key]) is int, key
     assert (shown["going"], shown["waitlisted"], shown["capacity"]) == (2, 1, 2)
+    assert shown["unlimited"] is False
+    # No limit: capacity is still an integer, and "unlimited" says what its 0 means.
+    rally = await ok(db, "event", "create", "--campaign", "cycle", "--slug", "rally",
+                     "--title-ko", "집회", "--starts-at", "2099-12-20T14:00",
+                     "--ends-at", "2099-12-20T16:00", "--place", "광화문")
+    assert (rally["capacity"], rally["unlimited"]) == (0, True)
+    shown_rally = await ok(db, "event", "show", "rally")
+    assert type(shown_rally["capacity"]) is int and shown_rally["unlimited"] is True
+    assert "going 0," in (await run(db, "event", "show", "rally")).stdout
 
     checked = await ok(db, "event", "checkin", "screening-1219", "abcde-23456")
     assert checked["ok"] is True

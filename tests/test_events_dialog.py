@@ -3,12 +3,14 @@ the waitlist, the promotion message, a reminder and the check-in pass."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from campaigns import events
 from campaigns.clock import FixedClock
+from storage import events as store
 from storage.db import Database
-from tests.builders import Ctx, make_event, make_supporters
+from tests.builders import Ctx, answer, make_event, make_supporters
 from tests.telegram_env import press, telegram_env
 from tests.test_petitions_dialog import eventually
 
@@ -62,3 +64,59 @@ async def test_deep_link_goes_through_consent_and_keeps_the_rsvp(db: Database) -
         await d.run([(press("✅ I agree"), "region"), (press("Seoul"), "call you")])
         await d.step(press("Keep this name"), "You are going to “Documentary screening”")
         await d.step("/events", "Your answer: going")
+
+
+async def test_a_refused_notice_does_not_resend_the_batch_and_is_given_up(db: Database) -> None:
+    """One notice Telegram refuses (400 chat not found) neither stops the others nor makes
+    the job send them again when the claim runs out; it is tried a few times, then given
+    up with the reason. A 429 puts the rest aside for retry_after, without losing a try."""
+    clock = FixedClock()
+    async with telegram_env(db, clock) as env:
+        await make_event(db, clock, capacity=None)
+        ids = await make_supporters(db, env.bot_id, clock.now(), 3, first_user_id=8101)
+        for sid in ids:
+            await answer(db, sid, "screening", "going", clock)
+        users = [env.user(8101 + i) for i in range(3)]
+        env.sandbox.faults.missing = {8102}
+        async with db.session() as s:
+            await events.update_event(s, "screening", place="서울시청 광장", actor="cli",
+                                      clock=clock)
+
+        def told(i: int) -> int:
+            return sum(1 for m in users[i].chat.log if m.from_bot and "바뀌었습니다" in m.text)
+
+        async def both_told() -> bool:
+            return told(0) == 1 and told(2) == 1
+
+        await eventually(both_told)
+        for _ in range(events.MAX_NOTICE_ATTEMPTS + 1):
+            clock.advance(seconds=(events.NOTICE_RETRY + events.NOTICE_LEASE).total_seconds())
+            await asyncio.sleep(1.5)  # the job runs each second
+        assert (told(0), told(2)) == (1, 1)
+        async with db.session() as s:
+            bad = (await store.notices_of(s, ids[1]))[0]
+        assert (bad.outcome, bad.attempts) == ("failed", events.MAX_NOTICE_ATTEMPTS)
+        assert bad.error and "chat not found" in bad.error.lower()
+
+        # A flood wait: nothing is lost, nothing is sent twice, nothing before retry_after.
+        env.sandbox.faults.missing = set()
+        env.sandbox.faults.rate_limit_probability = 1.0
+        env.sandbox.faults.rate_limit_retry_after = 1
+        async with db.session() as s:
+            await events.update_event(s, "screening", place="광화문", actor="cli", clock=clock)
+        await asyncio.sleep(2.5)
+        env.sandbox.faults.rate_limit_probability = 0.0
+        await asyncio.sleep(2.5)
+        assert told(0) == 1  # the bot's clock has not reached the retry_after
+        async with db.session() as s:
+            pending = [n for sid in ids for n in await store.notices_of(s, sid)
+                       if n.sent_at is None]
+        assert len(pending) == 3 and all(n.attempts == 0 for n in pending)
+        clock.advance(seconds=2)
+
+        async def all_told() -> bool:
+            return [told(i) for i in range(3)] == [2, 1, 2]  # 8102 missed the first
+
+        await eventually(all_told)
+        await asyncio.sleep(1.5)
+        assert [told(i) for i in range(3)] == [2, 1, 2]

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from campaigns.clock import FixedClock
 from storage.db import Database
-from storage.models import EventRsvp
+from storage.models import AuditLog, EventRsvp
 from tests.builders import make_event
 from tests.test_webhook import fast_lane_env, post_updates, settled, signed_up
 
@@ -46,3 +46,7 @@ async def test_fast_lane_rsvps_once_and_keeps_the_waitlist(db: Database) -> None
             rows = (await s.execute(select(EventRsvp.status).order_by(EventRsvp.seq))).all()
         assert [r[0] for r in rows] == ["going", "waitlisted"]
         assert await settled(db) == 0
+        async with db.session() as s:  # audited as a press handled alone is
+            audited = (await s.execute(select(AuditLog.details).where(
+                AuditLog.action == "event.rsvp").order_by(AuditLog.id))).scalars().all()
+        assert [d["status"] for d in audited] == ["going", "waitlisted"]

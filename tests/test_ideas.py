@@ -92,3 +92,18 @@ async def test_forget_removes_authorship_and_keeps_counts(db: Database) -> None:
         assert idea.proposer_id is None and idea.back_count == 1
         assert (await s.execute(select(IdeaBacking.supporter_id))).scalars().all() == [None]
         assert await store.draft_of(s, proposer) is None
+
+
+async def test_an_idea_pending_review_is_never_shown_to_another_supporter(db: Database) -> None:
+    """Similar ideas shown while writing are public ones only: a pending idea (not yet
+    reviewed, perhaps never published) stays with its author and the organisers."""
+    clock = FixedClock()
+    bot_id, _pending = await setup(db, clock)
+    [other] = await make_supporters(db, bot_id, clock.now(), 1, first_user_id=700_000)
+    async with db.session() as s:
+        sup = await s.get_one(Supporter, other)
+        await ideas.propose(s, sup, "open-day", clock)
+        await ideas.typed(s, sup, "청년대중교통 요금 무료", clock)
+        replies = await ideas.typed(s, sup, "버스와 지하철 요금을 없애자", clock)
+    assert replies is not None and "접수되었습니다" in replies[0].text
+    assert not any("청년 대중교통 무료" in r.text for r in replies)

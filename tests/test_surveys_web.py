@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import select
 
 from campaigns import api as api_rules
 from campaigns import ideas, petitions, surveys
@@ -23,7 +24,7 @@ from campaigns.people import Person
 from campaigns.settings import Settings
 from cli import cli
 from storage.db import Database
-from storage.models import Supporter
+from storage.models import AuditLog, Supporter
 from tests.builders import make_bot, make_supporters
 from tests.dashboard_helpers import (
     cheap_password_hashes,  # noqa: F401  (autouse)
@@ -226,6 +227,8 @@ async def test_api_questions_answers_and_anonymity(db: Database,
             clock=clock, actor="cli", status="open")
         token = (await api_rules.create_token(s, name="r", scope="read", clock=clock,
                                               actor="cli")).secret
+        who = (await api_rules.create_token(s, name="i", scope="identities", clock=clock,
+                                            actor="cli")).secret
     for n in (0, 1):
         await answer(db, bot_id, clock, n, vote=n, trust=5)
         await answer(db, bot_id, clock, n, vote=n, trust=5, slug="secret")
@@ -239,10 +242,28 @@ async def test_api_questions_answers_and_anonymity(db: Database,
     assert questions[0]["name"] == "voted" and questions[0]["responses"][1]["name"] == "no"
     answers = (await client.get(f"/api/v1/surveys/{named.id}/answers?per_page=100",
                                 headers=auth)).json()["_embedded"]["osdi:answers"]
+    # A read token sees what was answered, not by whom (as for polls).
+    assert not any("osdi:person" in a["_links"] for a in answers) and len(answers) == 6
+    answers = (await client.get(f"/api/v1/surveys/{named.id}/answers?per_page=100",
+                                headers={"Authorization": f"Bearer {who}"})
+               ).json()["_embedded"]["osdi:answers"]
     assert all("osdi:person" in a["_links"] for a in answers) and len(answers) == 6
+    async with db.session() as s:
+        audited = (await s.execute(select(AuditLog).where(
+            AuditLog.action == "survey.answers_identified"))).scalars().all()
+    assert [(a.target, len(a.details["supporters"])) for a in audited] == [
+        (f"survey:{named.id}", 2)]
     hidden = (await client.get(f"/api/v1/surveys/{secret.id}/answers?per_page=100",
                                headers=auth)).json()["_embedded"]["osdi:answers"]
     assert len(hidden) == 6 and not any("osdi:person" in a["_links"] for a in hidden)
+    # Nor tier, region or weight, which point at few people (the results count them).
+    assert not any({"tier", "region", "weight"} & set(a) for a in hidden)
+    assert {"tier", "weight"} <= set(answers[0])
+    exported = (await run(db, "survey", "export", "secret")).stdout.splitlines()
+    assert exported[0] == "response_key,question,value" and len(exported) == 7
+    lines = (await run(db, "survey", "export", "secret", "--format", "json")).stdout
+    assert all(set(json.loads(x)) == {"response_key", "question", "value"}
+               for x in lines.splitlines())
     results = (await client.get(f"/api/v1/surveys/{secret.id}/results", headers=auth)).json()
     assert results["respondents"] == 2 and results["questions"][0]["overall"]["respondents"] == 2
     assert (await client.get("/api/v1/surveys/999", headers=auth)).status_code == 404
@@ -292,3 +313,59 @@ async def test_webhook_events_for_surveys_and_ideas(db: Database) -> None:
     assert events[1][1]["person_id"] == ids[0]
     assert events[2][1] == {"idea_id": idea.id, "campaign_id": idea.campaign_id, "backs": 2,
                             "threshold": 2}
+
+
+async def test_api_question_list_links_itself_on_the_public_url(db: Database) -> None:
+    """The self link comes from NALGAE_PUBLIC_URL, never from the request: behind a proxy
+    ending TLS, the request says http:// (and may carry another port)."""
+    clock = FixedClock(NOW)
+    await world(db, clock)
+    async with db.session() as s:
+        named = await surveys.create_survey(s, campaign_slug="civic", source=CIVIC,
+                                            clock=clock, actor="cli", status="open")
+        token = (await api_rules.create_token(s, name="r", scope="read", clock=clock,
+                                              actor="cli")).secret
+    app = create_app(Settings(secret_key="s" * 32, public_url="https://nalgae.example"), db,
+                     clock=clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8000") as c:
+        got = (await c.get(f"/api/v1/surveys/{named.id}/questions",
+                           headers={"Authorization": f"Bearer {token}",
+                                    "Host": "nalgae.example"})).json()
+    assert got["_links"]["self"]["href"] == (
+        f"https://nalgae.example/api/v1/surveys/{named.id}/questions")
+
+
+async def test_an_idle_half_done_survey_does_not_swallow_an_idea_started_since(
+    db: Database,
+) -> None:
+    """Typed text goes to the dialog that asked for it last: the idea's title, not the
+    survey question left waiting an hour ago; back in the survey, it reads again."""
+    from campaigns import typed_input
+    from storage import ideas as idea_store
+    from storage import surveys as survey_store
+
+    clock = FixedClock(NOW)
+    bot_id = await world(db, clock)
+    [sid] = await make_supporters(db, bot_id, clock.now(), 1)
+    p = Person(bot_id=bot_id, channel="telegram", user_id=str(FIRST_USER),
+               chat_id=FIRST_USER, language_code="ko")
+    async with db.session() as s:
+        survey = await surveys.create_survey(s, campaign_slug="civic", source=CIVIC,
+                                             clock=clock, actor="cli", status="open")
+    for parts in (("go",), ("a", 0, 0), ("a", 2, 5)):  # now waiting for the typed age
+        async with db.session() as s:
+            await surveys.button(s, p, ":".join(["sv", str(survey.id), *map(str, parts)]),
+                                 clock)
+    clock.advance(hours=1)
+    async with db.session() as s:
+        await ideas.command(s, p, "civic", clock)
+    clock.advance(seconds=20)
+    async with db.session() as s:
+        replies = await typed_input.text_message(s, p, "청년 대중교통 무료", clock)
+    assert "설명" in replies[-1].text or "describe" in replies[-1].text
+    async with db.session() as s:
+        draft = await idea_store.draft_of(s, sid)
+        assert draft is not None and draft.title == "청년 대중교통 무료"
+        progress = await survey_store.active_progress(s, sid)
+        assert progress is not None and progress.current == "age"

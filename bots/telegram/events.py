@@ -6,21 +6,19 @@ parses it and resumes the "event:<slug>" intent through campaigns.intents.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import socket
+from datetime import timedelta
 
 from telegram import InputFile, Update
 from telegram.constants import ParseMode
-from telegram.error import Forbidden, TelegramError
+from telegram.error import Forbidden, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
 from bots.telegram.context import handle, markup, services
 from campaigns import events
 from campaigns.replies import Reply
-
-log = logging.getLogger(__name__)
 
 PRIVATE = filters.ChatType.PRIVATE
 OWNER = "events.owner"
@@ -71,7 +69,9 @@ async def send_notices(context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
     owner = context.bot_data.setdefault(OWNER, _owner())
 
-    async def send(chat_id: int, reply: Reply) -> bool:
+    async def send(chat_id: int, reply: Reply) -> bool | events.NoticeFailed:
+        # Every refusal is answered per notice: one bad notice must not abort the batch
+        # (the notices sent before it would go out again when the claim runs out).
         try:
             if reply.photo is not None:
                 await context.bot.send_photo(
@@ -82,13 +82,21 @@ async def send_notices(context: ContextTypes.DEFAULT_TYPE) -> None:
                                                reply_markup=markup(reply))
         except Forbidden:
             return False
+        except RetryAfter as e:
+            return events.NoticeFailed("rate limited", retry_after=_seconds(e.retry_after))
+        except TimedOut:
+            # The message may have been delivered: not tried again (at most once).
+            return events.NoticeFailed("timed out", final=True)
+        except TelegramError as e:
+            return events.NoticeFailed(f"{type(e).__name__}: {e.message}")
         return True
 
-    try:
-        await events.deliver_notices(svc.db, svc.clock, send, bot_id=svc.bot_id, owner=owner)
-    except TelegramError:
-        # The claim's lease runs out and the notices are sent on a later run.
-        log.info("event notices interrupted; retried after their lease")
+    await events.deliver_notices(svc.db, svc.clock, send, bot_id=svc.bot_id, owner=owner)
+
+
+def _seconds(value: float | timedelta) -> timedelta:
+    """RetryAfter.retry_after is seconds or a timedelta, depending on PTB's settings."""
+    return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
 
 
 def register(app: Application, group: int = 0, *, jobs: bool = True) -> None:

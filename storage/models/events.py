@@ -131,8 +131,11 @@ class EventNotice(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # sent | unreachable | gone (the person stopped, or the event no longer applies)
+    # sent | unreachable | gone (the person stopped, or the event no longer applies) |
+    # failed (the channel kept refusing it, or it timed out and may have gone out)
     outcome: Mapped[str | None] = mapped_column(String(16))
+    # Why the last try failed (kept once the notice is given up).
+    error: Mapped[str | None] = mapped_column(String(200))
 
 
 class EventReminder(Base):

@@ -793,6 +793,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=True),
+        sa.Column("error", sa.String(length=200), nullable=True),
         sa.ForeignKeyConstraint(
             ["event_id"], ["event.id"], name=op.f("fk_event_notice_event_id_event")
         ),

@@ -67,13 +67,13 @@ async def paged(
         if extra is not None:
             await extra(session, rows)
     total_pages = max(1, -(-total // per_page))
-    links: dict[str, Any] = {"self": {"href": _here(request, request.url)}}
+    links: dict[str, Any] = {"self": {"href": here(request, request.url)}}
     if page < total_pages and (keyset is None or rows):
         more = {"after": getattr(rows[-1], keyset.key)} if keyset is not None else {}
-        links["next"] = {"href": _here(request, request.url.include_query_params(
+        links["next"] = {"href": here(request, request.url.include_query_params(
             page=page + 1, per_page=per_page, **more))}
     if page > 1:
-        links["prev"] = {"href": _here(request, request.url.include_query_params(
+        links["prev"] = {"href": here(request, request.url.include_query_params(
             page=min(page - 1, total_pages), per_page=per_page))}
     return {
         "total_records": total,
@@ -93,6 +93,8 @@ async def get_row(request: Request, model: Any, row_id: int, what: str) -> Any:
     return row
 
 
-def _here(request: Request, url: URL) -> str:
-    """A paging link on NALGAE_PUBLIC_URL: the path and query asked for, never the Host."""
+def here(request: Request, url: URL | None = None) -> str:
+    """A link to `url` (the request's own by default) on NALGAE_PUBLIC_URL: the path and
+    query asked for, never the Host the client sent."""
+    url = url or request.url
     return absolute(request, url.path + (f"?{url.query}" if url.query else ""))

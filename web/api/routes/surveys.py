@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from campaigns import api as rules
 from campaigns import surveys
 from storage import surveys as store
 from storage.models import Survey, SurveyAnswer
@@ -18,8 +19,10 @@ from web.api.routes.common import (
     PerPage,
     Read,
     RowId,
+    clock_of,
     database,
     get_row,
+    here,
     href,
     iso,
     paged,
@@ -75,21 +78,27 @@ def survey_json(request: Request, s: Survey) -> dict[str, Any]:
     }
 
 
-def answer_json(request: Request, a: SurveyAnswer) -> dict[str, Any]:
+def answer_json(request: Request, a: SurveyAnswer, *, identities: bool = False,
+                anonymous: bool = False) -> dict[str, Any]:
+    """An answer; its person only for an identities token (as for polls), and never for an
+    anonymous survey (its rows carry no supporter). An anonymous survey's answers leave
+    out tier and weight too (the weight follows the tier): few members of one tier
+    would point at who answered; the results still count them, in aggregate."""
     links: dict[str, Any] = {
         "osdi:question": href(request, f"/surveys/{a.survey_id}/questions")}
-    if a.supporter_id is not None:
+    if identities and a.supporter_id is not None:
         links["osdi:person"] = href(request, f"/people/{a.supporter_id}")
-    return {
+    out: dict[str, Any] = {
         "identifiers": [f"nalgae:{a.response_key}:{a.question}"],
         "response": a.response_key,
         "question": a.question,
         "value": a.value,
         "responses": a.value.split(",") if a.value else [],
-        "tier": a.tier,
-        "weight": a.weight,
-        "_links": links,
     }
+    if not anonymous:
+        out.update(tier=a.tier, weight=a.weight)
+    out["_links"] = links
+    return out
 
 
 @router.get("/surveys", summary="Surveys")
@@ -110,7 +119,7 @@ async def list_questions(request: Request, token: Read, survey_id: RowId) -> dic
     s = await get_row(request, Survey, survey_id, "survey")
     questions = [question_json(request, s, i, q)
                  for i, q in enumerate(s.definition.get("questions", []), 1)]
-    return {"total_records": len(questions), "_links": {"self": {"href": str(request.url)}},
+    return {"total_records": len(questions), "_links": {"self": {"href": here(request)}},
             "_embedded": {"osdi:questions": questions}}
 
 
@@ -118,9 +127,20 @@ async def list_questions(request: Request, token: Read, survey_id: RowId) -> dic
             summary="Answers (OSDI answers); an anonymous survey's name no person")
 async def list_answers(request: Request, token: Read, survey_id: RowId, page: PageNo = 1,
                        per_page: PerPage = 25) -> dict[str, Any]:
-    await get_row(request, Survey, survey_id, "survey")
+    survey = await get_row(request, Survey, survey_id, "survey")
+    identities = rules.sees_identities(token)
+
+    async def audit(session: Any, rows: Any) -> None:
+        named = [a.supporter_id for a in rows if a.supporter_id is not None]
+        if identities and named:
+            await rules.audit_identities(session, token, survey_id=survey_id,
+                                         clock=clock_of(request),
+                                         supporter_ids=sorted(set(named)))
+
     return await paged(request, store.answers_query(survey_id), page, per_page,
-                        "osdi:answers", lambda a: answer_json(request, a))
+                        "osdi:answers",
+                        lambda a: answer_json(request, a, identities=identities,
+                                              anonymous=survey.anonymous), extra=audit)
 
 
 @router.get("/surveys/{survey_id}/results",
