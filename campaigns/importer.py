@@ -31,7 +31,14 @@ from campaigns.clock import Clock
 from campaigns.errors import RuleError
 from campaigns.i18n import _, t_plain
 from campaigns.regions import parse_region
-from campaigns.text import MAX_NAME, clean_name, quote_formula, strip_invisible, unquote_formula
+from campaigns.text import (
+    FORMULA_START,
+    MAX_NAME,
+    clean_name,
+    quote_formula,
+    strip_invisible,
+    unquote_formula,
+)
 from storage import importer as store
 from storage import supporters
 from storage.db import Database
@@ -411,6 +418,25 @@ async def export_chunks(
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     yield (",".join(EXPORT_HEADER) + "\n") if fmt == "csv" else "["
+    if fmt == "csv" and store.can_copy(session):
+        # PostgreSQL writes the same CSV itself (COPY), 5-10 times faster than
+        # formatting each row here; tests compare the two byte for byte.
+        status = store.ExportStatus()
+        async for piece in store.copy_export_csv(session, bot_id, CHANNEL, FORMULA_START,
+                                                 status):
+            yield piece
+            if progress:
+                count += piece.count("\n")  # lines, not rows: close enough for progress
+                progress(min(count, total), max(total, count))
+        count = status.rows
+        if progress:
+            progress(count, max(total, count))
+        if counter is not None:
+            counter.rows = count
+        await supporters.audit(session, actor=actor, action="supporters.exported",
+                               now=clock.now(), target=f"bot:{bot_id}",
+                               details={"count": count, "format": fmt})
+        return
     async for batch in store.iter_supporters(session, bot_id, CHANNEL):
         for s in batch:
             if fmt == "csv":
