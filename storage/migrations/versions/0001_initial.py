@@ -1092,6 +1092,14 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
+        "ix_signature_invalid",
+        "signature",
+        ["petition_id"],
+        unique=False,
+        postgresql_where=sa.text("NOT valid"),
+        sqlite_where=sa.text("NOT valid"),
+    )
+    op.create_index(
         "ix_signature_petition_created", "signature", ["petition_id", "created_at"], unique=False
     )
     op.create_index("ix_signature_supporter", "signature", ["supporter_id"], unique=False)
@@ -1276,6 +1284,12 @@ def downgrade() -> None:
     op.drop_table("survey_answer")
     op.drop_index("ix_signature_supporter", table_name="signature")
     op.drop_index("ix_signature_petition_created", table_name="signature")
+    op.drop_index(
+        "ix_signature_invalid",
+        table_name="signature",
+        postgresql_where=sa.text("NOT valid"),
+        sqlite_where=sa.text("NOT valid"),
+    )
     op.drop_table("signature")
     op.drop_index("ix_poll_voter_supporter", table_name="poll_voter")
     op.drop_table("poll_voter")
