@@ -1100,7 +1100,10 @@ def upgrade() -> None:
         sqlite_where=sa.text("NOT valid"),
     )
     op.create_index(
-        "ix_signature_petition_created", "signature", ["petition_id", "created_at"], unique=False
+        "ix_signature_petition_created",
+        "signature",
+        ["petition_id", "created_at", "id"],
+        unique=False,
     )
     op.create_index("ix_signature_supporter", "signature", ["supporter_id"], unique=False)
     op.create_table(
