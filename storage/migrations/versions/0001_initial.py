@@ -243,7 +243,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter")),
     )
     op.create_index(
-        "ix_supporter_audience", "supporter", ["bot_id", "region", "tier", "status"], unique=False
+        "ix_supporter_audience",
+        "supporter",
+        ["bot_id", "region", "tier", "status", "id"],
+        unique=False,
     )
     op.create_index(
         "ix_supporter_bot_region_id", "supporter", ["bot_id", "region", "id"], unique=False
@@ -403,7 +406,10 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        "ix_channel_identity_supporter", "channel_identity", ["supporter_id"], unique=False
+        "ix_channel_identity_supporter",
+        "channel_identity",
+        ["supporter_id", "bot_id", "channel", "reachable", "chat_id"],
+        unique=False,
     )
     op.create_table(
         "consent",
