@@ -322,7 +322,8 @@ class Stage:
                             redis_url=self.redis_url)
         app = create_app(settings, self.db, clock=self.clock)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        async with httpx.AsyncClient(transport=transport,
+                                     base_url="http://127.0.0.1:8000") as client:
             import re
 
             page = await client.get("/login")

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import petitions as petition_counts
 from storage.models import ChannelIdentity, Petition, Signature, Supporter, SupporterTag
 
 PAGE = 50
@@ -71,7 +72,11 @@ async def signatures(
 ) -> tuple[list[SignatureRow], int]:
     """One page of a petition's signatures, newest first, and how many match."""
     query = _signature_query(petition_id, search)
-    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    if search:
+        total = int(await session.scalar(select(func.count()).select_from(query.subquery()))
+                    or 0)
+    else:
+        total = await petition_counts.signature_rows(session, petition_id)
     rows = (await session.execute(
         query.order_by(Signature.created_at.desc(), Signature.id.desc())
         .offset(offset).limit(limit)

@@ -1,12 +1,15 @@
 """Bulk supporter import and export (SQL only; the rules are in campaigns/importer.py).
 
-Set-based, with no ORM objects: on PostgreSQL each chunk of rows is one statement
-(arrays in, four inserts out); on SQLite one executemany per table through Core,
-with values converted once per chunk rather than once per row.
+Set-based, with no ORM objects: on PostgreSQL each chunk of rows is COPied into a
+staging table, then one INSERT .. SELECT per table; on SQLite one executemany per
+table through Core, with values converted once per chunk rather than once per row.
 """
 
 from __future__ import annotations
 
+import asyncio
+import codecs
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -91,48 +94,49 @@ async def insert_supporters(
     return await _insert_sqlite(conn, bot_id, channel, rows, consent, now)
 
 
-# PostgreSQL: one statement per chunk. The rows travel as arrays, ids come from the
-# sequence once per row (materialised, so every insert sees the same id), and the
-# supporter, identity, consent and tag rows are written by data-modifying CTEs.
-# Foreign keys are checked at the end of the statement, after all four inserts.
-_PG_INSERT = text("""
-WITH input AS (
-    SELECT * FROM unnest(
-        CAST(:external_ids AS text[]), CAST(:chat_ids AS bigint[]), CAST(:names AS text[]),
-        CAST(:languages AS text[]), CAST(:regions AS text[]), CAST(:tiers AS text[]),
-        CAST(:districts AS text[])
-    ) WITH ORDINALITY AS u(external_user_id, chat_id, display_name, language, region, tier,
-                           district, ord)
-), ids AS MATERIALIZED (
-    SELECT nextval((SELECT CAST(pg_get_serial_sequence('supporter', 'id') AS regclass))) AS id,
-           input.*
-    FROM input
-), new_supporters AS (
-    INSERT INTO supporter (id, bot_id, display_name, language, region, tier, district, status,
+# PostgreSQL: the chunk goes to the server by COPY (binary, no SQL text to parse per
+# row) into a temporary staging table whose id column draws from the supporter
+# sequence, so every row has its supporter id on arrival; then one INSERT .. SELECT per
+# table. The staging table lives until the import's transaction ends (ON COMMIT DROP)
+# and is emptied between chunks.
+_PG_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS nalgae_import_staging (
+    id bigint NOT NULL DEFAULT nextval({sequence}),
+    external_user_id text NOT NULL,
+    chat_id bigint,
+    display_name text,
+    language text NOT NULL,
+    region text,
+    tier text NOT NULL,
+    district text,
+    tags text[] NOT NULL
+) ON COMMIT DROP
+"""
+_PG_STAGING_COLUMNS = ("external_user_id", "chat_id", "display_name", "language", "region",
+                       "tier", "district", "tags")
+_PG_FROM_STAGING = (
+    text("""
+    INSERT INTO supporter (id, bot_id, display_name, language, region, tier, status,
                            created_at, updated_at, consented_at)
     SELECT id, CAST(:bot_id AS bigint), display_name, language, region, tier, district,
            'active',
            CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz)
-    FROM ids
-), new_identities AS (
+    FROM nalgae_import_staging"""),
+    text("""
     INSERT INTO channel_identity (supporter_id, bot_id, channel, external_user_id, chat_id,
                                   reachable, created_at)
     SELECT id, CAST(:bot_id AS bigint), CAST(:channel AS text), external_user_id, chat_id, true,
            CAST(:now AS timestamptz)
-    FROM ids
-), new_consents AS (
+    FROM nalgae_import_staging"""),
+    text("""
     INSERT INTO consent (supporter_id, purpose, notice_version, choice, channel, created_at)
     SELECT id, CAST(:purpose AS text), CAST(:notice_version AS text), 'granted',
            CAST(:consent_channel AS text), CAST(:now AS timestamptz)
-    FROM ids
-), new_tags AS (
+    FROM nalgae_import_staging"""),
+    text("""
     INSERT INTO supporter_tag (supporter_id, tag)
-    SELECT ids.id, t.tag
-    FROM unnest(CAST(:tag_ords AS bigint[]), CAST(:tags AS text[])) AS t(ord, tag)
-    JOIN ids ON ids.ord = t.ord
+    SELECT s.id, t.tag FROM nalgae_import_staging AS s, unnest(s.tags) AS t(tag)"""),
 )
-SELECT count(*) FROM ids
-""")
 
 
 async def _insert_postgresql(
@@ -143,26 +147,61 @@ async def _insert_postgresql(
     consent: GrantedConsent,
     now: datetime,
 ) -> int:
-    tag_ords = [i for i, r in enumerate(rows, start=1) for _ in r.tags]
-    tags = [tag for r in rows for tag in r.tags]
-    result = await conn.execute(_PG_INSERT, {
-        "external_ids": [r.external_user_id for r in rows],
-        "chat_ids": [r.chat_id for r in rows],
-        "names": [r.display_name for r in rows],
-        "languages": [r.language for r in rows],
-        "regions": [r.region for r in rows],
-        "tiers": [r.tier for r in rows],
-        "districts": [r.district for r in rows],
-        "tag_ords": tag_ords,
-        "tags": tags,
-        "bot_id": bot_id,
-        "channel": channel,
-        "purpose": consent.purpose,
-        "notice_version": consent.notice_version,
-        "consent_channel": consent.channel,
+    sequence = (await conn.execute(
+        text("SELECT pg_get_serial_sequence('supporter', 'id')"))).scalar_one()
+    # Run through SQLAlchemy first: that also opens the caller's transaction on the
+    # driver connection, which the COPY below then joins.
+    await conn.execute(text(_PG_STAGING.format(sequence=_sql_string(sequence))))
+    await conn.execute(text("TRUNCATE nalgae_import_staging"))
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    await raw.copy_records_to_table(
+        "nalgae_import_staging", columns=_PG_STAGING_COLUMNS,
+        records=[(r.external_user_id, r.chat_id, r.display_name, r.language, r.region,
+                  r.tier, r.district, list(r.tags)) for r in rows],
+    )
+    params = {
+        "bot_id": bot_id, "channel": channel, "purpose": consent.purpose,
+        "notice_version": consent.notice_version, "consent_channel": consent.channel,
         "now": now,
-    })
-    return int(result.scalar_one())
+    }
+    skip_checks = SKIP_FK_CHECKS and await _may_skip_triggers(conn)
+    if skip_checks:
+        # The foreign keys these inserts would check row by row (a trigger per row,
+        # each an index probe and a row lock on the parent) hold by construction:
+        # every supporter_id is an id this transaction has just inserted into
+        # supporter from the same staging rows (no one else sees them, so no one can
+        # delete them), and the one bot_id is locked here as the check would lock it.
+        # The four tables have no other triggers. Replica mode is set for these
+        # statements only, and only where the role may set it (a superuser, or one
+        # granted SET on the parameter); elsewhere the checks run as usual.
+        found = (await conn.execute(
+            text("SELECT id FROM bot WHERE id = :bot_id FOR KEY SHARE"), {"bot_id": bot_id}
+        )).scalar_one_or_none()
+        if found is None:
+            raise ValueError(f"no bot {bot_id}")
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
+    for statement in _PG_FROM_STAGING:
+        await conn.execute(statement, params)
+    if skip_checks:  # (after a failure the rollback undoes SET LOCAL)
+        await conn.execute(text("SET LOCAL session_replication_role = origin"))
+    return len(rows)
+
+
+# Whether the import skips the per-row foreign-key triggers where it may (see above).
+SKIP_FK_CHECKS = True
+
+
+async def _may_skip_triggers(conn: AsyncConnection) -> bool:
+    return bool((await conn.execute(text(
+        "SELECT current_setting('is_superuser') = 'on'"
+        " OR has_parameter_privilege('session_replication_role', 'SET')"
+    ))).scalar_one())
+
+
+def _sql_string(value: str) -> str:
+    """A SQL string literal (for DDL, which takes no parameters)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _db_value(conn: AsyncConnection, model: Any, column_name: str, value: Any) -> Any:
@@ -338,3 +377,111 @@ async def iter_supporters(
                               tuple(tags[r[0]]) if r[0] in tags else no_tags)
             for r in rows for external in identities.get(r[0], none)
         ]
+
+
+# The CSV export on PostgreSQL, produced by the server (COPY .. TO STDOUT): the same
+# cells, in the same order, as campaigns.importer writes through Python's csv module.
+# Empty text is sent as NULL because COPY quotes an empty string ("") where Python
+# writes nothing; quoting is otherwise the same (a cell with a comma, a quote or a line
+# break is quoted, quotes doubled), except that COPY also quotes a lone carriage
+# return, which reads back the same. $2 holds the characters that make a spreadsheet
+# run a cell as a formula (such cells get a leading apostrophe).
+_PG_EXPORT_CSV = """
+SELECT NULLIF(ci.external_user_id, ''),
+       NULLIF(CASE WHEN left(s.display_name, 1) = ANY($2::text[])
+                   THEN '''' || s.display_name ELSE s.display_name END, ''),
+       s.language,
+       NULLIF(s.region, ''),
+       s.tier,
+       CASE WHEN left(t.tags, 1) = ANY($2::text[]) THEN '''' || t.tags ELSE t.tags END,
+       CASE WHEN s.status = 'active' THEN 'yes' ELSE 'no' END,
+       s.status,
+       to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+       || CASE WHEN date_part('microseconds', s.created_at)::bigint % 1000000 = 0 THEN ''
+               ELSE to_char(s.created_at AT TIME ZONE 'UTC', '.US') END
+       || '+00:00'
+FROM supporter AS s
+LEFT JOIN channel_identity AS ci
+       ON ci.supporter_id = s.id AND ci.bot_id = $1 AND ci.channel = $3
+LEFT JOIN (SELECT supporter_id, string_agg(tag, ';' ORDER BY tag) AS tags
+           FROM supporter_tag GROUP BY supporter_id) AS t
+       ON t.supporter_id = s.id
+WHERE s.bot_id = $1 AND s.status <> 'erased'
+  AND s.source_ref IS DISTINCT FROM 'x:account'
+ORDER BY s.id, ci.id
+"""
+
+
+# How much CSV text one piece of a COPY export holds (about 15,000 rows).
+EXPORT_PIECE_BYTES = 1 << 20
+
+
+class ExportStatus:
+    """Filled in by `copy_export_csv` once the server has sent the last row."""
+
+    rows: int = -1
+
+
+async def copy_export_csv(
+    session: AsyncSession,
+    bot_id: int,
+    channel: str,
+    formula_start: Sequence[str],
+    status: ExportStatus,
+    *,
+    piece_bytes: int | None = None,
+) -> AsyncIterator[str]:
+    """The export's CSV rows (no header) as text pieces, streamed by COPY (PostgreSQL only).
+
+    The server writes the CSV; the pieces pass through a small bounded queue, so when
+    the consumer is slow (a browser download) COPY waits rather than piling up rows
+    here: memory stays a few pieces whatever the size.
+    """
+    conn = await session.connection()
+    await conn.execute(text("SELECT 1"))  # opens the session's transaction; COPY joins it
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    piece_bytes = piece_bytes or EXPORT_PIECE_BYTES
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=4)
+    pending: list[bytes] = []
+    size = 0
+
+    async def sink(chunk: bytes) -> None:
+        nonlocal size
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= piece_bytes:
+            await queue.put(b"".join(pending))
+            pending.clear()
+            size = 0
+
+    async def run() -> str:
+        try:
+            return str(await raw.copy_from_query(
+                _PG_EXPORT_CSV, bot_id, list(formula_start), channel,
+                output=sink, format="csv"))
+        finally:
+            if pending:
+                await queue.put(b"".join(pending))
+            await queue.put(None)
+
+    task = asyncio.create_task(run())
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        while (piece := await queue.get()) is not None:
+            yield decoder.decode(piece)
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+        result = await task  # "COPY <rows>"; raises what COPY raised
+        status.rows = int(result.rsplit(" ", 1)[-1])
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def can_copy(session: AsyncSession) -> bool:
+    """Whether `copy_export_csv` works on this session's database (PostgreSQL)."""
+    return session.get_bind().dialect.name == "postgresql"

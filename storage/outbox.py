@@ -252,9 +252,21 @@ def audience_count_query(bot_id: int, query: AudienceQuery, *,
 
 async def audience_size(session: AsyncSession, bot_id: int, query: AudienceQuery) -> int:
     """How many (supporter, channel) messages a broadcast to this audience would send."""
+    narrowed = bool(query.regions or query.tiers) and _dialect(session) == "postgresql"
+    if narrowed:
+        # Region and tier narrow a million supporters to a few ten thousand by an
+        # index range (ix_supporter_audience). Every other filter is then cheapest as
+        # a probe per candidate (an index-only lookup each), but PostgreSQL hashes the
+        # whole filter table instead when the filter is common: a tag half the list
+        # carries is 500,000 rows read to keep 18,000 (0.3-0.5 s at a million against
+        # 0.17-0.22 s by probes, same machine). Off for this statement only.
+        await session.execute(text("SET LOCAL enable_hashjoin = off"))
     several = await several_bots(session, bot_id)
-    query_ = audience_count_query(bot_id, query, several_bots=several)
-    return int((await session.execute(query_)).scalar_one())
+    count = int((await session.execute(
+        audience_count_query(bot_id, query, several_bots=several))).scalar_one())
+    if narrowed:
+        await session.execute(text("SET LOCAL enable_hashjoin TO DEFAULT"))
+    return count
 
 
 def _spread_expr(dialect: str, start: datetime, window_s: float, order_col: Any) -> Any:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -70,9 +71,16 @@ class Signature(Base):
     __tablename__ = "signature"
     __table_args__ = (
         UniqueConstraint("petition_id", "supporter_id"),
-        Index("ix_signature_petition_created", "petition_id", "created_at"),
+        # The dashboard's list, newest first with the id as tie-break: with the id in the
+        # index the page is read in order, not sorted (signatures arriving in one
+        # batch share a timestamp, and every one of them was joined and sorted).
+        Index("ix_signature_petition_created", "petition_id", "created_at", "id"),
         # "Signed N petitions" on the home card, and erasure, look signatures up by person.
         Index("ix_signature_supporter", "supporter_id"),
+        # The few invalidated signatures, counted by the dashboard's signature list (the
+        # valid ones it takes from the counters instead of counting a million rows).
+        Index("ix_signature_invalid", "petition_id",
+              postgresql_where=text("NOT valid"), sqlite_where=text("NOT valid")),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

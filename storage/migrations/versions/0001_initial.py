@@ -266,7 +266,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter")),
     )
     op.create_index(
-        "ix_supporter_audience", "supporter", ["bot_id", "region", "tier", "status"], unique=False
+        "ix_supporter_audience",
+        "supporter",
+        ["bot_id", "region", "tier", "status", "id"],
+        unique=False,
     )
     op.create_index(
         "ix_supporter_bot_region_id", "supporter", ["bot_id", "region", "id"], unique=False
@@ -428,7 +431,10 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        "ix_channel_identity_supporter", "channel_identity", ["supporter_id"], unique=False
+        "ix_channel_identity_supporter",
+        "channel_identity",
+        ["supporter_id", "bot_id", "channel", "reachable", "chat_id"],
+        unique=False,
     )
     op.create_table(
         "chapter_organiser",
@@ -1140,7 +1146,18 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        "ix_signature_petition_created", "signature", ["petition_id", "created_at"], unique=False
+        "ix_signature_invalid",
+        "signature",
+        ["petition_id"],
+        unique=False,
+        postgresql_where=sa.text("NOT valid"),
+        sqlite_where=sa.text("NOT valid"),
+    )
+    op.create_index(
+        "ix_signature_petition_created",
+        "signature",
+        ["petition_id", "created_at", "id"],
+        unique=False,
     )
     op.create_index("ix_signature_supporter", "signature", ["supporter_id"], unique=False)
     op.create_table(
@@ -1324,6 +1341,12 @@ def downgrade() -> None:
     op.drop_table("survey_answer")
     op.drop_index("ix_signature_supporter", table_name="signature")
     op.drop_index("ix_signature_petition_created", table_name="signature")
+    op.drop_index(
+        "ix_signature_invalid",
+        table_name="signature",
+        postgresql_where=sa.text("NOT valid"),
+        sqlite_where=sa.text("NOT valid"),
+    )
     op.drop_table("signature")
     op.drop_index("ix_poll_voter_supporter", table_name="poll_voter")
     op.drop_table("poll_voter")
