@@ -116,7 +116,7 @@ _PG_STAGING_COLUMNS = ("external_user_id", "chat_id", "display_name", "language"
                        "tier", "district", "tags")
 _PG_FROM_STAGING = (
     text("""
-    INSERT INTO supporter (id, bot_id, display_name, language, region, tier, status,
+    INSERT INTO supporter (id, bot_id, display_name, language, region, tier, district, status,
                            created_at, updated_at, consented_at)
     SELECT id, CAST(:bot_id AS bigint), display_name, language, region, tier, district,
            'active',
