@@ -843,5 +843,31 @@ async def stored_ballots(session: AsyncSession, slug: str) -> list[dict[str, Any
     poll = await _get(session, slug)
     if hidden_until_close(poll):
         raise RuleError(_("a secret ballot's rows are shown once it has closed"))
-    return await store.stored_rows(session, poll)
+    return safe_rows(await store.stored_rows(session, poll))
+
+
+def safe_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Stored rows as they may leave the system: choices, tier and weight always (so the
+    published totals can be recounted), the region only where it cannot single anyone out.
+
+    A row's region is withheld (None, ``"withheld": true``) when its (tier, region) group
+    holds fewer than MIN_GROUP linked rows (see `too_small`: the lone voter from Jeju), and
+    always for an erased supporter's answer, which counts but must never be attributable.
+    Tier stays: the weight shows it anyway, and tier breakdowns follow the same rule.
+    """
+    sizes: dict[tuple[str, str | None], int] = {}
+    for r in rows:
+        if not r.get("erased"):
+            sizes[(r["tier"], r["region"])] = sizes.get((r["tier"], r["region"]), 0) + 1
+    out = []
+    for r in rows:
+        withheld = bool(r.get("erased")) or (
+            r["region"] is not None and too_small(sizes.get((r["tier"], r["region"]), 0)))
+        out.append({"choices": r["choices"], "tier": r["tier"],
+                    "region": None if withheld else r["region"],
+                    "weight": r["weight"], "withheld": withheld})
+    # Sorted on what is shown only: a stored order could tell withheld rows apart.
+    out.sort(key=lambda r: (r["choices"], r["tier"], r["region"] or "", r["weight"],
+                            r["withheld"]))
+    return out
 

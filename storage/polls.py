@@ -255,7 +255,8 @@ def _rows_source(poll: Poll) -> Any:
             .where(PollBallotPending.poll_id == poll.id),
         ).subquery()
     return (
-        select(PollAnswer.choices, PollAnswer.tier, PollAnswer.region, PollAnswer.weight)
+        select(PollAnswer.choices, PollAnswer.tier, PollAnswer.region, PollAnswer.weight,
+               PollAnswer.supporter_id)
         .where(PollAnswer.poll_id == poll.id)
         .subquery()
     )
@@ -272,10 +273,16 @@ async def tally_groups(session: AsyncSession, poll: Poll) -> list[TallyGroup]:
 
 
 async def stored_rows(session: AsyncSession, poll: Poll) -> list[dict[str, Any]]:
-    """Every stored answer or ballot (no supporter ids), for anyone to recompute results."""
+    """Every stored answer or ballot (no supporter ids), for anyone to recompute results.
+
+    `erased` says whether an open answer's supporter used /forget (its link is gone); a
+    secret ballot never had one, so it is False there. The caller decides what to withhold.
+    """
     src = _rows_source(poll)
+    erased = (src.c.supporter_id.is_(None) if not poll.secret
+              else literal(False)).label("erased")
     rows = await session.execute(
-        select(src.c.choices, src.c.tier, src.c.region, src.c.weight)
+        select(src.c.choices, src.c.tier, src.c.region, src.c.weight, erased)
         .order_by(src.c.choices, src.c.tier, src.c.region, src.c.weight)
     )
     return [dict(r) for r in rows.mappings().all()]

@@ -350,7 +350,12 @@ async def test_poll_page_charts_raw_and_weighted_by_tier_and_region(
     # Exports hold choices, tier, region and weight: no supporter.
     exported = json.loads((await client.get("/export/polls/rules.json")).text)
     assert sorted(r["choices"] for r in exported) == ["0", "0", "1"]
-    assert all(set(r) == {"choices", "tier", "region", "weight"} for r in exported)
+    assert all(set(r) == {"choices", "tier", "region", "weight", "withheld"} for r in exported)
+    # ... and no region for a (tier, region) group under five: Seoul's lone supporter.
+    assert all(r["region"] is None and r["withheld"] for r in exported)
+    table = (await client.get("/export/polls/rules.csv")).text.splitlines()
+    assert table[0].lstrip("\ufeff") == "choices,tier,region,weight,withheld"
+    assert "seoul" not in "\n".join(table) and "daegu" not in "\n".join(table)
     # Not published while open; published once closed.
     assert (await client.get("/p/poll/rules")).status_code == 404
     csrf = csrf_of((await client.get("/polls/rules")).text)
@@ -385,7 +390,10 @@ async def test_a_secret_ballot_shows_no_running_tally_and_no_small_groups(
     assert "Daegu (6)" in final and "Seoul" not in final  # one voter would be revealed
     exported = json.loads((await client.get("/export/polls/vote.json")).text)
     assert len(exported) == 7
-    assert all(set(r) == {"choices", "tier", "region", "weight"} for r in exported)
+    assert all(set(r) == {"choices", "tier", "region", "weight", "withheld"} for r in exported)
+    # Daegu's six keep their region; Seoul's one voter is withheld.
+    assert sorted((r["region"] or "-", r["withheld"]) for r in exported) == (
+        [("-", True)] + [("daegu", False)] * 6)
 
 
 async def test_poll_created_from_the_form(db: Database, client: httpx.AsyncClient,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from fractions import Fraction
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -100,7 +101,12 @@ async def test_poll_commands_with_exact_weighted_results(db: Database) -> None:
     results = await ok(db, "poll", "results", "rules", "--rows")
     assert results["overall"]["options"][0]["weighted"] == "5/3"
     assert results["voters"] == 3 and len(results["rows"]) == 3
-    assert all(set(r) == {"choices", "tier", "region", "weight"} for r in results["rows"])
+    # One member and two supporters, all from Seoul: every (tier, region) group is below
+    # five, so no row says Seoul, while choice and weight still recount the published total.
+    assert all(set(r) == {"choices", "tier", "region", "weight", "withheld"}
+               for r in results["rows"])
+    assert all(r["region"] is None and r["withheld"] for r in results["rows"])
+    assert sum(Fraction(r["weight"]) for r in results["rows"]) == Fraction(5, 3)
     async with db.session() as s:
         poll = await poll_store.poll_by_slug(s, "rules")
         assert poll is not None and poll.status == "closed"

@@ -218,7 +218,19 @@ async def test_tally_equals_a_recount_of_the_stored_rows(
         poll = await store.poll_by_id(s, poll_id)
         assert poll is not None
         rows = await store.stored_rows(s, poll)
+        exported = await polls.stored_ballots(s, poll.slug)
     expected = naive_recount(rows, 4)
+    # The rows that leave the system recount the same overall and tier totals, and never
+    # place a voter in a (tier, region) group of fewer than five.
+    published = naive_recount(exported, 4)
+    for key in ("counts", "weights", "by_tier", "voters"):
+        assert published[key] == expected[key]
+    sizes = {(t, r): sum(1 for v in voters if (v[0], v[1]) == (t, r)) for t, r, _ in voters}
+    for row in exported:
+        if row["region"] is not None:
+            assert sizes[(row["tier"], row["region"])] >= polls.MIN_GROUP
+    assert sum(r["withheld"] for r in exported) == sum(
+        n for (_, region), n in sizes.items() if region and n < polls.MIN_GROUP)
     assert r["voters"] == len(voters) == expected["voters"]
     assert [o["count"] for o in r["overall"]["options"]] == expected["counts"]
     assert [o["weighted"] for o in r["overall"]["options"]] == expected["weights"]
@@ -226,6 +238,35 @@ async def test_tally_equals_a_recount_of_the_stored_rows(
         expected["by_tier"]
     assert {k: [o["count"] for o in v["options"]] for k, v in r["by_region"].items()} == \
         expected["by_region"]
+
+
+async def test_exported_rows_hide_a_lone_regional_voter_and_the_erased(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    poll_id = await new_poll(db, clock, weights="member=1,supporter=1/2")
+    seoul = await make_supporters(db, bot_id, clock.now(), 6, region="seoul")
+    [jeju] = await make_supporters(db, bot_id, clock.now(), 1, region="jeju",
+                                   first_user_id=700_000)
+    for sid in seoul:
+        await vote(db, clock, sid, poll_id, [0])
+    await vote(db, clock, jeju, poll_id, [1])  # the only voter from Jeju
+    async with db.session() as s:
+        for eraser in privacy.erasers():
+            await eraser(s, seoul[0])  # one Seoul voter uses /forget
+    async with db.session() as s:
+        poll = await store.poll_by_id(s, poll_id)
+        assert poll is not None
+        rows = await polls.stored_ballots(s, poll.slug)
+    assert not any(r["region"] == "jeju" for r in rows)
+    # The erased voter's row counts but carries no region; five linked Seoul voters remain,
+    # enough to be shown.
+    assert sorted((r["choices"], r["region"] or "-", r["withheld"]) for r in rows) == (
+        [("0", "-", True)] + [("0", "seoul", False)] * 5 + [("1", "-", True)])
+    assert all(set(r) == {"choices", "tier", "region", "weight", "withheld"} for r in rows)
+    shown = await summary(db, poll_id)
+    recount = naive_recount(rows, 3)
+    assert [o["count"] for o in shown["overall"]["options"]] == recount["counts"]
+    assert [o["weighted"] for o in shown["overall"]["options"]] == recount["weights"]
 
 
 async def test_secret_ballot_cannot_be_linked_to_the_voter(db: Database) -> None:

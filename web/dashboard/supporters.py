@@ -186,5 +186,5 @@ async def export_poll(request: Request, slug: str, fmt: str) -> Response:
         await supporter_store.audit(s, actor=me.actor, action="poll.answers_exported",
                                     target=f"poll:{slug}", now=request.app.state.clock.now(),
                                     details={"count": len(rows), "format": fmt})
-    return table_download(rows, ["choices", "tier", "region", "weight"],
+    return table_download(rows, ["choices", "tier", "region", "weight", "withheld"],
                           f"poll-{slug}.{fmt}", fmt)
