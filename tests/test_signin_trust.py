@@ -251,6 +251,38 @@ async def test_limits_are_shared_through_redis(db: Database) -> None:
     assert answers[:5] == [None] * 5 and all(a is not None and a > 0 for a in answers[5:])
 
 
+async def test_sign_in_still_answers_when_redis_is_unreachable(
+    db: Database, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import socket
+
+    from tests.dashboard_helpers import PASSWORD
+
+    with socket.socket() as probe:  # a port nothing listens on once this closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    local = "http://127.0.0.1:8000"
+    app = create_app(Settings(secret_key=SECRET, public_url=local,
+                              redis_url=f"redis://127.0.0.1:{port}/0"), db, clock=clock)
+    await make_organiser(db, NOW, "minji")
+    caplog.set_level(logging.WARNING)
+    async with client_for(app, local) as c:
+        csrf = csrf_of((await c.get("/login")).text)
+        answers = [await c.post("/login", data={"csrf": csrf, "login": "minji",
+                                                "password": f"guess {i}"}) for i in range(6)]
+        # Counted in this process instead: five tries, then the limit, never a 500.
+        assert [a.status_code for a in answers] == [303] * 5 + [429]
+    async with client_for(app, local) as c:
+        csrf = csrf_of((await c.get("/login")).text)
+        right = await c.post("/login", data={"csrf": csrf, "login": "dahye-unknown",
+                                             "password": PASSWORD})
+        assert right.status_code == 303
+    warnings = [r for r in caplog.records if r.name == "web.throttle"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "minji" not in caplog.text and "dahye" not in caplog.text
+
+
 # --- 3. sessions that end, cookies, CSP, CSRF on the link, API tokens -----------------------
 
 @contextlib.asynccontextmanager
