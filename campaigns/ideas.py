@@ -210,6 +210,10 @@ async def back(session: AsyncSession, supporter: Supporter, idea_id: int,
         return [Reply(t(lang, "This idea is not open for backing."),
                       toast=t(lang, "This idea is not open for backing."))]
     settings = await store.settings_of(session, idea.campaign_id)
+    if settings and settings.backs_per_supporter is not None:
+        # Count and insert under this supporter's lock: concurrent taps on other ideas
+        # would otherwise all see room left and all be inserted.
+        await store.lock_backer(session, supporter.id)
     if settings and settings.backs_per_supporter is not None and await store.backs_by(
             session, idea.campaign_id, supporter.id) >= settings.backs_per_supporter:
         if not await store.has_backed(session, idea.id, supporter.id):

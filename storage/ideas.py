@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -133,6 +133,23 @@ async def has_backed(session: AsyncSession, idea_id: int, supporter_id: int) -> 
     return await session.scalar(
         select(IdeaBacking.id).where(IdeaBacking.idea_id == idea_id,
                                      IdeaBacking.supporter_id == supporter_id)) is not None
+
+
+async def lock_backer(session: AsyncSession, supporter_id: int) -> None:
+    """Hold this supporter's backs until the transaction ends, so a limit check and the
+    insert after it are one step: concurrent taps on different ideas queue up here instead
+    of all counting the same number of backs and all inserting.
+
+    PostgreSQL: the supporter's row FOR UPDATE (other supporters are not held up).
+    SQLite has one writer: a write that changes nothing takes the database's write lock
+    now, before the count, rather than at the insert (busy_timeout makes the others wait).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            select(Supporter.id).where(Supporter.id == supporter_id).with_for_update())
+    else:
+        await session.execute(text("UPDATE supporter SET status = status WHERE id = :id"),
+                              {"id": supporter_id})
 
 
 async def backs_by(session: AsyncSession, campaign_id: int, supporter_id: int) -> int:

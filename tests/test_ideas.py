@@ -77,6 +77,33 @@ async def test_moderation_backing_once_and_threshold(db: Database) -> None:
     assert await ideas.deliver_answers(db, clock) == []
 
 
+async def test_concurrent_backs_never_exceed_the_per_supporter_limit(db: Database) -> None:
+    clock = FixedClock()
+    bot_id, first = await setup(db, clock)
+    async with db.session() as s:
+        await ideas.set_threshold(s, "open-day", threshold=None, backs_per_supporter=3)
+        campaign_id = (await s.get_one(Idea, first)).campaign_id
+        now = clock.now()
+        for n in range(20):
+            await store.insert_idea(s, campaign_id=campaign_id, proposer_id=None,
+                                    title=f"아이디어 {n}", body="본문", status="approved",
+                                    created_at=now, updated_at=now)
+        targets = list((await s.execute(
+            select(Idea.id).where(Idea.status == "approved"))).scalars())
+    [backer] = await make_supporters(db, bot_id, clock.now(), 1, first_user_id=600_000)
+
+    async def tap(idea_id: int) -> None:
+        async with db.session() as s:
+            await ideas.back(s, await s.get_one(Supporter, backer), idea_id, clock)
+
+    # Twenty taps at once, each on a different idea: exactly the three allowed count.
+    outcomes = await asyncio.gather(*(tap(i) for i in targets), return_exceptions=True)
+    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    async with db.session() as s:
+        assert await store.backs_by(s, campaign_id, backer) == 3
+        assert await s.scalar(select(func.sum(Idea.back_count))) == 3
+
+
 async def test_forget_removes_authorship_and_keeps_counts(db: Database) -> None:
     clock = FixedClock()
     _bot_id, idea_id = await setup(db, clock)
