@@ -40,10 +40,11 @@ from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import LANGUAGES, _, normalise_language, t, t_plain
-from campaigns.people import Person
+from campaigns.people import ONBOARDING_STEPS, Person
 from campaigns.polls import TIERS, exact, groups_json, parse_weights, rounded
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Outgoing, Reply
+from campaigns.signup import is_stop_word
 from campaigns.ticks import TickContext
 from campaigns.times import parse_local
 from storage import petitions as petition_store
@@ -778,8 +779,19 @@ async def button(session: AsyncSession, person: Person, data: str,
     supporter = await _supporter_of(session, person)
     if supporter is None:
         return [Reply(t(lang, "not_signed_up"), toast=t(lang, "Please sign up first"))]
-    lang = supporter.language
     survey = await store.survey_by_id(session, parsed.survey_id) if parsed else None
+    progress = None
+    if parsed is not None and survey is not None:
+        progress = await store.progress_of(session, survey.id, supporter.id)
+    return await _button(session, supporter, parsed, survey, progress, clock)
+
+
+async def _button(session: AsyncSession, supporter: Supporter, parsed: SurveyData | None,
+                  survey: Survey | None, progress: SurveyProgress | None,
+                  clock: Clock) -> list[Reply]:
+    """`button` with the survey and the person's progress on it already looked up (the
+    fast lane looks them up for a whole batch at once)."""
+    lang = supporter.language
     if parsed is None or survey is None or survey.status == "draft":
         return [Reply(t(lang, "This survey no longer exists."),
                       toast=t(lang, "This survey no longer exists."))]
@@ -788,7 +800,6 @@ async def button(session: AsyncSession, person: Person, data: str,
         return await _enter(session, supporter, survey, clock)
     if not is_open(survey, now):
         return [_closed(lang)]
-    progress = await store.progress_of(session, survey.id, supporter.id)
     if progress is None:
         return await _enter(session, supporter, survey, clock)
     if parsed.action == "ed":
@@ -847,6 +858,12 @@ async def typed(session: AsyncSession, supporter: Supporter, text: str,
                 clock: Clock) -> list[Reply] | None:
     """A typed message while a survey waits for an answer; None when no survey does."""
     progress = await store.active_progress(session, supporter.id)
+    return await _typed(session, supporter, progress, text, clock)
+
+
+async def _typed(session: AsyncSession, supporter: Supporter, progress: SurveyProgress | None,
+                 text: str, clock: Clock) -> list[Reply] | None:
+    """`typed` with the person's active progress already looked up."""
     if progress is None or progress.state != "answering":
         return None
     survey = await store.survey_by_id(session, progress.survey_id)
@@ -867,6 +884,63 @@ async def typed(session: AsyncSession, supporter: Supporter, text: str,
     _advance(survey, progress, result.value)
     _touch(progress, clock.now())
     return [_current(survey, progress, lang)]
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    """A survey button press (`data`) or a typed message (`text`) for the fast lane."""
+
+    person: Person
+    data: str | None = None
+    text: str | None = None
+
+
+# Typed text during these stored steps belongs to sign-up (typed_input.SIGNUP_INPUTS).
+_SIGNUP_INPUTS = ONBOARDING_STEPS | {"rename"}
+
+
+async def answer_batch(session: AsyncSession, requests: Sequence[AnswerRequest],
+                       clock: Clock) -> list[list[Reply] | None]:
+    """Many survey presses and typed answers in one transaction, each answered as
+    `button` / typed_input.text_message answers it.
+
+    ``None`` means "handle it alone on the normal path": a person not signed up (or in
+    the middle of sign-up), a stop word, typed text no survey question waits for. The
+    caller sends one person's updates one batch after another, so a person appears at
+    most once per batch and the answers of one person stay in order.
+    """
+    out: list[list[Reply] | None] = [None] * len(requests)
+    known: dict[tuple[int, str, str], Supporter] = {}
+    groups: dict[tuple[int, str], list[str]] = {}
+    for r in requests:
+        groups.setdefault((r.person.bot_id, r.person.channel), []).append(r.person.user_id)
+    for (bot_id, channel), user_ids in groups.items():
+        found = await supporters.find_many(session, bot_id, channel, user_ids)
+        known.update({(bot_id, channel, uid): k.supporter for uid, k in found.items()})
+    todo: list[tuple[int, Supporter, SurveyData | None]] = []
+    for i, r in enumerate(requests):
+        sup = known.get((r.person.bot_id, r.person.channel, r.person.user_id))
+        if sup is None or sup.status != "active":
+            continue
+        if r.data is not None:
+            todo.append((i, sup, parse_data(r.data)))
+        elif r.text is not None and not is_stop_word(r.text) \
+                and sup.pending_input not in _SIGNUP_INPUTS:
+            todo.append((i, sup, None))
+    pairs = [(d.survey_id, sup.id) for _, sup, d in todo if d is not None]
+    by_pair = await store.progress_many(session, pairs)
+    active = await store.active_progress_many(
+        session, [sup.id for i, sup, d in todo if d is None])
+    for i, sup, d in todo:
+        r = requests[i]
+        if d is not None:
+            survey = await store.survey_by_id(session, d.survey_id)
+            out[i] = await _button(session, sup, d, survey,
+                                   by_pair.get((d.survey_id, sup.id)), clock)
+        else:
+            assert r.text is not None
+            out[i] = await _typed(session, sup, active.get(sup.id), r.text, clock)
+    return out
 
 
 async def edit_answers(session: AsyncSession, survey: Survey, supporter: Supporter,

@@ -128,6 +128,41 @@ async def active_progress(session: AsyncSession, supporter_id: int) -> SurveyPro
     )).scalar_one_or_none()
 
 
+async def progress_many(
+    session: AsyncSession, pairs: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], SurveyProgress]:
+    """`progress_of` for a batch of (survey id, supporter id) pairs, in one query."""
+    if not pairs:
+        return {}
+    rows = (await session.execute(
+        select(SurveyProgress).where(
+            SurveyProgress.survey_id.in_({s for s, _ in pairs}),
+            SurveyProgress.supporter_id.in_({p for _, p in pairs}))
+    )).scalars()
+    wanted = set(pairs)
+    return {(r.survey_id, r.supporter_id): r for r in rows
+            if (r.survey_id, r.supporter_id) in wanted}
+
+
+async def active_progress_many(
+    session: AsyncSession, supporter_ids: Sequence[int]
+) -> dict[int, SurveyProgress]:
+    """`active_progress` for a batch of people, in one query."""
+    if not supporter_ids:
+        return {}
+    rows = (await session.execute(
+        select(SurveyProgress)
+        .join(Survey, Survey.id == SurveyProgress.survey_id)
+        .where(SurveyProgress.supporter_id.in_(set(supporter_ids)),
+               SurveyProgress.state.in_(ACTIVE_STATES), Survey.status == "open")
+        .order_by(SurveyProgress.updated_at.desc(), SurveyProgress.id.desc())
+    )).scalars()
+    out: dict[int, SurveyProgress] = {}
+    for r in rows:
+        out.setdefault(r.supporter_id, r)  # the first one: the one touched last
+    return out
+
+
 @dataclass(frozen=True)
 class Reminder:
     survey_id: int
