@@ -931,10 +931,15 @@ async def answer_batch(session: AsyncSession, requests: Sequence[AnswerRequest],
     by_pair = await store.progress_many(session, pairs)
     active = await store.active_progress_many(
         session, [sup.id for i, sup, d in todo if d is None])
+    # Held here for the whole batch: the session's identity map keeps objects weakly, and
+    # without a reference every item would load its survey again.
+    held = {sid: await store.survey_by_id(session, sid)
+            for sid in {d.survey_id for _, _, d in todo if d is not None}
+            | {p.survey_id for p in active.values()}}
     for i, sup, d in todo:
         r = requests[i]
         if d is not None:
-            survey = await store.survey_by_id(session, d.survey_id)
+            survey = held[d.survey_id]
             out[i] = await _button(session, sup, d, survey,
                                    by_pair.get((d.survey_id, sup.id)), clock)
         else:

@@ -15,24 +15,29 @@ from typing import Any
 class GroupCommit:
     """Batches small writes: callers await their own result, one statement serves many."""
 
-    def __init__(self, max_batch: int = 500, max_delay: float = 0.002) -> None:
+    def __init__(self, max_batch: int = 500, max_delay: float = 0.002, *,
+                 workers: int = 1) -> None:
         self.max_batch = max_batch
         self.max_delay = max_delay
+        # More than one worker: batches flushed side by side (their transactions overlap),
+        # for writes where no two items of different batches depend on each other.
+        self.workers = workers
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._run()) for _ in range(self.workers)]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
-            self._task = None
+        self._tasks = []
 
     async def submit(self, item: Any) -> Any:
         self.start()

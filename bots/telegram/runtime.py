@@ -66,6 +66,10 @@ class TelegramRuntime:
     _recovery: asyncio.Task[None] | None = field(init=False, default=None)
     _fast: FastLane | None = field(init=False, default=None)
     _replies: ReplySender | None = field(init=False, default=None)
+    # Survey answers have a lane of their own, with batches side by side: one person's
+    # answers are never in two batches at once (see _answer), and a batch only writes
+    # rows of its own people.
+    _survey_fast: FastLane | None = field(init=False, default=None)
     # One chat's updates in order across the two paths: how many of its updates PTB has
     # queued and not finished, and its survey answer in the fast lane, if any.
     _in_ptb: dict[int, int] = field(init=False, default_factory=dict)
@@ -101,6 +105,8 @@ class TelegramRuntime:
             self.app.add_handler(TypeHandler(Update, self._mark_done), group=1000)
             self._fast = FastLane(self.db, self.clock, self.bot_id,
                                   self.app.bot_data.get(petitions_handlers.LIMITER))
+            self._survey_fast = FastLane(self.db, self.clock, self.bot_id, None,
+                                         workers=4 if self.db.is_postgres else 1)
             self._replies = ReplySender(self.base_url, self.token)
 
     async def start(self) -> None:
@@ -132,6 +138,8 @@ class TelegramRuntime:
             await self.app.stop()
         if self._fast is not None:
             await self._fast.stop()  # before the replies: a last batch still answers
+        if self._survey_fast is not None:
+            await self._survey_fast.stop()
         if self._replies is not None:
             await self._replies.aclose()
         for writer in (self._inbox, self._done, *self.app.bot_data.values()):
@@ -185,7 +193,8 @@ class TelegramRuntime:
                       request: SurveyAnswer) -> bool:
         """A survey answer through the fast lane, unless that chat still has updates
         waiting in PTB's queue (then it joins them, in order)."""
-        assert self._fast is not None and self._replies is not None and self._inbox is not None
+        assert self._survey_fast is not None and self._replies is not None
+        assert self._inbox is not None
         key = request.request.person.chat_id
         assert key is not None
         while (earlier := self._in_fast.get(key)) is not None:
@@ -197,7 +206,7 @@ class TelegramRuntime:
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_fast[key] = mine
         try:
-            outcome = await self._fast.submit((update_id, body.decode(), request))
+            outcome = await self._survey_fast.submit((update_id, body.decode(), request))
             if outcome.kind == "handled":
                 self._replies.send(key, outcome.replies or [], request.query_id,
                                    request.message_id)
