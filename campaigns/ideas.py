@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import inputs
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
@@ -143,9 +144,15 @@ async def typed(session: AsyncSession, supporter: Supporter, text: str,
     if draft is None or draft.step not in ("title", "body"):
         return None
     lang = supporter.language
-    text = text.strip()
+    try:
+        # The input gate petitions use: no NUL, no bidi overrides or invisible marks
+        # (the lengths are checked below, with this dialog's own hints).
+        text = inputs.body(text, draft.step, 100_000) or ""
+    except RuleError as exc:
+        return [Reply("⚠️ " + exc.message(lang))]
     now = clock.now()
     if draft.step == "title":
+        text = inputs.title(text, "title", 100_000)
         if not 4 <= len(text) <= TITLE_LIMIT:
             return [Reply("⚠️ " + t(lang, "A title is 4 to {limit} characters. Please send "
                                          "another.", limit=TITLE_LIMIT))]

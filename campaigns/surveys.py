@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import inputs
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
@@ -124,7 +125,14 @@ def _text(node: Mapping[str, Any], key: str, *, required: bool = True,
         if len(text) > limit:
             raise DefinitionError(_line(value, lang), _("“{field}” is longer than {limit} "
                                                         "characters."), field=key, limit=limit)
-        out[lang] = text.strip()
+        try:
+            # The input gate petitions use: no NUL, no bidi overrides or invisible marks.
+            out[lang] = inputs.body(text, key, limit) or ""
+        except RuleError as exc:
+            raise DefinitionError(_line(value, lang), exc.msgid, **exc.params) from None
+        if not out[lang]:
+            raise DefinitionError(_line(value, lang), _("“{field}” has no {lang} text."),
+                                  field=key, lang=lang)
     return out
 
 

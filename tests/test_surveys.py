@@ -56,6 +56,18 @@ def test_definition_errors_name_the_line() -> None:
     assert refused(CIVIC.replace("min: 14", "min: 200")).problem == "“min” is above “max”."
 
 
+def test_definition_texts_pass_the_input_gate() -> None:
+    """As petitions do: a bidi override or invisible mark is dropped, a NUL is refused
+    on its line."""
+    line = '    text: {ko: "나이는?", en: "Your age?"}'
+    spoofed = surveys.load_definition(CIVIC.replace('en: "Your age?"', 'en: "Your\\u202e age?"'))
+    age = next(q for q in spoofed.body["questions"] if q["key"] == "age")
+    assert age["text"]["en"] == "Your age?"
+    err = refused(CIVIC.replace('en: "Your age?"', 'en: "Your\\0 age?"'))
+    assert err.line == CIVIC.splitlines().index(line) + 1
+    assert "NUL" in err.message("en")
+
+
 def test_json_definitions_are_read_with_lines() -> None:
     source = ('{"title": {"ko": "가", "en": "A"},\n "questions": [\n'
               '  {"kind": "single", "text": {"ko": "질문", "en": "Q"},\n'
