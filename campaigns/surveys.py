@@ -1273,10 +1273,64 @@ def tally(survey: Survey, groups: Sequence[store.AnswerGroup]) -> dict[str, Ques
     return out
 
 
-async def results(session: AsyncSession, slug: str, *, texts: bool = True) -> dict[str, Any]:
+CROSS_ROWS = ("single", "multiple", "scale")  # questions whose answers can head a row
+
+
+def crosstab_pair(survey: Survey, rows: str | None = None,
+                  columns: str | None = None) -> tuple[str, str] | None:
+    """The two questions to cross: the ones asked for, else the first two that can be
+    (rows: a choice or a scale; columns: any counted question). Unknown keys refuse."""
+    by_key = _by_key(survey)
+    for key in (rows, columns):
+        if key is not None and key not in by_key:
+            raise NotFound(_("There is no question called “{key}”."), key=key)
+    if rows is not None and by_key[rows]["kind"] not in CROSS_ROWS:
+        raise RuleError(_("A cross-tab's rows are a choice or a scale question."))
+    if columns is not None and by_key[columns]["kind"] in TEXT_LIMITS:
+        raise RuleError(_("Written answers cannot be cross-tabulated."))
+    qs = _questions(survey)
+    rows = rows or next((q["key"] for q in qs if q["kind"] in CROSS_ROWS and q["key"] != columns),
+                        None)
+    columns = columns or next((q["key"] for q in qs if q["kind"] not in TEXT_LIMITS
+                               and q["key"] != rows), None)
+    if rows is None or columns is None or rows == columns:
+        return None
+    return rows, columns
+
+
+async def crosstab(session: AsyncSession, survey: Survey, rows: str,
+                   columns: str) -> dict[str, Any]:
+    """Question `columns` answered by each answer to question `rows` (raw and weighted),
+    among the responses that answered both; a row of fewer than polls.MIN_GROUP people is
+    withheld, as every breakdown is."""
+    by_key = _by_key(survey)
+    rq, cq = by_key[rows], by_key[columns]
+    groups: dict[str, Tally] = {}
+    for r_value, c_value, weight, n in await store.crosstab_groups(session, survey.id,
+                                                                   rows, columns):
+        for part in r_value.split(",") if rq["kind"] == "multiple" else [r_value]:
+            groups.setdefault(part, Tally()).add(cq, c_value, Fraction(weight), n)
+    if rq["kind"] in CHOICE_KINDS:
+        order = [str(i) for i in range(len(rq["options"]))]
+    else:
+        order = [str(v) for v in range(rq["min"], rq["max"] + 1)]
+    ordered = {k: groups.get(k, Tally()) for k in order}
+    labels = [{"value": k, **({"label_ko": rq["options"][int(k)]["ko"],
+                               "label_en": rq["options"][int(k)]["en"]}
+                              if rq["kind"] in CHOICE_KINDS else {})} for k in order]
+    return {"rows": rows, "columns": columns, "row_labels": labels,
+            "groups": groups_json(ordered, _respondents, partial(Tally.json, q=cq),
+                                  "respondents")}
+
+
+async def results(session: AsyncSession, slug: str, *, texts: bool = True,
+                  cross: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
     """`nalgae survey results S --json`, the dashboard and the API: exact, per question,
-    raw and weighted, by tier and by region; free-text answers listed without people."""
+    raw and weighted, by tier and by region; free-text answers listed without people;
+    `crosstab`: two questions crossed (the ones in `cross`, else the first two that can
+    be; None when the survey has no such pair)."""
     survey = await get(session, slug)
+    pair = crosstab_pair(survey, *cross)
     questions = _questions(survey)
     counted = [q["key"] for q in questions if q["kind"] not in TEXT_LIMITS]
     per_question = tally(survey, await store.answer_groups(session, survey.id, counted))
@@ -1301,7 +1355,8 @@ async def results(session: AsyncSession, slug: str, *, texts: bool = True) -> di
             "respondents": await store.respondent_count(session, survey.id),
             # Anonymous responses waiting to be mixed in a batch: not in the figures yet.
             "unmixed": await store.pending_count(session, survey.id) if survey.anonymous else 0,
-            "questions": out_questions}
+            "questions": out_questions,
+            "crosstab": await crosstab(session, survey, *pair) if pair else None}
 
 
 def results_lines(result: dict[str, Any], lang: str) -> list[str]:

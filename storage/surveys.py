@@ -12,6 +12,7 @@ from sqlalchemy import Select, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.models import (
     ChannelIdentity,
@@ -344,6 +345,22 @@ async def answer_groups(
     )
     return [AnswerGroup(str(q), str(v), str(t), r, str(w), int(n))
             for q, v, t, r, w, n in rows.all()]
+
+
+async def crosstab_groups(
+    session: AsyncSession, survey_id: int, rows: str, columns: str
+) -> list[tuple[str, str, str, int]]:
+    """(answer to `rows`, answer to `columns`, weight, responses) of the responses that
+    answered both, grouped in SQL (a response's answers share its key)."""
+    a, b = SurveyAnswer, aliased(SurveyAnswer)
+    found = await session.execute(
+        select(a.value, b.value, a.weight, func.count())
+        .join(b, (b.survey_id == a.survey_id) & (b.response_key == a.response_key)
+              & (b.question == columns))
+        .where(a.survey_id == survey_id, a.question == rows)
+        .group_by(a.value, b.value, a.weight)
+    )
+    return [(str(r), str(c), str(w), int(n)) for r, c, w, n in found.all()]
 
 
 async def text_answers(session: AsyncSession, survey_id: int, question: str) -> list[str]:
