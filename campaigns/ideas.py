@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -62,9 +63,13 @@ def normalise(text: str) -> str:
     return "".join(words)
 
 
-def bigrams(text: str) -> set[str]:
+@lru_cache(maxsize=8192)
+def bigrams(text: str) -> frozenset[str]:
+    """Cached: a lookup compares against the same campaign's ideas every time (at 1,000
+    ideas, 96 ms per lookup uncached, see bench/idea_similarity.py)."""
     flat = normalise(text)
-    return {flat[i:i + 2] for i in range(len(flat) - 1)} or ({flat} if flat else set())
+    return frozenset({flat[i:i + 2] for i in range(len(flat) - 1)}
+                     or ({flat} if flat else set()))
 
 
 def similarity(a: str, b: str) -> float:
