@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, literal, select, update
+from sqlalchemy import Select, case, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from storage.models import (
     ChannelIdentity,
@@ -351,14 +350,23 @@ async def crosstab_groups(
     session: AsyncSession, survey_id: int, rows: str, columns: str
 ) -> list[tuple[str, str, str, int]]:
     """(answer to `rows`, answer to `columns`, weight, responses) of the responses that
-    answered both, grouped in SQL (a response's answers share its key)."""
-    a, b = SurveyAnswer, aliased(SurveyAnswer)
+    answered both, grouped in SQL: one pass over the two questions' answers, folded per
+    response (a response's answers share its key and its weight), then counted. (A
+    self-join on the key depends on the planner's statistics: one bench run, right after
+    the answers arrived, took 620 ms at 14,000 answers.)"""
+    a = SurveyAnswer
+    per_response = (
+        select(func.max(case((a.question == rows, a.value))).label("r"),
+               func.max(case((a.question == columns, a.value))).label("c"),
+               func.max(a.weight).label("w"))
+        .where(a.survey_id == survey_id, a.question.in_([rows, columns]))
+        .group_by(a.response_key)
+        .subquery()
+    )
     found = await session.execute(
-        select(a.value, b.value, a.weight, func.count())
-        .join(b, (b.survey_id == a.survey_id) & (b.response_key == a.response_key)
-              & (b.question == columns))
-        .where(a.survey_id == survey_id, a.question == rows)
-        .group_by(a.value, b.value, a.weight)
+        select(per_response.c.r, per_response.c.c, per_response.c.w, func.count())
+        .where(per_response.c.r.is_not(None), per_response.c.c.is_not(None))
+        .group_by(per_response.c.r, per_response.c.c, per_response.c.w)
     )
     return [(str(r), str(c), str(w), int(n)) for r, c, w, n in found.all()]
 
