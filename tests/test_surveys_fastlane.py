@@ -71,3 +71,25 @@ async def test_text_no_survey_waits_for_still_reaches_the_dialog(db: Database) -
         await d.step(press("Change it"), "What name")
         await d.step("Mina Kim", "all set")
         assert await settled(db) == 0
+
+
+async def test_a_press_right_after_a_command_waits_for_it(db: Database) -> None:
+    """The command goes through PTB; the press that follows at once must not overtake it
+    through the fast lane (the survey would not have started yet)."""
+    async with fast_lane_env(db, "clean-air") as (env, url):
+        async with db.session() as s:
+            survey = await surveys.create_survey(s, campaign_slug="air", source=THREE,
+                                                 clock=SystemClock(), actor="cli",
+                                                 status="open")
+        d = await signed_up(env, 6303, "Jun")
+        command = orjson.loads(text_json(730001, 6303, "/survey three"))
+        command["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": 7}]
+        # The press is on a message of the bot's (the last one; PTB edits it).
+        press = orjson.loads(press_json(730002, 6303, f"sv:{survey.id}:a:0:1"))
+        press["callback_query"]["message"] = d.user.chat.log[-1].raw
+        await post_updates(url, orjson.dumps(command), orjson.dumps(press))
+        await d.expect("2/3", since=0)
+        assert await settled(db) == 0
+        async with db.session() as s:
+            answers = (await s.execute(select(SurveyProgress.answers))).scalar_one()
+        assert answers == {"side": "1"}
