@@ -15,29 +15,24 @@ from typing import Any
 class GroupCommit:
     """Batches small writes: callers await their own result, one statement serves many."""
 
-    def __init__(self, max_batch: int = 500, max_delay: float = 0.002, *,
-                 workers: int = 1) -> None:
+    def __init__(self, max_batch: int = 500, max_delay: float = 0.002) -> None:
         self.max_batch = max_batch
         self.max_delay = max_delay
-        # More than one worker: batches flushed side by side (their transactions overlap),
-        # for writes where no two items of different batches depend on each other.
-        self.workers = workers
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if not self._tasks:
-            self._tasks = [asyncio.create_task(self._run()) for _ in range(self.workers)]
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._task is not None:
+            self._task.cancel()
             try:
-                await task
+                await self._task
             except asyncio.CancelledError:
                 pass
-        self._tasks = []
+            self._task = None
 
     async def submit(self, item: Any) -> Any:
         self.start()

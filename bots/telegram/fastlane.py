@@ -204,8 +204,8 @@ class FastLane(GroupCommit):
     store, sign, RSVP or answer, mark handled."""
 
     def __init__(self, db: Database, clock: Clock, bot_id: int,
-                 limiter: RateLimiter | None, *, workers: int = 1) -> None:
-        super().__init__(max_batch=1000, max_delay=0.003, workers=workers)
+                 limiter: RateLimiter | None) -> None:
+        super().__init__(max_batch=1000, max_delay=0.003)
         self.db, self.clock, self.bot_id, self.limiter = db, clock, bot_id, limiter
 
     async def flush(self, items: list[Any]) -> list[Any]:
