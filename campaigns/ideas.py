@@ -16,10 +16,12 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import inputs
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
@@ -61,9 +63,13 @@ def normalise(text: str) -> str:
     return "".join(words)
 
 
-def bigrams(text: str) -> set[str]:
+@lru_cache(maxsize=8192)
+def bigrams(text: str) -> frozenset[str]:
+    """Cached: a lookup compares against the same campaign's ideas every time (at 1,000
+    ideas, 96 ms per lookup uncached, see bench/idea_similarity.py)."""
     flat = normalise(text)
-    return {flat[i:i + 2] for i in range(len(flat) - 1)} or ({flat} if flat else set())
+    return frozenset({flat[i:i + 2] for i in range(len(flat) - 1)}
+                     or ({flat} if flat else set()))
 
 
 def similarity(a: str, b: str) -> float:
@@ -143,9 +149,15 @@ async def typed(session: AsyncSession, supporter: Supporter, text: str,
     if draft is None or draft.step not in ("title", "body"):
         return None
     lang = supporter.language
-    text = text.strip()
+    try:
+        # The input gate petitions use: no NUL, no bidi overrides or invisible marks
+        # (the lengths are checked below, with this dialog's own hints).
+        text = inputs.body(text, draft.step, 100_000) or ""
+    except RuleError as exc:
+        return [Reply("⚠️ " + exc.message(lang))]
     now = clock.now()
     if draft.step == "title":
+        text = inputs.title(text, "title", 100_000)
         if not 4 <= len(text) <= TITLE_LIMIT:
             return [Reply("⚠️ " + t(lang, "A title is 4 to {limit} characters. Please send "
                                          "another.", limit=TITLE_LIMIT))]

@@ -36,14 +36,16 @@ from typing import Any, Protocol
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import inputs
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import LANGUAGES, _, normalise_language, t, t_plain
-from campaigns.people import Person
+from campaigns.people import ONBOARDING_STEPS, Person
 from campaigns.polls import TIERS, exact, groups_json, parse_weights, rounded
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Outgoing, Reply
+from campaigns.signup import is_stop_word
 from campaigns.ticks import TickContext
 from campaigns.times import parse_local
 from storage import petitions as petition_store
@@ -123,7 +125,14 @@ def _text(node: Mapping[str, Any], key: str, *, required: bool = True,
         if len(text) > limit:
             raise DefinitionError(_line(value, lang), _("“{field}” is longer than {limit} "
                                                         "characters."), field=key, limit=limit)
-        out[lang] = text.strip()
+        try:
+            # The input gate petitions use: no NUL, no bidi overrides or invisible marks.
+            out[lang] = inputs.body(text, key, limit) or ""
+        except RuleError as exc:
+            raise DefinitionError(_line(value, lang), exc.msgid, **exc.params) from None
+        if not out[lang]:
+            raise DefinitionError(_line(value, lang), _("“{field}” has no {lang} text."),
+                                  field=key, lang=lang)
     return out
 
 
@@ -778,8 +787,19 @@ async def button(session: AsyncSession, person: Person, data: str,
     supporter = await _supporter_of(session, person)
     if supporter is None:
         return [Reply(t(lang, "not_signed_up"), toast=t(lang, "Please sign up first"))]
-    lang = supporter.language
     survey = await store.survey_by_id(session, parsed.survey_id) if parsed else None
+    progress = None
+    if parsed is not None and survey is not None:
+        progress = await store.progress_of(session, survey.id, supporter.id)
+    return await _button(session, supporter, parsed, survey, progress, clock)
+
+
+async def _button(session: AsyncSession, supporter: Supporter, parsed: SurveyData | None,
+                  survey: Survey | None, progress: SurveyProgress | None,
+                  clock: Clock) -> list[Reply]:
+    """`button` with the survey and the person's progress on it already looked up (the
+    fast lane looks them up for a whole batch at once)."""
+    lang = supporter.language
     if parsed is None or survey is None or survey.status == "draft":
         return [Reply(t(lang, "This survey no longer exists."),
                       toast=t(lang, "This survey no longer exists."))]
@@ -788,7 +808,6 @@ async def button(session: AsyncSession, person: Person, data: str,
         return await _enter(session, supporter, survey, clock)
     if not is_open(survey, now):
         return [_closed(lang)]
-    progress = await store.progress_of(session, survey.id, supporter.id)
     if progress is None:
         return await _enter(session, supporter, survey, clock)
     if parsed.action == "ed":
@@ -847,6 +866,12 @@ async def typed(session: AsyncSession, supporter: Supporter, text: str,
                 clock: Clock) -> list[Reply] | None:
     """A typed message while a survey waits for an answer; None when no survey does."""
     progress = await store.active_progress(session, supporter.id)
+    return await _typed(session, supporter, progress, text, clock)
+
+
+async def _typed(session: AsyncSession, supporter: Supporter, progress: SurveyProgress | None,
+                 text: str, clock: Clock) -> list[Reply] | None:
+    """`typed` with the person's active progress already looked up."""
     if progress is None or progress.state != "answering":
         return None
     survey = await store.survey_by_id(session, progress.survey_id)
@@ -867,6 +892,68 @@ async def typed(session: AsyncSession, supporter: Supporter, text: str,
     _advance(survey, progress, result.value)
     _touch(progress, clock.now())
     return [_current(survey, progress, lang)]
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    """A survey button press (`data`) or a typed message (`text`) for the fast lane."""
+
+    person: Person
+    data: str | None = None
+    text: str | None = None
+
+
+# Typed text during these stored steps belongs to sign-up (typed_input.SIGNUP_INPUTS).
+_SIGNUP_INPUTS = ONBOARDING_STEPS | {"rename"}
+
+
+async def answer_batch(session: AsyncSession, requests: Sequence[AnswerRequest],
+                       clock: Clock) -> list[list[Reply] | None]:
+    """Many survey presses and typed answers in one transaction, each answered as
+    `button` / typed_input.text_message answers it.
+
+    ``None`` means "handle it alone on the normal path": a person not signed up (or in
+    the middle of sign-up), a stop word, typed text no survey question waits for. The
+    caller sends one person's updates one batch after another, so a person appears at
+    most once per batch and the answers of one person stay in order.
+    """
+    out: list[list[Reply] | None] = [None] * len(requests)
+    known: dict[tuple[int, str, str], Supporter] = {}
+    groups: dict[tuple[int, str], list[str]] = {}
+    for r in requests:
+        groups.setdefault((r.person.bot_id, r.person.channel), []).append(r.person.user_id)
+    for (bot_id, channel), user_ids in groups.items():
+        found = await supporters.find_many(session, bot_id, channel, user_ids)
+        known.update({(bot_id, channel, uid): k.supporter for uid, k in found.items()})
+    todo: list[tuple[int, Supporter, SurveyData | None]] = []
+    for i, r in enumerate(requests):
+        sup = known.get((r.person.bot_id, r.person.channel, r.person.user_id))
+        if sup is None or sup.status != "active":
+            continue
+        if r.data is not None:
+            todo.append((i, sup, parse_data(r.data)))
+        elif r.text is not None and not is_stop_word(r.text) \
+                and sup.pending_input not in _SIGNUP_INPUTS:
+            todo.append((i, sup, None))
+    pairs = [(d.survey_id, sup.id) for _, sup, d in todo if d is not None]
+    by_pair = await store.progress_many(session, pairs)
+    active = await store.active_progress_many(
+        session, [sup.id for i, sup, d in todo if d is None])
+    # Held here for the whole batch: the session's identity map keeps objects weakly, and
+    # without a reference every item would load its survey again.
+    held = {sid: await store.survey_by_id(session, sid)
+            for sid in {d.survey_id for _, _, d in todo if d is not None}
+            | {p.survey_id for p in active.values()}}
+    for i, sup, d in todo:
+        r = requests[i]
+        if d is not None:
+            survey = held[d.survey_id]
+            out[i] = await _button(session, sup, d, survey,
+                                   by_pair.get((d.survey_id, sup.id)), clock)
+        else:
+            assert r.text is not None
+            out[i] = await _typed(session, sup, active.get(sup.id), r.text, clock)
+    return out
 
 
 async def edit_answers(session: AsyncSession, survey: Survey, supporter: Supporter,
@@ -1186,10 +1273,64 @@ def tally(survey: Survey, groups: Sequence[store.AnswerGroup]) -> dict[str, Ques
     return out
 
 
-async def results(session: AsyncSession, slug: str, *, texts: bool = True) -> dict[str, Any]:
+CROSS_ROWS = ("single", "multiple", "scale")  # questions whose answers can head a row
+
+
+def crosstab_pair(survey: Survey, rows: str | None = None,
+                  columns: str | None = None) -> tuple[str, str] | None:
+    """The two questions to cross: the ones asked for, else the first two that can be
+    (rows: a choice or a scale; columns: any counted question). Unknown keys refuse."""
+    by_key = _by_key(survey)
+    for key in (rows, columns):
+        if key is not None and key not in by_key:
+            raise NotFound(_("There is no question called “{key}”."), key=key)
+    if rows is not None and by_key[rows]["kind"] not in CROSS_ROWS:
+        raise RuleError(_("A cross-tab's rows are a choice or a scale question."))
+    if columns is not None and by_key[columns]["kind"] in TEXT_LIMITS:
+        raise RuleError(_("Written answers cannot be cross-tabulated."))
+    qs = _questions(survey)
+    rows = rows or next((q["key"] for q in qs if q["kind"] in CROSS_ROWS and q["key"] != columns),
+                        None)
+    columns = columns or next((q["key"] for q in qs if q["kind"] not in TEXT_LIMITS
+                               and q["key"] != rows), None)
+    if rows is None or columns is None or rows == columns:
+        return None
+    return rows, columns
+
+
+async def crosstab(session: AsyncSession, survey: Survey, rows: str,
+                   columns: str) -> dict[str, Any]:
+    """Question `columns` answered by each answer to question `rows` (raw and weighted),
+    among the responses that answered both; a row of fewer than polls.MIN_GROUP people is
+    withheld, as every breakdown is."""
+    by_key = _by_key(survey)
+    rq, cq = by_key[rows], by_key[columns]
+    groups: dict[str, Tally] = {}
+    for r_value, c_value, weight, n in await store.crosstab_groups(session, survey.id,
+                                                                   rows, columns):
+        for part in r_value.split(",") if rq["kind"] == "multiple" else [r_value]:
+            groups.setdefault(part, Tally()).add(cq, c_value, Fraction(weight), n)
+    if rq["kind"] in CHOICE_KINDS:
+        order = [str(i) for i in range(len(rq["options"]))]
+    else:
+        order = [str(v) for v in range(rq["min"], rq["max"] + 1)]
+    ordered = {k: groups.get(k, Tally()) for k in order}
+    labels = [{"value": k, **({"label_ko": rq["options"][int(k)]["ko"],
+                               "label_en": rq["options"][int(k)]["en"]}
+                              if rq["kind"] in CHOICE_KINDS else {})} for k in order]
+    return {"rows": rows, "columns": columns, "row_labels": labels,
+            "groups": groups_json(ordered, _respondents, partial(Tally.json, q=cq),
+                                  "respondents")}
+
+
+async def results(session: AsyncSession, slug: str, *, texts: bool = True,
+                  cross: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
     """`nalgae survey results S --json`, the dashboard and the API: exact, per question,
-    raw and weighted, by tier and by region; free-text answers listed without people."""
+    raw and weighted, by tier and by region; free-text answers listed without people;
+    `crosstab`: two questions crossed (the ones in `cross`, else the first two that can
+    be; None when the survey has no such pair)."""
     survey = await get(session, slug)
+    pair = crosstab_pair(survey, *cross)
     questions = _questions(survey)
     counted = [q["key"] for q in questions if q["kind"] not in TEXT_LIMITS]
     per_question = tally(survey, await store.answer_groups(session, survey.id, counted))
@@ -1214,7 +1355,8 @@ async def results(session: AsyncSession, slug: str, *, texts: bool = True) -> di
             "respondents": await store.respondent_count(session, survey.id),
             # Anonymous responses waiting to be mixed in a batch: not in the figures yet.
             "unmixed": await store.pending_count(session, survey.id) if survey.anonymous else 0,
-            "questions": out_questions}
+            "questions": out_questions,
+            "crosstab": await crosstab(session, survey, *pair) if pair else None}
 
 
 def results_lines(result: dict[str, Any], lang: str) -> list[str]:

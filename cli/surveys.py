@@ -107,13 +107,18 @@ def survey_show(ctx: Ctx, slug: str, as_json: bool) -> None:
 @survey.command("results")
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print exact JSON (fractions as text).")
+@click.option("--cross", default=None, metavar="ROWS:COLUMNS",
+              help="The two questions of the cross-tab (`crosstab` in the JSON); "
+                   "default: the first two that can be crossed.")
 @pass_ctx
-def survey_results(ctx: Ctx, slug: str, as_json: bool) -> None:
-    """Per question: raw and weighted, by tier and by region; free texts listed."""
+def survey_results(ctx: Ctx, slug: str, as_json: bool, cross: str | None) -> None:
+    """Per question: raw and weighted, by tier and by region; free texts listed; one
+    cross-tab of two questions."""
+    rows, _sep, columns = (cross or "").partition(":")
 
     async def results(database: Database) -> dict[str, Any]:
         async with database.session() as s:
-            return await rules.results(s, slug)
+            return await rules.results(s, slug, cross=(rows or None, columns or None))
 
     def human(r: dict[str, Any]) -> str:
         head = f"{r['survey']} [{r['status']}] {r['respondents']} respondent(s)"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, literal, select, update
+from sqlalchemy import Select, case, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -126,6 +126,41 @@ async def active_progress(session: AsyncSession, supporter_id: int) -> SurveyPro
         .order_by(SurveyProgress.updated_at.desc(), SurveyProgress.id.desc())
         .limit(1)
     )).scalar_one_or_none()
+
+
+async def progress_many(
+    session: AsyncSession, pairs: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], SurveyProgress]:
+    """`progress_of` for a batch of (survey id, supporter id) pairs, in one query."""
+    if not pairs:
+        return {}
+    rows = (await session.execute(
+        select(SurveyProgress).where(
+            SurveyProgress.survey_id.in_({s for s, _ in pairs}),
+            SurveyProgress.supporter_id.in_({p for _, p in pairs}))
+    )).scalars()
+    wanted = set(pairs)
+    return {(r.survey_id, r.supporter_id): r for r in rows
+            if (r.survey_id, r.supporter_id) in wanted}
+
+
+async def active_progress_many(
+    session: AsyncSession, supporter_ids: Sequence[int]
+) -> dict[int, SurveyProgress]:
+    """`active_progress` for a batch of people, in one query."""
+    if not supporter_ids:
+        return {}
+    rows = (await session.execute(
+        select(SurveyProgress)
+        .join(Survey, Survey.id == SurveyProgress.survey_id)
+        .where(SurveyProgress.supporter_id.in_(set(supporter_ids)),
+               SurveyProgress.state.in_(ACTIVE_STATES), Survey.status == "open")
+        .order_by(SurveyProgress.updated_at.desc(), SurveyProgress.id.desc())
+    )).scalars()
+    out: dict[int, SurveyProgress] = {}
+    for r in rows:
+        out.setdefault(r.supporter_id, r)  # the first one: the one touched last
+    return out
 
 
 @dataclass(frozen=True)
@@ -309,6 +344,31 @@ async def answer_groups(
     )
     return [AnswerGroup(str(q), str(v), str(t), r, str(w), int(n))
             for q, v, t, r, w, n in rows.all()]
+
+
+async def crosstab_groups(
+    session: AsyncSession, survey_id: int, rows: str, columns: str
+) -> list[tuple[str, str, str, int]]:
+    """(answer to `rows`, answer to `columns`, weight, responses) of the responses that
+    answered both, grouped in SQL: one pass over the two questions' answers, folded per
+    response (a response's answers share its key and its weight), then counted. (A
+    self-join on the key depends on the planner's statistics: one bench run, right after
+    the answers arrived, took 620 ms at 14,000 answers.)"""
+    a = SurveyAnswer
+    per_response = (
+        select(func.max(case((a.question == rows, a.value))).label("r"),
+               func.max(case((a.question == columns, a.value))).label("c"),
+               func.max(a.weight).label("w"))
+        .where(a.survey_id == survey_id, a.question.in_([rows, columns]))
+        .group_by(a.response_key)
+        .subquery()
+    )
+    found = await session.execute(
+        select(per_response.c.r, per_response.c.c, per_response.c.w, func.count())
+        .where(per_response.c.r.is_not(None), per_response.c.c.is_not(None))
+        .group_by(per_response.c.r, per_response.c.c, per_response.c.w)
+    )
+    return [(str(r), str(c), str(w), int(n)) for r, c, w, n in found.all()]
 
 
 async def text_answers(session: AsyncSession, survey_id: int, question: str) -> list[str]:

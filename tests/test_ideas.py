@@ -43,6 +43,24 @@ async def setup(db: Database, clock: FixedClock) -> tuple[int, int]:
     return bot_id, idea_id
 
 
+async def test_idea_texts_pass_the_input_gate(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    async with db.session() as s:
+        await petitions.create_campaign(s, slug="open-day", title_ko="열린 아이디어의 날",
+                                        clock=clock, actor="cli")
+    [proposer] = await make_supporters(db, bot_id, clock.now(), 1)
+    async with db.session() as s:
+        sup = await s.get_one(Supporter, proposer)
+        await ideas.propose(s, sup, "open-day", clock)
+        refused = await ideas.typed(s, sup, "청년\x00 대중교통", clock)
+        assert refused is not None and "NUL" in refused[0].text
+        # A right-to-left override is dropped, as in petition titles.
+        await ideas.typed(s, sup, "청년 \u202e대중교통 무료", clock)
+        await ideas.typed(s, sup, "청년들의 버스와 지하철 요금을 없애자", clock)
+        assert await s.scalar(select(Idea.title)) == "청년 대중교통 무료"
+
+
 async def test_moderation_backing_once_and_threshold(db: Database) -> None:
     clock = FixedClock()
     bot_id, idea_id = await setup(db, clock)

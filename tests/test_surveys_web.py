@@ -107,6 +107,10 @@ async def test_survey_commands(db: Database, tmp_path: Path) -> None:
     results = await ok(db, "survey", "results", "civic-5min")
     voted = results["questions"][0]
     assert voted["overall"]["options"][0]["count"] == 1 and results["respondents"] == 1
+    crossed = await ok(db, "survey", "results", "civic-5min", "--cross", "voted:trust")
+    # One respondent: the cross-tab's row is withheld, as every breakdown under five.
+    assert crossed["crosstab"]["groups"]["0"] == {"respondents": 1, "withheld": True}
+    assert crossed["questions"] == results["questions"]
     human = await run(db, "survey", "results", "civic-5min")
     assert "civic-5min [open] 1 respondent(s)" in human.stdout
     exported = await run(db, "survey", "export", "civic-5min")
@@ -173,6 +177,9 @@ async def test_survey_built_in_the_dashboard_shows_counts(
     trust = re.search(r'id="chart-trust-raw".*?</svg>', html, re.S)
     assert trust and 'data-label="7" data-value="2"' in trust.group(0)
     assert 'id="chart-voted-weighted"' in html  # members weigh 2
+    crossed = (await client.get("/surveys/civic-5min?lang=en&rows=voted&columns=trust")).text
+    table = re.search(r'id="crosstab".*?</table>', crossed, re.S)
+    assert table and "Did you vote" in table.group(0) and "—" in table.group(0)
     assert "civic-5min" in (await client.get("/surveys")).text
     await client.post("/surveys/civic-5min/close", data={"csrf": csrf})
     assert "close-survey" not in (await client.get("/surveys/civic-5min")).text

@@ -32,13 +32,14 @@ import orjson
 from bots.channel import Outcome, SendResult
 from bots.http import HTTPClientError, KeepAlivePool, NotSent, RequestTimeout
 from bots.telegram.sender import bot_api_call, classify
-from campaigns import events, petitions
+from campaigns import events, petitions, surveys
 from campaigns.broadcasts import OutgoingMessage
 from campaigns.clock import Clock
 from campaigns.events import RsvpRequest
 from campaigns.people import Person
 from campaigns.petitions import SignRequest
 from campaigns.replies import Reply
+from campaigns.surveys import AnswerRequest
 from storage import inbox
 from storage.batching import GroupCommit
 from storage.db import Database
@@ -117,6 +118,79 @@ def rsvp_request(data: dict[str, Any], bot_id: int) -> RsvpPress | None:
 
 
 @dataclass(frozen=True)
+class SurveyAnswer:
+    """A survey button press or a typed message in a private chat: the request, the
+    callback query to answer and the pressed message to edit (None for typed text)."""
+
+    request: AnswerRequest
+    query_id: str | None = None
+    message_id: int | None = None
+
+
+def _person(bot_id: int, user: dict[str, Any], chat_id: int) -> Person:
+    return Person(
+        bot_id=bot_id, channel="telegram", user_id=str(user["id"]), chat_id=chat_id,
+        first_name=user.get("first_name"), last_name=user.get("last_name"),
+        username=user.get("username"), language_code=user.get("language_code"),
+    )
+
+
+def survey_request(data: dict[str, Any], bot_id: int) -> SurveyAnswer | None:
+    """A survey button (`sv:...`) pressed, or plain text typed, in a private chat; None for
+    anything else (commands, media, groups, other buttons)."""
+    if len(data) != 2:
+        return None
+    query, message = data.get("callback_query"), data.get("message")
+    if isinstance(query, dict):
+        user, payload, shown = query.get("from"), query.get("data"), query.get("message")
+        if not (isinstance(user, dict) and isinstance(payload, str)
+                and payload.startswith("sv:") and isinstance(query.get("id"), str)):
+            return None
+        message_id: int | None = None
+        if isinstance(shown, dict):
+            chat = shown.get("chat")
+            if not isinstance(chat, dict) or chat.get("type") != "private":
+                return None
+            message_id = shown.get("message_id") if isinstance(
+                shown.get("message_id"), int) else None
+            chat_ref = chat.get("id")
+        else:
+            chat_ref = user.get("id")  # no message (too old to show): the private chat
+        if user.get("is_bot") or "id" not in user:
+            return None
+        try:
+            chat_id = int(chat_ref)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        return SurveyAnswer(AnswerRequest(_person(bot_id, user, chat_id), data=payload),
+                            str(query["id"]), message_id)
+    if not isinstance(message, dict):
+        return None
+    text, chat, user = message.get("text"), message.get("chat"), message.get("from")
+    if not (isinstance(text, str) and isinstance(chat, dict) and isinstance(user, dict)):
+        return None
+    if chat.get("type") != "private" or user.get("is_bot") or "id" not in user:
+        return None
+    # Commands (and anything PTB's COMMAND filter might call one) take the normal path.
+    if not text or text.startswith("/") or any(
+            isinstance(e, dict) and e.get("type") == "bot_command"
+            for e in message.get("entities") or ()):
+        return None
+    if set(message) - _PLAIN_MESSAGE:
+        return None  # a reply, a forward, an edit, a caption...: the normal path decides
+    try:
+        chat_id = int(chat["id"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return SurveyAnswer(AnswerRequest(_person(bot_id, user, chat_id), text=text))
+
+
+# The keys of a plain typed message; anything more takes the normal path.
+_PLAIN_MESSAGE = frozenset({"message_id", "date", "text", "chat", "from", "entities",
+                            "link_preview_options"})
+
+
+@dataclass(frozen=True)
 class FastLaneVerdict:
     """What the fast lane did with one update: handled (with replies), duplicate (seen
     before), or fallback (stored; PTB answers it). Not a send outcome (bots.channel.Outcome)."""
@@ -126,8 +200,8 @@ class FastLaneVerdict:
 
 
 class FastLane(GroupCommit):
-    """Group commit of (update_id, payload, SignRequest | RsvpPress): store, sign or
-    RSVP, mark handled."""
+    """Group commit of (update_id, payload, SignRequest | RsvpPress | SurveyAnswer):
+    store, sign, RSVP or answer, mark handled."""
 
     def __init__(self, db: Database, clock: Clock, bot_id: int,
                  limiter: RateLimiter | None) -> None:
@@ -149,6 +223,12 @@ class FastLane(GroupCommit):
                 rsvps = await events.rsvp_batch(
                     session, [items[i][2].request for i in presses], self.clock)
                 handled.update((i, a) for i, a in zip(presses, rsvps, strict=True)
+                               if a is not None)
+            answers_at = [i for i in todo if isinstance(items[i][2], SurveyAnswer)]
+            if answers_at:
+                said = await surveys.answer_batch(
+                    session, [items[i][2].request for i in answers_at], self.clock)
+                handled.update((i, a) for i, a in zip(answers_at, said, strict=True)
                                if a is not None)
             await inbox.mark_done(session, [(self.bot_id, items[i][0]) for i in handled], now)
         out = []
@@ -203,27 +283,29 @@ class ReplySender:
         # Waiting replies are plain tuples, sent by one worker per connection. (A task
         # per reply kept thousands of coroutines, futures and timers alive during a push,
         # and the garbage collector's full passes over them stalled the webhook.)
-        self._queue: asyncio.Queue[tuple[int, list[Reply], float, str | None]] = \
-            asyncio.Queue()
+        self._queue: asyncio.Queue[
+            tuple[int, list[Reply], float, str | None, int | None]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
         self._dropped = 0
         self._paced_until = 0.0  # time.monotonic(), like the limiter's clock
 
-    def send(self, chat_id: int, replies: list[Reply], query_id: str | None = None) -> None:
+    def send(self, chat_id: int, replies: list[Reply], query_id: str | None = None,
+             message_id: int | None = None) -> None:
         """Queue `replies` to `chat_id`; with `query_id`, the pressed button's callback
-        is answered first (with the replies' toast), as the PTB path does."""
+        is answered first (with the replies' toast), as the PTB path does; with
+        `message_id` (the pressed message), a reply marked `edit` edits it."""
         if self._closed:
             log.warning("fast-lane reply dropped: the bot is shutting down")
             return
         if not self._workers:
             self._workers = [asyncio.create_task(self._work())
                              for _ in range(self._pool_size)]
-        self._queue.put_nowait((chat_id, replies, time.monotonic(), query_id))
+        self._queue.put_nowait((chat_id, replies, time.monotonic(), query_id, message_id))
 
     async def _work(self) -> None:
         while True:
-            chat_id, replies, born, query_id = await self._queue.get()
+            chat_id, replies, born, query_id, message_id = await self._queue.get()
             try:
                 if query_id is not None:
                     await self._answer_query(query_id, next(
@@ -231,7 +313,8 @@ class ReplySender:
                 for reply in replies:
                     message = OutgoingMessage(reply.text,
                                               tuple(tuple(row) for row in reply.buttons))
-                    await self._deliver(chat_id, message, born)
+                    edit = message_id if reply.edit else None
+                    await self._deliver(chat_id, message, born, edit)
             except asyncio.CancelledError:
                 self._dropped += 1  # shutting down with this reply in hand
                 raise
@@ -248,7 +331,8 @@ class ReplySender:
             self._pool = KeepAlivePool(f"{parts.scheme}://{parts.netloc}",
                                        size=self._pool_size, timeout=self._timeout)
             self._heads = {m: self._pool.head(f"{parts.path}{self._token}/{m}")
-                           for m in ("sendMessage", "sendPoll", "answerCallbackQuery")}
+                           for m in ("sendMessage", "sendPoll", "answerCallbackQuery",
+                                     "editMessageText")}
         return self._pool
 
     async def _answer_query(self, query_id: str, toast: str | None) -> None:
@@ -262,10 +346,14 @@ class ReplySender:
         except (NotSent, RequestTimeout, HTTPClientError):
             log.info("callback answer failed; the button's spinner times out by itself")
 
-    async def _call(self, chat_id: int, message: OutgoingMessage) -> tuple[SendResult, bool]:
+    async def _call(self, chat_id: int, message: OutgoingMessage,
+                    edit: int | None = None) -> tuple[SendResult, bool]:
         """The outcome, and whether sending again cannot duplicate the message."""
         pool = self._client()
         method, params = bot_api_call(chat_id, message)
+        if edit is not None and method == "sendMessage":
+            # The pressed message becomes the next question, as the PTB path does.
+            method, params["message_id"] = "editMessageText", edit
         try:
             status, payload = await pool.post(self._heads[method], orjson.dumps(params))
         except NotSent as exc:
@@ -274,17 +362,21 @@ class ReplySender:
             return SendResult(Outcome.RETRY, error="timeout"), False
         except HTTPClientError as exc:
             return SendResult(Outcome.RETRY, error=f"network error: {exc}"), False
+        if edit is not None and status == 400 and b"not modified" in payload.lower():
+            # The same button pressed twice edits to identical content: harmless.
+            return SendResult(Outcome.SENT), False
         # Only a 5xx says Telegram did not send it; a 200 with an unreadable body (also
         # classified RETRY) was sent.
         return classify(status, payload), 500 <= status < 600
 
-    async def _deliver(self, chat_id: int, message: OutgoingMessage, born: float) -> None:
+    async def _deliver(self, chat_id: int, message: OutgoingMessage, born: float,
+                       edit: int | None = None) -> None:
         attempts = 0
         while True:
             if not await self._turn(chat_id, born):
                 log.info("fast-lane reply dropped: older than %.0f s", self.MAX_AGE_S)
                 return
-            result, resend_ok = await self._call(chat_id, message)
+            result, resend_ok = await self._call(chat_id, message, edit)
             if result.outcome is Outcome.SENT:
                 return
             if result.outcome is Outcome.RATE_LIMITED:

@@ -12,7 +12,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from markupsafe import Markup
 
 from campaigns import surveys
+from campaigns.errors import NotFound
 from campaigns.i18n import t_plain
+from campaigns.polls import MIN_GROUP
 from campaigns.regions import region_name
 from storage import dashboard as queries
 from storage import surveys as survey_store
@@ -77,13 +79,45 @@ def _chart(q: dict[str, Any], b: dict[str, Any], lang: str, chart_id: str,
                         color="#7a4fd6" if weighted else "#2d6cdf")
 
 
+def _cross_table(result: dict[str, Any], lang: str) -> dict[str, Any] | None:
+    """The cross-tab as rows of cells for the template: (label, respondents, cells or
+    None when withheld); a cell is a column option's count and weighted share."""
+    cross = result.get("crosstab")
+    if not cross:
+        return None
+    by_key = {q["key"]: q for q in result["questions"]}
+    rq, cq = by_key[cross["rows"]], by_key[cross["columns"]]
+    columns = [o.get(f"label_{lang}", o["value"]) for o in cq["overall"].get("options", [])]
+    rows = []
+    for label in cross["row_labels"]:
+        group = cross["groups"][label["value"]]
+        cells = None
+        if not group.get("withheld"):
+            cells = [f"{o['count']:,} ({float(Fraction(o['weighted_share'])) * 100:.0f}%)"
+                     if o["weighted_share"] is not None else f"{o['count']:,}"
+                     for o in group.get("options", [])]
+            if group.get("mean") is not None:
+                cells.append(f"{float(Fraction(group['mean'])):.2f}")
+        rows.append((label.get(f"label_{lang}", label["value"]), group["respondents"], cells))
+    if cq["overall"].get("mean") is not None:
+        columns.append(t_plain(lang, "Average"))
+    return {"rows_text": rq[f"text_{lang}"], "columns_text": cq[f"text_{lang}"],
+            "rows_key": cross["rows"], "columns_key": cross["columns"],
+            "columns": columns, "rows": rows, "min": MIN_GROUP}
+
+
 async def results_fragment(request: Request, slug: str, lang: str) -> str:
-    """The results block of one survey as HTML (also what the live stream sends)."""
+    """The results block of one survey as HTML (also what the live stream sends); the
+    cross-tab's questions come from `?rows=&columns=` (else the first two that can)."""
+    cross = (request.query_params.get("rows") or None,
+             request.query_params.get("columns") or None)
     async with database(request).session() as s:
         try:
-            result = await surveys.results(s, slug)
+            result = await surveys.results(s, slug, cross=cross)
+        except NotFound:
+            raise HTTPException(404, "no such survey or question") from None
         except RULE_ERRORS:
-            raise HTTPException(404, "no such survey") from None
+            result = await surveys.results(s, slug)  # a pair that cannot cross: the default
     weighted = any(w != "1" for w in result["weights"].values())
     questions = []
     for n, q in enumerate(result["questions"], 1):
@@ -112,7 +146,7 @@ async def results_fragment(request: Request, slug: str, lang: str) -> str:
         return t_plain(lang, msgid, **params)
 
     return str(template.render(_=translate, result=result, questions=questions,
-                               weighted=weighted,
+                               weighted=weighted, cross=_cross_table(result, lang),
                                mean=lambda v: f"{float(Fraction(v)):.2f}" if v else "-"))
 
 
