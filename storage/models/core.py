@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -37,7 +38,8 @@ class Bot(Base):
     base_url: Mapped[str | None] = mapped_column(Text)
     max_rate: Mapped[float] = mapped_column(default=30.0)
     # A disabled bot is neither served nor used for delivery; its rows stay.
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # server_default too: bots are added by scripts and older deployments with plain SQL.
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     # The regional chapter this bot speaks for (a name; chapters are free-form for now).
     chapter: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -66,7 +66,7 @@ def upgrade() -> None:
         sa.Column("token", sa.Text(), nullable=True),
         sa.Column("base_url", sa.Text(), nullable=True),
         sa.Column("max_rate", sa.Double(), nullable=False),
-        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), server_default=sa.text("(true)"), nullable=False),
         sa.Column("chapter", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bot")),
