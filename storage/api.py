@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import rowcount
 from storage.models import (
     ApiToken,
     Broadcast,
@@ -27,11 +28,6 @@ from storage.models import (
     WebhookSubscription,
 )
 from storage.models.base import UTCDateTime
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount or 0)
-
 
 # --- tokens -----------------------------------------------------------------------------------
 
@@ -73,7 +69,7 @@ async def revoke_token(session: AsyncSession, token_id: int, now: datetime) -> b
         update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def token_by_name(session: AsyncSession, name: str) -> list[ApiToken]:
@@ -102,7 +98,7 @@ async def delete_subscription(session: AsyncSession, sub_id: int) -> bool:
     result = await session.execute(
         delete(WebhookSubscription).where(WebhookSubscription.id == sub_id)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 # --- webhook deliveries -----------------------------------------------------------------------

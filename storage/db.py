@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +22,21 @@ from sqlalchemy.ext.asyncio import (
 # aiosqlite logs every statement with its bound values at DEBUG: titles, names and search
 # terms would reach the log whenever someone turns DEBUG on. Its own level keeps them out.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
+
+
+def on_postgres(session: AsyncSession) -> bool:
+    """Whether this session talks to PostgreSQL (else the embedded SQLite)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def upsert_insert(session: AsyncSession, table: Any) -> Any:
+    """An INSERT for the session's database that knows `on_conflict_do_*` (both dialects)."""
+    return (pg_insert if on_postgres(session) else sqlite_insert)(table)
+
+
+def rowcount(result: Any) -> int:
+    """Rows a DML statement touched (drivers may answer None)."""
+    return int(result.rowcount or 0)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

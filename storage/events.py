@@ -29,28 +29,15 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import on_postgres, rowcount, upsert_insert
 from storage.models import ChannelIdentity, Supporter
 from storage.models.events import Event, EventNotice, EventReminder, EventRsvp
 
 # Answers a person gives; "full" is an answer the store gives back (nothing written).
 GOING, MAYBE, NOT_GOING, WAITLISTED, FULL = "going", "maybe", "not_going", "waitlisted", "full"
 ANSWERS = (GOING, MAYBE, NOT_GOING)
-
-
-def _is_pg(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    return (pg_insert if _is_pg(session) else sqlite_insert)(table)
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount or 0)
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -108,7 +95,7 @@ async def change_status(
     result = await session.execute(
         update(Event).where(Event.id == event_id, Event.status.in_(from_statuses))
         .values(**values).execution_options(synchronize_session=False))
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 # --- RSVPs ------------------------------------------------------------------------------------
@@ -431,7 +418,7 @@ async def set_code(
         .where(EventRsvp.event_id == event_id, EventRsvp.supporter_id == supporter_id,
                EventRsvp.status == GOING)
         .values(code_hash=code_hash).execution_options(synchronize_session=False))
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def rsvp_by_code(session: AsyncSession, code_hash: str) -> EventRsvp | None:
@@ -447,7 +434,7 @@ async def check_in(session: AsyncSession, rsvp_id: int, *, actor: str, now: date
                EventRsvp.checked_in_at.is_(None))
         .values(checked_in_at=now, checked_in_by=actor[:64])
         .execution_options(synchronize_session=False))
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 # --- notices ----------------------------------------------------------------------------------
@@ -456,10 +443,10 @@ async def add_notices(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
     """Queue notices; one that exists already (same event, person, key) is left alone."""
     if not rows:
         return 0
-    stmt = _insert(session, EventNotice.__table__).on_conflict_do_nothing(
+    stmt = upsert_insert(session, EventNotice.__table__).on_conflict_do_nothing(
         index_elements=["supporter_id", "event_id", "dedup_key"])
     result = await session.execute(stmt, rows)
-    return _rowcount(result)
+    return rowcount(result)
 
 
 async def notify_rsvps(
@@ -473,11 +460,11 @@ async def notify_rsvps(
         literal(now, EventNotice.created_at.type), literal(0),
     ).where(EventRsvp.event_id == event_id, EventRsvp.status.in_(statuses),
             EventRsvp.supporter_id.is_not(None))
-    stmt = _insert(session, EventNotice.__table__).from_select(
+    stmt = upsert_insert(session, EventNotice.__table__).from_select(
         ["event_id", "supporter_id", "kind", "dedup_key", "params", "created_at", "attempts"],
         source,
     ).on_conflict_do_nothing(index_elements=["supporter_id", "event_id", "dedup_key"])
-    return _rowcount(await session.execute(stmt))
+    return rowcount(await session.execute(stmt))
 
 
 @dataclass(frozen=True)
@@ -505,7 +492,7 @@ async def claim_notices(
                (EventNotice.claimed_until.is_(None)) | (EventNotice.claimed_until < now))
         .order_by(EventNotice.id).limit(limit)
     )
-    if _is_pg(session):
+    if on_postgres(session):
         picked = picked.with_for_update(skip_locked=True, of=EventNotice)
     ids = [int(i) for i in (await session.execute(
         update(EventNotice).where(EventNotice.id.in_(picked.scalar_subquery()))
@@ -594,10 +581,10 @@ async def claim_reminder(
 ) -> bool:
     """Enter a reminder in the ledger; True for the one transaction that did."""
     result = await session.execute(
-        _insert(session, EventReminder.__table__)
+        upsert_insert(session, EventReminder.__table__)
         .values(event_id=event_id, minutes=minutes, version=version, done_at=now, notices=0)
         .on_conflict_do_nothing(index_elements=["event_id", "minutes", "version"]))
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def record_reminder(

@@ -7,17 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import upsert_insert
 from storage.models import ChannelIdentity, Idea, IdeaBacking, IdeaDraft, IdeaSettings, Supporter
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-
 
 # --- settings ---------------------------------------------------------------------------------
 
@@ -27,7 +20,7 @@ async def settings_of(session: AsyncSession, campaign_id: int) -> IdeaSettings |
 
 async def set_settings(session: AsyncSession, campaign_id: int, *, threshold: int | None,
                        backs_per_supporter: int | None) -> None:
-    stmt = _insert(session, IdeaSettings).values(
+    stmt = upsert_insert(session, IdeaSettings).values(
         campaign_id=campaign_id, threshold=threshold, backs_per_supporter=backs_per_supporter)
     await session.execute(stmt.on_conflict_do_update(
         index_elements=["campaign_id"],
@@ -100,7 +93,7 @@ async def add_back(session: AsyncSession, *, idea_id: int, campaign_id: int, sup
     """Back once: the idea's new count, or None when this person had already backed it.
     The unique (idea, supporter) row decides, so concurrent taps count once."""
     inserted = await session.execute(
-        _insert(session, IdeaBacking)
+        upsert_insert(session, IdeaBacking)
         .values(idea_id=idea_id, campaign_id=campaign_id, supporter_id=supporter_id, tier=tier,
                 region=region, created_at=now)
         .on_conflict_do_nothing(index_elements=["idea_id", "supporter_id"])

@@ -40,6 +40,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import on_postgres, rowcount, upsert_insert
 from storage.models import (
     Campaign,
     OrganiserNotice,
@@ -56,18 +57,6 @@ from storage.models.petitions import NO_REGION
 
 # Total rows in drift reports use this region key.
 ALL_REGIONS = "*"
-
-
-def _is_pg(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    return (pg_insert if _is_pg(session) else sqlite_insert)(table)
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount or 0)
 
 
 # --- campaigns --------------------------------------------------------------------------------
@@ -133,7 +122,7 @@ async def change_status(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def close_due(session: AsyncSession, now: datetime) -> list[tuple[int, str]]:
@@ -285,7 +274,7 @@ async def delete_signature(
         return False
     if row.valid:
         await session.execute(
-            _insert(session, PetitionCountDelta).values(
+            upsert_insert(session, PetitionCountDelta).values(
                 petition_id=petition_id, region=row.region or NO_REGION, delta=-1
             )
         )
@@ -335,7 +324,7 @@ async def _apply(
         for (pid, region), d in sorted(deltas.items()) if d
     ]
     if region_rows:
-        stmt = _insert(session, PetitionRegionCount).values(region_rows)
+        stmt = upsert_insert(session, PetitionRegionCount).values(region_rows)
         stmt = stmt.on_conflict_do_update(
             index_elements=["petition_id", "region"],
             set_={"count": PetitionRegionCount.count + stmt.excluded.count},
@@ -352,7 +341,7 @@ async def flush_deltas(session: AsyncSession, limit: int = 100_000) -> list[Flus
     it is deleted in the same transaction that applies it.
     """
     picked = select(PetitionCountDelta.id).order_by(PetitionCountDelta.id).limit(limit)
-    if _is_pg(session):
+    if on_postgres(session):
         picked = picked.with_for_update(skip_locked=True)
     rows = (
         await session.execute(
@@ -393,7 +382,7 @@ async def record_milestone(
         .values(last_milestone=milestone, last_milestone_at=now)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def counts_by_region(session: AsyncSession, petition_id: int) -> dict[str, int]:
@@ -507,7 +496,7 @@ async def adjust_counters(session: AsyncSession, drifts: Iterable[Drift]) -> Non
         # Only the region counters: the totals were adjusted above.
         rows = [{"petition_id": p, "region": r, "count": n}
                 for (p, r), n in sorted(regional.items())]
-        stmt = _insert(session, PetitionRegionCount).values(rows)
+        stmt = upsert_insert(session, PetitionRegionCount).values(rows)
         stmt = stmt.on_conflict_do_update(
             index_elements=["petition_id", "region"],
             set_={"count": PetitionRegionCount.count + stmt.excluded.count},
@@ -614,7 +603,7 @@ async def last_alerts(
 async def record_alert(
     session: AsyncSession, petition_id: int, source_ref: str, recent: int, now: datetime
 ) -> None:
-    stmt = _insert(session, PetitionSourceAlert).values(
+    stmt = upsert_insert(session, PetitionSourceAlert).values(
         petition_id=petition_id, source_ref=source_ref, alerted_at=now, recent_count=recent
     )
     await session.execute(stmt.on_conflict_do_update(
@@ -638,7 +627,7 @@ async def claim_notices(session: AsyncSession, now: datetime, limit: int = 100) 
     id, msgid, params) rows."""
     picked = (select(OrganiserNotice.id).where(OrganiserNotice.claimed_at.is_(None))
               .order_by(OrganiserNotice.id).limit(limit))
-    if _is_pg(session):
+    if on_postgres(session):
         picked = picked.with_for_update(skip_locked=True)
     rows = await session.execute(
         update(OrganiserNotice)
@@ -658,7 +647,7 @@ async def add_card(
     language: str, supporter_id: int | None, shown_count: int, now: datetime,
 ) -> None:
     await session.execute(
-        _insert(session, PetitionCard)
+        upsert_insert(session, PetitionCard)
         .values(petition_id=petition_id, bot_id=bot_id, chat_id=chat_id, message_id=message_id,
                 language=language, supporter_id=supporter_id, shown_count=shown_count,
                 created_at=now, edited_at=now)
@@ -690,7 +679,7 @@ async def claim_cards(
         .order_by(PetitionCard.edited_at)
         .limit(limit)
     )
-    if _is_pg(session):
+    if on_postgres(session):
         due = due.with_for_update(skip_locked=True, of=PetitionCard)
     current = (
         select(Petition.signature_count)

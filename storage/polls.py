@@ -15,10 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, literal, select, union_all, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import rowcount, upsert_insert
 from storage.models import (
     NativePollMap,
     Poll,
@@ -27,15 +26,6 @@ from storage.models import (
     PollBallotPending,
     PollVoter,
 )
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount or 0)
 
 
 def new_ballot_id() -> str:
@@ -79,7 +69,7 @@ async def change_status(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def close_due(session: AsyncSession, now: datetime) -> list[tuple[int, str]]:
@@ -110,7 +100,7 @@ async def record_voter(
 ) -> bool:
     """Mark "has voted" while the poll is open: True the first time, False on a repeat."""
     stmt = (
-        _insert(session, PollVoter)
+        upsert_insert(session, PollVoter)
         .from_select(
             ["poll_id", "supporter_id"],
             select(literal(poll_id), literal(supporter_id)).where(_open_condition(poll_id, now)),
@@ -134,7 +124,7 @@ async def insert_answer(
     region: str | None, weight: str, now: datetime,
 ) -> None:
     await session.execute(
-        _insert(session, PollAnswer).values(
+        upsert_insert(session, PollAnswer).values(
             poll_id=poll_id, supporter_id=supporter_id, choices=choices, tier=tier,
             region=region, weight=weight, answered_at=now,
         )
@@ -161,7 +151,7 @@ async def change_answer(
         .values(choices=choices, changed_at=now)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def withdraw_answer(
@@ -174,7 +164,7 @@ async def withdraw_answer(
                _open_condition(poll_id, now))
         .execution_options(synchronize_session=False)
     )
-    if _rowcount(result) != 1:
+    if rowcount(result) != 1:
         return False
     await session.execute(
         delete(PollVoter).where(PollVoter.poll_id == poll_id,
@@ -189,7 +179,7 @@ async def insert_pending_ballot(
 ) -> None:
     """A secret ballot: no supporter, no time; the key is random."""
     await session.execute(
-        _insert(session, PollBallotPending).values(
+        upsert_insert(session, PollBallotPending).values(
             poll_id=poll_id, id=new_ballot_id(), choices=choices, tier=tier, region=region,
             weight=weight,
         )
@@ -225,7 +215,7 @@ async def insert_ballots(
     if not ballots:
         return
     await session.execute(
-        _insert(session, PollBallot).values([
+        upsert_insert(session, PollBallot).values([
             {"poll_id": poll_id, "id": new_ballot_id(), "choices": b["choices"],
              "tier": b["tier"], "region": b["region"], "weight": b["weight"]}
             for b in ballots
@@ -311,7 +301,7 @@ async def map_native(
     supporter_id: int | None, chat_id: int, message_id: int, now: datetime,
 ) -> None:
     await session.execute(
-        _insert(session, NativePollMap)
+        upsert_insert(session, NativePollMap)
         .values(bot_id=bot_id, telegram_poll_id=telegram_poll_id, poll_id=poll_id,
                 supporter_id=supporter_id, chat_id=chat_id, message_id=message_id, created_at=now)
         .on_conflict_do_nothing(index_elements=["bot_id", "telegram_poll_id"])

@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, case, delete, func, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import upsert_insert
 from storage.models import (
     ChannelIdentity,
     Supporter,
@@ -24,11 +23,6 @@ from storage.models import (
 )
 
 ACTIVE_STATES = ("answering", "confirm")
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
 
 
 def new_response_key() -> str:
@@ -102,7 +96,7 @@ async def start_progress(
 ) -> SurveyProgress:
     """The person's progress row, created if absent (a repeat press creates nothing)."""
     await session.execute(
-        _insert(session, SurveyProgress)
+        upsert_insert(session, SurveyProgress)
         .values(survey_id=survey_id, supporter_id=supporter_id, answers={}, path=[],
                 current="", state="answering", started_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"])
@@ -221,7 +215,7 @@ async def claim_reminders(
 async def record_respondent(session: AsyncSession, survey_id: int, supporter_id: int) -> bool:
     """Mark "has answered": True the first time, False on a repeat."""
     stmt = (
-        _insert(session, SurveyRespondent)
+        upsert_insert(session, SurveyRespondent)
         .values(survey_id=survey_id, supporter_id=supporter_id)
         .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"])
         .returning(SurveyRespondent.id)
@@ -259,13 +253,13 @@ async def write_answers(
         return
     key = new_response_key()
     if supporter_id is None:
-        await session.execute(_insert(session, SurveyAnswerPending).values([
+        await session.execute(upsert_insert(session, SurveyAnswerPending).values([
             {"survey_id": survey_id, "response_key": key, "question": q, "value": v,
              "tier": tier, "region": region, "weight": weight}
             for q, v in answers.items()
         ]))
         return
-    await session.execute(_insert(session, SurveyAnswer).values([
+    await session.execute(upsert_insert(session, SurveyAnswer).values([
         {"survey_id": survey_id, "response_key": key, "question": q, "supporter_id": supporter_id,
          "value": v, "tier": tier, "region": region, "weight": weight}
         for q, v in answers.items()
@@ -308,7 +302,7 @@ async def insert_mixed(session: AsyncSession, survey_id: int,
                     "supporter_id": None, "value": r["value"], "tier": r["tier"],
                     "region": r["region"], "weight": r["weight"]} for r in response]
     if values:
-        await session.execute(_insert(session, SurveyAnswer).values(values))
+        await session.execute(upsert_insert(session, SurveyAnswer).values(values))
 
 
 async def pending_count(session: AsyncSession, survey_id: int) -> int:

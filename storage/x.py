@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import on_postgres, upsert_insert
 from storage.models import (
     AuditLog,
     Broadcast,
@@ -34,14 +33,6 @@ CURSOR: Table = XCursor.__table__  # type: ignore[assignment]
 MENTION: Table = XMention.__table__  # type: ignore[assignment]
 POST: Table = XPost.__table__  # type: ignore[assignment]
 POLL: Table = XPoll.__table__  # type: ignore[assignment]
-
-
-def _pg(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    return (pg_insert if _pg(session) else sqlite_insert)(table)
 
 
 # --- the account ------------------------------------------------------------------------------
@@ -116,7 +107,7 @@ async def posted_parts(session: AsyncSession, bot_id: int, key: str) -> dict[int
 async def record_post(session: AsyncSession, *, bot_id: int, key: str, part: int, kind: str,
                       tweet_id: int, in_reply_to: int | None, now: datetime) -> None:
     await session.execute(
-        _insert(session, XPost)
+        upsert_insert(session, XPost)
         .values(bot_id=bot_id, key=key, part=part, kind=kind, tweet_id=tweet_id,
                 in_reply_to=in_reply_to, posted_at=now)
         .on_conflict_do_nothing(index_elements=["bot_id", "key", "part"])
@@ -152,7 +143,7 @@ async def claim_cursor(session: AsyncSession, *, bot_id: int, owner: str, now: d
                        until: datetime, polled_before: datetime) -> Cursor | None:
     """Claim the right to read mentions now; None if not due, blocked, or someone reads."""
     await session.execute(
-        _insert(session, XCursor).values(bot_id=bot_id, window_reads=0)
+        upsert_insert(session, XCursor).values(bot_id=bot_id, window_reads=0)
         .on_conflict_do_nothing(index_elements=["bot_id"])
     )
     c = CURSOR.c
@@ -262,7 +253,7 @@ async def insert_mentions(session: AsyncSession, bot_id: int, tweet_ids: Sequenc
         return {}
     t = MENTION
     result = await session.execute(
-        _insert(session, t)
+        upsert_insert(session, t)
         .on_conflict_do_nothing(index_elements=["bot_id", "tweet_id"])
         .returning(t.c.tweet_id, t.c.id),
         [{"bot_id": bot_id, "tweet_id": tid, "received_at": now, "reply_state": "none",
@@ -335,7 +326,7 @@ async def claim_replies(session: AsyncSession, *, bot_id: int, now: datetime,
                                  or_(t.c.reply_not_before.is_(None),
                                      t.c.reply_not_before <= now))
             .order_by(t.c.id).limit(limit))
-    if _pg(session):
+    if on_postgres(session):
         pick = pick.with_for_update(skip_locked=True)
     rows = await session.execute(
         update(t).where(t.c.id.in_(pick.scalar_subquery()))
@@ -374,7 +365,7 @@ async def pending_replies(session: AsyncSession, bot_id: int, now: datetime) -> 
 
 async def record_poll(session: AsyncSession, **values: Any) -> None:
     await session.execute(
-        _insert(session, XPoll).values(**values)
+        upsert_insert(session, XPoll).values(**values)
         .on_conflict_do_nothing(index_elements=["bot_id", "tweet_id"])
     )
 
@@ -386,7 +377,7 @@ async def claim_due_polls(session: AsyncSession, *, now: datetime, until: dateti
     pick = (select(t.c.id).where(t.c.status == "open", t.c.ends_at <= now,
                                  or_(t.c.claimed_until.is_(None), t.c.claimed_until < now))
             .order_by(t.c.ends_at, t.c.id).limit(limit))
-    if _pg(session):
+    if on_postgres(session):
         pick = pick.with_for_update(skip_locked=True)
     rows = await session.execute(
         update(t).where(t.c.id.in_(pick.scalar_subquery())).values(claimed_until=until)
