@@ -40,12 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
     NALGAE,
-    PY,
-    free_port,
-    private_pg_database,
-    process,
+    add_service_options,
     run,
-    wait_http,
+    sandbox_running,
+    web_and_scheduler,
+    webhook_stack,
 )
 
 TOKEN = "434343:BENCH-rsvp-token-abcdef"
@@ -255,35 +254,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="offered load for latency")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--naive-n", type=int, default=3_000)
-    parser.add_argument("--pg", default=os.environ.get(
-        "NALGAE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
-    parser.add_argument("--redis", default=os.environ.get(
-        "NALGAE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--log-dir", default=tempfile.gettempdir())
+    add_service_options(parser)
     args = parser.parse_args()
 
-    sandbox_port, web_port = free_port(), free_port()
-    base_url = f"http://127.0.0.1:{sandbox_port}/bot"
-    hook = f"http://127.0.0.1:{web_port}/telegram/webhook"
-    with private_pg_database(args.pg) as pg_url:
-        env = {
-            "NALGAE_DATABASE_URL": pg_url, "NALGAE_REDIS_URL": args.redis,
-            "NALGAE_TELEGRAM_TOKEN": TOKEN, "NALGAE_TELEGRAM_BASE_URL": base_url,
-            "NALGAE_TELEGRAM_WEBHOOK_URL": hook, "NALGAE_TELEGRAM_WEBHOOK_SECRET": SECRET,
-            "NALGAE_HTTP_PORT": str(web_port), "NALGAE_LOG_LEVEL": "WARNING",
-        }
-        seed(env, args.n, args.capacity)
-        logs = Path(args.log_dir)
-        with process([PY, "-m", "bots.sandbox", "--port", str(sandbox_port), "--token", TOKEN,
-                      "--auto-create-chats", "--no-duplicate-tracking"],
-                     log=logs / "nalgae-bench-rsvp-sandbox.log"):
-            wait_http(f"http://127.0.0.1:{sandbox_port}/sandbox")
-            with process([NALGAE, "web"], env=env, log=logs / "nalgae-bench-rsvp-web.log"), \
-                    process([NALGAE, "scheduler"], env=env,
-                            log=logs / "nalgae-bench-rsvp-scheduler.log"):
-                wait_http(f"http://127.0.0.1:{web_port}/healthz", timeout=60)
+    logs = Path(args.log_dir)
+    with webhook_stack(args, TOKEN, SECRET) as stack:
+        pg_url, base_url, hook = stack.pg_url, stack.base_url, stack.hook
+        seed(stack.env, args.n, args.capacity)
+        with sandbox_running(stack, logs / "nalgae-bench-rsvp-sandbox.log"):
+            with web_and_scheduler(stack, logs, "nalgae-bench-rsvp"):
                 per_s, replies_per_s, replies_missing = asyncio.run(throughput(
-                    hook, pg_url, f"http://127.0.0.1:{sandbox_port}", args.n))
+                    hook, pg_url, stack.sandbox_url, args.n))
                 lat = asyncio.run(latency(hook, args.rate, args.seconds, args.n))
                 deadline = time.monotonic() + 30
                 while asyncio.run(stored(pg_url, "bench-b")) < len(lat):

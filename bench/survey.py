@@ -36,7 +36,14 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import NALGAE, PY, free_port, private_pg_database, process, run, wait_http
+from bench._common import (
+    NALGAE,
+    add_service_options,
+    run,
+    sandbox_running,
+    web_and_scheduler,
+    webhook_stack,
+)
 from bench.intake import seed as seed_supporters
 
 TOKEN = "424243:BENCH-survey-token-abcdef"
@@ -242,33 +249,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--naive-n", type=int, default=500)
-    parser.add_argument("--pg", default=os.environ.get(
-        "NALGAE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
-    parser.add_argument("--redis", default=os.environ.get(
-        "NALGAE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--log-dir", default=tempfile.gettempdir())
+    add_service_options(parser)
     args = parser.parse_args()
 
-    sandbox_port, web_port = free_port(), free_port()
-    base_url = f"http://127.0.0.1:{sandbox_port}/bot"
-    hook = f"http://127.0.0.1:{web_port}/telegram/webhook"
-    with private_pg_database(args.pg) as pg_url:
-        env = {
-            "NALGAE_DATABASE_URL": pg_url, "NALGAE_REDIS_URL": args.redis,
-            "NALGAE_TELEGRAM_TOKEN": TOKEN, "NALGAE_TELEGRAM_BASE_URL": base_url,
-            "NALGAE_TELEGRAM_WEBHOOK_URL": hook, "NALGAE_TELEGRAM_WEBHOOK_SECRET": SECRET,
-            "NALGAE_HTTP_PORT": str(web_port), "NALGAE_LOG_LEVEL": "WARNING",
-        }
-        survey_id = seed(env, args.n)
-        logs = Path(args.log_dir)
-        with process([PY, "-m", "bots.sandbox", "--port", str(sandbox_port), "--token", TOKEN,
-                      "--auto-create-chats", "--no-duplicate-tracking"],
-                     log=logs / "nalgae-bench-survey-sandbox.log"):
-            wait_http(f"http://127.0.0.1:{sandbox_port}/sandbox")
-            with process([NALGAE, "web"], env=env, log=logs / "nalgae-bench-survey-web.log"), \
-                    process([NALGAE, "scheduler"], env=env,
-                            log=logs / "nalgae-bench-survey-scheduler.log"):
-                wait_http(f"http://127.0.0.1:{web_port}/healthz", timeout=60)
+    logs = Path(args.log_dir)
+    with webhook_stack(args, TOKEN, SECRET) as stack:
+        pg_url, base_url, hook = stack.pg_url, stack.base_url, stack.hook
+        survey_id = seed(stack.env, args.n)
+        with sandbox_running(stack, logs / "nalgae-bench-survey-sandbox.log"):
+            with web_and_scheduler(stack, logs, "nalgae-bench-survey"):
                 per_s, lat = asyncio.run(throughput(hook, pg_url, survey_id, args.n))
                 time.sleep(1)
                 rows, pairs, respondents = asyncio.run(stored(pg_url, survey_id))
