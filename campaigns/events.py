@@ -902,13 +902,8 @@ async def rsvp_batch(
     """
     now = clock.now()
     out: list[list[Reply] | None] = [None] * len(requests)
-    known: dict[tuple[int, str, str], supporters.Brief] = {}
-    groups: dict[tuple[int, str], list[str]] = {}
-    for r in requests:
-        groups.setdefault((r.person.bot_id, r.person.channel), []).append(r.person.user_id)
-    for (bot_id, channel), user_ids in groups.items():
-        found = await supporters.find_briefs(session, bot_id, channel, user_ids)
-        known.update({(bot_id, channel, uid): k for uid, k in found.items()})
+    known = await supporters.briefs_of(
+        session, [(r.person.bot_id, r.person.channel, r.person.user_id) for r in requests])
     by_slug: dict[str, Event | None] = {}
     per_event: dict[int, list[tuple[int, supporters.Brief]]] = {}
     for i, r in enumerate(requests):

@@ -810,13 +810,8 @@ async def sign_batch(
     """
     now = clock.now()
     out: list[list[Reply] | None] = [None] * len(requests)
-    known: dict[tuple[int, str, str], supporters.Brief] = {}
-    groups: dict[tuple[int, str], list[str]] = {}
-    for r in requests:
-        groups.setdefault((r.person.bot_id, r.person.channel), []).append(r.person.user_id)
-    for (bot_id, channel), user_ids in groups.items():
-        found = await supporters.find_briefs(session, bot_id, channel, user_ids)
-        known.update({(bot_id, channel, uid): k for uid, k in found.items()})
+    known = await supporters.briefs_of(
+        session, [(r.person.bot_id, r.person.channel, r.person.user_id) for r in requests])
     petitions_by_slug: dict[str, Petition | None] = {}
     todo: list[tuple[int, supporters.Brief, Petition]] = []
     for i, r in enumerate(requests):

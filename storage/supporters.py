@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -87,6 +88,20 @@ async def find_briefs(
         )
     )
     return {r[0]: Brief(*r[1:]) for r in rows.all()}
+
+
+async def briefs_of(
+    session: AsyncSession, people: Iterable[tuple[int, str, str]]
+) -> dict[tuple[int, str, str], Brief]:
+    """`find_briefs` for a batch from several bots: (bot id, channel, user id) -> Brief."""
+    groups: dict[tuple[int, str], list[str]] = {}
+    for bot_id, channel, user_id in people:
+        groups.setdefault((bot_id, channel), []).append(user_id)
+    known: dict[tuple[int, str, str], Brief] = {}
+    for (bot_id, channel), user_ids in groups.items():
+        found = await find_briefs(session, bot_id, channel, user_ids)
+        known.update({(bot_id, channel, uid): k for uid, k in found.items()})
+    return known
 
 
 async def create(
