@@ -129,6 +129,12 @@ def live(request: Request, fetch: Callable[[], Awaitable[Any]],
     return EventSourceResponse(events(), ping=15, send_timeout=10)
 
 
+async def live_html(request: Request, fragment: Callable[[], Awaitable[str]]) -> Response:
+    """`live` for a rendered HTML fragment (results pages); a 404 comes before the stream."""
+    await fragment()
+    return live(request, fragment, encode=lambda v: orjson.dumps({"html": v}).decode())
+
+
 async def live_count(request: Request, petition_id: int) -> dict[str, Any]:
     """A petition's live count, read at most once a second per process however many
     browsers watch it (public pages can have thousands of viewers)."""

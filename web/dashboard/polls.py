@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from markupsafe import Markup
@@ -14,7 +13,16 @@ from campaigns.times import parse_optional
 from storage import dashboard as queries
 from storage import polls as poll_store
 from web import auth
-from web.pages import RULE_ERRORS, back, database, error_text, language, live, page, render_results
+from web.pages import (
+    RULE_ERRORS,
+    back,
+    database,
+    error_text,
+    language,
+    live_html,
+    page,
+    render_results,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -88,9 +96,7 @@ async def poll_page(request: Request, slug: str) -> Response:
 async def poll_live(request: Request, slug: str) -> Response:
     await auth.require(request)
     lang = language(request)
-    await _poll_fragment(request, slug, lang)  # 404 before the stream starts
-    return live(request, lambda: _poll_fragment(request, slug, lang),
-                encode=lambda v: orjson.dumps({"html": v}).decode())
+    return await live_html(request, lambda: _poll_fragment(request, slug, lang))
 
 
 @router.post("/polls/{slug}/{action}")

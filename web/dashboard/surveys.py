@@ -6,7 +6,6 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from markupsafe import Markup
@@ -19,7 +18,7 @@ from campaigns.regions import region_name
 from storage import dashboard as queries
 from storage import surveys as survey_store
 from web import auth, charts
-from web.pages import NO_REGION, RULE_ERRORS, back, database, error_text, language, live, page
+from web.pages import NO_REGION, RULE_ERRORS, back, database, error_text, language, live_html, page
 
 router = APIRouter(include_in_schema=False)
 TEXTS_SHOWN = 50  # free-text answers listed on the page; the export has them all
@@ -168,9 +167,7 @@ async def survey_page(request: Request, slug: str) -> Response:
 async def survey_live(request: Request, slug: str) -> Response:
     await auth.require(request)
     lang = language(request)
-    await results_fragment(request, slug, lang)  # 404 before the stream starts
-    return live(request, lambda: results_fragment(request, slug, lang),
-                encode=lambda v: orjson.dumps({"html": v}).decode())
+    return await live_html(request, lambda: results_fragment(request, slug, lang))
 
 
 @router.post("/surveys/{slug}/{action}")
