@@ -167,6 +167,7 @@ async def _card(
     lines.append(t(lang, "📌 Petitions signed: {signed} · {region} · {tier}",
                    signed=f"{page.signed:,}", region=region_name(s.region, lang),
                    tier=t(lang, "member") if s.tier == "member" else t(lang, "supporter")))
+    lines.append(t(lang, "Invite friends: /invite · Your interests: /interests"))
     return Reply("\n".join(lines), buttons=buttons, edit=edit)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import inputs, signup
+from campaigns import inputs, intents, signup
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
@@ -311,7 +311,8 @@ async def sign(
     if limiter is not None and not await limiter.hit(f"sign:{supporter.id}", SIGN_LIMIT,
                                                      SIGN_WINDOW_S, now):
         return [_slow_down(lang)]
-    ref = source_ref or supporter.source_ref
+    # The link it came through (a poster's `src_`), else the signer's first source.
+    ref = source_ref or intents.link_source() or supporter.source_ref
     if ref is not None and not SOURCE_REF.match(ref):
         ref = None
     if await store.insert_signature(session, petition_id=petition.id, supporter_id=supporter.id,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import home, intents
+from campaigns import home, intents, invites
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import LANGUAGES, _, normalise_language, t
@@ -51,12 +52,7 @@ def is_stop_word(text: str) -> bool:
 
 def consent_request(lang: str, payload: intents.StartPayload) -> Reply:
     """The privacy notice with agree / decline buttons; carries the payload, stores nothing."""
-    carried = intents.encode_payload(payload)
-    agree = f"c:y:{lang}:{carried}"
-    if len(agree.encode()) > 64:  # Telegram's callback_data limit; keep the intent if we can
-        agree = f"c:y:{lang}:" + intents.encode_payload(intents.StartPayload(intent=payload.intent))
-        if len(agree.encode()) > 64:
-            agree = f"c:y:{lang}:"
+    agree = _agree_data(lang, payload)
     return Reply(
         text=t(lang, "privacy_notice", version=NOTICE_VERSION),
         buttons=[[
@@ -64,6 +60,17 @@ def consent_request(lang: str, payload: intents.StartPayload) -> Reply:
             Button(t(lang, "No, thanks"), data=f"c:n:{lang}"),
         ]],
     )
+
+
+def _agree_data(lang: str, payload: intents.StartPayload) -> str:
+    """The agree button's data within Telegram's 64 bytes: the whole payload if it fits,
+    else the intent with the invite, or with the source, or alone."""
+    for kept in (payload, replace(payload, source_ref=None), replace(payload, invite=None),
+                 intents.StartPayload(intent=payload.intent)):
+        data = f"c:y:{lang}:{intents.encode_payload(kept)}"
+        if len(data.encode()) <= 64:
+            return data
+    return f"c:y:{lang}:"
 
 
 async def start(
@@ -84,7 +91,7 @@ async def start(
     if parsed.intent:
         supporter.pending_intent = parsed.intent
         if _onboarded(supporter):
-            return await intents.resume(session, supporter, clock)
+            return await intents.resume(session, supporter, clock, source=parsed.source_ref)
     next_step = _next_onboarding_step(supporter)
     if next_step:
         return [next_step]
@@ -134,6 +141,8 @@ async def consent(
             pending_intent=payload.intent,
             now=now,
         )
+        # Only a new person is someone's invitee: at most one referrer, never re-counted.
+        await invites.joined_through(session, known.supporter, payload.invite, now)
         action = "supporter.signed_up"
     else:
         s = known.supporter

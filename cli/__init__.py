@@ -56,9 +56,11 @@ def _register() -> None:
         db,
         events,
         ideas,
+        interests,
         organisers,
         petitions,
         polls,
+        report,
         serve,
         supporters,
         surveys,
@@ -66,7 +68,7 @@ def _register() -> None:
     )
 
     for module in (db, supporters, campaigns, petitions, polls, events, surveys, ideas,
-                   organisers, broadcasts, x, serve, api, bots, chapters):
+                   organisers, broadcasts, x, serve, api, bots, chapters, interests, report):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -22,21 +22,25 @@ Eraser = Callable[[AsyncSession, int], Awaitable[None]]
 def exporters() -> list[Exporter]:
     """Every feature's exporter, in order. Add yours here."""
     from storage import api, events, ideas, outbox, petitions, polls, supporters, surveys, x
+    from storage import invites as invite_store
 
     return [supporters.export_core, petitions.export_supporter, polls.export_supporter,
             outbox.export_supporter, api.export_supporter, x.export_supporter,
-            surveys.export_supporter, ideas.export_supporter, events.export_supporter]
+            surveys.export_supporter, ideas.export_supporter, events.export_supporter,
+            invite_store.export_supporter]
 
 
 def erasers() -> list[Eraser]:
     """Every feature's eraser. Erase rows or unlink them so aggregates survive. Add yours here."""
     from storage import api, events, ideas, inbox, outbox, petitions, polls, supporters, surveys, x
+    from storage import invites as invite_store
 
     # The inbox first: it finds the person's updates by their identities, which
     # erase_core deletes.
     return [inbox.erase_supporter, supporters.erase_core, petitions.erase_supporter,
             polls.erase_supporter, outbox.erase_supporter, api.erase_supporter, x.erase_supporter,
-            surveys.erase_supporter, ideas.erase_supporter, events.erase_supporter]
+            surveys.erase_supporter, ideas.erase_supporter, events.erase_supporter,
+            invite_store.erase_supporter]
 
 
 async def erase(session: AsyncSession, supporter_id: int, now: datetime) -> None:

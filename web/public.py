@@ -1,6 +1,10 @@
 """Public pages (no sign-in): a petition with its live count, a printable poster with a QR
 code of the Telegram deep link, the results of closed polls, and a campaign's published
-ideas with their backs and answers."""
+ideas with their backs and answers.
+
+Every page and poster takes ``?src=<code>`` (a rally, a flyer) and carries it into its
+deep link (``start=sign_<slug>__src_<code>``, campaigns.sources), so that sign-ups and
+signatures through a printed QR code show under that source in the per-source report."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
-from campaigns import ideas, petitions, polls
+from campaigns import ideas, petitions, polls, sources
 from campaigns.errors import RuleError
 from campaigns.times import DISPLAY_TZ
 from storage import petitions as petition_store
@@ -30,9 +34,20 @@ from web.pages import (
 router = APIRouter(include_in_schema=False)
 
 
-def deep_link(username: str | None, slug: str) -> str | None:
-    """``https://t.me/<bot>?start=sign_<slug>``: opens the bot and starts signing."""
-    return f"https://t.me/{username}?start=sign_{slug}" if username else None
+def deep_link(username: str | None, slug: str, src: str | None = None) -> str | None:
+    """``https://t.me/<bot>?start=sign_<slug>[__src_<src>]``: opens the bot and starts
+    signing."""
+    return sources.deep_link(username, f"sign_{slug}", src)
+
+
+def source_of(request: Request) -> str | None:
+    """The page's `?src=` as a deep link may carry it; a bad one is ignored."""
+    return sources.clean_source(request.query_params.get("src"))
+
+
+def with_src(url: str, src: str | None) -> str:
+    """A page address that keeps the source (a poster without a bot links to its page)."""
+    return f"{url}?src={src}" if src else url
 
 
 def qr_svg(url: str) -> Markup:
@@ -54,7 +69,7 @@ async def _public_petition(request: Request, slug: str) -> Any:
 async def petition_page(request: Request, slug: str) -> Response:
     p, count = await _public_petition(request, slug)
     lang = language(request)
-    link = deep_link(await bot_username(request), p.slug)
+    link = deep_link(await bot_username(request), p.slug, source_of(request))
     return page(request, "public_petition.html", {
         "p": p, "count": count, "deep_link": link,
         "share_url": absolute(request, f"/p/{p.slug}"),
@@ -76,8 +91,9 @@ async def petition_live(request: Request, slug: str) -> Response:
 async def poster(request: Request, slug: str) -> Response:
     p, count = await _public_petition(request, slug)
     lang = language(request)
-    link = deep_link(await bot_username(request), p.slug)
-    target = link or absolute(request, f"/p/{p.slug}")
+    src = source_of(request)
+    link = deep_link(await bot_username(request), p.slug, src)
+    target = link or with_src(absolute(request, f"/p/{p.slug}"), src)
     return page(request, "poster.html", {
         "p": p, "count": count, "link": target, "qr": qr_svg(target),
         "title": (p.title_en if lang == "en" and p.title_en else p.title_ko),
@@ -116,4 +132,4 @@ async def ideas_page(request: Request, campaign: str) -> Response:
     return page(request, "public_ideas.html", {
         "ideas": rows, "public": True,
         "title": found.title_en if lang == "en" and found.title_en else found.title_ko,
-        "deep_link": f"https://t.me/{username}?start=idea_{found.slug}" if username else None})
+        "deep_link": sources.deep_link(username, f"idea_{found.slug}", source_of(request))})

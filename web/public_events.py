@@ -7,19 +7,20 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
-from campaigns import event_calendar, events
+from campaigns import event_calendar, events, sources
 from campaigns.errors import NotFound
 from storage.models.events import Event
 from web.pages import absolute, bot_username, database, language, page
-from web.public import qr_svg
+from web.public import qr_svg, source_of, with_src
 
 router = APIRouter(include_in_schema=False)
 ICS = "text/calendar; charset=utf-8"
 
 
-def deep_link(username: str | None, slug: str) -> str | None:
-    """``https://t.me/<bot>?start=event_<slug>``: opens the bot on the event's card."""
-    return f"https://t.me/{username}?start=event_{slug}" if username else None
+def deep_link(username: str | None, slug: str, src: str | None = None) -> str | None:
+    """``https://t.me/<bot>?start=event_<slug>[__src_<src>]``: opens the bot on the event's
+    card (the source as on petition pages, web.public)."""
+    return sources.deep_link(username, f"event_{slug}", src)
 
 
 async def _public(request: Request, slug: str) -> tuple[Event, int]:
@@ -69,7 +70,7 @@ async def event_page(request: Request, slug: str) -> Response:
         "e": event, "title": events.title(event, lang), "when": events.when(event, lang),
         "seats_left": max(event.capacity - going, 0) if event.capacity is not None else None,
         "open": events.rsvp_open(event, now),
-        "deep_link": deep_link(await bot_username(request), event.slug),
+        "deep_link": deep_link(await bot_username(request), event.slug, source_of(request)),
         "body": (event.body_en if lang == "en" and event.body_en else event.body_ko) or "",
         "share_url": _url(request, slug), "public": True})
 
@@ -78,7 +79,9 @@ async def event_page(request: Request, slug: str) -> Response:
 async def poster(request: Request, slug: str) -> Response:
     event, _going = await _public(request, slug)
     lang = language(request)
-    target = deep_link(await bot_username(request), event.slug) or _url(request, slug)
+    src = source_of(request)
+    target = (deep_link(await bot_username(request), event.slug, src)
+              or with_src(_url(request, slug), src))
     return page(request, "event_poster.html", {
         "e": event, "title": events.title(event, lang), "when": events.when(event, lang),
         "link": target, "qr": qr_svg(target), "public": True})

@@ -8,7 +8,7 @@ from typing import Any
 from telegram import BotCommand, MenuButtonCommands, Update
 from telegram.ext import Application, ContextTypes
 
-from bots.telegram import events, home, ideas, petitions, polls, signup, surveys
+from bots.telegram import events, home, ideas, invites, petitions, polls, signup, surveys
 from bots.telegram.context import Services
 from bots.telegram.processing import OrderedUpdateProcessor
 from campaigns.clock import Clock
@@ -23,12 +23,14 @@ ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member", "poll_answer",
 # Taking part first, then one's own data (the same grouping as /help).
 COMMANDS = {
     "ko": [("menu", "지금 참여할 수 있는 것"), ("petitions", "열린 청원"), ("polls", "열린 투표"),
-           ("events", "행사"), ("my", "내 신청"), ("help", "도움말"), ("me", "내 정보"),
+           ("events", "행사"), ("my", "내 신청"), ("invite", "친구 초대"),
+           ("interests", "관심사 고르기"), ("help", "도움말"), ("me", "내 정보"),
            ("lang", "언어 바꾸기"),
            ("stop", "수신 중지"), ("export", "내 정보 받기"), ("forget", "내 정보 삭제")],
     "en": [("menu", "What is open for me"), ("petitions", "Open petitions"),
            ("polls", "Open polls"), ("events", "Events"),
-           ("my", "My RSVPs"), ("help", "Help"), ("me", "My data"), ("lang", "Language"),
+           ("my", "My RSVPs"), ("invite", "Invite friends"),
+           ("interests", "My interests"), ("help", "Help"), ("me", "My data"), ("lang", "Language"),
            ("stop", "Stop messages"), ("export", "Get my data"), ("forget", "Erase my data")],
 }
 
@@ -85,6 +87,7 @@ def build_application(
     ideas.register(app)
     surveys.register(app)
     events.register(app)
+    invites.register(app)
     signup.register_fallbacks(app)
     app.add_error_handler(_on_error)
     return app

@@ -18,6 +18,7 @@ from storage.models.core import (
 )
 from storage.models.events import Event, EventNotice, EventReminder, EventRsvp
 from storage.models.ideas import Idea, IdeaBacking, IdeaDraft, IdeaSettings
+from storage.models.invites import Interest, Invite, Referral
 from storage.models.petitions import (
     NativePollMap,
     OrganiserNotice,
@@ -64,6 +65,8 @@ __all__ = [
     "IdeaDraft",
     "IdeaSettings",
     "InboxUpdate",
+    "Interest",
+    "Invite",
     "LoginLink",
     "MemberCode",
     "NativePollMap",
@@ -80,6 +83,7 @@ __all__ = [
     "PollBallot",
     "PollBallotPending",
     "PollVoter",
+    "Referral",
     "Signature",
     "Supporter",
     "SupporterTag",

@@ -18,11 +18,13 @@ from web.dashboard import (
     overview,
     petitions,
     polls,
+    sources,
     supporters,
     surveys,
 )
 
-FEATURES = (overview, login, petitions, polls, events, surveys, ideas, broadcasts, supporters)
+FEATURES = (overview, login, petitions, polls, events, surveys, ideas, broadcasts, supporters,
+            sources)
 
 
 def dashboard_router() -> APIRouter:

@@ -601,6 +601,46 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("campaign_id", name=op.f("pk_idea_settings")),
     )
     op.create_table(
+        "interest",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "chapter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["chapter_id"],
+            ["chapter.id"],
+            name=op.f("fk_interest_chapter_id_chapter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_interest")),
+        sa.UniqueConstraint("chapter_id", "name", name=op.f("uq_interest_chapter_id_name")),
+    )
+    op.create_table(
+        "invite",
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("code", sa.String(length=16), nullable=False),
+        sa.Column("joined", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("show_name", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_invite_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("supporter_id", name=op.f("pk_invite")),
+        sa.UniqueConstraint("code", name=op.f("uq_invite_code")),
+    )
+    op.create_table(
         "member_code",
         sa.Column(
             "id",
@@ -689,6 +729,30 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_poll")),
         sa.UniqueConstraint("slug", name=op.f("uq_poll_slug")),
     )
+    op.create_table(
+        "referral",
+        sa.Column(
+            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "referrer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["referrer_id"],
+            ["supporter.id"],
+            name=op.f("fk_referral_referrer_id_supporter"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["supporter_id"],
+            ["supporter.id"],
+            name=op.f("fk_referral_supporter_id_supporter"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("supporter_id", name=op.f("pk_referral")),
+    )
+    op.create_index("ix_referral_referrer", "referral", ["referrer_id"], unique=False)
     op.create_table(
         "supporter_tag",
         sa.Column(
@@ -1383,10 +1447,14 @@ def downgrade() -> None:
     op.drop_table("survey")
     op.drop_index("ix_supporter_tag_tag", table_name="supporter_tag")
     op.drop_table("supporter_tag")
+    op.drop_index("ix_referral_referrer", table_name="referral")
+    op.drop_table("referral")
     op.drop_table("poll")
     op.drop_table("petition")
     op.drop_index("ix_member_code_redeemed_by", table_name="member_code")
     op.drop_table("member_code")
+    op.drop_table("invite")
+    op.drop_table("interest")
     op.drop_table("idea_settings")
     op.drop_table("idea_draft")
     op.drop_index("ix_idea_campaign_status", table_name="idea")
