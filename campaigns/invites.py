@@ -49,10 +49,13 @@ async def joined_through(session: AsyncSession, supporter: Supporter, code: str 
     """At the consent of a NEW supporter: record whose invite brought them, if any."""
     if not code:
         return
-    referrer = await store.inviter_by_code(session, code) if CODE.match(code) else None
+    looks_like_invite = CODE.match(code) is not None
+    referrer = await store.inviter_by_code(session, code) if looks_like_invite else None
     if referrer is None or referrer == supporter.id:
         if supporter.source_ref is None and LEGACY_REF.match(code):
-            supporter.source_ref = code
+            # An invite code whose owner left (or was erased) is not copied anywhere: the
+            # erased person's code must not come back as someone's source.
+            supporter.source_ref = INVITE_SOURCE if looks_like_invite else code
         return
     await store.add_referral(session, supporter.id, referrer, now)
     if supporter.source_ref is None:

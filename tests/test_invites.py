@@ -205,6 +205,12 @@ async def test_forget_removes_codes_and_links_but_keeps_the_count(db: Database) 
         await inviter.run([("/forget", "삭제할까요"), (press("네, 삭제합니다"), "삭제했습니다")])
         async with db.session() as s:
             assert (await s.execute(select(Invite))).first() is None
+        # The erased person's old link still signs people up, and credits nobody.
+        late = env.dialog(7503, "세나")
+        await _join(late, f"/start ref_{code}")
+        assert (await _supporter(db, "세나")).source_ref == invites.INVITE_SOURCE
+        async with db.session() as s:
+            assert (await s.execute(select(Referral))).first() is None
         assert await find_anywhere(db, [code]) == []
 
 
