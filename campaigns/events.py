@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import segno
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import signup
+from campaigns import intents, signup
 from campaigns import webhook_events as hooks
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
@@ -448,7 +448,8 @@ async def rsvp(
         return [Reply(t(lang, "“{title}” is for members only. Members can join with "
                               "/member CODE.", title=name))]
     outcome = await store.apply_rsvps(
-        session, event.id, [RsvpItem(supporter.id, answer, supporter.region)], now)
+        session, event.id, [RsvpItem(supporter.id, answer, supporter.region,
+                                     intents.link_source() or supporter.source_ref)], now)
     change = outcome.changes[0]
     await supporters.audit(session, actor=f"supporter:{supporter.id}", action="event.rsvp",
                            target=f"event:{event.id}", now=now,
@@ -925,7 +926,8 @@ async def rsvp_batch(
         event = events_by_id[event_id]
         outcome = await store.apply_rsvps(
             session, event_id,
-            [RsvpItem(k.id, requests[i].answer, k.region) for i, k in todo], now)
+            [RsvpItem(k.id, requests[i].answer, k.region, k.source_ref) for i, k in todo],
+            now)
         # The same lines `rsvp` writes; the seats given up in this batch went to the
         # waitlist in one go, so their promotions are counted on the batch's last line.
         audit += [{"at": now, "actor": f"supporter:{k.id}", "action": "event.rsvp",
@@ -1017,7 +1019,8 @@ async def record_rsvp(
     if event.members_only and person.tier != "member" and status != NOT_GOING:
         raise Conflict(_("This event is for members only."))
     outcome = await store.apply_rsvps(
-        session, event.id, [RsvpItem(person.id, status, person.region)], now)
+        session, event.id, [RsvpItem(person.id, status, person.region, person.source_ref)],
+        now)
     change = outcome.changes[0]
     if change.after == FULL:
         raise Conflict(_("This event is full."))

@@ -105,6 +105,7 @@ class RsvpItem:
     supporter_id: int
     answer: str  # going | maybe | not_going
     region: str | None = None
+    source_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,8 @@ async def apply_rsvps(
         elif row is None:
             fresh[item.supporter_id] = {
                 "event_id": event_id, "supporter_id": item.supporter_id,
-                "region": item.region, "created_at": now, "code_hash": None, **values}
+                "region": item.region, "source_ref": item.source_ref, "created_at": now,
+                "code_hash": None, **values}
         else:
             await session.execute(
                 update(EventRsvp).where(EventRsvp.event_id == event_id,

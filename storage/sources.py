@@ -1,10 +1,11 @@
 """The per-source report: sign-ups, signatures, RSVPs and poll answers per source per day.
 
-Counts only. A sign-up's source is the supporter's first one (`supporter.source_ref`), a
-signature's its own (`signature.source_ref`: the link it came through, else the signer's
-first source); RSVPs and open poll answers are counted under the person's first source,
-read at report time, so nothing is stored per answer. Secret ballots (`poll_ballot`) and
-anonymous surveys are never counted here: neither their rows nor their times are read.
+Counts only. A sign-up's source is the supporter's first one (`supporter.source_ref`); a
+signature's and an RSVP's their own (`source_ref`: the link they came through, else the
+person's first source), which survive erasure as the rows' regions do. Open poll answers
+are counted under the person's first source, read at report time, so nothing is stored
+per answer. Secret ballots (`poll_ballot`) and anonymous surveys are never counted here:
+neither their rows nor their times are read.
 """
 
 from __future__ import annotations
@@ -63,15 +64,14 @@ async def counts(
     queries["signatures"] = q.group_by(day, Signature.source_ref)
 
     day = _day(session, EventRsvp.created_at, offset_minutes).label("day")
-    q = (select(day, Supporter.source_ref, func.count())
-         .join(Supporter, Supporter.id == EventRsvp.supporter_id)
-         .where(EventRsvp.created_at >= since, Supporter.source_ref.is_not(None),
+    q = (select(day, EventRsvp.source_ref, func.count())
+         .where(EventRsvp.created_at >= since, EventRsvp.source_ref.is_not(None),
                 EventRsvp.status != "not_going"))
     if campaign_id is not None:
         q = q.join(Event, Event.id == EventRsvp.event_id).where(Event.campaign_id == campaign_id)
     if regions is not None:
         q = q.where(EventRsvp.region.in_(regions))
-    queries["rsvps"] = q.group_by(day, Supporter.source_ref)
+    queries["rsvps"] = q.group_by(day, EventRsvp.source_ref)
 
     day = _day(session, PollAnswer.answered_at, offset_minutes).label("day")
     q = (select(day, Supporter.source_ref, func.count())

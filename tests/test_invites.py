@@ -12,8 +12,8 @@ from campaigns.clock import FixedClock, SystemClock
 from campaigns.settings import Settings
 from storage import supporters as supporter_store
 from storage.db import Database
-from storage.models import Invite, Referral, Signature, Supporter
-from tests.builders import dump_all, find_anywhere, make_bot, make_supporters
+from storage.models import EventRsvp, Invite, Referral, Signature, Supporter
+from tests.builders import dump_all, find_anywhere, make_bot, make_event, make_supporters
 from tests.dashboard_helpers import (
     cheap_password_hashes,  # noqa: F401  (autouse)
     make_organiser,
@@ -154,12 +154,21 @@ async def test_src_from_a_poster_survives_into_the_deep_link_and_the_report(
             refs = {sid: ref for sid, ref in (await s.execute(
                 select(Signature.supporter_id, Signature.source_ref))).all()}
         assert refs[newcomer.id] == "rally1203" and refs[old] == "poster2"
+        # An event poster's link works the same way for an RSVP.
+        await make_event(db, clock)  # type: ignore[arg-type]
+        await env.dialog(7300, "s7300").step("/start event_screening__src_poster2",
+                                             "참석 신청이 완료되었습니다")
+        async with db.session() as s:
+            assert (await s.execute(select(EventRsvp.source_ref))).scalar_one() == "poster2"
 
     report = await ok(db, "report", "sources", "--campaign", "air")
     totals = {r["source"]: r for r in report["sources"]}
     assert (totals["rally1203"]["signups"], totals["rally1203"]["signatures"]) == (6, 6)
     # One person is fewer than five: withheld, never shown as a number.
     assert totals["poster2"]["signatures"] is None and totals["flyer"]["signups"] is None
+    assert totals["poster2"]["rsvps"] == 0  # the event is another campaign's
+    everything = {r["source"]: r for r in (await ok(db, "report", "sources"))["sources"]}
+    assert everything["poster2"]["rsvps"] is None  # one RSVP: withheld
     (day,) = [r for r in report["days"] if r["source"] == "rally1203"]
     assert day["signups"] == 6 and day["rsvps"] == 0
 

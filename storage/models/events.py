@@ -97,6 +97,9 @@ class EventRsvp(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     # Copied at RSVP time for counts by region that survive erasure.
     region: Mapped[str | None] = mapped_column(String(16))
+    # Where the RSVP came from (the deep link's `src_`, else the person's first source), for
+    # the per-source report (campaigns.sources); like `region`, it survives erasure.
+    source_ref: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

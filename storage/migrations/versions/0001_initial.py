@@ -911,6 +911,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("region", sa.String(length=16), nullable=True),
+        sa.Column("source_ref", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("promoted_at", sa.DateTime(timezone=True), nullable=True),
