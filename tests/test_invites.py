@@ -12,7 +12,7 @@ from campaigns.clock import FixedClock, SystemClock
 from campaigns.settings import Settings
 from storage import supporters as supporter_store
 from storage.db import Database
-from storage.models import EventRsvp, Invite, Referral, Signature, Supporter
+from storage.models import AuditLog, EventRsvp, Invite, Referral, Signature, Supporter
 from tests.builders import dump_all, find_anywhere, make_bot, make_event, make_supporters
 from tests.dashboard_helpers import (
     cheap_password_hashes,  # noqa: F401  (autouse)
@@ -265,6 +265,14 @@ async def test_dashboard_sources_page_and_interest_lists(db: Database) -> None:
         # Busan's organiser counts Busan only (the seeded people live in Seoul) ...
         page = await web.get("/sources")
         assert "rally1203</td>" not in page.text and "해양, 어업" in page.text
+        # ... may not see Seoul's leaderboard (refused and audited) ...
+        async with db.session() as s:
+            await chapters.create(s, clock, name="seoul", regions=["서울"])
+        assert (await web.get("/sources?chapter=seoul")).status_code == 403
+        async with db.session() as s:
+            audited = (await s.execute(select(AuditLog.target).where(
+                AuditLog.action == "scope.refused"))).scalars().all()
+        assert audited == ["leaderboard"]
         # ... and may not change everyone's list.
         other = await web.post("/sources/interests", data={
             "csrf": csrf, "chapter": "", "interests": "환경"})

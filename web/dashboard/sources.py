@@ -27,18 +27,21 @@ async def source_page(request: Request) -> Response:
     qp = request.query_params
     campaign, chapter = qp.get("campaign") or None, qp.get("chapter") or None
     lang, days = language(request), _days(qp.get("days"))
-    async with database(request).session() as s:
-        scope = await chapters.scope_of(s, me.organiser.id)
-        try:
+    try:
+        async with database(request).session() as s:
+            scope = await chapters.scope_of(s, me.organiser.id)
             report = await sources.report(s, request.app.state.clock, campaign=campaign,
                                           days=days, scope=scope)
             board = await invites.leaderboard(s, scope, chapter)
-        except chapters.OutOfScope as exc:
-            raise HTTPException(403, exc.message(lang)) from None
-        except RULE_ERRORS as exc:
-            raise HTTPException(404, error_text(exc, lang)) from None
-        lists = await _interest_lists(s, scope)
-        campaign_rows = await queries.campaigns(s)
+            lists = await _interest_lists(s, scope)
+            campaign_rows = await queries.campaigns(s)
+    except chapters.OutOfScope:
+        refused = await chapters.refuse(database(request), request.app.state.clock,
+                                        actor=me.actor, what="leaderboard",
+                                        details={"chapter": chapter})
+        raise HTTPException(403, refused.message(lang)) from None
+    except RULE_ERRORS as exc:
+        raise HTTPException(404, error_text(exc, lang)) from None
     return page(request, "sources.html", {
         "report": report, "board": board, "lists": lists, "campaigns": campaign_rows,
         "campaign": campaign or "", "chapter": chapter or "", "kinds": sources.KINDS,
