@@ -14,6 +14,8 @@ from campaigns.text import clean_name
 # channel's name?) or "name" (type one) → None (done). "rename" is /name after sign-up, and is
 # not onboarding.
 ONBOARDING_STEPS = frozenset({"region", "district", "name_confirm", "name"})
+# /region after sign-up asks the district of the new province again: typed text is sign-up's.
+REDISTRICT = "redistrict"
 
 
 @dataclass(frozen=True)

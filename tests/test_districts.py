@@ -1,13 +1,27 @@
-"""The second region level (시/군): chosen by button after the province, or typed leniently."""
+"""The second region level (시/군/구): chosen by button after the province, or typed leniently."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
-from campaigns.regions import parse_district
+from campaigns.regions import DISTRICTS, REGIONS, district_name, districts, parse_district
+from campaigns.signup import DISTRICTS_PER_PAGE, district_request
 from storage.db import Database
 from storage.models import Supporter
 from tests.telegram_env import press, telegram_env
+
+# Administrative units in 2026 (issue 13): 세종 and abroad have none.
+COUNTS = {"seoul": 25, "busan": 16, "daegu": 9, "incheon": 10, "gwangju": 5, "daejeon": 5,
+          "ulsan": 5, "gyeonggi": 31, "gangwon": 18, "chungbuk": 11, "chungnam": 15,
+          "jeonbuk": 14, "jeonnam": 22, "gyeongbuk": 22, "gyeongnam": 18, "jeju": 2}
+
+
+async def _rows(db: Database) -> dict[str | None, tuple[str | None, str | None]]:
+    async with db.session() as s:
+        found = (await s.execute(select(Supporter.display_name, Supporter.region,
+                                        Supporter.district))).all()
+    return {name: (region, district) for name, region, district in found}
 
 
 async def test_a_gyeonggi_supporter_chooses_goyang_or_types_seongnam(db: Database) -> None:
@@ -30,38 +44,118 @@ async def test_a_gyeonggi_supporter_chooses_goyang_or_types_seongnam(db: Databas
         await env.dialog(6003, "하늘", language_code="ko").run([
             ("/start", "동의하시겠습니까"),
             (press("✅ 동의합니다"), "어느 지역에 사시나요"),
-            (press("부산"), "하늘"),
+            (press("세종"), "하늘"),
         ])
-        async with db.session() as s:
-            rows = dict((await s.execute(select(Supporter.display_name, Supporter.district)
-                                         .where(Supporter.region.is_not(None)))).all())
-        assert rows == {"민지 김": "goyang", "Jun": "seongnam", "하늘": None}
+    rows = await _rows(db)
+    assert rows["민지 김"] == ("gyeonggi", "goyang")
+    assert rows["Jun"] == ("gyeonggi", "seongnam")
+    assert rows["하늘"] == ("sejong", None)
+
+
+async def test_a_seoul_supporter_pages_to_mapo_or_types_it(db: Database) -> None:
+    async with telegram_env(db) as env:
+        dialog = env.dialog(6101, "서연", language_code="ko")
+        await dialog.run([
+            ("/start", "동의하시겠습니까"),
+            (press("✅ 동의합니다"), "어느 지역에 사시나요"),
+            (press("서울"), "어느 구·군에 사시나요"),
+        ])
+        with pytest.raises(LookupError):  # 25 구 do not fit one page: 마포구 is on the second
+            await dialog.act(press("마포구"))
+        await dialog.run([
+            (press("더 보기 ▶ (2/3)"), "어느 구·군에 사시나요"),
+            (press("마포구"), "구·군: 마포구"),
+        ])
+        await dialog.expect("서연", since=0)
+        await env.dialog(6102, "도윤", language_code="ko").run([
+            ("/start", "동의하시겠습니까"),
+            (press("✅ 동의합니다"), "어느 지역에 사시나요"),
+            (press("서울"), "어느 구·군에 사시나요"),
+            ("동", "모르는 구·군입니다"),  # 동대문구 or 동작구: not a guess
+            ("마포", "구·군: 마포구"),
+        ])
+    rows = await _rows(db)
+    assert rows["서연"] == ("seoul", "mapo")
+    assert rows["도윤"] == ("seoul", "mapo")
+
+
+async def test_changing_region_later_asks_the_district_again(db: Database) -> None:
+    async with telegram_env(db) as env:
+        dialog = env.dialog(6201, "Mina", language_code="en")
+        await dialog.run([
+            ("/start", "Do you agree"),
+            (press("✅ I agree"), "Choose your region"),
+            (press("Gyeonggi"), "Which city or county"),
+            (press("Goyang"), "Shall we call you"),
+            (press("Keep this name"), "Mina"),
+            ("/region", "Choose your region"),
+            (press("Busan"), "Which district"),
+            ("Haeundae-gu", "District: Haeundae-gu"),
+            ("/me", "Busan Haeundae-gu"),
+            ("/region", "Choose your region"),
+            (press("Sejong"), "Region: Sejong"),
+        ])
+    assert (await _rows(db))["Mina"] == ("sejong", None)
+
+
+def test_every_province_has_its_2026_districts() -> None:
+    assert {code: len(items) for code, items in DISTRICTS.items()} == COUNTS
+    assert set(DISTRICTS) == {code for code, _, _ in REGIONS} - {"sejong", "abroad"}
+    for province, items in DISTRICTS.items():
+        codes = [code for code, _, _ in items]
+        assert len(set(codes)) == len(codes), province
+        assert all(c.isascii() and c.isalpha() and c.islower() for c in codes), province
+    # Codes are per province: 중구 is `jung` in six of them.
+    assert sum("jung" in {c for c, _, _ in items} for items in DISTRICTS.values()) == 6
+    assert district_name("daegu", "gunwi", "ko") == "군위군"  # part of 대구 since 2023
+    assert district_name("gyeongnam", "changwon", "en") == "Changwon"
+
+
+@pytest.mark.parametrize("province", sorted(COUNTS))
+def test_every_district_can_be_typed_and_pressed(province: str) -> None:
+    for code, ko, en in districts(province):
+        for typed in (code, ko, en, en.upper(), ko[:-1] if len(ko) > 2 else ko):
+            assert parse_district(province, typed) == code, typed
+    # Every district is on exactly one page; Telegram allows 64 bytes of callback data.
+    seen: list[str] = []
+    for page in range(10):
+        reply = district_request("ko", province, page)
+        data = [b.data or "" for row in reply.buttons for b in row]
+        assert all(len(d.encode()) <= 64 for d in data)
+        assert all(len(row) <= 3 for row in reply.buttons)
+        picks = [d[2:] for d in data if not d.startswith(("d:~", "d:-"))]
+        assert len(picks) <= DISTRICTS_PER_PAGE
+        if picks and picks[0] in seen:
+            break
+        seen.extend(picks)
+        assert "d:-" in data  # skip is always there
+    assert seen == [code for code, _, _ in districts(province)]
 
 
 def test_typed_districts_are_matched_leniently() -> None:
     for typed in ("고양", "고양시", "경기 고양시", "경기도 고양시", "Goyang", "goyang-si"):
         assert parse_district("gyeonggi", typed) == "goyang", typed
+    for typed in ("마포", "마포구", "서울 마포구", "서울특별시 마포구", "Mapo-gu", "mapo gu"):
+        assert parse_district("seoul", typed) == "mapo", typed
     assert parse_district("gyeonggi", "서울") is None
     assert parse_district("busan", "고양시") is None  # not a district of that province
-
-
-async def test_a_csv_region_may_name_the_city_or_county(db: Database) -> None:
-    from campaigns import importer
-    from campaigns.clock import FixedClock
-    from tests.builders import make_bot
-
-    bot_id = await make_bot(db, FixedClock().now())
-    text = ("telegram_id,name,language,region,tier,tags,consent\n"
-            "1,가,ko,경기 고양시,,,yes\n"
-            "2,나,ko,경기도 성남,,,yes\n"
-            "3,다,ko,경기,,,yes\n"
-            "4,라,ko,경기 화성인,,,yes\n")
-    async with db.session() as s:
-        result = await importer.import_supporters(s, bot_id, text, FixedClock(),
-                                                  skip_invalid=True)
-    assert [p.line for p in result.problems] == [5]  # an unknown city is an unknown region
-    async with db.session() as s:
-        rows = dict((await s.execute(
-            select(Supporter.display_name, Supporter.district)
-            .where(Supporter.region == "gyeonggi"))).all())
-    assert rows == {"가": "goyang", "나": "seongnam", "다": None}
+    # 동구 and 동래구 (부산), 동대문구 and 동작구 (서울): a start of a name that fits two is no
+    # match, and an exact name is never taken for a longer one.
+    assert parse_district("busan", "동구") == "dong"
+    assert parse_district("busan", "동래") == "dongnae"
+    assert parse_district("seoul", "동구") is None
+    assert parse_district("seoul", "동") is None
+    assert parse_district("seoul", "동대") == "dongdaemun"
+    assert parse_district("seoul", "중구") == "jung"
+    assert parse_district("seoul", "중랑") == "jungnang"
+    assert parse_district("daegu", "달서") == "dalseo"
+    assert parse_district("daegu", "달성군") == "dalseong"
+    assert parse_district("daegu", "달") is None
+    # 고성군 is in 강원 and in 경남; the province decides.
+    assert parse_district("gangwon", "고성") == parse_district("gyeongnam", "고성") == "goseong"
+    # A city with 구 of its own, and former names in old lists.
+    assert parse_district("gyeongnam", "창원시 성산구") == "changwon"
+    assert parse_district("gyeongnam", "마산") == "changwon"
+    assert parse_district("incheon", "남구") == "michuhol"
+    assert parse_district("jeju", "Jeju City") == "jeju"
+    assert parse_district("sejong", "세종") is None
