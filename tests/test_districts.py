@@ -159,3 +159,69 @@ def test_typed_districts_are_matched_leniently() -> None:
     assert parse_district("incheon", "남구") == "michuhol"
     assert parse_district("jeju", "Jeju City") == "jeju"
     assert parse_district("sejong", "세종") is None
+
+
+async def test_a_csv_region_may_name_the_city_county_or_district(db: Database) -> None:
+    from campaigns import importer
+    from campaigns.clock import FixedClock
+    from tests.builders import make_bot
+
+    bot_id = await make_bot(db, FixedClock().now())
+    text = ("telegram_id,name,language,region,tier,tags,consent\n"
+            "1,가,ko,경기 고양시,,,yes\n"
+            "2,나,ko,경기도 성남,,,yes\n"
+            "3,다,ko,경기,,,yes\n"
+            "4,라,ko,경기 화성인,,,yes\n"
+            "5,마,ko,서울 마포구,,,yes\n"
+            "6,바,ko,서울특별시 마포구,,,yes\n"
+            "7,사,ko,부산광역시 해운대구,,,yes\n"
+            "8,아,ko,화성 마포구,,,yes\n")
+    async with db.session() as s:
+        result = await importer.import_supporters(s, bot_id, text, FixedClock(),
+                                                  skip_invalid=True)
+    assert [(p.line, p.code) for p in result.problems] == [(5, "bad_district"),
+                                                           (9, "bad_region")]
+    assert result.problems[0].text("ko") == "지역 “경기”에 없는 시·군·구입니다: “화성인”."
+    assert result.problems[0].text("en") == (
+        "Unknown city, county or district “화성인” in the region “경기”.")
+    rows = await _rows(db)
+    assert {name: rows[name] for name in "가나다마바사"} == {
+        "가": ("gyeonggi", "goyang"), "나": ("gyeonggi", "seongnam"), "다": ("gyeonggi", None),
+        "마": ("seoul", "mapo"), "바": ("seoul", "mapo"), "사": ("busan", "haeundae")}
+
+
+async def test_a_district_column_is_read_and_exported(db: Database) -> None:
+    import io
+
+    from campaigns import importer
+    from campaigns.clock import FixedClock
+    from tests.builders import make_bot
+
+    clock = FixedClock()
+    bot_id = await make_bot(db, clock.now())
+    text = ("telegram_id,name,language,region,district,tier,tags,consent\n"
+            "1,가,ko,서울,마포구,,,yes\n"
+            "2,나,en,Seoul,mapo,,,yes\n"
+            "3,다,ko,서울,,,,yes\n"
+            "4,라,ko,서울,고양시,,,yes\n"
+            "5,마,ko,세종,조치원,,,yes\n")
+    async with db.session() as s:
+        result = await importer.import_supporters(s, bot_id, text, clock, skip_invalid=True)
+    assert [(p.line, p.code) for p in result.problems] == [(5, "bad_district"),
+                                                           (6, "bad_district")]
+    assert "고양시" in result.problems[0].text("en")
+    out = io.StringIO()
+    async with db.session() as s:
+        await importer.export_supporters(s, bot_id, out, clock)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith(",status,joined_at,district")
+    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == ["mapo", "mapo", ""]
+    # The export imports elsewhere with its districts.
+    other = await make_bot(db, clock.now(), name="other")
+    async with db.session() as s:
+        again = await importer.import_supporters(s, other, out.getvalue(), clock)
+    assert again.imported == 3 and not again.problems
+    async with db.session() as s:
+        moved = (await s.execute(select(Supporter.district).where(Supporter.bot_id == other)
+                                 .order_by(Supporter.id))).scalars().all()
+    assert moved == ["mapo", "mapo", None]
