@@ -225,3 +225,45 @@ async def test_a_district_column_is_read_and_exported(db: Database) -> None:
         moved = (await s.execute(select(Supporter.district).where(Supporter.bot_id == other)
                                  .order_by(Supporter.id))).scalars().all()
     assert moved == ["mapo", "mapo", None]
+
+
+async def test_an_audience_may_name_districts(db: Database) -> None:
+    from campaigns import audience as audiences
+    from campaigns import broadcasts
+    from tests.builders import TOKEN, make_bot, seed, set_supporter
+
+    bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
+    seoul = await seed(db, 4, bot_id=bot, region="seoul", chat_base=100)
+    busan = await seed(db, 3, bot_id=bot, region="busan", chat_base=200, tier="member")
+    for sid in seoul[:3]:
+        await set_supporter(db, sid, district="mapo")
+    await set_supporter(db, busan[0], district="jung")
+    await set_supporter(db, busan[1], district="haeundae")
+    await set_supporter(db, seoul[2], status="stopped")
+
+    async def size(text: str) -> int:
+        return await broadcasts.preview_size(db, bot, text)
+
+    assert await size("district=seoul:mapo") == 2
+    assert await size("district=서울 마포구") == 2
+    assert await size("region=서울,district=마포") == 2
+    assert await size("district=Seoul Mapo-gu|부산 해운대구") == 3
+    # 중구 of 부산 is not 중구 of 서울: the province is part of the filter.
+    assert await size("district=busan:jung") == 1
+    assert await size("district=seoul:jung") == 0
+    assert await size("district=부산 중구|부산 해운대구,tier=member") == 2
+    assert audiences.parse("district=서울 마포구|seoul:mapo") == {"district": ["seoul:mapo"]}
+    assert audiences.describe(audiences.parse("district=부산 해운대구"), "ko") == \
+        "district=부산 해운대구"
+    assert audiences.describe(audiences.parse("district=busan:haeundae"), "en") == \
+        "district=Busan Haeundae-gu"
+    for text, english, korean in (
+            ("district=마포구", "Name the province", "시·도인지"),
+            ("region=서울|부산,district=마포구", "Name the province", "시·도인지"),
+            ("district=서울 고양시", "Unknown city, county or district “서울 고양시”",
+             "알 수 없는 시·군·구"),
+            ("district=세종 조치원", "Unknown city, county or district", "시·군·구")):
+        with pytest.raises(audiences.AudienceError) as caught:
+            audiences.parse(text)
+        assert english in caught.value.message("en"), text
+        assert korean in caught.value.message("ko"), text
