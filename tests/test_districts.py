@@ -267,3 +267,86 @@ async def test_an_audience_may_name_districts(db: Database) -> None:
             audiences.parse(text)
         assert english in caught.value.message("en"), text
         assert korean in caught.value.message("ko"), text
+
+
+# --- the dashboard: the composer's district filter and the drill-down charts ---------------
+
+async def _dashboard_world(db: Database) -> tuple[object, object]:
+    """7 people in 마포구, 5 in 강남구, 2 in 종로구 and 1 without a district (서울), 6 in
+    부산 해운대구; all signed the petition "clean-air". (app, clock)"""
+    from sqlalchemy import update
+
+    from campaigns import petitions
+    from campaigns.clock import FixedClock
+    from campaigns.settings import Settings
+    from tests.builders import make_supporters, setup_petition
+    from tests.dashboard_helpers import make_organiser
+    from web.app import create_app
+
+    clock = FixedClock()
+    bot_id, _p = await setup_petition(db, clock, slug="clean-air")
+    plan = [("seoul", "mapo", 7), ("seoul", "gangnam", 5), ("seoul", "jongno", 2),
+            ("seoul", None, 1), ("busan", "haeundae", 6)]
+    first = 700_000
+    for region, district, n in plan:
+        ids = await make_supporters(db, bot_id, clock.now(), n, region=region,
+                                    first_user_id=first)
+        first += 1000
+        async with db.session() as s:
+            await s.execute(update(Supporter).where(Supporter.id.in_(ids))
+                            .values(district=district))
+            for sid in ids:
+                await petitions.sign(s, await s.get_one(Supporter, sid), "clean-air", clock)
+    await petitions.flush(db, clock)  # the per-region counters, as the scheduler keeps them
+    await make_organiser(db, clock.now(), "minji")
+    return create_app(Settings(secret_key="test-secret-key-for-sessions"), db,
+                      clock=clock), clock
+
+
+def _bars(html: str, chart_id: str) -> dict[str, str]:
+    import re
+
+    svg = html.split(f'id="{chart_id}"', 1)[1].split("</svg>", 1)[0]
+    return dict(re.findall(r'data-label="([^"]*)" data-value="([^"]*)"', svg))
+
+
+async def test_the_dashboard_drills_down_to_districts_and_hides_small_groups(
+        db: Database) -> None:
+    import httpx
+
+    from tests.dashboard_helpers import sign_in
+
+    app, _clock = await _dashboard_world(db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+                                 base_url="http://127.0.0.1:8000") as client:
+        await sign_in(client, "minji")
+        home = (await client.get("/?lang=ko")).text
+        assert 'href="/?region=seoul#districts"' in home
+        assert 'id="chart-districts"' not in home
+        seoul = (await client.get("/?region=seoul&lang=ko")).text
+        # 종로구 (2) and the one without a district are too few to show.
+        assert _bars(seoul, "chart-districts") == {"마포구": "7", "강남구": "5"}
+        assert "5명 미만인 2개 그룹은 표시하지 않습니다" in seoul
+        english = (await client.get("/?region=busan&lang=en")).text
+        assert _bars(english, "chart-districts") == {"Haeundae-gu": "6"}
+        assert "Active supporters in Busan by city, county or district" in english
+        # Not a province with districts: no drill-down, no error.
+        for other in ("sejong", "mars"):
+            page = await client.get(f"/?region={other}")
+            assert page.status_code == 200 and 'id="chart-districts"' not in page.text
+
+        petition = (await client.get("/petitions/clean-air?lang=ko")).text
+        assert 'href="?region=seoul#districts"' in petition
+        drilled = (await client.get("/petitions/clean-air?region=seoul&lang=ko")).text
+        assert _bars(drilled, "petition-districts") == {"마포구": "7", "강남구": "5"}
+
+        composer = (await client.get("/broadcasts/new?lang=ko")).text
+        assert '<option value="seoul:mapo">서울 마포구</option>' in composer
+        assert '<option value="busan:jung">부산 중구</option>' in composer
+        count = (await client.get("/broadcasts/audience-count",
+                                  params={"audience": "district=seoul:mapo|busan:haeundae",
+                                          "lang": "ko"})).json()
+        assert count == {"count": 13, "description": "district=부산 해운대구|서울 마포구"}
+        wrong = (await client.get("/broadcasts/audience-count",
+                                  params={"audience": "district=마포구", "lang": "en"})).json()
+        assert "Name the province" in wrong["error"]
