@@ -10,6 +10,7 @@ from campaigns.signup import DISTRICTS_PER_PAGE, district_request
 from storage.db import Database
 from storage.models import Supporter
 from tests.telegram_env import press, telegram_env
+from tests.test_migrations import empty_db  # noqa: F401  (a fixture: a database with no tables)
 
 # Administrative units in 2026 (issue 13): 세종 and abroad have none.
 COUNTS = {"seoul": 25, "busan": 16, "daegu": 9, "incheon": 10, "gwangju": 5, "daejeon": 5,
@@ -350,3 +351,43 @@ async def test_the_dashboard_drills_down_to_districts_and_hides_small_groups(
         wrong = (await client.get("/broadcasts/audience-count",
                                   params={"audience": "district=마포구", "lang": "en"})).json()
         assert "Name the province" in wrong["error"]
+
+
+# The 경기 codes stored before every province had districts (85beb4d): they must keep
+# their meaning, since supporters' rows carry them.
+GYEONGGI_BEFORE = ("suwon seongnam goyang yongin bucheon ansan anyang namyangju hwaseong "
+                   "pyeongtaek uijeongbu siheung paju gimpo gwangmyeong gwangju gunpo hanam osan "
+                   "icheon anseong uiwang yangju guri pocheon yeoju dongducheon gwacheon "
+                   "yangpyeong gapyeong yeoncheon").split()
+
+
+async def test_districts_stored_before_stay_valid_through_the_migration(
+        empty_db: Database) -> None:  # noqa: F811  (the fixture imported above)
+    from sqlalchemy import text
+
+    from campaigns import broadcasts
+    from campaigns.dashboard import district_counts
+    from storage import migrate
+    from tests.builders import TOKEN, make_bot, seed
+
+    await migrate.upgrade(empty_db)
+    bot = await make_bot(empty_db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
+    ids = await seed(empty_db, len(GYEONGGI_BEFORE) + 2, bot_id=bot, region="gyeonggi")
+    async with empty_db.session() as s:  # as the earlier code wrote them: plain SQL
+        for sid, code in zip(ids, GYEONGGI_BEFORE, strict=False):
+            await s.execute(text("UPDATE supporter SET district = :d WHERE id = :i"),
+                            {"d": code, "i": sid})
+        await s.execute(text("UPDATE supporter SET region = 'seoul' WHERE id = :i"),
+                        {"i": ids[-1]})
+    await migrate.upgrade(empty_db)  # at head already: nothing to do, nothing lost
+    async with empty_db.session() as s:
+        rows = (await s.execute(select(Supporter.region, Supporter.district)
+                                .order_by(Supporter.id))).all()
+    assert [d for _r, d in rows[:len(GYEONGGI_BEFORE)]] == GYEONGGI_BEFORE
+    assert rows[-2:] == [("gyeonggi", None), ("seoul", None)]  # a province alone stays valid
+    for code in GYEONGGI_BEFORE:
+        assert district_name("gyeonggi", code, "ko").endswith(("시", "군")), code
+    counts = district_counts("gyeonggi", {code: 5 for code in GYEONGGI_BEFORE})
+    assert {r.code for r in counts.rows} == set(GYEONGGI_BEFORE)
+    assert await broadcasts.preview_size(empty_db, bot, "district=경기 고양시|경기 연천군") == 2
+    assert await broadcasts.preview_size(empty_db, bot, "region=경기") == len(ids) - 1
