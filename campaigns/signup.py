@@ -318,6 +318,8 @@ async def choose_district(
 
 
 def _set_district(s: Supporter, code: str | None, clock: Clock, *, edit: bool) -> list[Reply]:
+    if not districts(s.region):
+        code = None  # a button left from before the province changed to one without any
     if code is not None and code not in district_codes(s.region):
         return [district_request(s.language, s.region)]
     s.district, s.updated_at = code, clock.now()
@@ -328,6 +330,9 @@ def _set_district(s: Supporter, code: str | None, clock: Clock, *, edit: bool) -
                              if is_metropolitan(s.region)
                              else t(s.language, "City or county: {district}", district=name),
                              edit=edit))
+    elif edit:  # skipped: the buttons give way to what was kept
+        replies.append(Reply(t(s.language, "Region: {region}",
+                               region=region_name(s.region, s.language)), edit=True))
     if s.pending_input == REDISTRICT:
         s.pending_input = None
     if s.pending_input == "district":

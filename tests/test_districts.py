@@ -94,6 +94,10 @@ async def test_changing_region_later_asks_the_district_again(db: Database) -> No
             ("Haeundae-gu", "District: Haeundae-gu"),
             ("/me", "Busan Haeundae-gu"),
             ("/region", "Choose your region"),
+            (press("Seoul"), "Which district"),
+            (press("Skip"), "Region: Seoul"),
+            ("/me", "Seoul"),
+            ("/region", "Choose your region"),
             (press("Sejong"), "Region: Sejong"),
         ])
     assert (await _rows(db))["Mina"] == ("sejong", None)
