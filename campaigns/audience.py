@@ -2,10 +2,15 @@
 
 The text form is what organisers type in the CLI and the dashboard::
 
-    region=서울|부산,tier=member,tags=volunteer|donor,language=en,channel=telegram,
+    region=서울|부산,district=seoul:mapo|경기 고양시,tier=member,tags=volunteer|donor,
+    language=en,channel=telegram,
     signed=<petition-slug>,not_signed=<slug>,answered=<poll-slug>,not_answered=<slug>,
     rsvp=<event-slug>[:going|maybe|waitlist],attended=<event-slug>,no_show=<event-slug>
     survey_done=<survey-slug>,survey_not_done=<slug>,answer=<survey-slug>:<question>:<option>
+
+``district`` names a 시/군/구 with its province: ``seoul:mapo``, ``서울 마포구`` or
+``Seoul Mapo-gu``; alone (``district=마포구``) when ``region`` names exactly one
+province. Stored as ``<province>:<district code>``.
 
 Filters combine with AND; ``|`` inside one filter means OR (for ``signed`` and
 ``answered`` it means "every one of them", for ``not_*`` "none of them"). An empty
@@ -29,12 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns import inputs
 from campaigns.errors import RuleError
 from campaigns.i18n import LANGUAGES, _, t_plain
-from campaigns.regions import parse_region, region_name
+from campaigns.regions import district_name, parse_district, parse_region, region_name
 from storage import outbox
 from storage import surveys as survey_store
 
-KEYS = ("region", "tier", "tags", "language", "channel", "signed", "not_signed", "answered",
-        "not_answered", "rsvp", "attended", "no_show",
+KEYS = ("region", "district", "tier", "tags", "language", "channel", "signed", "not_signed",
+        "answered", "not_answered", "rsvp", "attended", "no_show",
         "survey_done", "survey_not_done", "answer")
 # What organisers type after "rsvp=<slug>:" → the stored RSVP status.
 RSVP_STATUSES = {"going": "going", "maybe": "maybe", "waitlist": "waitlisted",
@@ -95,6 +100,8 @@ def parse(text: str) -> dict[str, list[str]]:
                     raise AudienceError(_("Unknown region “{value}”."), value=value)
                 codes.append(code)
             audience[key] = sorted(set(codes))
+        elif key == "district":
+            audience[key] = _values(key, raw)  # resolved below, once `region` is known
         elif key in ("tier", "language", "channel"):
             allowed = {"tier": TIERS, "language": LANGUAGES, "channel": CHANNELS}[key]
             values = [v.lower() for v in _values(key, raw)]
@@ -132,7 +139,37 @@ def parse(text: str) -> dict[str, list[str]]:
             audience[key] = sorted(set(conditions))
         else:
             audience[key] = sorted(set(_slugs(key, raw)))
+    if "district" in audience:
+        audience["district"] = _districts(audience["district"], audience.get("region", []))
     return audience
+
+
+def _districts(values: list[str], regions: list[str]) -> list[str]:
+    """``<province>:<code>`` for each district named: with its province (seoul:mapo,
+    서울 마포구) or, when the region filter names one province, alone (마포구)."""
+    out = set()
+    for value in values:
+        province, sep, name = value.partition(":")
+        if not sep:
+            province, _sp, name = value.partition(" ")
+        code = parse_region(province) if name.strip() else None
+        if code is None:
+            code, name = (regions[0], value) if len(regions) == 1 else (None, value)
+        district = parse_district(code, name) if code else None
+        if district is None:
+            if code is None:
+                raise AudienceError(_("Name the province of the district “{value}”, e.g. "
+                                      "district=seoul:mapo or district=서울 마포구."),
+                                    value=value)
+            raise AudienceError(_("Unknown city, county or district “{value}”."), value=value)
+        out.add(f"{code}:{district}")
+    return sorted(out)
+
+
+def district_label(value: str, lang: str) -> str:
+    """"seoul:mapo" → "서울 마포구" / "Seoul Mapo-gu"."""
+    province, _, code = value.partition(":")
+    return f"{region_name(province, lang)} {district_name(province, code, lang)}"
 
 
 def to_query(audience: dict[str, Any]) -> outbox.AudienceQuery:
@@ -141,7 +178,9 @@ def to_query(audience: dict[str, Any]) -> outbox.AudienceQuery:
         return tuple(audience.get(key) or ())
 
     return outbox.AudienceQuery(
-        regions=get("region"), tiers=get("tier"), tags=get("tags"), languages=get("language"),
+        regions=get("region"),
+        districts=tuple((p, c) for p, _, c in (v.partition(":") for v in get("district"))),
+        tiers=get("tier"), tags=get("tags"), languages=get("language"),
         channels=get("channel"), signed=get("signed"), not_signed=get("not_signed"),
         answered=get("answered"), not_answered=get("not_answered"), rsvp=get("rsvp"),
         attended=get("attended"), no_show=get("no_show"),
@@ -162,6 +201,8 @@ def describe(audience: dict[str, Any], lang: str) -> str:
             continue
         if key == "region":
             values = [region_name(v, lang) for v in values]
+        elif key == "district":
+            values = [district_label(v, lang) for v in values]
         parts.append(f"{key}={'|'.join(values)}")
     return ", ".join(parts)
 

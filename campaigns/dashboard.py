@@ -8,8 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
-from campaigns.regions import REGIONS
+from campaigns.polls import too_small
+from campaigns.regions import REGIONS, districts
 from campaigns.times import KST_OFFSET  # days are Korean calendar days, UTC+9
+from storage import petitions as petition_store
 from storage import stats
 
 
@@ -83,3 +85,46 @@ async def overview(
         regions=regions,
         days=day_counts,
     )
+
+
+@dataclass(frozen=True)
+class DistrictCounts:
+    """One province broken down by 시/군/구, for a drill-down chart."""
+
+    province: str
+    rows: list[RegionCount]  # code None: no district given; largest first
+    withheld: int  # groups left out for being too small to show (polls.too_small)
+    total: int  # everyone counted in the province, shown or not
+
+
+def district_counts(province: str, counts: dict[str | None, int]) -> DistrictCounts:
+    """The groups that may be shown: a district of fewer than polls.MIN_GROUP people is
+    left out (the one person from 울릉군 is not to be picked out), as in every breakdown."""
+    known = {code for code, _, _ in districts(province)}
+    merged: dict[str | None, int] = {}
+    for code, n in counts.items():
+        key = code if code in known else None  # a code no longer listed counts as not given
+        merged[key] = merged.get(key, 0) + n
+    shown = {code: n for code, n in merged.items() if n and not too_small(n)}
+    top = max(shown.values(), default=0)
+    rows = [RegionCount(code, n, _share(n, top))
+            for code, n in sorted(shown.items(), key=lambda kv: (-kv[1], kv[0] or "~"))]
+    withheld = sum(1 for n in merged.values() if n and too_small(n))
+    return DistrictCounts(province, rows, withheld, sum(merged.values()))
+
+
+def has_districts(province: str | None) -> bool:
+    return bool(districts(province))
+
+
+async def supporters_by_district(session: AsyncSession, province: str,
+                                 bot_id: int | None = None) -> DistrictCounts:
+    """Active supporters of one province by district."""
+    return district_counts(province, await stats.active_by_district(session, province, bot_id))
+
+
+async def signatures_by_district(session: AsyncSession, petition_id: int,
+                                 province: str) -> DistrictCounts:
+    """A petition's valid signatures from one province by the signers' districts."""
+    return district_counts(province, await petition_store.signatures_by_district(
+        session, petition_id, province))

@@ -1,7 +1,10 @@
 """Importing an existing supporter list from CSV, and exporting one.
 
 The CSV header is ``telegram_id,name,language,region,tier,tags,consent`` (in any
-order; other columns are ignored). A row is imported only with ``consent=yes``;
+order; other columns are ignored, but for an optional ``district``). The region may
+name the 시/군/구 too ("서울 마포구", "서울특별시 마포구", "경기도 고양"), or the
+``district`` column does ("마포구", "mapo"); an unknown one is reported. A row is
+imported only with ``consent=yes``;
 a row with a bad id, an unknown region, language or tier, or a duplicate (in the
 file, or already stored for this bot) is reported with its line number and
 reason, and then nothing is imported unless ``skip_invalid`` is set. Importing
@@ -10,7 +13,7 @@ the same file again therefore never creates anyone twice.
 Imported supporters are active, with a Telegram identity (chat id = user id, as
 for private chats), a consent record (purpose campaign_updates, notice version
 and channel "import") and their tags. An export writes the same columns (plus
-status and joined_at), so it can be imported elsewhere; stopped supporters are
+status, joined_at and district), so it can be imported elsewhere; stopped supporters are
 exported with consent "no" and erased ones not at all.
 """
 
@@ -32,7 +35,7 @@ from campaigns import inputs
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
 from campaigns.i18n import _, t_plain
-from campaigns.regions import parse_district, parse_region
+from campaigns.regions import districts, parse_district, parse_region
 from campaigns.text import (
     FORMULA_START,
     MAX_NAME,
@@ -46,7 +49,9 @@ from storage import supporters
 from storage.db import Database
 
 HEADER: tuple[str, ...] = ("telegram_id", "name", "language", "region", "tier", "tags", "consent")
-EXPORT_HEADER: tuple[str, ...] = (*HEADER, "status", "joined_at")
+# The optional column the district (시/군/구) may come in, beside the region.
+DISTRICT = "district"
+EXPORT_HEADER: tuple[str, ...] = (*HEADER, "status", "joined_at", DISTRICT)
 CONSENT_YES = frozenset({"yes", "y", "true", "1", "예", "네"})
 LANGUAGES = {"ko": "ko", "en": "en", "korean": "ko", "english": "en", "한국어": "ko", "영어": "en"}
 TIERS = frozenset({"supporter", "member"})
@@ -133,6 +138,7 @@ M_FIELD_COUNT = _("The row has {found} fields but the header has {expected}.")
 M_BAD_ID = _("Bad Telegram id “{value}”: expected a positive whole number.")
 M_NO_CONSENT = _("No consent: the consent column says “{value}”, not “yes”.")
 M_BAD_REGION = _("Unknown region “{value}”.")
+M_BAD_DISTRICT = _("Unknown city, county or district “{value}” in the region “{region}”.")
 M_BAD_LANGUAGE = _("Unknown language “{value}”: expected ko or en.")
 M_BAD_TIER = _("Unknown tier “{value}”: expected supporter or member.")
 M_LONG_TAG = _("The tag “{value}” is longer than {max} characters.")
@@ -211,6 +217,8 @@ def parse(text: str) -> Parsed:
         parsed.fatal = True
         return parsed
     positions = tuple(columns.index(name) for name in HEADER)
+    if DISTRICT in columns:
+        positions = (*positions, columns.index(DISTRICT))
     first_seen: dict[int, int] = {}
     line = reader.line_num  # the row about to be read starts on the next line
     rows = iter(reader)
@@ -258,8 +266,9 @@ def _check_row(
         return
     # The order of HEADER.
     id_text, name_text, language_text, region_text, tier_text, tags_text, consent_text = (
-        fields[i].strip() for i in positions
+        fields[i].strip() for i in positions[:7]
     )
+    district_text = fields[positions[7]].strip() if len(positions) > 7 else ""
     before = len(parsed.problems)
     telegram_id = _telegram_id(id_text)
     if telegram_id is None:
@@ -273,9 +282,13 @@ def _check_row(
     language = _language(language_text)
     if language is None:
         parsed.add(Problem(line, "bad_language", M_BAD_LANGUAGE, {"value": language_text}))
-    region, district = _region_and_district(region_text)
+    region, district, unknown = _region_and_district(region_text, district_text)
     if region_text and region is None:
         parsed.add(Problem(line, "bad_region", M_BAD_REGION, {"value": region_text}))
+    elif unknown:
+        parsed.add(Problem(line, "bad_district", M_BAD_DISTRICT,
+                           {"value": unknown, "region": (region_text if district_text else
+                                                         region_text.partition(" ")[0]) or "-"}))
     tier = tier_text.lower() or "supporter"
     if tier not in TIERS:
         parsed.add(Problem(line, "bad_tier", M_BAD_TIER, {"value": tier_text}))
@@ -292,18 +305,27 @@ def _check_row(
     ))
 
 
-def _region_and_district(text: str) -> tuple[str | None, str | None]:
-    """A province ("경기"), or a province and its city or county ("경기 고양시", "경기도 고양"):
-    (None, None) for an empty cell, (None, ...) for one not understood."""
+def _region_and_district(text: str, district_text: str = "") -> tuple[
+        str | None, str | None, str | None]:
+    """(region, district, the district text not understood) from the region cell: a province
+    ("경기"), or a province and its city, county or district ("경기 고양시", "서울특별시
+    마포구"), and from the district column when the file has one ("마포구", "mapo").
+    Region None with a non-empty cell: the region is not understood."""
     if not text:
-        return None, None
+        return None, None, district_text or None
     region = parse_region(text)
-    if region is not None:
-        return region, None
-    first, _, rest = text.strip().partition(" ")
-    region = parse_region(first)
-    district = parse_district(region, rest) if region and rest.strip() else None
-    return (region, district) if district else (None, None)
+    named = ""
+    if region is None:
+        first, _, named = text.strip().partition(" ")
+        region = parse_region(first)
+        named = named.strip()
+        if region is None:
+            return None, None, None
+    named = district_text or named
+    if not named:
+        return region, None, None
+    district = parse_district(region, named) if districts(region) else None
+    return (region, district, None) if district else (region, None, named)
 
 
 async def check_stored(session: AsyncSession, bot_id: int, parsed: Parsed) -> None:
@@ -504,7 +526,7 @@ async def export_chunks(
                     # A stopped supporter withdrew consent: importing the export elsewhere
                     # must not sign them up again.
                     "yes" if s.status == "active" else "no",
-                    s.status, s.created_at.isoformat(),
+                    s.status, s.created_at.isoformat(), s.district or "",
                 ])
             else:
                 telegram_id: str | int = s.external_user_id or ""
@@ -515,6 +537,7 @@ async def export_chunks(
                     "language": s.language, "region": s.region or "", "tier": s.tier,
                     "tags": list(s.tags), "consent": "yes" if s.status == "active" else "no",
                     "status": s.status, "joined_at": s.created_at.isoformat(),
+                    "district": s.district or "",
                 }
                 buffer.write(("," if count else "") + "\n" + orjson.dumps(record).decode())
             count += 1

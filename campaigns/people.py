@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 from campaigns.text import clean_name
 
-# `Supporter.pending_input` holds the onboarding step: "region" → "name_confirm" (keep the
-# channel's name?) or "name" (type one) → None (done). "rename" is /name after sign-up, and is
-# not onboarding.
+# `Supporter.pending_input` holds the onboarding step: "region" → "district" (where the
+# province has 시/군/구) → "name_confirm" (keep the channel's name?) or "name" (type one) →
+# None (done). "rename" is /name after sign-up and REDISTRICT the district after /region;
+# neither is onboarding.
 ONBOARDING_STEPS = frozenset({"region", "district", "name_confirm", "name"})
+# /region after sign-up asks the district of the new province again: typed text is sign-up's.
+REDISTRICT = "redistrict"
 
 
 @dataclass(frozen=True)

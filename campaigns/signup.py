@@ -19,12 +19,14 @@ from campaigns import home, intents, invites
 from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.i18n import LANGUAGES, _, normalise_language, t
-from campaigns.people import ONBOARDING_STEPS, Person
+from campaigns.people import ONBOARDING_STEPS, REDISTRICT, Person
 from campaigns.regions import (
     REGION_CODES,
     REGIONS,
+    district_codes,
     district_name,
     districts,
+    is_metropolitan,
     parse_district,
     region_name,
 )
@@ -186,15 +188,39 @@ def region_request(lang: str) -> Reply:
     return Reply(t(lang, "Where do you live? Choose your region."), buttons=rows)
 
 
-def district_request(lang: str, province: str | None) -> Reply:
-    """The second level (시/군/구) of a province that has one; typing the name works too."""
-    rows: list[list[Button]] = []
+# At most this many district buttons at once (rows of 3): 서울's 25 구 or 경기's 31 시·군 in
+# one keyboard are a wall on a phone. Longer lists are paged ("d:~<page>" turns the page,
+# the message is edited in place); pages are evened out (25 → 9, 9, 7) so none is nearly empty.
+DISTRICTS_PER_PAGE = 12
+
+
+def _district_question(lang: str, province: str | None) -> str:
+    if is_metropolitan(province):
+        return t(lang, "Which district? Choose it, or type its name.")
+    return t(lang, "Which city or county? Choose it, or type its name.")
+
+
+def district_request(lang: str, province: str | None, page: int = 0, *,
+                     edit: bool = False) -> Reply:
+    """The second level (시/군/구) of a province that has one, a page of buttons at a time;
+    typing the name works too."""
     choices = districts(province)
-    for i in range(0, len(choices), 3):
-        rows.append([Button(ko if lang == "ko" else en, data=f"d:{code}")
-                     for code, ko, en in choices[i:i + 3]])
+    pages = max(1, -(-len(choices) // DISTRICTS_PER_PAGE))
+    size = -(-len(choices) // pages)
+    page = min(max(page, 0), pages - 1)
+    shown = choices[page * size:(page + 1) * size]
+    rows = [[Button(ko if lang == "ko" else en, data=f"d:{code}")
+             for code, ko, en in shown[i:i + 3]] for i in range(0, len(shown), 3)]
+    turn = []
+    if page > 0:
+        turn.append(Button(t(lang, "◀ Back"), data=f"d:~{page - 1}"))
+    if page < pages - 1:
+        turn.append(Button(t(lang, "More ▶ ({page}/{pages})", page=page + 2, pages=pages),
+                           data=f"d:~{page + 1}"))
+    if turn:
+        rows.append(turn)
     rows.append([Button(t(lang, "Skip"), data="d:-")])
-    return Reply(t(lang, "Which city or county? Choose it, or type its name."), buttons=rows)
+    return Reply(_district_question(lang, province), buttons=rows, edit=edit)
 
 
 def _after_district(s: Supporter) -> None:
@@ -269,7 +295,7 @@ async def choose_region(
     s.region, s.updated_at = code, clock.now()
     replies = [Reply(t(s.language, "Region: {region}", region=region_name(code, s.language)),
                      edit=True)]
-    if s.pending_input == "region":
+    if s.pending_input in ("region", "district"):
         if districts(code):
             s.pending_input = "district"
         else:
@@ -277,6 +303,11 @@ async def choose_region(
         step = _next_onboarding_step(s)
         if step:
             replies.append(step)
+    elif _onboarded(s):
+        # A change of region later (/region): the district is asked again (or cleared).
+        s.pending_input = REDISTRICT if districts(code) else None
+        if districts(code):
+            replies.append(district_request(s.language, code))
     return replies
 
 
@@ -289,17 +320,30 @@ async def choose_district(
         return _not_signed_up(person)
     s = known.supporter
     code = data.partition(":")[2]
+    if code.startswith("~"):  # another page of buttons
+        page = int(code[1:]) if code[1:].isdigit() else 0
+        return [district_request(s.language, s.region, page, edit=True)]
     return _set_district(s, None if code == "-" else code, clock, edit=True)
 
 
 def _set_district(s: Supporter, code: str | None, clock: Clock, *, edit: bool) -> list[Reply]:
-    if code is not None and code not in {c for c, _, _ in districts(s.region)}:
+    if not districts(s.region):
+        code = None  # a button left from before the province changed to one without any
+    if code is not None and code not in district_codes(s.region):
         return [district_request(s.language, s.region)]
     s.district, s.updated_at = code, clock.now()
     replies: list[Reply] = []
     if code is not None:
-        replies.append(Reply(t(s.language, "City or county: {district}",
-                               district=district_name(s.region, code, s.language)), edit=edit))
+        name = district_name(s.region, code, s.language)
+        replies.append(Reply(t(s.language, "District: {district}", district=name)
+                             if is_metropolitan(s.region)
+                             else t(s.language, "City or county: {district}", district=name),
+                             edit=edit))
+    elif edit:  # skipped: the buttons give way to what was kept
+        replies.append(Reply(t(s.language, "Region: {region}",
+                               region=region_name(s.region, s.language)), edit=True))
+    if s.pending_input == REDISTRICT:
+        s.pending_input = None
     if s.pending_input == "district":
         _after_district(s)
         step = _next_onboarding_step(s)
@@ -309,11 +353,13 @@ def _set_district(s: Supporter, code: str | None, clock: Clock, *, edit: bool) -
 
 
 def typed_district(s: Supporter, text: str, clock: Clock) -> list[Reply]:
-    """A district typed instead of chosen: matched leniently (고양, 고양시, Goyang)."""
+    """A district typed instead of chosen: matched leniently (고양, 고양시, Goyang, 마포)."""
     code = parse_district(s.region, text)
     if code is None:
-        return [Reply(t(s.language, "I do not know that city or county; choose it below.")),
-                district_request(s.language, s.region)]
+        unknown = (t(s.language, "I do not know that district; choose it below.")
+                   if is_metropolitan(s.region)
+                   else t(s.language, "I do not know that city or county; choose it below."))
+        return [Reply(unknown), district_request(s.language, s.region)]
     return _set_district(s, code, clock, edit=False)
 
 
@@ -345,7 +391,7 @@ async def text_message(
     if known is None:
         return _not_signed_up(person)
     s = known.supporter
-    if s.pending_input == "district":
+    if s.pending_input in ("district", REDISTRICT):
         return typed_district(s, text, clock)
     if s.pending_input in ("name", "rename"):
         name = clean_name(text) if len(text) <= 256 else None
@@ -418,7 +464,7 @@ async def stop(session: AsyncSession, person: Person, clock: Clock) -> list[Repl
     now = clock.now()
     s = known.supporter
     s.status, s.stopped_at, s.updated_at = "stopped", now, now
-    if s.pending_input == "rename":
+    if s.pending_input in ("rename", REDISTRICT):
         s.pending_input = None
     await store.record_consent(session, s.id, purpose=PURPOSE, notice_version=NOTICE_VERSION,
                                choice="withdrawn", channel=person.channel, now=now)
@@ -439,7 +485,8 @@ async def me(session: AsyncSession, person: Person) -> list[Reply]:
     return [Reply(t(
         lang, "signup_me",
         name=s.display_name or "-",
-        region=region_name(s.region, lang),
+        region=region_name(s.region, lang) + (
+            f" {district_name(s.region, s.district, lang)}" if s.district else ""),
         language="한국어" if lang == "ko" else "English",
         tier=t(lang, "member") if s.tier == "member" else t(lang, "supporter"),
         status=t(lang, "subscribed") if s.status == "active" else t(lang, "unsubscribed"),

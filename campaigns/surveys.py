@@ -41,7 +41,7 @@ from campaigns import webhook_events as events
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import LANGUAGES, _, normalise_language, t, t_plain
-from campaigns.people import ONBOARDING_STEPS, Person
+from campaigns.people import ONBOARDING_STEPS, REDISTRICT, Person
 from campaigns.polls import TIERS, exact, groups_json, parse_weights, rounded
 from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Outgoing, Reply
@@ -904,7 +904,7 @@ class AnswerRequest:
 
 
 # Typed text during these stored steps belongs to sign-up (typed_input.SIGNUP_INPUTS).
-_SIGNUP_INPUTS = ONBOARDING_STEPS | {"rename"}
+_SIGNUP_INPUTS = ONBOARDING_STEPS | {"rename", REDISTRICT}
 
 
 async def answer_batch(session: AsyncSession, requests: Sequence[AnswerRequest],

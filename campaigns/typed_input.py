@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import ideas, signup, surveys
 from campaigns.clock import Clock
-from campaigns.people import ONBOARDING_STEPS, Person
+from campaigns.people import ONBOARDING_STEPS, REDISTRICT, Person
 from campaigns.replies import Reply
 from storage import ideas as idea_store
 from storage import supporters
@@ -29,7 +29,7 @@ Taker = Callable[[AsyncSession, Supporter, str, Clock], Awaitable[list[Reply] | 
 Since = Callable[[AsyncSession, Supporter], Awaitable[datetime | None]]
 
 # The sign-up steps and /name: what signup.text_message reads itself.
-SIGNUP_INPUTS = ONBOARDING_STEPS | {"rename"}
+SIGNUP_INPUTS = ONBOARDING_STEPS | {"rename", REDISTRICT}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -122,8 +122,8 @@ async def _send(database: Database, ctx: Ctx, draft: rules.Draft, *, schedule: b
 @click.option("--text", "text_ko", help="The message (Korean, the fallback language); "
               "{name} and {region} are filled in per supporter; Telegram HTML allowed.")
 @click.option("--text-en", help="The English message for supporters who chose English.")
-@click.option("--audience", default="", help='Filters, e.g. "region=서울,tier=member,tags=a|b,'
-              'language=en,channel=telegram,signed=SLUG,not_signed=SLUG,answered=SLUG,'
+@click.option("--audience", default="", help='Filters, e.g. "region=서울,district=seoul:mapo,'
+              'tier=member,tags=a|b,language=en,channel=telegram,signed=SLUG,not_signed=SLUG,answered=SLUG,'
               'not_answered=SLUG"; empty = every active supporter.')
 @click.option("--at", "at", help="Send time, ISO-8601; KST when no zone is given (default: now).")
 @click.option("--window-minutes", type=click.FloatRange(min=0), default=None,

@@ -309,6 +309,7 @@ class ExportedSupporter(NamedTuple):  # a tuple: a million of them pass through 
     status: str
     created_at: datetime
     tags: tuple[str, ...]
+    district: str | None
 
 
 async def iter_supporters(
@@ -334,6 +335,7 @@ async def iter_supporters(
                     Supporter.tier,
                     Supporter.status,
                     Supporter.created_at,
+                    Supporter.district,
                 )
                 .where(
                     in_scope,
@@ -373,8 +375,8 @@ async def iter_supporters(
         no_tags: tuple[str, ...] = ()
         none: list[str | None] = [None]
         yield [
-            ExportedSupporter(r[0], external, *r[1:],
-                              tuple(tags[r[0]]) if r[0] in tags else no_tags)
+            ExportedSupporter(r[0], external, *r[1:7],
+                              tuple(tags[r[0]]) if r[0] in tags else no_tags, r[7])
             for r in rows for external in identities.get(r[0], none)
         ]
 
@@ -399,7 +401,8 @@ SELECT NULLIF(ci.external_user_id, ''),
        to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
        || CASE WHEN date_part('microseconds', s.created_at)::bigint % 1000000 = 0 THEN ''
                ELSE to_char(s.created_at AT TIME ZONE 'UTC', '.US') END
-       || '+00:00'
+       || '+00:00',
+       NULLIF(s.district, '')
 FROM supporter AS s
 LEFT JOIN channel_identity AS ci
        ON ci.supporter_id = s.id AND ci.bot_id = $1 AND ci.channel = $3

@@ -73,6 +73,8 @@ class AudienceQuery:
     """Filters on the active supporters of one bot; empty tuples mean "any"."""
 
     regions: tuple[str, ...] = ()
+    # (province, district code): lives in any one of them
+    districts: tuple[tuple[str, str], ...] = ()
     tiers: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
@@ -190,6 +192,9 @@ def audience_select(
         conds.append(Supporter.bot_id == bot_id)
     if query.regions:
         conds.append(Supporter.region.in_(query.regions))
+    if query.districts:
+        conds.append(or_(*(and_(Supporter.region == province, Supporter.district == code)
+                           for province, code in query.districts)))
     if query.tiers:
         conds.append(Supporter.tier.in_(query.tiers))
     if query.languages:
@@ -252,7 +257,8 @@ def audience_count_query(bot_id: int, query: AudienceQuery, *,
 
 async def audience_size(session: AsyncSession, bot_id: int, query: AudienceQuery) -> int:
     """How many (supporter, channel) messages a broadcast to this audience would send."""
-    narrowed = bool(query.regions or query.tiers) and _dialect(session) == "postgresql"
+    narrowed = (bool(query.regions or query.districts or query.tiers)
+                and _dialect(session) == "postgresql")
     if narrowed:
         # Region and tier narrow a million supporters to a few ten thousand by an
         # index range (ix_supporter_audience). Every other filter is then cheapest as

@@ -873,3 +873,19 @@ async def signed_pairs(
         )
     )
     return {(p, s) for p, s in rows.all() if s is not None and (p, s) in wanted}
+
+
+async def signatures_by_district(session: AsyncSession, petition_id: int,
+                                 province: str) -> dict[str | None, int]:
+    """Valid signatures given from one province, per the signer's district today (None:
+    not given, or the signer was erased). The region is the one stored with the
+    signature; the district is read from the supporter, so it follows a move."""
+    rows = await session.execute(
+        select(Supporter.district, func.count())
+        .select_from(Signature)
+        .outerjoin(Supporter, Supporter.id == Signature.supporter_id)
+        .where(Signature.petition_id == petition_id, Signature.valid.is_(True),
+               Signature.region == province)
+        .group_by(Supporter.district)
+    )
+    return {district: int(n) for district, n in rows.all()}

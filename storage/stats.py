@@ -45,6 +45,19 @@ async def active_by_region(
     return {region: int(n) for region, n in rows.all()}
 
 
+async def active_by_district(
+    session: AsyncSession, province: str, bot_id: int | None = None
+) -> dict[str | None, int]:
+    """Active supporters of one province per district code (None: not given)."""
+    rows = await session.execute(
+        select(Supporter.district, func.count())
+        .where(Supporter.status == "active", Supporter.region == province,
+               *_bot_filter(bot_id))
+        .group_by(Supporter.district)
+    )
+    return {district: int(n) for district, n in rows.all()}
+
+
 def _local_day(session: AsyncSession, offset_minutes: int) -> ColumnElement[Any]:
     """The calendar day of ``created_at`` at a fixed UTC offset, in SQL."""
     if session.get_bind().dialect.name == "postgresql":

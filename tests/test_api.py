@@ -27,7 +27,7 @@ from storage.models import (
     Supporter,
     SupporterTag,
 )
-from tests.builders import find_anywhere, make_supporters, setup_petition
+from tests.builders import find_anywhere, make_supporters, set_supporter, setup_petition
 from web.app import create_app
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -225,6 +225,10 @@ async def test_people_follow_osdi_and_page_with_next_links(api: Api) -> None:
     assert person["given_name"] == "길동" and person["family_name"] == "홍"
     assert person["languages_spoken"] == ["en"]
     assert person["postal_addresses"] == [{"region": "busan", "country": "KR"}]
+    await set_supporter(api.db, ids[0], district="haeundae")  # the 시/군/구: OSDI's locality
+    person = (await api.client.get(f"/api/v1/people/{ids[0]}", headers=api.read)).json()
+    assert person["postal_addresses"] == [{"region": "busan", "locality": "haeundae",
+                                           "country": "KR"}]
     assert person["custom_fields"] == {"tier": "member", "tags": ["volunteer"]}
     assert person["email_addresses"] == []
     beyond = (await api.client.get("/api/v1/people?page=9&per_page=2", headers=api.read)).json()

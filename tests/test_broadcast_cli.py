@@ -19,7 +19,7 @@ from worker import Worker, WorkerOptions
 
 CSV = (
     "telegram_id,name,language,region,tier,tags,consent\n"
-    "61001,김민수,ko,서울,,volunteer,yes\n"
+    "61001,김민수,ko,서울 마포구,,volunteer,yes\n"
     "61002,Jane,en,Busan,member,,yes\n"
 )
 
@@ -55,6 +55,11 @@ async def test_send_status_and_burst_worker(env: Sandbox) -> None:
     preview = as_json(await nalgae("broadcast", "preview", "--audience", "region=서울",
                                    "--json"))
     assert preview["audience"] == 1
+    for audience, count in (("district=서울 마포구", 1), ("district=seoul:jung", 0)):
+        preview = as_json(await nalgae("broadcast", "preview", "--audience", audience, "--json"))
+        assert preview["audience"] == count, audience
+    refused = await nalgae("broadcast", "preview", "--audience", "district=마포구")
+    assert refused.exit_code != 0 and "district=seoul:mapo" in refused.output + refused.stderr
     sent = as_json(await nalgae("broadcast", "send", "--text", "{name}님, 오늘 7시 광장에서",
                                 "--text-en", "{name}, 7pm at the square", "--json"))
     assert sent["status"] == "sending" and sent["audience"] == 2

@@ -132,7 +132,8 @@ def test_audience_text_is_parsed_into_filters() -> None:
 @pytest.mark.parametrize(
     ("text", "english", "korean"),
     [
-        ("city=서울", "Unknown filter “city”. Known filters: region, tier", "알 수 없는 조건"),
+        ("city=서울", "Unknown filter “city”. Known filters: region, district, tier",
+         "알 수 없는 조건"),
         ("region=화성", "Unknown region “화성”", "알 수 없는 지역"),
         ("tier=vip", "“vip” is not a valid tier; choose from supporter, member",
          "다음 중에서 고르세요"),

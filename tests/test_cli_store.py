@@ -81,7 +81,8 @@ def test_export_to_a_file_and_to_stdout(nalgae: CliRunner, tmp_path: Path) -> No
     data = target.read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")  # so Excel reads the Korean names right
     lines = data.decode("utf-8-sig").splitlines()
-    assert lines[0] == "telegram_id,name,language,region,tier,tags,consent,status,joined_at"
+    assert lines[0] == ("telegram_id,name,language,region,tier,tags,consent,status,joined_at,"
+                        "district")
     assert lines[1].startswith("1001,김민수,ko,seoul,supporter,volunteer,yes,active,")
     records = json.loads(run(nalgae, "supporters", "export", "--format", "json").stdout)
     assert [r["telegram_id"] for r in records] == [1001, 1002]

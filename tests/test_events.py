@@ -367,6 +367,7 @@ async def test_deep_link_intent_and_cards(db: Database) -> None:
     async with db.session() as s:
         await signup.consent(s, newcomer, agree, clock)
         await signup.choose_region(s, newcomer, "r:seoul", clock)
+        await signup.choose_district(s, newcomer, "d:-", clock)
         done = await signup.name_choice(s, newcomer, "n:keep", clock)
     assert any("참석 신청이 완료" in r.text for r in done)
     async with db.session() as s:

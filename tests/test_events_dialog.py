@@ -61,7 +61,8 @@ async def test_deep_link_goes_through_consent_and_keeps_the_rsvp(db: Database) -
         await make_event(db, clock, capacity=10)
         d = env.dialog(8101, "Alex", language_code="en")
         await d.step("/start event_screening", "Do you agree?")
-        await d.run([(press("✅ I agree"), "region"), (press("Seoul"), "call you")])
+        await d.run([(press("✅ I agree"), "region"), (press("Seoul"), "Which"),
+                     (press("Skip"), "call you")])
         await d.step(press("Keep this name"), "You are going to “Documentary screening”")
         await d.step("/events", "Your answer: going")
 

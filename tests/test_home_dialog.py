@@ -33,7 +33,7 @@ async def sign_up(d: Dialog) -> None:
     await d.run([
         ("/start", "동의하시겠습니까"),
         (press("✅ 동의합니다"), "지역"),
-        (press("서울"), "이름"),
+        (press("서울"), "사시나요"), (press("건너뛰기"), "이름"),
         (press("이 이름으로 할게요"), "가입이 끝났습니다"),
     ])
 
@@ -122,7 +122,7 @@ async def test_free_text_gets_the_short_bot_reply_with_home_buttons(db: Database
         await d.run([
             ("/start", "동의하시겠습니까"),
             (press("✅ 동의합니다"), "지역"),
-            (press("부산"), "이름"),
+            (press("부산"), "사시나요"), (press("건너뛰기"), "이름"),
             (press("바꿀게요"), "메시지로 보내"),
             ("보라 김", "가입이 끝났습니다"),
         ])

@@ -371,6 +371,7 @@ async def test_a_newcomer_signs_after_consent_and_the_intent_is_kept(db: Databas
         replies = await signup.consent(s, newcomer, agree, clock)
     async with db.session() as s:
         replies = await signup.choose_region(s, newcomer, "r:gwangju", clock)
+        replies = await signup.choose_district(s, newcomer, "d:-", clock)
     async with db.session() as s:
         replies = await signup.name_choice(s, newcomer, "n:keep", clock)
     assert any("“미세먼지 대책을 요구합니다”에 서명하셨습니다" in r.text for r in replies)
@@ -393,6 +394,7 @@ async def test_deep_link_for_a_newcomer_carries_the_signature_and_source(db: Dat
         await signup.consent(s, newcomer, str(consent.buttons[0][0].data), clock)
     async with db.session() as s:
         await signup.choose_region(s, newcomer, "r:seoul", clock)
+        await signup.choose_district(s, newcomer, "d:-", clock)
     async with db.session() as s:
         replies = await signup.name_choice(s, newcomer, "n:keep", clock)
     assert any("서명하셨습니다" in r.text for r in replies)

@@ -45,7 +45,8 @@ async def signatures(db: Database) -> int:
 
 
 async def sign_up_steps(d: Dialog) -> None:
-    await d.run([(press("✅ 동의합니다"), "지역"), (press("서울"), "이름")])
+    await d.run([(press("✅ 동의합니다"), "지역"), (press("서울"), "사시나요"),
+                 (press("건너뛰기"), "이름")])
 
 
 async def test_signing_dialogs(db: Database) -> None:
@@ -74,7 +75,8 @@ async def test_deep_link_from_a_poster(db: Database) -> None:
         await make_petitions(db, clock)
         d = env.dialog(7002, "Alex", language_code="en")
         await d.step("/start sign_clean-air__ref_busstop3", "Do you agree?")
-        await d.run([(press("✅ I agree"), "region"), (press("Busan"), "call you")])
+        await d.run([(press("✅ I agree"), "region"), (press("Busan"), "Which"),
+                     (press("Skip"), "call you")])
         await d.step(press("Keep this name"), "You signed “Act on fine dust”")
         async with db.session() as s:
             sig = (await s.execute(select(Signature))).scalar_one()

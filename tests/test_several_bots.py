@@ -64,7 +64,7 @@ async def sign_up(sb: Sandbox, user_id: int, token: str) -> None:
     await dialog(sb, user_id, token).run([
         ("/start", "동의하시겠습니까"),
         (press("✅ 동의합니다"), "어느 지역에 사시나요"),
-        (press("서울"), "민지 김"),
+        (press("서울"), "사시나요"), (press("건너뛰기"), "민지 김"),
         (press("이 이름으로 할게요"), "가입이 끝났습니다"),
     ])
 

@@ -19,7 +19,7 @@ async def test_korean_sign_up_from_a_poster(db: Database) -> None:
         await d.run([
             ("/start ref_poster12", "동의하시겠습니까"),
             (press("✅ 동의합니다"), "어느 지역에 사시나요"),
-            (press("광주"), "민지 김"),
+            (press("광주"), "사시나요"), (press("건너뛰기"), "민지 김"),
             (press("이 이름으로 할게요"), "가입이 끝났습니다"),
             ("/me", "광주"),
         ])
@@ -63,7 +63,7 @@ async def test_stop_words_and_resubscribe(db: Database) -> None:
         await d.run([
             ("/start", "동의하시겠습니까"),
             (press("✅ 동의합니다"), "지역"),
-            (press("서울"), "Bo"),
+            (press("서울"), "사시나요"), (press("건너뛰기"), "Bo"),
             (press("이 이름으로 할게요"), "가입이 끝났습니다"),
             ("중지", "수신을 멈췄습니다"),
             ("/start", "동의하시겠습니까"),
@@ -84,7 +84,7 @@ async def test_export_then_forget_leaves_no_trace(db: Database) -> None:
         await d.run([
             ("/start ref_unique_ref_42", "동의하시겠습니까"),
             (press("✅ 동의합니다"), "지역"),
-            (press("제주"), "Zzyzx"),
+            (press("제주"), "사시나요"), (press("건너뛰기"), "Zzyzx"),
             (press("이 이름으로 할게요"), "가입이 끝났습니다"),
         ])
         doc_message = await d.step("/export", "저장된 내 정보 전체")
@@ -109,7 +109,8 @@ async def test_blocking_the_bot_makes_the_supporter_unreachable(db: Database) ->
         d = env.dialog(5006, "Min")
         await d.run([
             ("/start", "동의"), (press("✅ 동의합니다"), "지역"),
-            (press("부산"), "Min"), (press("이 이름으로 할게요"), "가입이 끝났습니다"),
+            (press("부산"), "사시나요"), (press("건너뛰기"), "Min"),
+            (press("이 이름으로 할게요"), "가입이 끝났습니다"),
         ])
         await d.user.block()
         for _ in range(50):
@@ -128,7 +129,8 @@ async def test_hostile_input_gets_clear_answers(db: Database) -> None:
             ("/start " + "x" * 300, "Do you agree?"),          # oversized payload: ignored
             ("/start ref_a$b%c", "Do you agree?"),              # malformed payload: ignored
             (press("✅ I agree"), "Choose your region"),
-            (press("Seoul"), "&lt;b&gt;Evil&lt;/b&gt; &amp; co".replace("&lt;", "<")
+            (press("Seoul"), "Which"),
+            (press("Skip"), "&lt;b&gt;Evil&lt;/b&gt; &amp; co".replace("&lt;", "<")
              .replace("&gt;", ">").replace("&amp;", "&")),
             (press("Change it"), "What name"),
             ("\u200b\u202e", "empty or too long"),

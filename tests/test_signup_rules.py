@@ -35,6 +35,7 @@ async def sign_up(db: Database, p: Person, clock: FixedClock, region: str = "r:b
         await signup.consent(s, p, agree, clock)
     async with db.session() as s:
         await signup.choose_region(s, p, region, clock)
+        await signup.choose_district(s, p, "d:-", clock)
     async with db.session() as s:
         await signup.name_choice(s, p, "n:keep", clock)
 

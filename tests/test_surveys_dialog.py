@@ -45,7 +45,8 @@ async def test_three_questions_with_a_bad_number_and_a_restart(db: Database) -> 
                                         actor="cli", status="open")
         d = env.dialog(7101, "다온", language_code="ko")
         await d.step("/start survey_three", "동의하시겠습니까")
-        await d.run([(press("✅ 동의합니다"), "지역"), (press("서울"), "이름")])
+        await d.run([(press("✅ 동의합니다"), "지역"), (press("서울"), "사시나요"),
+                     (press("건너뛰기"), "이름")])
         await d.step(press("이 이름으로 할게요"), "어느 쪽이세요?")
         await d.step(press("오른쪽"), "2/3")
         await d.step("마흔", "42처럼 숫자로 보내 주세요")
@@ -93,7 +94,8 @@ async def test_seven_questions_skip_back_bad_number_reminder_resume_and_edit(
                                                  clock=clock, actor="cli", status="open")
         d = env.dialog(7201, "하늘", language_code="ko")
         await d.step("/start survey_civic-7", "동의하시겠습니까")
-        await d.run([(press("✅ 동의합니다"), "지역"), (press("서울"), "이름")])
+        await d.run([(press("✅ 동의합니다"), "지역"), (press("서울"), "사시나요"),
+                     (press("건너뛰기"), "이름")])
         await d.step(press("이 이름으로 할게요"), "1/7")
         # "No" shows the conditional question; Back, then "Yes" skips it (7 → 6 questions).
         await d.step(press("아니요"), "투표하지 않은 이유는?")

@@ -66,7 +66,8 @@ async def test_text_no_survey_waits_for_still_reaches_the_dialog(db: Database) -
         d = env.dialog(6302, "Mina", language_code="en")
         await d.step("/start", "Do you agree?")
         await d.step(press("✅ I agree"), "region")
-        await d.step(press("Seoul"), "Mina")
+        await d.step(press("Seoul"), "Which district")
+        await d.step(press("Skip"), "Mina")
         # Typed during sign-up: sign-up's name step reads it, not a survey.
         await d.step(press("Change it"), "What name")
         await d.step("Mina Kim", "all set")

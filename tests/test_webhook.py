@@ -133,7 +133,8 @@ async def signed_up(env: TelegramEnv, user_id: int, name: str) -> Dialog:
     """A supporter who has been through consent, region and name."""
     d = env.dialog(user_id, name, language_code="en")
     await d.run([("/start", "Do you agree?"), (press("✅ I agree"), "region"),
-                 (press("Seoul"), name), (press("Keep this name"), "all set")])
+                 (press("Seoul"), "Which"),
+                 (press("Skip"), name), (press("Keep this name"), "all set")])
     return d
 
 
@@ -163,7 +164,8 @@ async def test_fast_lane_signs_once_and_hands_strangers_to_the_dialog(db: Databa
         stranger = env.dialog(6102, "New", language_code="en")
         await post_updates(url, update_json(700003, 6102, "/sign clean-air"))
         await stranger.expect("Do you agree?", since=0)  # consent first, via PTB
-        await stranger.run([(press("✅ I agree"), "region"), (press("Busan"), "New"),
+        await stranger.run([(press("✅ I agree"), "region"), (press("Busan"), "Which"),
+                            (press("Skip"), "New"),
                             (press("Keep this name"), "You signed")])
         async with db.session() as s:
             rows = (await s.execute(select(func.count()).select_from(Signature))).scalar()

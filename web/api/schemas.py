@@ -96,7 +96,8 @@ Minutes = Annotated[float, Field(gt=0, le=60 * 24 * 30, allow_inf_nan=False)]
 class BroadcastIn(Body):
     texts: dict[Literal["ko", "en"], Annotated[Text, Field(max_length=4096)]]
     audience: Annotated[Text, Field(max_length=2000, description=(
-        "Filters, e.g. `region=서울|부산,tier=member,tags=volunteer`; empty = everyone."))] = ""
+        "Filters, e.g. `region=서울|부산,tier=member,tags=volunteer` or "
+        "`district=seoul:mapo`; empty = everyone."))] = ""
     buttons: Annotated[list[Annotated[list[ButtonIn], Field(max_length=8)]],
                        Field(max_length=10)] = []
     poll: Annotated[Text | None,

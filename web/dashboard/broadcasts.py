@@ -14,7 +14,7 @@ from markupsafe import Markup
 from campaigns import audience as audiences
 from campaigns import broadcasts as bc
 from campaigns.i18n import LANGUAGES, _, t_plain
-from campaigns.regions import region_name
+from campaigns.regions import DISTRICTS, region_name
 from campaigns.times import parse_optional
 from storage import broadcasts as broadcast_store
 from storage import dashboard as queries
@@ -79,7 +79,7 @@ async def _composer(request: Request, bot_id: int | None, *, error: str | None,
         poll_rows = await poll_store.polls(s)
         tags = await queries.tag_counts(s, bot_id) if bot_id is not None else []
     return page(request, "broadcast_new.html", {
-        "petitions": petition_rows, "polls": poll_rows, "tags": tags,
+        "petitions": petition_rows, "polls": poll_rows, "tags": tags, "districts": DISTRICTS,
         "error": error, "form": form}, status_code=status_code)
 
 

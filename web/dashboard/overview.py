@@ -9,9 +9,10 @@ from fastapi.responses import HTMLResponse
 
 from campaigns import dashboard
 from campaigns import home as open_now_rules
-from campaigns.dashboard import Overview
+from campaigns.dashboard import DistrictCounts, Overview, has_districts
 from campaigns.i18n import _, t_plain
-from campaigns.regions import region_name
+from campaigns.polls import MIN_GROUP
+from campaigns.regions import district_name, region_name
 from campaigns.times import local_display
 from storage import dashboard as queries
 from storage.home import OpenItem
@@ -29,6 +30,17 @@ KIND_LABELS = {
     "event": (_("Event"), _("Going"), "/events/"),
     "survey": (_("Survey"), _("Respondents"), "/surveys/"),
 }
+
+
+async def _districts(request: Request, province: str, lang: str) -> dict[str, Any]:
+    async def fetch() -> DistrictCounts:
+        async with database(request).session() as session:
+            return await dashboard.supporters_by_district(session, province)
+
+    counts = await slow_summary(request, f"districts:{province}", fetch)
+    return district_chart(counts, lang, chart_id="chart-districts", title=t_plain(
+        lang, _("Active supporters in {region} by city, county or district"),
+        region=region_name(province, lang)))
 
 
 def open_now_rows(items: list[OpenItem], lang: str) -> list[dict[str, Any]]:
@@ -58,6 +70,26 @@ def overview_extras(overview: Overview, reach: dict[str, int], lang: str) -> dic
             "tiers": {"member": overview.members, "supporter": overview.active - overview.members}}
 
 
+NO_DISTRICT = _("No city, county or district given")
+
+
+def drill_down(request: Request) -> str | None:
+    """The province whose districts a chart should show (``?region=seoul``), if it has any."""
+    code = request.query_params.get("region")
+    return code if code and has_districts(code) else None
+
+
+def district_chart(counts: DistrictCounts, lang: str, *, chart_id: str,
+                   title: str) -> dict[str, Any]:
+    """A province's districts as bars, for the templates' drill-down section."""
+    chart = charts.hbars(
+        [(district_name(counts.province, r.code, lang) if r.code else t_plain(lang, NO_DISTRICT),
+          r.count, f"{r.count:,}") for r in counts.rows],
+        chart_id=chart_id, title=title)
+    return {"province": counts.province, "chart": chart, "withheld": counts.withheld,
+            "min": MIN_GROUP, "total": counts.total, "title": title}
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def home(request: Request) -> Response:
     me = await auth.require(request)  # supporter counts are for organisers only
@@ -76,8 +108,11 @@ async def home(request: Request) -> Response:
     async with database(request).session() as session:
         open_now = await open_now_rules.open_items(session, request.app.state.clock, None,
                                                    limit=OPEN_NOW)
+    province = drill_down(request)
+    if province is not None:
+        extras["districts"] = await _districts(request, province, lang)
     return render(request, lang, "dashboard.html", {
-        "overview": overview, "me": me, "csrf": me.csrf, **extras,
+        "overview": overview, "me": me, "csrf": me.csrf, **extras, "has_districts": has_districts,
         "open_now": open_now_rows(open_now.items, lang), "open_more": open_now.more,
         "region_name": lambda code: region_name(code, lang) if code else t_plain(
             lang, NO_REGION),

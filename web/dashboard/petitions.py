@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import inputs, petitions
+from campaigns import dashboard, inputs, petitions
+from campaigns.dashboard import has_districts
 from campaigns.i18n import _, t_plain
 from campaigns.regions import region_name
 from campaigns.times import parse_optional
@@ -17,6 +18,7 @@ from storage import dashboard as queries
 from storage import petitions as petition_store
 from storage.models import Petition
 from web import auth, charts
+from web.dashboard.overview import district_chart, drill_down
 from web.pages import (
     NO_REGION,
     RULE_ERRORS,
@@ -112,11 +114,20 @@ async def petition_page(request: Request, slug: str) -> Response:
         count = await petitions.live_count(s, p)
         by_region = await petition_store.counts_by_region(s, p.id)
         rows, total = await queries.signatures(s, p.id, search=q, offset=offset)
+        province = drill_down(request)
+        by_district = (await dashboard.signatures_by_district(s, p.id, province)
+                       if province else None)
     chart = charts.hbars(
         [(region_name(code, lang) if code and code != petitions.NO_REGION else
           t_plain(lang, NO_REGION), n, f"{n:,}") for code, n in by_region.items()],
         chart_id="petition-regions", title=t_plain(lang, _("Signatures by region")))
+    districts = district_chart(by_district, lang, chart_id="petition-districts", title=t_plain(
+        lang, _("Signatures from {region} by city, county or district"),
+        region=region_name(by_district.province, lang))) if by_district else None
     return page(request, "petition.html", {
+        "districts": districts,
+        "drill": [(code, region_name(code, lang)) for code in by_region
+                  if has_districts(code)],
         "p": p, "count": count, "chart": chart, "signatures": rows, "total": total, "q": q,
         "offset": offset, "page": queries.PAGE, "error": request.query_params.get("error"),
         "done": request.query_params.get("done"),

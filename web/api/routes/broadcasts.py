@@ -117,7 +117,8 @@ for _action in ("pause", "resume", "cancel"):
 async def audience_preview(
     request: Request, token: Read,
     audience: Annotated[Text, Query(max_length=2000, description=(
-        "Filters, e.g. `region=서울|부산,tier=member`; empty = everyone."))] = "",
+        "Filters, e.g. `region=서울|부산,tier=member` or `district=seoul:mapo`; "
+        "empty = everyone."))] = "",
 ) -> dict[str, Any]:
     db = database(request)
     parsed = audiences.parse(audience)

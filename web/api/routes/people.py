@@ -48,7 +48,10 @@ def person_json(request: Request, s: Supporter, tags: list[str]) -> dict[str, An
         "given_name": given,
         "family_name": family,
         "languages_spoken": [s.language],
-        "postal_addresses": [{"region": s.region, "country": "KR"}] if s.region else [],
+        # OSDI's locality is the 시/군/구 (a code of campaigns.regions.DISTRICTS).
+        "postal_addresses": [{"region": s.region, **({"locality": s.district} if s.district
+                                                     else {}), "country": "KR"}]
+        if s.region else [],
         "email_addresses": [],
         "custom_fields": {"tier": s.tier, "tags": tags},
         "status": s.status,
