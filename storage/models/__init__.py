@@ -41,7 +41,7 @@ from storage.models.surveys import (
     SurveyProgress,
     SurveyRespondent,
 )
-from storage.models.x import XCursor, XMention, XPoll, XPost
+from storage.models.x import XAccount, XCursor, XMention, XPoll, XPost
 
 __all__ = [
     "ApiToken",
@@ -91,6 +91,7 @@ __all__ = [
     "UTCDateTime",
     "WebhookDelivery",
     "WebhookSubscription",
+    "XAccount",
     "XCursor",
     "XMention",
     "XPoll",
