@@ -123,6 +123,9 @@ class Settings:
     sandbox_port: int = 8081
     admins: tuple[str, ...] = field(default_factory=tuple)
     secret_key: str = ""
+    # NALGAE_SECRET_KEY was not set: secret_key is random for this process only, so
+    # nothing may be stored encrypted with it (X account credentials).
+    secret_key_random: bool = False
     log_level: str = "INFO"
     x: XSettings = field(default_factory=XSettings)
 
@@ -143,7 +146,6 @@ class Settings:
             # start could not read them back, and the used refresh token is dead by then.
             raise ValueError("NALGAE_X_REFRESH_TOKEN needs NALGAE_SECRET_KEY: the refreshed "
                              "X tokens are stored encrypted with it")
-        secret_key = secret_key or os.urandom(32).hex()
         try:
             max_rate = float(_env(env, "NALGAE_TELEGRAM_MAX_RATE"))
             http_port = int(_env(env, "NALGAE_HTTP_PORT"))
@@ -170,7 +172,8 @@ class Settings:
             public_url=public_url,
             sandbox_port=sandbox_port,
             admins=admins,
-            secret_key=secret_key,
+            secret_key=secret_key or os.urandom(32).hex(),
+            secret_key_random=not secret_key,
             log_level=_env(env, "NALGAE_LOG_LEVEL").upper(),
             x=x,
         )

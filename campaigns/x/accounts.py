@@ -183,6 +183,15 @@ async def set_enabled(session: AsyncSession, clock: Clock, name: str, enabled: b
     return view(bot, await store.account(session, bot.id))
 
 
+async def record_identity(session: AsyncSession, bot_id: int, user_id: str,
+                          username: str | None) -> None:
+    """What `x account check` learnt from X (the account's id and @name), kept for listings."""
+    bot = await bot_store.get_bot(session, bot_id)
+    if bot is not None:
+        bot.external_id = user_id
+        bot.username = username or bot.username
+
+
 async def for_chapter(session: AsyncSession, chapter: str | None) -> Bot | None:
     """The enabled X account a chapter posts through: its own, else "default"; None if none."""
     bots = [b for b in await bot_store.list_bots(session, "x") if b.enabled]
