@@ -158,10 +158,10 @@ async def listing(session: AsyncSession, settings: XSettings) -> list[XAccountVi
 async def remove(session: AsyncSession, clock: Clock, name: str, *,
                  by: str = "cli") -> XAccountView:
     """Remove an X account that never posted or read anything; otherwise disable it."""
-    bot = await get(session, name)
-    if bot.name == DEFAULT:
+    if name == DEFAULT:
         raise RuleError(_("the default X account comes from the NALGAE_X_* settings; unset "
                           "them to turn it off"))
+    bot = await get(session, name)
     if await store.account_used(session, bot.id):
         raise Conflict(_("X account {name} has posts or supporters; disable it instead "
                          "(nalgae x account disable {name})"), name=name)
