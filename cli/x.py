@@ -36,7 +36,7 @@ async def _pick_account(database: Database, xs: XSettings, *, account: str | Non
             if not bot.enabled:
                 raise RuleError(_("X account {name} is disabled"), name=account)
         else:
-            found = await x_accounts.for_chapter(s, chapter)
+            found = await x_accounts.for_chapter(s, chapter, xs)
             if found is None:
                 raise RuleError(_("the X channel is off: set the NALGAE_X_* credentials or add "
                                   "an account (nalgae x account add)"))

@@ -192,9 +192,12 @@ async def record_identity(session: AsyncSession, bot_id: int, user_id: str,
         bot.username = username or bot.username
 
 
-async def for_chapter(session: AsyncSession, chapter: str | None) -> Bot | None:
-    """The enabled X account a chapter posts through: its own, else "default"; None if none."""
-    bots = [b for b in await bot_store.list_bots(session, "x") if b.enabled]
+async def for_chapter(session: AsyncSession, chapter: str | None,
+                      settings: XSettings) -> Bot | None:
+    """The enabled X account a chapter posts through: its own, else "default" (if the
+    settings have its credentials); None if none."""
+    bots = [b for b in await bot_store.list_bots(session, "x")
+            if b.enabled and (b.name != DEFAULT or settings.enabled)]
     wanted = (chapter or "").strip().lower()
     mine = [b for b in bots if wanted and b.chapter == wanted]
     if mine:
