@@ -5,14 +5,29 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import update
 
+from bots.x.channel import channel_factory
+from bots.x.ticks import poll_results_tick
+from campaigns import polls
+from campaigns.clock import FixedClock, SystemClock
+from campaigns.settings import Settings
+from campaigns.ticks import TickContext
+from campaigns.x import accounts as x_accounts
+from campaigns.x import posts as x_posts
 from campaigns.x.credentials import SealError, seal, unseal
 from cli import cli
-from tests.x_helpers import ACCOUNT_ID, fake_x
+from storage.db import Database
+from storage.models import XPoll
+from storage.ratelimit import LocalRateLimiter
+from tests.builders import setup_petition
+from tests.x_helpers import ACCOUNT_ID, fake_x, settings
+from worker import Worker, WorkerOptions
 
 KEY = "test-secret-key-for-x-credentials"
 SEOUL = ["--api-key", "seoul-consumer-key", "--api-secret", "seoul-consumer-secret",
@@ -160,3 +175,38 @@ def test_sealing_needs_a_key() -> None:
     with pytest.raises(SealError, match="set NALGAE_SECRET_KEY"):
         seal("", {"api_key": "k"})
     assert unseal("k", seal("k", {"api_key": "v"})) == {"api_key": "v"}
+
+
+async def test_each_accounts_poll_is_read_back_with_its_own_keys(db: Database) -> None:
+    """The poll read-back tick reads a chapter account's native poll with that account."""
+    clock = FixedClock(datetime.now(UTC) - timedelta(minutes=1))
+    await setup_petition(db, clock)
+    async with db.session() as s:
+        await polls.create_poll(s, campaign_slug="air", slug="next-step",
+                                question_ko="다음 행동으로 무엇을 할까요?", kind="yes_no_abstain",
+                                clock=clock, actor="cli",
+                                closes_at=clock.now() + timedelta(days=1, minutes=1))
+        seoul = await x_accounts.add(s, clock, name="seoul", secret_key=KEY, chapter="seoul",
+                                     user_id="1800000000000000002", credentials=dict(
+                                         zip(["api_key", "api_secret", "access_token",
+                                              "access_secret"], SEOUL[1::2], strict=True)))
+    xs = settings()
+    with fake_x() as x:
+        await x_posts.compose_post(db, SystemClock(), bot_id=seoul.id,
+                                   account_id=1800000000000000002, created_by="cli",
+                                   poll="next-step")
+        stats = await Worker(db, limiter=LocalRateLimiter(), options=WorkerOptions(
+            idle_interval=0.05, tick_interval=0.05, flush_interval=0.01, burst_horizon=10.0),
+            channels={"x": channel_factory(xs, db, secret_key=KEY)}).run_burst()
+        assert stats.sent == 1 and x.posts[0]["poll"]["options"] == ["찬성", "반대", "기권"]
+        async with db.session() as s:
+            await s.execute(update(XPoll).values(tweet_id=1861432987654320777))
+        later = FixedClock(datetime.now(UTC) + timedelta(days=2))
+        ctx = TickContext(db=db, clock=later, settings=Settings(x=xs, secret_key=KEY),
+                          owner="sched")
+        assert await poll_results_tick(ctx) == 1
+    assert consumer_keys([h for h in x.auth_headers if h[0] in ("post", "lookup")]) == [
+        "seoul-consumer-key", "seoul-consumer-key"]
+    async with db.session() as s:
+        summary = await polls.summary(s, "next-step")
+    assert summary["channels"]["x"]["voters"] == 172

@@ -15,6 +15,7 @@ from bots.x.channel import channel_factory
 from bots.x.setup import ensure_x_bot, open_api
 from campaigns.clock import FixedClock, SystemClock
 from campaigns.settings import Settings
+from campaigns.ticks import TickContext
 from campaigns.x import posts as x_posts
 from campaigns.x.settings import XSettings
 from storage.db import Database
@@ -164,3 +165,25 @@ def test_oauth2_settings_are_checked_at_start() -> None:
     ok = Settings.from_env({**base, "NALGAE_SECRET_KEY": "k"})
     assert ok.x.enabled and ok.x.refreshable and not ok.x.oauth1
     assert "the-refresh-token" not in repr(ok.x)
+
+
+async def test_a_stopped_account_is_left_alone_by_the_ticks(
+    db: Database, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from bots.x import ticks
+
+    xs = oauth2(refresh="revoked-refresh-token")
+    ctx = TickContext(db=db, clock=FixedClock(T0), settings=Settings(x=xs, secret_key=KEY),
+                      owner="sched")
+    with fake_x() as x:
+        await ticks.mentions_tick(ctx)  # the refresh is refused: the account stops
+        assert len(x.token_requests) == 1 and x.mention_requests == []
+        ticks._warned.clear()
+        caplog.clear()
+        for _ in range(3):
+            ctx.clock.advance(seconds=120)  # type: ignore[attr-defined]
+            assert await ticks.mentions_tick(ctx) is None
+    # Not asked again, and said once, not at every tick.
+    assert len(x.token_requests) == 1 and x.mention_requests == []
+    stops = [r for r in caplog.records if "could not be refreshed" in r.getMessage()]
+    assert len(stops) == 1 and "revoked-refresh-token" not in caplog.text

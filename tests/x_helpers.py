@@ -158,6 +158,7 @@ class FakeX:
 
     def _lookup(self, request: Any) -> tuple[int, dict[str, str], str]:
         query = {k: v[0] for k, v in parse_qs(urlparse(request.url).query).items()}
+        self._seen(request, "lookup")
         self.lookups.append(query)
         return 200, {"content-type": "application/json"}, json.dumps(fixture(self.lookup_body))
 

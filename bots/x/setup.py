@@ -19,7 +19,7 @@ from storage.db import Database
 from storage.models import Bot
 
 from .client import XApi, XApiError
-from .tokens import TokenKeeper
+from .tokens import TokenKeeper, stopped_line
 
 log = logging.getLogger("nalgae.x")
 
@@ -101,6 +101,16 @@ async def account_settings(db: Database, settings: XSettings, bot_id: int, *,
         raise XApiError("auth", f"X account {bot.name}: {err}") from None
     known = bot.external_id if bot.external_id and bot.external_id.isdigit() else ""
     return bot.name, replace(settings.with_credentials(values), user_id=known)
+
+
+async def stopped(db: Database, bot_id: int) -> str | None:
+    """Why posting through this account is stopped (a refused OAuth 2.0 refresh), or None."""
+    async with db.session() as s:
+        row = await store.account(s, bot_id)
+        bot = await bot_store.get_bot(s, bot_id)
+    if row is None or not row.refresh_error:
+        return None
+    return stopped_line(bot.name if bot is not None else str(bot_id), row.refresh_error)
 
 
 async def open_api(db: Database, settings: XSettings, bot_id: int, *, secret_key: str,

@@ -54,10 +54,12 @@ Run = Callable[..., Awaitable[Any]]
 
 
 def stopped_line(name: str, reason: str) -> str:
+    """The one line an operator needs: what happened, what it means, what fixes it."""
+    fix = ("set a new NALGAE_X_REFRESH_TOKEN" if name == "default" else
+           f"nalgae x account add --name {name} --replace --client-id ... --refresh-token ...")
     return (f"X account {name}: the OAuth 2.0 token could not be refreshed ({reason}); "
-            f"nothing is posted through it and its posts wait: give it a new refresh token "
-            f"(NALGAE_X_REFRESH_TOKEN for the default account, else `nalgae x account add "
-            f"--name {name} --replace --client-id ... --refresh-token ...`)")
+            f"nothing is posted through it and its posts wait until it has a new refresh "
+            f"token: {fix}")
 
 
 def refresh_now(credentials: dict[str, str], timeout: float = TIMEOUT) -> dict[str, Any]:
