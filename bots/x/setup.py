@@ -28,7 +28,8 @@ X_BOT_RATE = accounts.X_BOT_RATE
 
 
 async def ensure_x_bot(db: Database, settings: XSettings, clock: Clock) -> int:
-    """The X bot row ("x", "default"); its id. Credentials stay in settings, never in the row."""
+    """The settings' X bot row ("x", "default"); its id. Its credentials stay in the settings
+    (an OAuth 2.0 token being refreshed excepted: see account_settings)."""
     async with db.session() as s:
         bot = await bot_store.ensure_bot(s, channel="x", name=X_BOT_NAME, now=clock.now(),
                                          token=None, base_url=None, max_rate=X_BOT_RATE)
