@@ -76,7 +76,8 @@ async def _post(database: Database, ctx: Ctx, *, texts: dict[str, str],
 @click.option("--at", "at", help="Send time, ISO-8601; KST when no zone is given (default: now).")
 @click.option("--account", help="Post through this X account (default: the chapter's, else "
               "the settings' account).")
-@click.option("--chapter", help="Post for this chapter: through its X account if it has one.")
+@click.option("--chapter", help="Post for this chapter: through its X account if it has an "
+              "enabled one, else through the default account.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def x_post(ctx: Ctx, text_ko: str | None, text_en: str | None, petition: str | None,

@@ -130,8 +130,14 @@ def test_remove_disable_and_replace(env: dict[str, str]) -> None:
         run(env, "x", "post", "--text", "오늘 저녁 7시, 광화문에서 만나요.", "--chapter", "seoul")
     used = CliRunner().invoke(cli, ["x", "account", "remove", "seoul"], env=env)
     assert used.exit_code == 1 and "disable it instead" in used.output
+    ids = {r["name"]: r["id"] for r in json.loads(run(env, "x", "account", "list",
+                                                      "--json").output)}
     assert run(env, "x", "account", "disable", "seoul").exit_code == 0
     # Disabled: the chapter's posts go through the default account meanwhile.
+    with fake_x():
+        meanwhile = run(env, "x", "post", "--text", "내일도 함께해요", "--chapter", "seoul",
+                        "--json")
+    assert json.loads(meanwhile.output)["details"]["bot_id"] == ids["default"] != ids["seoul"]
     off = CliRunner().invoke(cli, ["x", "post", "--text", "안녕", "--account", "seoul"],
                              env=env)
     assert off.exit_code == 1 and "disabled" in off.output
