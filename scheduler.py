@@ -27,6 +27,7 @@ from campaigns import broadcasts, events, petitions, polls, surveys
 from campaigns.clock import SystemClock
 from campaigns.settings import Settings
 from campaigns.ticks import TickContext, process_owner
+from campaigns.x import accounts as x_accounts
 from storage import inbox
 from storage.db import Database
 
@@ -45,14 +46,19 @@ class Tick:
     seconds: float
 
 
-# tweepy (and requests) take about a second to import; only deployments with X pay it.
+# tweepy (and requests) take about a second to import; only deployments with X pay it
+# (X settings, or X accounts added as rows).
 async def x_mentions_tick(ctx: TickContext) -> object:
+    if not await x_accounts.in_use(ctx.db, ctx.settings.x):
+        return None
     from bots.x import ticks
 
     return await ticks.mentions_tick(ctx)
 
 
 async def x_poll_results_tick(ctx: TickContext) -> object:
+    if not await x_accounts.in_use(ctx.db, ctx.settings.x):
+        return None
     from bots.x import ticks
 
     return await ticks.poll_results_tick(ctx)

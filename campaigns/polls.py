@@ -38,7 +38,7 @@ from campaigns.regions import REGION_CODES, region_name
 from campaigns.replies import Button, Reply
 from campaigns.ticks import TickContext
 from campaigns.times import local_display
-from campaigns.x.results import x_column
+from campaigns.x.results import x_column, x_lines
 from storage import petitions as petition_store
 from storage import polls as store
 from storage import supporters
@@ -819,7 +819,12 @@ async def results_for(
         return [Reply(t(lang, "Results are shown once the poll closes."),
                       toast=t(lang, "Results are shown once the poll closes."))]
     r = await results(session, poll)
-    return [results_reply(poll, r, lang, supporter.region)]
+    reply = results_reply(poll, r, lang, supporter.region)
+    x = await x_column(session, poll.id)
+    if x is not None:  # native X poll totals: a separate, anonymous column
+        labels = [_label(poll, i, lang) for i in range(len(poll.options))]
+        reply = Reply("\n".join([reply.text, "", *x_lines(x, labels, lang)]))
+    return [reply]
 
 
 async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:

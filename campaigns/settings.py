@@ -64,6 +64,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NALGAE_X_BEARER_TOKEN", "",
             "Instead of the OAuth 1.0a keys: an OAuth 2.0 user access token of the account "
             "(scopes tweet.read tweet.write users.read)."),
+    Setting("NALGAE_X_CLIENT_ID", "",
+            "OAuth 2.0: the X app's client id, with NALGAE_X_REFRESH_TOKEN: the access token "
+            "is then refreshed before it expires (needs NALGAE_SECRET_KEY)."),
+    Setting("NALGAE_X_CLIENT_SECRET", "",
+            "OAuth 2.0: the X app's client secret (a confidential client; empty for a public "
+            "one)."),
+    Setting("NALGAE_X_REFRESH_TOKEN", "",
+            "OAuth 2.0: the account's refresh token (scope offline.access); single-use, so "
+            "nalgae keeps the newest one in the database, encrypted."),
     Setting("NALGAE_X_USER_ID", "",
             "The X account's numeric user id (mentions are read for it); empty = asked from X."),
     Setting("NALGAE_X_MENTION_POLL_SECONDS", "60",
@@ -114,6 +123,9 @@ class Settings:
     sandbox_port: int = 8081
     admins: tuple[str, ...] = field(default_factory=tuple)
     secret_key: str = ""
+    # NALGAE_SECRET_KEY was not set: secret_key is random for this process only, so
+    # nothing may be stored encrypted with it (X account credentials).
+    secret_key_random: bool = False
     log_level: str = "INFO"
     x: XSettings = field(default_factory=XSettings)
 
@@ -127,7 +139,13 @@ class Settings:
         if dotenv_path.is_file():
             env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
         env.update(os.environ if environ is None else environ)
-        secret_key = _env(env, "NALGAE_SECRET_KEY") or os.urandom(32).hex()
+        secret_key = _env(env, "NALGAE_SECRET_KEY")
+        x = XSettings.from_env(lambda name: _env(env, name))
+        if x.refreshable and not secret_key:
+            # Refreshed X tokens are stored encrypted with it: a key that changes at every
+            # start could not read them back, and the used refresh token is dead by then.
+            raise ValueError("NALGAE_X_REFRESH_TOKEN needs NALGAE_SECRET_KEY: the refreshed "
+                             "X tokens are stored encrypted with it")
         try:
             max_rate = float(_env(env, "NALGAE_TELEGRAM_MAX_RATE"))
             http_port = int(_env(env, "NALGAE_HTTP_PORT"))
@@ -154,9 +172,10 @@ class Settings:
             public_url=public_url,
             sandbox_port=sandbox_port,
             admins=admins,
-            secret_key=secret_key,
+            secret_key=secret_key or os.urandom(32).hex(),
+            secret_key_random=not secret_key,
             log_level=_env(env, "NALGAE_LOG_LEVEL").upper(),
-            x=XSettings.from_env(lambda name: _env(env, name)),
+            x=x,
         )
 
     @property

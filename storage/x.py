@@ -13,18 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.db import on_postgres, upsert_insert
 from storage.models import (
     AuditLog,
+    Bot,
     Broadcast,
     ChannelIdentity,
     Consent,
     OutboxMessage,
     Poll,
     Supporter,
+    XAccount,
     XCursor,
     XMention,
     XPoll,
     XPost,
 )
-from storage.models.base import UTCDateTime
+from storage.models.base import Base, UTCDateTime
 
 ACCOUNT_SOURCE = "x:account"
 MAX_ERROR = 200
@@ -33,6 +35,7 @@ CURSOR: Table = XCursor.__table__  # type: ignore[assignment]
 MENTION: Table = XMention.__table__  # type: ignore[assignment]
 POST: Table = XPost.__table__  # type: ignore[assignment]
 POLL: Table = XPoll.__table__  # type: ignore[assignment]
+ACCOUNT: Table = XAccount.__table__  # type: ignore[assignment]
 
 
 # --- the account ------------------------------------------------------------------------------
@@ -371,12 +374,15 @@ async def record_poll(session: AsyncSession, **values: Any) -> None:
 
 
 async def claim_due_polls(session: AsyncSession, *, now: datetime, until: datetime,
-                          limit: int = 100) -> list[tuple[int, int, int]]:
+                          limit: int = 100,
+                          bot_id: int | None = None) -> list[tuple[int, int, int]]:
     """Open X polls past their end, claimed for reading back: (row id, bot id, tweet id)."""
     t = POLL
     pick = (select(t.c.id).where(t.c.status == "open", t.c.ends_at <= now,
                                  or_(t.c.claimed_until.is_(None), t.c.claimed_until < now))
             .order_by(t.c.ends_at, t.c.id).limit(limit))
+    if bot_id is not None:
+        pick = pick.where(t.c.bot_id == bot_id)
     if on_postgres(session):
         pick = pick.with_for_update(skip_locked=True)
     rows = await session.execute(
@@ -386,12 +392,14 @@ async def claim_due_polls(session: AsyncSession, *, now: datetime, until: dateti
     return sorted((int(a), int(b), int(c)) for a, b, c in rows.all())
 
 
-async def polls_due(session: AsyncSession, now: datetime) -> bool:
+async def bots_with_polls_due(session: AsyncSession, now: datetime) -> list[int]:
+    """The X bots that have polls to read back now (each is read through its own account)."""
     t = POLL
-    return (await session.execute(
-        select(t.c.id).where(t.c.status == "open", t.c.ends_at <= now,
-                             or_(t.c.claimed_until.is_(None), t.c.claimed_until < now)).limit(1)
-    )).first() is not None
+    rows = await session.execute(
+        select(t.c.bot_id).where(t.c.status == "open", t.c.ends_at <= now,
+                                 or_(t.c.claimed_until.is_(None), t.c.claimed_until < now))
+        .group_by(t.c.bot_id).order_by(t.c.bot_id))
+    return [int(r[0]) for r in rows.all()]
 
 
 async def close_poll(session: AsyncSession, row_id: int, *, counts: list[int],
@@ -473,3 +481,118 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
             update(m).where(m.c.id.in_(kept), m.c.reply_state == "pending")
             .values(reply_state="failed", reply_error="erased")
         )
+
+
+# --- accounts and their credentials -----------------------------------------------------------
+
+async def account(session: AsyncSession, bot_id: int) -> XAccount | None:
+    return await session.get(XAccount, bot_id, populate_existing=True)
+
+
+async def accounts(session: AsyncSession) -> dict[int, XAccount]:
+    """Every account's credentials row, by bot id."""
+    return {a.bot_id: a for a in (await session.execute(select(XAccount))).scalars()}
+
+
+async def put_account(session: AsyncSession, *, bot_id: int, auth: str, credentials: str,
+                      now: datetime, seed: str | None = None,
+                      expires_at: datetime | None = None) -> None:
+    """Set an account's credentials (sealed), forgetting any refresh state or failure."""
+    values: dict[str, Any] = {"auth": auth, "credentials": credentials, "seed": seed,
+                              "expires_at": expires_at, "refresh_error": None,
+                              "refresh_claimed_by": None, "refresh_claimed_until": None,
+                              "updated_at": now}
+    await session.execute(
+        upsert_insert(session, XAccount).values(bot_id=bot_id, **values)
+        .on_conflict_do_update(index_elements=["bot_id"], set_=values)
+    )
+
+
+async def seed_account(session: AsyncSession, *, bot_id: int, auth: str, credentials: str,
+                       seed: str, now: datetime) -> bool:
+    """The settings' account from the settings' credentials, unless it already started from
+    the same ones (then what it holds, e.g. a refreshed token, is newer). True if written."""
+    a = ACCOUNT.c
+    values: dict[str, Any] = {"auth": auth, "credentials": credentials, "seed": seed,
+                              "expires_at": None, "refresh_error": None,
+                              "refresh_claimed_by": None, "refresh_claimed_until": None,
+                              "updated_at": now}
+    inserted = await session.execute(
+        upsert_insert(session, XAccount).values(bot_id=bot_id, **values)
+        .on_conflict_do_nothing(index_elements=["bot_id"]).returning(a.bot_id))
+    if inserted.first() is not None:
+        return True
+    changed = await session.execute(
+        update(ACCOUNT).where(a.bot_id == bot_id, or_(a.seed.is_(None), a.seed != seed))
+        .values(**values).returning(a.bot_id))
+    return changed.first() is not None
+
+
+async def claim_refresh(session: AsyncSession, *, bot_id: int, owner: str, now: datetime,
+                        until: datetime, stale_before: datetime) -> str | None:
+    """The right to refresh an OAuth 2.0 token (its sealed credentials); None if another
+    process holds it, has just refreshed it (it expires after ``stale_before``), or the
+    last refresh failed. The refresh token is single-use: one refresher at a time."""
+    a = ACCOUNT.c
+    row = (await session.execute(
+        update(ACCOUNT)
+        .where(a.bot_id == bot_id, a.refresh_error.is_(None),
+               or_(a.expires_at.is_(None), a.expires_at <= stale_before),
+               or_(a.refresh_claimed_until.is_(None), a.refresh_claimed_until < now))
+        .values(refresh_claimed_by=owner, refresh_claimed_until=until)
+        .returning(a.credentials)
+    )).first()
+    return str(row[0]) if row is not None else None
+
+
+async def finish_refresh(session: AsyncSession, *, bot_id: int, owner: str, now: datetime,
+                         credentials: str | None = None, expires_at: datetime | None = None,
+                         error: str | None = None) -> bool:
+    """Store the new tokens (or why the refresh failed) and hand the claim back.
+
+    New tokens are written even if the claim ran out meanwhile: X has already retired the
+    old refresh token, so they are the only ones that work. Anything else is written only
+    by the claim's holder. False if nothing was written."""
+    a = ACCOUNT.c
+    values: dict[str, Any] = {"refresh_claimed_by": None, "refresh_claimed_until": None}
+    where = [a.bot_id == bot_id]
+    if credentials is not None:
+        values.update(credentials=credentials, expires_at=expires_at, refreshed_at=now,
+                      updated_at=now)
+    else:
+        where.append(a.refresh_claimed_by == owner)
+    if error is not None:
+        values.update(refresh_error=error[:MAX_ERROR], updated_at=now)
+    done = await session.execute(update(ACCOUNT).where(*where).values(**values)
+                                 .returning(a.bot_id))
+    return done.first() is not None
+
+
+async def add_x_bot(session: AsyncSession, *, name: str, chapter: str | None, max_rate: float,
+                    now: datetime) -> Bot | None:
+    """A new X bot row (it has no token: its credentials are its x_account row); None if the
+    name is taken."""
+    found = (await session.execute(
+        select(Bot.id).where(Bot.channel == "x", Bot.name == name))).first()
+    if found is not None:
+        return None
+    bot = Bot(channel="x", name=name, token=None, base_url=None, chapter=chapter,
+              max_rate=max_rate, enabled=True, created_at=now)
+    session.add(bot)
+    await session.flush()
+    return bot
+
+
+async def delete_account(session: AsyncSession, bot_id: int) -> None:
+    await session.execute(delete(ACCOUNT).where(ACCOUNT.c.bot_id == bot_id))
+
+
+async def account_used(session: AsyncSession, bot_id: int) -> bool:
+    """Whether anything but its credentials names this X bot (then it can only be disabled)."""
+    for table in Base.metadata.sorted_tables:
+        column = table.c.get("bot_id")
+        if column is None or table.name == ACCOUNT.name:
+            continue
+        if (await session.execute(select(column).where(column == bot_id).limit(1))).first():
+            return True
+    return False

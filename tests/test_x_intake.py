@@ -322,6 +322,7 @@ async def test_the_scheduler_tick_reads_answers_and_keeps_the_interval(db: Datab
     with fake_x() as x:
         x.serve_mentions("mentions_page1", "mentions_page2")
         out: Any = await mentions_tick(ctx)
+        out = out["default"]  # by account: the settings' one is "default"
         assert out["read"].intake.signed == 3 and out["replies"]["sent"] == 3
         reads = len(x.mention_requests)
         clock.advance(seconds=10)

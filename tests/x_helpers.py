@@ -80,6 +80,14 @@ class FakeX:
     answered: int = 0  # answers to POST /2/tweets returned so far
     me_calls: int = 0
     authorization: list[str] = field(default_factory=list)
+    # Every request's whole Authorization header, in order (which account signed what).
+    auth_headers: list[tuple[str, str]] = field(default_factory=list)
+    # The OAuth 2.0 token endpoint: refresh tokens it still takes (each works once).
+    refresh_tokens: set[str] = field(default_factory=set)
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    token_delay: float = 0.0
+    token_lifetime: int = 7200
+    _issued: int = 0
     _next_id: int = 1861432987654320001
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,6 +102,11 @@ class FakeX:
         rsps.add_callback(responses.POST,
                           re.compile(rf"{API}/2/dm_conversations/with/\d+/messages$"),
                           callback=self._dm)
+        rsps.add_callback(responses.POST, f"{API}/2/oauth2/token", callback=self._token)
+
+    def _seen(self, request: Any, what: str) -> None:
+        with self._lock:
+            self.auth_headers.append((what, str(request.headers.get("Authorization", ""))))
 
     # --- answers ------------------------------------------------------------------------------
 
@@ -106,6 +119,7 @@ class FakeX:
             attempt = self.post_attempts
             self.post_attempts += 1
         time.sleep(self.delay)
+        self._seen(request, "post")
         self.authorization.append(str(request.headers.get("Authorization", ""))[:12])
         with self._lock:
             self.answered += 1
@@ -144,6 +158,7 @@ class FakeX:
 
     def _lookup(self, request: Any) -> tuple[int, dict[str, str], str]:
         query = {k: v[0] for k, v in parse_qs(urlparse(request.url).query).items()}
+        self._seen(request, "lookup")
         self.lookups.append(query)
         return 200, {"content-type": "application/json"}, json.dumps(fixture(self.lookup_body))
 
@@ -155,7 +170,29 @@ class FakeX:
 
     def _me(self, request: Any) -> tuple[int, dict[str, str], str]:
         self.me_calls += 1
+        self._seen(request, "me")
         return 200, {"content-type": "application/json"}, json.dumps(fixture("users_me"))
+
+    def _token(self, request: Any) -> tuple[int, dict[str, str], str]:
+        """POST /2/oauth2/token, grant_type=refresh_token: X's answers, recorded."""
+        time.sleep(self.token_delay)
+        form = {k: v[0] for k, v in parse_qs(str(request.body)).items()}
+        with self._lock:
+            self.token_requests.append(
+                {**form, "authorization": str(request.headers.get("Authorization", ""))})
+            token = form.get("refresh_token", "")
+            if form.get("grant_type") != "refresh_token" or token not in self.refresh_tokens:
+                return 400, {"content-type": "application/json"}, json.dumps(
+                    {"error": "invalid_request",
+                     "error_description": "Value passed for the token was invalid."})
+            self.refresh_tokens.discard(token)  # single-use, as X's are
+            self._issued += 1
+            fresh = f"refresh-{self._issued}"
+            self.refresh_tokens.add(fresh)
+        return 200, {"content-type": "application/json"}, json.dumps(
+            {"token_type": "bearer", "expires_in": self.token_lifetime,
+             "access_token": f"access-{self._issued}", "refresh_token": fresh,
+             "scope": "tweet.write users.read tweet.read offline.access"})
 
     # --- set-up -------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from campaigns.i18n import DEFAULT_LANGUAGE, LANGUAGES, _, t_plain
 from campaigns.regions import REGIONS, region_name
 from campaigns.text import quote_formula
 from campaigns.times import DISPLAY_TZ
+from campaigns.x.results import share as x_share
 from storage import dashboard as queries
 from storage import petitions as petition_store
 from storage.db import Database
@@ -249,9 +250,22 @@ def _results_block(poll: Any, lang: str, b: polls.Breakdown, chart_id: str,
     return charts.hbars(items, chart_id=chart_id, color="#7a4fd6" if weighted else "#2d6cdf")
 
 
+def _x_block(poll: Any, lang: str, x: dict[str, Any]) -> Markup:
+    """The X column's chart: native X poll totals, counted apart from everything else."""
+    total = int(x["voters"])
+    items = []
+    for option in x["options"]:
+        i, count = int(option["index"]), int(option["count"])
+        label = (str(poll.options[i].get(lang) or poll.options[i].get("ko"))
+                 if i < len(poll.options) else str(option["label"]))
+        items.append((label, float(count), f"{count:,} ({x_share(count, total)}%)"))
+    return charts.hbars(items, chart_id="chart-x", color="#555555")
+
+
 def render_results(request: Request, poll: Any, results: polls.Results, voters: int,
-                   lang: str) -> str:
-    """The results block (charts raw and weighted, by tier and by region) as HTML."""
+                   lang: str, x: dict[str, Any] | None = None) -> str:
+    """The results block (charts raw and weighted, by tier and by region) as HTML; with
+    ``x`` (campaigns.x.results.x_column) the anonymous X column below them."""
     def block(b: polls.Breakdown, chart_id: str, weighted: bool) -> Markup:
         return _results_block(poll, lang, b, chart_id, weighted)
 
@@ -273,7 +287,8 @@ def render_results(request: Request, poll: Any, results: polls.Results, voters: 
     return str(template.render(
         _=translate, poll=poll, voters=voters, overall=results.overall, block=block,
         tiers=groups, regions=regions, weighted=any(w != "1" for w in poll.weights.values()),
-        hidden=bool(getattr(results, "hidden", False))))
+        hidden=bool(getattr(results, "hidden", False)), x=x,
+        x_chart=_x_block(poll, lang, x) if x and x["closed"] else None))
 
 
 def download(body: str, filename: str, fmt: str) -> Response:

@@ -18,6 +18,7 @@ from markupsafe import Markup
 from campaigns import ideas, petitions, polls, sources
 from campaigns.errors import RuleError
 from campaigns.times import DISPLAY_TZ
+from campaigns.x.results import x_column
 from storage import petitions as petition_store
 from storage import polls as poll_store
 from web.pages import (
@@ -111,11 +112,12 @@ async def poll_results(request: Request, slug: str) -> Response:
             raise HTTPException(404, "no published results")
         results = await polls.results(s, poll)
         voters = await poll_store.voter_count(s, poll.id)
+        x = await x_column(s, poll.id)
     return page(request, "public_poll.html", {
         "poll": poll, "public": True,
         "question": poll.question_en if lang == "en" and poll.question_en
         else poll.question_ko,
-        "results": Markup(render_results(request, poll, results, voters, lang))})
+        "results": Markup(render_results(request, poll, results, voters, lang, x))})
 
 
 @router.get("/i/{campaign}", response_class=HTMLResponse)

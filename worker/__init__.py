@@ -14,6 +14,7 @@ and recording it.
 
 from __future__ import annotations
 
+from bots.channel import BotInfo, Channel, ChannelFactory, Limits
 from campaigns.settings import Settings
 from storage.db import Database
 
@@ -26,13 +27,25 @@ __all__ = ["DeliveryStats", "Worker", "WorkerOptions", "make_worker"]
 def make_worker(settings: Settings, db: Database, *, options: WorkerOptions | None = None
                 ) -> Worker:
     """A worker from settings: Redis pacing when NALGAE_REDIS_URL is set."""
-    from bots.channel import ChannelFactory
     from storage.ratelimit import rate_limiter
 
-    channels: dict[str, ChannelFactory] = {}
-    if settings.x.enabled:
-        from bots.x.channel import channel_factory
-
-        channels["x"] = channel_factory(settings.x, db)
+    channels: dict[str, ChannelFactory] = {"x": _x_lanes(settings, db)}
     return Worker(db, limiter=rate_limiter(settings.redis_url or None), options=options,
                   channels=channels)
+
+
+def _x_lanes(settings: Settings, db: Database) -> ChannelFactory:
+    """X lanes, for the settings' account and those added as rows (`nalgae x account add`).
+
+    tweepy is imported at the first X lane only: a deployment without X never pays for it.
+    """
+    made: list[ChannelFactory] = []
+
+    def make(info: BotInfo, limits: Limits) -> Channel:
+        if not made:
+            from bots.x.channel import channel_factory
+
+            made.append(channel_factory(settings.x, db, secret_key=settings.secret_key))
+        return made[0](info, limits)
+
+    return make

@@ -33,8 +33,9 @@ class XChannel:
 
     def __init__(self, settings: XSettings, db: Database, *, bot_id: int,
                  limits: Limits, clock: Clock | None = None,
-                 api: XApi | None = None) -> None:
+                 api: XApi | None = None, secret_key: str = "") -> None:
         self.settings = settings
+        self.secret_key = secret_key
         self.db = db
         self.bot_id = bot_id
         self.limits = limits
@@ -46,11 +47,14 @@ class XChannel:
     async def _ready(self) -> XAccount:
         async with self._lock:
             if self._account is None:
-                from .setup import resolve_account_id
+                from .setup import open_api, resolve_account_id
 
-                api = self._api or XApi(self.settings, clock=self.clock)
+                # Each X bot posts with its own account's credentials (x_account rows;
+                # the settings' for "default").
+                api = self._api or await open_api(self.db, self.settings, self.bot_id,
+                                                  secret_key=self.secret_key, clock=self.clock)
                 self._api = api
-                account_id = await resolve_account_id(self.db, api, self.settings, self.bot_id)
+                account_id = await resolve_account_id(self.db, api, api.settings, self.bot_id)
                 self._account = XAccount(api, self.db, self.clock, bot_id=self.bot_id,
                                          account_id=account_id, limits=self.settings.limits)
             return self._account
@@ -70,10 +74,13 @@ class XChannel:
 
 
 def channel_factory(settings: XSettings, db: Database, clock: Clock | None = None,
-                    api: XApi | None = None) -> Callable[[BotInfo, Limits], XChannel]:
-    """The worker's factory for X lanes (worker.Worker(channels={"x": ...}))."""
+                    api: XApi | None = None, secret_key: str = ""
+                    ) -> Callable[[BotInfo, Limits], XChannel]:
+    """The worker's factory for X lanes (worker.Worker(channels={"x": ...})); ``secret_key``
+    (NALGAE_SECRET_KEY) opens the credentials of accounts added as rows."""
 
     def make(info: BotInfo, limits: Limits) -> XChannel:
-        return XChannel(settings, db, bot_id=info.id, limits=limits, clock=clock, api=api)
+        return XChannel(settings, db, bot_id=info.id, limits=limits, clock=clock, api=api,
+                        secret_key=secret_key)
 
     return make

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import requests
 import tweepy
@@ -64,8 +64,8 @@ def classify(exc: Exception, now: datetime) -> XApiError:
                          status=429, reset_at=reset, limit=which)
     if isinstance(exc, tweepy.Unauthorized):
         return XApiError("auth", "X refused the credentials (401 Unauthorized): check "
-                         "NALGAE_X_API_KEY/_API_SECRET/_ACCESS_TOKEN/_ACCESS_SECRET or "
-                         "NALGAE_X_BEARER_TOKEN", status=401)
+                         "the account's keys (NALGAE_X_* or `nalgae x account add`)",
+                         status=401)
     if isinstance(exc, tweepy.HTTPException):
         status = getattr(exc.response, "status_code", None)
         detail = "; ".join(str(m) for m in exc.api_messages)[:160] or f"HTTP {status}"
@@ -118,14 +118,25 @@ class PollReadback:
     end_datetime: str | None
 
 
+class TokenSource(Protocol):
+    """Where an OAuth 2.0 account's current access token comes from (bots.x.tokens)."""
+
+    async def access_token(self, run: Callable[..., Any]) -> str: ...
+
+
 class XApi:
-    """One X account, through tweepy, on its own small executor."""
+    """One X account, through tweepy, on its own small executor.
+
+    With ``tokens`` (an OAuth 2.0 account whose token is refreshed) every request first
+    asks it for the current access token, which refreshes it ahead of its expiry.
+    """
 
     def __init__(self, settings: XSettings, *, clock: Clock | None = None,
                  executor: Executor | None = None, timeout: float = 10.0,
-                 workers: int = 2) -> None:
+                 workers: int = 2, tokens: TokenSource | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
+        self.tokens = tokens
         self.user_auth = settings.oauth1
         # requests.Response as the return type: the rate-limit headers stay readable.
         if self.user_auth:
@@ -151,6 +162,9 @@ class XApi:
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     async def _call(self, fn: Callable[..., requests.Response], /, **kwargs: Any) -> Any:
+        if self.tokens is not None:
+            # tweepy reads bearer_token at each request: the fresh one goes there.
+            self._client.bearer_token = await self.tokens.access_token(self.run)
         try:
             response = await self.run(fn, **kwargs)
         except Exception as exc:

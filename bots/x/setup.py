@@ -1,30 +1,35 @@
-"""The X bot row and account from settings: created when X credentials are set."""
+"""X bot rows and their accounts: the settings' one ("default") and those added as rows."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from sqlalchemy import update
 
 from campaigns.clock import Clock
+from campaigns.ticks import process_owner
+from campaigns.x import accounts
+from campaigns.x.credentials import SealError, seal, unseal
 from campaigns.x.intake import Links
 from campaigns.x.settings import XSettings
 from storage import bots as bot_store
+from storage import x as store
 from storage.db import Database
 from storage.models import Bot
 
-from .client import XApi
+from .client import XApi, XApiError
+from .tokens import TokenKeeper, stopped_line
 
 log = logging.getLogger("nalgae.x")
 
-X_BOT_NAME = "default"
-# The worker paces a bot's outbox rows by max_rate; an X broadcast is one row (one post
-# or thread), and X's own limits are applied per post by XAccount.
-X_BOT_RATE = 1.0
+X_BOT_NAME = accounts.DEFAULT
+X_BOT_RATE = accounts.X_BOT_RATE
 
 
 async def ensure_x_bot(db: Database, settings: XSettings, clock: Clock) -> int:
-    """The X bot row ("x", "default"); its id. Credentials stay in settings, never in the row."""
+    """The settings' X bot row ("x", "default"); its id. Its credentials stay in the settings
+    (an OAuth 2.0 token being refreshed excepted: see account_settings)."""
     async with db.session() as s:
         bot = await bot_store.ensure_bot(s, channel="x", name=X_BOT_NAME, now=clock.now(),
                                          token=None, base_url=None, max_rate=X_BOT_RATE)
@@ -60,3 +65,72 @@ def links(settings: XSettings) -> Links | None:
         # /start in the bot shows the privacy notice first.
         return Links(privacy_url=f"https://t.me/{settings.link_bot}")
     return None
+
+
+async def account_settings(db: Database, settings: XSettings, bot_id: int, *,
+                           secret_key: str, clock: Clock) -> tuple[str, XSettings]:
+    """The name and the settings (its own credentials) of the X account of ``bot_id``.
+
+    XApiError("auth") when they cannot be had: the worker then keeps the posts waiting.
+    The settings' OAuth 2.0 refresh token seeds the default account's row the first time
+    (and again whenever the settings hold another one).
+    """
+    async with db.session() as s:
+        bot = await bot_store.get_bot(s, bot_id)
+        row = await store.account(s, bot_id)
+    if bot is None or bot.channel != "x":
+        raise XApiError("auth", f"no X bot {bot_id}")
+    if bot.name == X_BOT_NAME:
+        if not settings.enabled:
+            raise XApiError("auth", "the default X account has no NALGAE_X_* credentials")
+        if settings.refreshable:
+            try:
+                sealed = seal(secret_key, settings.credentials())
+            except SealError as err:
+                raise XApiError("auth", str(err)) from None
+            async with db.session() as s:
+                await store.seed_account(s, bot_id=bot_id, auth="oauth2-refresh",
+                                         credentials=sealed, seed=accounts.seed_of(settings),
+                                         now=clock.now())
+        return bot.name, settings
+    if row is None:
+        raise XApiError("auth", f"X account {bot.name} has no credentials: nalgae x account "
+                                f"add --name {bot.name} --replace ...")
+    try:
+        values = unseal(secret_key, row.credentials)
+    except SealError as err:
+        raise XApiError("auth", f"X account {bot.name}: {err}") from None
+    known = bot.external_id if bot.external_id and bot.external_id.isdigit() else ""
+    return bot.name, replace(settings.with_credentials(values), user_id=known)
+
+
+async def stopped(db: Database, bot_id: int) -> str | None:
+    """Why posting through this account is stopped (a refused OAuth 2.0 refresh), or None."""
+    async with db.session() as s:
+        row = await store.account(s, bot_id)
+        bot = await bot_store.get_bot(s, bot_id)
+    if row is None or not row.refresh_error:
+        return None
+    return stopped_line(bot.name if bot is not None else str(bot_id), row.refresh_error)
+
+
+async def open_api(db: Database, settings: XSettings, bot_id: int, *, secret_key: str,
+                   clock: Clock, owner: str | None = None) -> XApi:
+    """A client for the X account of ``bot_id``; its OAuth 2.0 token kept fresh if it has one
+    to refresh. Close it with ``aclose``."""
+    name, xs = await account_settings(db, settings, bot_id, secret_key=secret_key, clock=clock)
+    tokens = None
+    if xs.refreshable:
+        tokens = TokenKeeper(db, clock, bot_id=bot_id, name=name, secret_key=secret_key,
+                             owner=owner or process_owner("x"))
+    return XApi(xs, clock=clock, tokens=tokens)
+
+
+async def x_bots(db: Database, settings: XSettings, clock: Clock) -> list[tuple[int, str]]:
+    """The enabled X bots (id, name): the settings' account first (created if set)."""
+    if settings.enabled:
+        await ensure_x_bot(db, settings, clock)
+    async with db.session() as s:
+        bots = await bot_store.list_bots(s, "x")
+    return [(b.id, b.name) for b in sorted(bots, key=lambda b: (b.name != X_BOT_NAME, b.id))
+            if b.enabled and (b.name != X_BOT_NAME or settings.enabled)]

@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from campaigns.clock import Clock
 from campaigns.ticks import TickContext
+from campaigns.x import accounts
 from campaigns.x import posts as x_posts
 from campaigns.x.intake import IntakeReport, Links, process_mentions
 from campaigns.x.settings import XLimits
@@ -28,7 +30,7 @@ from storage.db import Database
 
 from .account import XAccount
 from .client import MentionsPage, XApi, XApiError
-from .setup import ensure_x_bot, links, resolve_account_id
+from .setup import links, open_api, resolve_account_id, stopped, x_bots
 
 log = logging.getLogger("nalgae.x")
 
@@ -120,16 +122,25 @@ def _warn_once(message: str) -> None:
 
 
 async def mentions_tick(ctx: TickContext) -> object:
-    """Read new mentions when due, handle them, and send the replies owed."""
+    """Read new mentions when due, handle them, and send the replies owed: every account."""
     x = ctx.settings.x
-    if not x.enabled:
+    if not await accounts.in_use(ctx.db, x):
         return None
     link = links(x)
     if link is None:
         _warn_once("X intake is off: set NALGAE_X_PRIVACY_URL or NALGAE_X_LINK_BOT, so that "
                    "replies can link the privacy notice")
         return None
-    bot_id = await ensure_x_bot(ctx.db, x, ctx.clock)
+    out = {}  # by account name
+    for bot_id, name in await x_bots(ctx.db, x, ctx.clock):
+        done = await _mentions_of(ctx, bot_id, link)
+        if done is not None:
+            out[name] = done
+    return out or None
+
+
+async def _mentions_of(ctx: TickContext, bot_id: int, link: Links) -> dict[str, Any] | None:
+    x = ctx.settings.x
     now = ctx.clock.now()
     async with ctx.db.session() as s:
         cur = await store.cursor(s, bot_id)
@@ -140,10 +151,19 @@ async def mentions_tick(ctx: TickContext) -> object:
         and (cur.blocked_until is None or cur.blocked_until <= now))
     if not read_due and not due:
         return None
-    api = XApi(x, clock=ctx.clock)
+    reason = await stopped(ctx.db, bot_id)
+    if reason is not None:
+        _warn_once(reason)  # said once; its replies wait like its posts
+        return None
+    try:
+        api = await open_api(ctx.db, x, bot_id, secret_key=ctx.settings.secret_key,
+                             clock=ctx.clock, owner=ctx.owner)
+    except XApiError as err:
+        _warn_once(f"X bot {bot_id}: {err}")
+        return None
     try:
         try:
-            account_id = await resolve_account_id(ctx.db, api, x, bot_id)
+            account_id = await resolve_account_id(ctx.db, api, api.settings, bot_id)
         except XApiError as err:
             log.error("X account unknown: %s", err)
             return None
@@ -160,11 +180,12 @@ async def mentions_tick(ctx: TickContext) -> object:
         await api.aclose()
 
 
-async def read_poll_results(db: Database, clock: Clock, api: XApi) -> int:
-    """Read back the X polls that have ended; the number closed."""
+async def read_poll_results(db: Database, clock: Clock, api: XApi, *,
+                            bot_id: int | None = None) -> int:
+    """Read back the X polls that have ended (``bot_id``'s only, if given); the number closed."""
     now = clock.now()
     async with db.session() as s:
-        due = await store.claim_due_polls(s, now=now, until=now + CLAIM)
+        due = await store.claim_due_polls(s, now=now, until=now + CLAIM, bot_id=bot_id)
     if not due:
         return 0
     try:
@@ -191,16 +212,26 @@ async def read_poll_results(db: Database, clock: Clock, api: XApi) -> int:
 
 
 async def poll_results_tick(ctx: TickContext) -> object:
-    """Read back X polls whose time is over, for the X column of the poll results."""
-    x = ctx.settings.x
-    if not x.enabled:
-        return None
+    """Read back X polls whose time is over, for the X column of the poll results; each
+    through the account that posted it."""
     now = ctx.clock.now()
     async with ctx.db.session() as s:
-        if not await store.polls_due(s, now):
-            return 0
-    api = XApi(x, clock=ctx.clock)
-    try:
-        return await read_poll_results(ctx.db, ctx.clock, api)
-    finally:
-        await api.aclose()
+        bots = await store.bots_with_polls_due(s, now)
+    closed = 0
+    for bot_id in bots:
+        reason = await stopped(ctx.db, bot_id)
+        if reason is not None:
+            _warn_once(reason)
+            continue
+        try:
+            api = await open_api(ctx.db, ctx.settings.x, bot_id,
+                                 secret_key=ctx.settings.secret_key, clock=ctx.clock,
+                                 owner=ctx.owner)
+        except XApiError as err:
+            _warn_once(f"X bot {bot_id}: {err}")
+            continue
+        try:
+            closed += await read_poll_results(ctx.db, ctx.clock, api, bot_id=bot_id)
+        finally:
+            await api.aclose()
+    return closed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from campaigns.i18n import t
 from storage import x as store
 from storage.db import Database
 
@@ -40,3 +41,29 @@ async def x_column(db_or_session: Any, poll_id: int) -> dict[str, Any] | None:
                      else str(i), "count": c} for i, c in enumerate(totals)],
         "tweets": [str(r.tweet_id) for r in rows],
     }
+
+
+def share(count: int, total: int) -> str:
+    """A percentage with one decimal, as the Telegram results show theirs."""
+    return f"{count * 100 / total:.1f}" if total else "0.0"
+
+
+def x_lines(column: dict[str, Any], labels: list[str], lang: str) -> list[str]:
+    """The X column for the /results message (Telegram HTML): labelled as what it is.
+
+    X reports totals only: nobody is known, so nothing is weighted, nothing is by region,
+    and the figures stay apart from the signed-up voters' results, never added to them.
+    ``labels`` are the campaign poll's own option labels in the reader's language.
+    """
+    if not column["closed"]:
+        return [t(lang, "On X: the poll is still open there; its totals appear once X "
+                        "closes it.")]
+    voters = int(column["voters"])
+    lines = [t(lang, "On X ({voters} votes, anonymous: not weighted, not by region, "
+                     "not in the figures above):", voters=voters)]
+    for option in column["options"]:
+        index = int(option["index"])
+        label = labels[index] if index < len(labels) else str(option["label"])
+        lines.append(t(lang, "{option}: {count} votes ({share}%)", option=label,
+                       count=option["count"], share=share(int(option["count"]), voters)))
+    return lines

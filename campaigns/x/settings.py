@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ def parse_limits(tier: str, overrides: str) -> XLimits:
     return replace(base, **changes)
 
 
+CREDENTIAL_FIELDS = ("api_key", "api_secret", "access_token", "access_secret", "bearer_token",
+                     "client_id", "client_secret", "refresh_token")
+
+
 @dataclass(frozen=True)
 class XSettings:
     """Credentials and knobs of the X channel. Without credentials the channel is off."""
@@ -64,6 +69,10 @@ class XSettings:
     access_token: str = ""
     access_secret: str = ""
     bearer_token: str = ""
+    # OAuth 2.0 user context kept fresh: the app's client id (and secret) and a refresh token.
+    client_id: str = ""
+    client_secret: str = ""
+    refresh_token: str = ""
     user_id: str = ""
     mention_poll_seconds: float = 60.0
     tier: str = "pro"
@@ -77,12 +86,27 @@ class XSettings:
         return all((self.api_key, self.api_secret, self.access_token, self.access_secret))
 
     @property
+    def refreshable(self) -> bool:
+        """OAuth 2.0 user context whose access token nalgae refreshes before it expires."""
+        return not self.oauth1 and bool(self.refresh_token and self.client_id)
+
+    @property
     def enabled(self) -> bool:
-        return self.oauth1 or bool(self.bearer_token)
+        return self.oauth1 or bool(self.bearer_token) or self.refreshable
+
+    def credentials(self) -> dict[str, str]:
+        """The credential fields that are set (what an x_account row keeps, sealed)."""
+        return {k: getattr(self, k) for k in CREDENTIAL_FIELDS if getattr(self, k)}
+
+    def with_credentials(self, values: Mapping[str, str]) -> XSettings:
+        """These settings with another account's credentials (unknown keys ignored)."""
+        changes: dict[str, Any] = {k: str(values.get(k) or "") for k in CREDENTIAL_FIELDS}
+        return replace(self, **changes)
 
     def __repr__(self) -> str:
         # Credentials must never reach a log line through a repr.
         return (f"XSettings(enabled={self.enabled}, oauth1={self.oauth1}, "
+                f"refreshable={self.refreshable}, "
                 f"user_id={self.user_id!r}, tier={self.tier!r})")
 
     @classmethod
@@ -98,12 +122,18 @@ class XSettings:
         if user_id and not user_id.isdigit():
             raise ValueError("NALGAE_X_USER_ID is the account's numeric id, not its @name")
         tier = get("NALGAE_X_TIER").lower() or "pro"
+        if get("NALGAE_X_REFRESH_TOKEN") and not get("NALGAE_X_CLIENT_ID"):
+            raise ValueError("NALGAE_X_REFRESH_TOKEN needs NALGAE_X_CLIENT_ID (the X app's "
+                             "OAuth 2.0 client id): X refreshes a token only for its app")
         return cls(
             api_key=get("NALGAE_X_API_KEY"),
             api_secret=get("NALGAE_X_API_SECRET"),
             access_token=get("NALGAE_X_ACCESS_TOKEN"),
             access_secret=get("NALGAE_X_ACCESS_SECRET"),
             bearer_token=get("NALGAE_X_BEARER_TOKEN"),
+            client_id=get("NALGAE_X_CLIENT_ID"),
+            client_secret=get("NALGAE_X_CLIENT_SECRET"),
+            refresh_token=get("NALGAE_X_REFRESH_TOKEN"),
             user_id=user_id,
             mention_poll_seconds=poll_seconds,
             tier=tier,

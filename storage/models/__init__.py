@@ -42,7 +42,7 @@ from storage.models.surveys import (
     SurveyProgress,
     SurveyRespondent,
 )
-from storage.models.x import XCursor, XMention, XPoll, XPost
+from storage.models.x import XAccount, XCursor, XMention, XPoll, XPost
 
 __all__ = [
     "ApiToken",
@@ -95,6 +95,7 @@ __all__ = [
     "UTCDateTime",
     "WebhookDelivery",
     "WebhookSubscription",
+    "XAccount",
     "XCursor",
     "XMention",
     "XPoll",

@@ -140,3 +140,31 @@ class XPoll(Base):
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class XAccount(Base):
+    """An X account's credentials, for the X bot row it belongs to (one row per account).
+
+    The bot row (channel "x") carries what every bot has: name, chapter, enabled, the
+    account's user id and @name. This row carries the keys, sealed with NALGAE_SECRET_KEY
+    (campaigns.x.credentials), and, for OAuth 2.0, the access token's expiry and the
+    refresh lock: an X refresh token is single-use, so exactly one process refreshes.
+    """
+
+    __tablename__ = "x_account"
+
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bot.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    auth: Mapped[str] = mapped_column(String(16))  # oauth1 | oauth2 | oauth2-refresh
+    credentials: Mapped[str] = mapped_column(Text)  # sealed: never in clear, never logged
+    # The settings' account only: a digest of the NALGAE_X_REFRESH_TOKEN this row started
+    # from; a new token in the settings replaces what the row holds.
+    seed: Mapped[str | None] = mapped_column(String(64))
+    # OAuth 2.0: when the access token expires (None: unknown, refresh before use).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refresh_claimed_by: Mapped[str | None] = mapped_column(String(64))
+    refresh_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Why the last refresh failed: X posting through this account stops until it is fixed.
+    refresh_error: Mapped[str | None] = mapped_column(String(200))
+    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

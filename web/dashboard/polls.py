@@ -10,6 +10,7 @@ from markupsafe import Markup
 
 from campaigns import polls
 from campaigns.times import parse_optional
+from campaigns.x.results import x_column
 from storage import dashboard as queries
 from storage import polls as poll_store
 from web import auth
@@ -76,7 +77,8 @@ async def _poll_fragment(request: Request, slug: str, lang: str) -> str:
             raise HTTPException(404, "no such poll")
         results = await polls.results(s, poll)
         voters = await poll_store.voter_count(s, poll.id)
-    return render_results(request, poll, results, voters, lang)
+        x = await x_column(s, poll.id)
+    return render_results(request, poll, results, voters, lang, x)
 
 
 @router.get("/polls/{slug}", response_class=HTMLResponse)

@@ -325,6 +325,23 @@ def upgrade() -> None:
         "ix_webhook_delivery_supporter", "webhook_delivery", ["supporter_id"], unique=False
     )
     op.create_table(
+        "x_account",
+        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("auth", sa.String(length=16), nullable=False),
+        sa.Column("credentials", sa.Text(), nullable=False),
+        sa.Column("seed", sa.String(length=64), nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("refresh_claimed_by", sa.String(length=64), nullable=True),
+        sa.Column("refresh_claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("refresh_error", sa.String(length=200), nullable=True),
+        sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bot_id"], ["bot.id"], name=op.f("fk_x_account_bot_id_bot"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("bot_id", name=op.f("pk_x_account")),
+    )
+    op.create_table(
         "x_cursor",
         sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("since_id", sa.BigInteger(), nullable=True),
@@ -1472,6 +1489,7 @@ def downgrade() -> None:
     op.drop_index("ix_x_post_bot_posted", table_name="x_post")
     op.drop_table("x_post")
     op.drop_table("x_cursor")
+    op.drop_table("x_account")
     op.drop_index("ix_webhook_delivery_supporter", table_name="webhook_delivery")
     op.drop_index(
         "ix_webhook_delivery_lease",

@@ -1,0 +1,218 @@
+"""X accounts as rows, like bots: `nalgae x account ...`, credentials sealed at rest, and a
+chapter's posts going out through its own account (the settings' one stays "default")."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import update
+
+from bots.x.channel import channel_factory
+from bots.x.ticks import poll_results_tick
+from campaigns import polls
+from campaigns.clock import FixedClock, SystemClock
+from campaigns.settings import Settings
+from campaigns.ticks import TickContext
+from campaigns.x import accounts as x_accounts
+from campaigns.x import posts as x_posts
+from campaigns.x.credentials import SealError, seal, unseal
+from cli import cli
+from storage.db import Database
+from storage.models import XPoll
+from storage.ratelimit import LocalRateLimiter
+from tests.builders import setup_petition
+from tests.x_helpers import ACCOUNT_ID, fake_x, settings
+from worker import Worker, WorkerOptions
+
+KEY = "test-secret-key-for-x-credentials"
+SEOUL = ["--api-key", "seoul-consumer-key", "--api-secret", "seoul-consumer-secret",
+         "--access-token", "1800-seoul-access", "--access-secret", "seoul-access-secret"]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.chdir(tmp_path)
+    values = {"NALGAE_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "NALGAE_SECRET_KEY": KEY,
+              "NALGAE_X_API_KEY": "test-consumer-key", "NALGAE_X_API_SECRET": "s",
+              "NALGAE_X_ACCESS_TOKEN": "t", "NALGAE_X_ACCESS_SECRET": "a",
+              "NALGAE_X_USER_ID": str(ACCOUNT_ID)}
+    assert CliRunner().invoke(cli, ["db", "upgrade"], env=values).exit_code == 0
+    return values
+
+
+def run(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def consumer_keys(headers: list[tuple[str, str]]) -> list[str]:
+    """Which app signed each request (OAuth 1.0a's oauth_consumer_key)."""
+    out = []
+    for _what, header in headers:
+        part = [p for p in header.split(",") if "oauth_consumer_key" in p]
+        out.append(part[0].split("=", 1)[1].strip('" ') if part else header[:12])
+    return out
+
+
+def test_accounts_are_added_listed_and_their_keys_never_stored_or_shown_in_clear(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    no_key = {k: v for k, v in env.items() if k != "NALGAE_SECRET_KEY"}
+    refused = CliRunner().invoke(cli, ["x", "account", "add", "--name", "seoul", *SEOUL],
+                                 env=no_key)
+    assert refused.exit_code == 1 and "set NALGAE_SECRET_KEY first" in refused.output
+    partial = CliRunner().invoke(cli, ["x", "account", "add", "--name", "seoul", *SEOUL[:6]],
+                                 env=env)
+    assert partial.exit_code == 1 and "missing: --access-secret" in partial.output
+    added = run(env, "x", "account", "add", "--name", "seoul", "--chapter", "Seoul", *SEOUL,
+                "--json")
+    assert added.exit_code == 0, added.output
+    view = json.loads(added.output)
+    assert view["chapter"] == "seoul" and view["auth"] == "oauth1"
+    taken = CliRunner().invoke(cli, ["x", "account", "add", "--name", "busan", "--chapter",
+                                     "seoul", *SEOUL], env=env)
+    assert taken.exit_code == 1 and "chapter seoul already posts through X account seoul" \
+        in taken.output
+    listing = run(env, "x", "account", "list", "--json")
+    rows = {r["name"]: r for r in json.loads(listing.output)}
+    assert set(rows) == {"default", "seoul"} and rows["default"]["from_settings"]
+    human = run(env, "x", "account", "list").output
+    for secret in ("seoul-consumer-secret", "seoul-access-secret", "1800-seoul-access"):
+        assert secret not in listing.output and secret not in human
+    # At rest: one sealed string, readable only with the key.
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        [(sealed,)] = conn.execute("SELECT credentials FROM x_account").fetchall()
+        dump = "\n".join(conn.iterdump())
+    assert "seoul-consumer-secret" not in dump and "seoul-access-secret" not in dump
+    assert unseal(KEY, sealed)["api_secret"] == "seoul-consumer-secret"
+    with pytest.raises(SealError, match="cannot be read with this NALGAE_SECRET_KEY"):
+        unseal("another-key", sealed)
+
+
+def test_a_chapters_post_goes_through_its_own_account(env: dict[str, str]) -> None:
+    run(env, "x", "account", "add", "--name", "seoul", "--chapter", "seoul", *SEOUL,
+        "--user-id", "1800000000000000002")
+    with fake_x() as x:
+        checked = run(env, "x", "account", "check", "seoul")
+        assert checked.exit_code == 0 and "is @nalgae_bot" in checked.output
+        for n, args in enumerate((["--chapter", "seoul"], ["--chapter", "busan"], [],
+                                  ["--account", "seoul"])):
+            out = run(env, "x", "post", "--text", f"오늘 저녁 {n + 6}시, 광화문에서", *args)
+            assert out.exit_code == 0, out.output
+        done = run(env, "worker", "--burst", "--json")
+        assert done.exit_code == 0, done.output
+    signed = dict(zip([p["text"] for p in x.posts],
+                      consumer_keys([h for h in x.auth_headers if h[0] == "post"]),
+                      strict=True))
+    # Busan has no account of its own: the settings' account posts for it.
+    assert signed == {"오늘 저녁 6시, 광화문에서": "seoul-consumer-key",
+                      "오늘 저녁 7시, 광화문에서": "test-consumer-key",
+                      "오늘 저녁 8시, 광화문에서": "test-consumer-key",
+                      "오늘 저녁 9시, 광화문에서": "seoul-consumer-key"}
+    assert consumer_keys([h for h in x.auth_headers if h[0] == "me"]) == ["seoul-consumer-key"]
+    listed = {r["name"]: r for r in json.loads(run(env, "x", "account", "list",
+                                                   "--json").output)}
+    assert listed["seoul"]["username"] == "nalgae_bot"
+
+
+def test_remove_disable_and_replace(env: dict[str, str]) -> None:
+    run(env, "x", "account", "add", "--name", "seoul", "--chapter", "seoul", *SEOUL,
+        "--user-id", "1800000000000000002")
+    run(env, "x", "account", "add", "--name", "spare", *SEOUL)
+    assert run(env, "x", "account", "remove", "spare").exit_code == 0
+    default = CliRunner().invoke(cli, ["x", "account", "remove", "default"], env=env)
+    assert default.exit_code == 1 and "NALGAE_X_*" in default.output
+    with fake_x():
+        run(env, "x", "post", "--text", "오늘 저녁 7시, 광화문에서 만나요.", "--chapter", "seoul")
+    used = CliRunner().invoke(cli, ["x", "account", "remove", "seoul"], env=env)
+    assert used.exit_code == 1 and "disable it instead" in used.output
+    ids = {r["name"]: r["id"] for r in json.loads(run(env, "x", "account", "list",
+                                                      "--json").output)}
+    assert run(env, "x", "account", "disable", "seoul").exit_code == 0
+    # Disabled: the chapter's posts go through the default account meanwhile.
+    with fake_x():
+        meanwhile = run(env, "x", "post", "--text", "내일도 함께해요", "--chapter", "seoul",
+                        "--json")
+    assert json.loads(meanwhile.output)["details"]["bot_id"] == ids["default"] != ids["seoul"]
+    off = CliRunner().invoke(cli, ["x", "post", "--text", "안녕", "--account", "seoul"],
+                             env=env)
+    assert off.exit_code == 1 and "disabled" in off.output
+    again = CliRunner().invoke(cli, ["x", "account", "add", "--name", "seoul", *SEOUL],
+                               env=env)
+    assert again.exit_code == 1 and "--replace" in again.output
+    oauth2 = run(env, "x", "account", "add", "--name", "seoul", "--replace", "--client-id",
+                 "c", "--refresh-token", "r", "--json")
+    assert oauth2.exit_code == 0 and json.loads(oauth2.output)["auth"] == "oauth2-refresh"
+    assert json.loads(oauth2.output)["chapter"] == "seoul"  # kept
+
+
+def test_an_oauth2_account_added_as_a_row_refreshes_and_checks(env: dict[str, str],
+                                                               tmp_path: Path) -> None:
+    run(env, "x", "account", "add", "--name", "busan", "--client-id", "public-client",
+        "--refresh-token", "refresh-0")
+    with fake_x() as x:
+        x.refresh_tokens = {"refresh-0"}
+        checked = run(env, "x", "account", "check", "busan", "--json")
+        assert checked.exit_code == 0, checked.output
+        assert json.loads(checked.output)["user_id"] == str(ACCOUNT_ID)
+        # A public client: its id in the body, no HTTP Basic.
+        [request] = x.token_requests
+        assert request["client_id"] == "public-client" and request["authorization"] == ""
+        assert x.auth_headers == [("me", "Bearer access-1")]
+        listed = {r["name"]: r for r in json.loads(run(env, "x", "account", "list",
+                                                       "--json").output)}
+        assert listed["busan"]["token_expires_at"] and listed["busan"]["refresh_error"] is None
+        # Revoked at X meanwhile, and the token is due: refused, and said plainly.
+        x.refresh_tokens.clear()
+        with sqlite3.connect(tmp_path / "x.db") as conn:
+            conn.execute("UPDATE x_account SET expires_at = NULL")
+        refused = CliRunner().invoke(cli, ["x", "account", "check", "busan"], env=env)
+    assert refused.exit_code == 1 and "could not be refreshed" in refused.output
+    assert "--replace" in refused.output and "refresh-1" not in refused.output
+    human = run(env, "x", "account", "list").output
+    assert "busan" in human and "STOPPED" in human
+
+
+def test_sealing_needs_a_key() -> None:
+    with pytest.raises(SealError, match="set NALGAE_SECRET_KEY"):
+        seal("", {"api_key": "k"})
+    assert unseal("k", seal("k", {"api_key": "v"})) == {"api_key": "v"}
+
+
+async def test_each_accounts_poll_is_read_back_with_its_own_keys(db: Database) -> None:
+    """The poll read-back tick reads a chapter account's native poll with that account."""
+    clock = FixedClock(datetime.now(UTC) - timedelta(minutes=1))
+    await setup_petition(db, clock)
+    async with db.session() as s:
+        await polls.create_poll(s, campaign_slug="air", slug="next-step",
+                                question_ko="다음 행동으로 무엇을 할까요?", kind="yes_no_abstain",
+                                clock=clock, actor="cli",
+                                closes_at=clock.now() + timedelta(days=1, minutes=1))
+        seoul = await x_accounts.add(s, clock, name="seoul", secret_key=KEY, chapter="seoul",
+                                     user_id="1800000000000000002", credentials=dict(
+                                         zip(["api_key", "api_secret", "access_token",
+                                              "access_secret"], SEOUL[1::2], strict=True)))
+    xs = settings()
+    with fake_x() as x:
+        await x_posts.compose_post(db, SystemClock(), bot_id=seoul.id,
+                                   account_id=1800000000000000002, created_by="cli",
+                                   poll="next-step")
+        stats = await Worker(db, limiter=LocalRateLimiter(), options=WorkerOptions(
+            idle_interval=0.05, tick_interval=0.05, flush_interval=0.01, burst_horizon=10.0),
+            channels={"x": channel_factory(xs, db, secret_key=KEY)}).run_burst()
+        assert stats.sent == 1 and x.posts[0]["poll"]["options"] == ["찬성", "반대", "기권"]
+        async with db.session() as s:
+            await s.execute(update(XPoll).values(tweet_id=1861432987654320777))
+        later = FixedClock(datetime.now(UTC) + timedelta(days=2))
+        ctx = TickContext(db=db, clock=later, settings=Settings(x=xs, secret_key=KEY),
+                          owner="sched")
+        assert await poll_results_tick(ctx) == 1
+    assert consumer_keys([h for h in x.auth_headers if h[0] in ("post", "lookup")]) == [
+        "seoul-consumer-key", "seoul-consumer-key"]
+    async with db.session() as s:
+        summary = await polls.summary(s, "next-step")
+    assert summary["channels"]["x"]["voters"] == 172
