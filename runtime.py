@@ -69,6 +69,15 @@ async def ensure_schema(db: Database) -> None:
                     "run `nalgae db upgrade` first", state=state, head=migrate.head_revision())
 
 
+async def seal_tokens(db: Database) -> None:
+    """Encrypt tokens still stored in plain text; refuse (one line) a key that cannot read
+    the stored ones, rather than serve some bots and not others."""
+    from campaigns.bots import seal_stored_tokens
+
+    async with db.session() as session:
+        await seal_stored_tokens(session)
+
+
 def check_port(host: str, port: int, setting: str) -> None:
     """Refuse to start when `port` is taken, naming the setting that moves it."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -150,7 +159,7 @@ async def serve(settings: Settings, *, everything: bool,
     check_port(settings.http_host, settings.http_port, "NALGAE_HTTP_PORT")
     if not settings.telegram_token:
         check_port(settings.http_host, settings.sandbox_port, "NALGAE_SANDBOX_PORT")
-    db = Database(settings.driver_database_url)
+    db = Database(settings.driver_database_url, token_key=settings.token_key)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     sandbox: Sandbox | None = None
@@ -158,6 +167,7 @@ async def serve(settings: Settings, *, everything: bool,
     token, base_url = settings.telegram_token, settings.telegram_base_url
     try:
         await ensure_schema(db)
+        await seal_tokens(db)
         if not token:
             sandbox = Sandbox()
             await sandbox.start(settings.http_host, settings.sandbox_port)
@@ -201,9 +211,10 @@ async def serve(settings: Settings, *, everything: bool,
 async def work(settings: Settings, options: WorkerOptions, *,
                burst: bool) -> dict[str, int]:
     """`nalgae worker`: deliver until stopped (or, in a burst, until nothing is due)."""
-    database = Database(settings.driver_database_url)
+    database = Database(settings.driver_database_url, token_key=settings.token_key)
     try:
         await ensure_schema(database)
+        await seal_tokens(database)
         worker = make_worker(settings, database, options=options)
         try:
             if burst:
@@ -221,7 +232,7 @@ async def work(settings: Settings, options: WorkerOptions, *,
 
 async def schedule(settings: Settings) -> None:
     """`nalgae scheduler`: the ticks, until SIGINT or SIGTERM."""
-    database = Database(settings.driver_database_url)
+    database = Database(settings.driver_database_url, token_key=settings.token_key)
     try:
         await ensure_schema(database)
     finally:

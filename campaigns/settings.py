@@ -55,6 +55,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NALGAE_SECRET_KEY", "",
             "Key for sessions, login links and derived secrets; empty = a random key per start "
             "(sessions do not survive a restart)."),
+    Setting("NALGAE_TOKEN_KEY", "",
+            "Key(s) encrypting stored bot tokens, comma-separated (the first encrypts, all "
+            "decrypt); empty = a key generated once into token.key beside the SQLite "
+            "database (or ./var). Set the same value on every machine."),
     Setting("NALGAE_LOG_LEVEL", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR)."),
     Setting("NALGAE_X_API_KEY", "", "X app's API key (OAuth 1.0a user context, with the next "
             "three); no X credentials at all = the X channel is off."),
@@ -114,6 +118,7 @@ class Settings:
     sandbox_port: int = 8081
     admins: tuple[str, ...] = field(default_factory=tuple)
     secret_key: str = ""
+    token_key: str = ""
     log_level: str = "INFO"
     x: XSettings = field(default_factory=XSettings)
 
@@ -138,6 +143,8 @@ class Settings:
         if public_url and (urlsplit(public_url).scheme not in ("http", "https")
                            or not urlsplit(public_url).hostname):
             raise ValueError("NALGAE_PUBLIC_URL must start with https:// (or http://)")
+        if any(0 < len(k.strip()) < 16 for k in _env(env, "NALGAE_TOKEN_KEY").split(",")):
+            raise ValueError("NALGAE_TOKEN_KEY: every key needs at least 16 characters")
         if max_rate < 0:
             raise ValueError("NALGAE_TELEGRAM_MAX_RATE must be 0 (unpaced) or positive")
         admins = tuple(a.strip() for a in _env(env, "NALGAE_ADMINS").split(",") if a.strip())
@@ -155,6 +162,7 @@ class Settings:
             sandbox_port=sandbox_port,
             admins=admins,
             secret_key=secret_key,
+            token_key=_env(env, "NALGAE_TOKEN_KEY"),
             log_level=_env(env, "NALGAE_LOG_LEVEL").upper(),
             x=XSettings.from_env(lambda name: _env(env, name)),
         )

@@ -244,10 +244,11 @@ async def _test_send(database: Database, broadcast_id: int, chat_id: int, langua
     async with database.session() as s:
         status = await rules.status(database, broadcast_id)
         bot = await bot_store.get_bot(s, status["details"]["bot_id"])
-    if bot is None or not bot.token:
+    token = database.keyring.reveal(bot.token) if bot is not None else None
+    if bot is None or not token:
         raise rules.BroadcastError("The bot of this broadcast has no token.")
     async with make_http_session(pool=4) as http:
-        result = await TelegramSender(bot.token, bot.base_url or "", session=http).send(
+        result = await TelegramSender(token, bot.base_url or "", session=http).send(
             chat_id, message)
     return {"outcome": str(result.outcome), "message_id": result.message_id,
             "error": result.error, "ok": result.outcome is Outcome.SENT}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from bots.telegram.runtime import TelegramRuntime
 from storage import bots as bot_store
 from storage.db import Database
+from storage.secrets import SecretKeyError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,17 @@ class BotFleet:
     async def _wanted(self) -> dict[int, ServedBot]:
         async with self.db.session() as s:
             rows = await bot_store.enabled_bots(s, "telegram")
+        wanted: dict[int, ServedBot] = {}
+        for b in rows:
+            try:
+                token = self.db.keyring.reveal(b.token)
+            except SecretKeyError as exc:
+                log.error("telegram bot %s (%d) is not served: %s", b.name, b.id, exc)
+                continue
             # A bot without a token waits until one is set (the sandbox default has one).
-            return {b.id: ServedBot(b.id, b.name, b.token, b.base_url) for b in rows if b.token}
+            if token:
+                wanted[b.id] = ServedBot(b.id, b.name, token, b.base_url)
+        return wanted
 
     async def reconcile(self) -> None:
         """Make the running bots the enabled ones; a bot that fails to start is retried later."""
