@@ -258,3 +258,65 @@ async def test_each_bot_has_its_own_webhook_path_and_secret(db: Database) -> Non
             rows = (await s.execute(select(ChannelIdentity.external_user_id,
                                            ChannelIdentity.bot_id))).all()
         assert len(rows) == 2 and len({b for _, b in rows}) == 2
+
+
+async def test_a_disabled_bot_holds_its_queued_messages_until_enabled_again(
+        db: Database) -> None:
+    async with two_bots(db) as (sb, _fleet, seoul, gyeonggi):
+        await sign_up(sb, 8201, SEOUL)
+        await sign_up(sb, 8202, GYEONGGI)
+        # Both broadcasts are queued (their rows written), then the second bot is disabled.
+        to_seoul = await send(db, seoul, "서울 안내")
+        to_gyeonggi = await send(db, gyeonggi, "경기 안내")
+        await broadcasts.start_due(db, SystemClock(), owner="test")
+        async with db.session() as s:
+            await bot_rules.set_enabled(s, SystemClock(), "gyeonggi", False)
+
+        await deliver(db)  # ends although the held rows are still pending
+        assert received(sb, SEOUL, 8201, "서울 안내") == 1
+        assert received(sb, GYEONGGI, 8202, "경기 안내") == 0  # nothing through a disabled bot
+        held = await broadcasts.status(db, to_gyeonggi)
+        assert (held["status"], held["sent"], held["pending"]) == ("sending", 0, 1)
+        assert held["details"]["held"] == {"gyeonggi": 1}
+        assert (await broadcasts.status(db, to_seoul))["status"] == "done"
+
+        async with db.session() as s:  # enabled again before the broadcast ended
+            await bot_rules.set_enabled(s, SystemClock(), "gyeonggi", True)
+        await deliver(db)
+        assert received(sb, GYEONGGI, 8202, "경기 안내") == 1
+        done = await broadcasts.status(db, to_gyeonggi)
+        assert (done["status"], done["sent"], done["details"]["held"]) == ("done", 1, {})
+
+
+async def test_a_bot_disabled_while_sending_stops_within_a_recheck(
+        db: Database, monkeypatch: Any) -> None:
+    import worker.engine
+
+    monkeypatch.setattr(worker.engine, "BOT_RECHECK_SECONDS", 0.1)
+    async with two_bots(db) as (sb, _fleet, _seoul, gyeonggi):
+        for user in range(8301, 8306):
+            await sign_up(sb, user, GYEONGGI)
+        async with db.session() as s:  # paced: one message a second
+            (await bot_rules.get(s, "gyeonggi")).max_rate = 1.0
+        broadcast = await send(db, gyeonggi, "천천히")
+        w = Worker(db, limiter=LocalRateLimiter(), options=WorkerOptions(**FAST))
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop))
+        try:
+            for _ in range(100):
+                if sum(received(sb, GYEONGGI, u, "천천히") for u in range(8301, 8306)):
+                    break
+                await asyncio.sleep(0.05)
+            async with db.session() as s:
+                await bot_rules.set_enabled(s, SystemClock(), "gyeonggi", False)
+            await asyncio.sleep(0.5)  # a recheck, and a send already under way
+            sent = sum(received(sb, GYEONGGI, u, "천천히") for u in range(8301, 8306))
+            await asyncio.sleep(2.5)  # paced at 1/s: two or three more would have gone
+            assert sum(received(sb, GYEONGGI, u, "천천히") for u in range(8301, 8306)) == sent
+            assert sent < 5
+        finally:
+            stop.set()
+            await running
+        status = await broadcasts.status(db, broadcast)
+        assert status["details"]["held"] == {"gyeonggi": 5 - sent}
+        assert status["pending"] == 5 - sent
