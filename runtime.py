@@ -98,13 +98,40 @@ def webhook_path(url: str) -> str:
     return urlparse(url).path or "/telegram/webhook" if url else "/telegram/webhook"
 
 
-def _announce(settings: Settings, sandbox: Sandbox | None, say: Callable[[str], None]) -> None:
+def sandbox_page(settings: Settings, name: str) -> str:
+    """The sandbox chat page of a bot (web/sandbox.py): the first bot's, or /sandbox/NAME."""
+    from storage.bots import DEFAULT_BOT_NAME
+
+    path = "/sandbox" if name == DEFAULT_BOT_NAME else f"/sandbox/{name}"
+    return f"{settings.base_url}{path}"
+
+
+def _in_sandbox(bot: ServedBot, sandbox: Sandbox | None) -> bool:
+    """Whether the sandbox serves this bot (no base URL of its own, or the sandbox's)."""
+    return sandbox is not None and bot.base_url in (None, "", sandbox.base_url)
+
+
+def _announce(settings: Settings, sandbox: Sandbox | None, fleet: BotFleet,
+              say: Callable[[str], None]) -> None:
+    from storage.bots import DEFAULT_BOT_NAME
+
     web = settings.base_url  # the one address links are built from, and the host served
     say(f"nalgae is running: dashboard {web}/  (health: {web}/healthz)")
     if sandbox:
         say("No NALGAE_TELEGRAM_TOKEN: using the sandbox Bot API at "
             + sandbox.base_url.removesuffix("/bot"))
-        say(f"Talk to the bot as a simulated supporter: {web}/sandbox")
+        say("Talk to each bot as a simulated supporter:")
+        # The first bot first (its row may be newer than bots added before `nalgae run`).
+        for bot in sorted(fleet.served(), key=lambda b: b.name != DEFAULT_BOT_NAME):
+            if _in_sandbox(bot, sandbox):
+                say(f"  {bot.name}: {sandbox_page(settings, bot.name)}")
+
+        def started(bot: ServedBot) -> None:
+            if _in_sandbox(bot, sandbox):
+                say(f"bot {bot.name} is served: talk to it at {sandbox_page(settings, bot.name)}")
+
+        # A bot added while running is announced with its chat page when it starts.
+        fleet.on_started = started
 
 
 def _fleet(settings: Settings, db: Database, sandbox: Sandbox | None) -> BotFleet:
@@ -193,7 +220,7 @@ async def serve(settings: Settings, *, everything: bool,
             app, host=settings.http_host, port=settings.http_port, log_level="warning",
             lifespan="on",
         ))
-        _announce(settings, sandbox, say)
+        _announce(settings, sandbox, fleet, say)
         _freeze_heap()
         await server.serve()
     finally:

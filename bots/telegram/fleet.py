@@ -42,12 +42,18 @@ class BotFleet:
     db: Database
     make_runtime: RuntimeFactory
     interval: float = RECONCILE_SECONDS
+    # Told about each bot once it serves (after a start or a restart), e.g. to print it.
+    on_started: Callable[[ServedBot], None] | None = None
     _running: dict[int, tuple[ServedBot, TelegramRuntime]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def runtimes(self) -> list[TelegramRuntime]:
         """The runtimes serving now (the webhook routes among these)."""
         return [runtime for _, runtime in self._running.values()]
+
+    def served(self) -> list[ServedBot]:
+        """The bots serving now, oldest first."""
+        return [served for served, _ in sorted(self._running.values(), key=lambda e: e[0].id)]
 
     def runtime_for(self, bot_id: int) -> TelegramRuntime | None:
         entry = self._running.get(bot_id)
@@ -90,6 +96,8 @@ class BotFleet:
                     await self._stop(runtime)
                     continue
                 self._running[bot_id] = (served, runtime)
+                if self.on_started is not None:
+                    self.on_started(served)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile every `interval` seconds until `stop` is set."""
