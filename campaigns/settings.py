@@ -58,7 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NALGAE_TOKEN_KEY", "",
             "Key(s) encrypting stored bot tokens, comma-separated (the first encrypts, all "
             "decrypt); empty = a key generated once into token.key beside the SQLite "
-            "database (or ./var). Set the same value on every machine."),
+            "database (or in ~/.local/share/nalgae). Set the same value on every machine."),
     Setting("NALGAE_LOG_LEVEL", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR)."),
     Setting("NALGAE_X_API_KEY", "", "X app's API key (OAuth 1.0a user context, with the next "
             "three); no X credentials at all = the X channel is off."),

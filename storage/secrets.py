@@ -6,7 +6,7 @@ upgrading is idempotent: `storage.bots.seal_tokens` rewrites such rows once at s
 
 The keys: ``NALGAE_TOKEN_KEY`` (comma-separated; the first encrypts, all decrypt, so a key
 can be rotated), else a key generated once into ``token.key`` (mode 0600) next to the
-SQLite database, or under ./var for another database. Several machines sharing one
+SQLite database, or in ~/.local/share/nalgae for another database. Several machines sharing one
 PostgreSQL database must set the same NALGAE_TOKEN_KEY: a key file is per machine.
 
 Every `Database` carries its `Keyring` (`db.keyring`, also in `session.info`), so code that
@@ -48,14 +48,17 @@ def _fernet_key(material: str) -> bytes:
 
 
 def key_file_for(database_url: str) -> Path:
-    """Where the generated key lives: beside a SQLite database file, else ./var."""
+    """Where the generated key lives: beside a SQLite database file (./var by default);
+    for another database, in the user's data directory, so that every process of this
+    machine finds it whatever its working directory (other machines: NALGAE_TOKEN_KEY)."""
     try:
         url = make_url(database_url)
     except Exception:
-        return Path("var") / KEY_FILE
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        url = None
+    if (url is not None and url.get_backend_name() == "sqlite" and url.database
+            and url.database != ":memory:"):
         return Path(url.database).parent / KEY_FILE
-    return Path("var") / KEY_FILE
+    return Path.home() / ".local" / "share" / "nalgae" / KEY_FILE
 
 
 def _read_or_create(path: Path, create: bool) -> str | None:
@@ -112,7 +115,12 @@ class Keyring:
                 return self._fernet
             texts = list(self._configured)
             if not texts and self.key_file is not None:
-                found = _read_or_create(self.key_file, create)
+                try:
+                    found = _read_or_create(self.key_file, create)
+                except OSError as exc:
+                    raise SecretKeyError(
+                        f"could not read or create the token key file {self.key_file} "
+                        f"({exc.strerror}): set NALGAE_TOKEN_KEY instead") from None
                 if found is None:
                     return None
                 texts = [found]
