@@ -130,6 +130,8 @@ async def test_one_person_on_two_bots_is_one_supporter_reached_once(db: Database
 
 async def test_a_bot_added_or_disabled_at_run_time_is_followed(db: Database) -> None:
     async with two_bots(db) as (sb, fleet, seoul, gyeonggi):
+        started: list[str] = []
+        fleet.on_started = lambda bot: started.append(bot.name)  # `nalgae run` prints these
         stop = asyncio.Event()
         loop = asyncio.create_task(fleet.run(stop))
         try:
@@ -141,7 +143,7 @@ async def test_a_bot_added_or_disabled_at_run_time_is_followed(db: Database) -> 
                 if fleet.runtime_for(busan.id) is not None:
                     break
                 await asyncio.sleep(0.1)
-            assert fleet.runtime_for(busan.id) is not None
+            assert fleet.runtime_for(busan.id) is not None and started == ["busan"]
             await sign_up(sb, 8101, "700003:BUSAN-chapter-token")
 
             async with db.session() as s:
