@@ -26,6 +26,11 @@ async def deliver(db: Database, messages: Sequence[Outgoing]) -> int:
         for message in messages:
             async with db.session() as s:
                 bot = await bot_store.get_bot(s, message.bot_id)
+            if bot is not None and not bot.enabled:
+                # A disabled bot sends nothing (as in broadcasts); the decision is stored.
+                log.info("message to supporter %s not sent: bot %s is disabled",
+                         message.supporter_id, bot.name)
+                continue
             token = db.keyring.reveal(bot.token) if bot is not None else None
             if bot is None or not token:
                 continue
