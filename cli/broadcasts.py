@@ -29,8 +29,10 @@ def status_keys(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def status_line(s: dict[str, Any]) -> str:
+    held = "".join(f" ({n} held: bot {name} is disabled)"
+                   for name, n in (s.get("details") or {}).get("held", {}).items())
     return (f"broadcast {s['id']}: {s['status']}, audience {s['audience']}, sent {s['sent']}, "
-            f"blocked {s['blocked']}, failed {s['failed']}, pending {s['pending']}")
+            f"blocked {s['blocked']}, failed {s['failed']}, pending {s['pending']}{held}")
 
 
 class _Follow:

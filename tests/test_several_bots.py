@@ -6,8 +6,10 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -18,13 +20,18 @@ from campaigns import bots as bot_rules
 from campaigns import broadcasts
 from campaigns.broadcasts import Draft
 from campaigns.clock import SystemClock
+from campaigns.settings import Settings
 from storage.db import Database
 from storage.dedup import MemoryDedup
 from storage.models import ChannelIdentity, Consent, Supporter
 from storage.ratelimit import LocalRateLimiter
 from tests.builders import plain_url
+from tests.dashboard_helpers import cheap_password_hashes, make_organiser, sign_in
 from tests.telegram_env import Dialog, press
+from web.app import create_app
 from worker import Worker, WorkerOptions
+
+__all__ = ["cheap_password_hashes"]  # the fixture, for the dashboard page
 
 SEOUL = "700001:SEOUL-chapter-token"
 GYEONGGI = "700002:GYEONGGI-chapter-token"
@@ -54,6 +61,15 @@ async def two_bots(db: Database) -> AsyncIterator[tuple[Sandbox, BotFleet, int, 
             yield sb, fleet, seoul.id, gyeonggi.id
         finally:
             await fleet.close()
+
+
+async def dashboard_page(db: Database, path: str) -> str:
+    await make_organiser(db, datetime.now(UTC), "lead")
+    app = create_app(Settings(secret_key="test-secret-key-for-sessions"), db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8000") as client:
+        await sign_in(client, "lead")
+        return (await client.get(path)).text
 
 
 def dialog(sb: Sandbox, user_id: int, token: str) -> Dialog:
@@ -214,7 +230,6 @@ async def test_each_bot_has_its_own_webhook_path_and_secret(db: Database) -> Non
     from fastapi import FastAPI
 
     from bots.telegram.webhook import webhook_asgi
-    from campaigns.settings import Settings
     from tests.test_webhook import free_port, serve, update_json
 
     port = free_port()
@@ -280,6 +295,10 @@ async def test_a_disabled_bot_holds_its_queued_messages_until_enabled_again(
         held = await broadcasts.status(db, to_gyeonggi)
         assert (held["status"], held["sent"], held["pending"]) == ("sending", 0, 1)
         assert held["details"]["held"] == {"gyeonggi": 1}
+        shown = await asyncio.to_thread(run_cli, db, "broadcast", "status", str(to_gyeonggi))
+        assert "1 held: bot gyeonggi is disabled" in shown.output
+        assert "1 messages are held: bot gyeonggi is disabled" in await dashboard_page(
+            db, f"/broadcasts/{to_gyeonggi}?lang=en")
         assert (await broadcasts.status(db, to_seoul))["status"] == "done"
 
         async with db.session() as s:  # enabled again before the broadcast ended
