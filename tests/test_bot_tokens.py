@@ -21,7 +21,7 @@ from campaigns import bots as bot_rules
 from runtime import seal_tokens
 from storage.db import Database
 from storage.models import Bot
-from tests.builders import T0, plain_url
+from tests.builders import T0, find_anywhere, plain_url
 
 SEOUL = "700001:SEOUL-chapter-token"
 SECRET_PART = "SEOUL-chapter-token"
@@ -55,14 +55,18 @@ async def test_a_token_is_stored_encrypted_and_never_printed(
             assert "700001:…en" in listed.output  # the masked form, from the stored hint
             checked = run_cli(db, "bot", "check", "seoul", "--json")
             assert json.loads(checked.output)["ok"] is True  # the token still works
-            return [added.output, listed.output, checked.output]
+            exported = run_cli(db, "supporters", "export", "--format", "json")
+            assert exported.exit_code == 0, exported.output
+            return [added.output, listed.output, checked.output, exported.output]
 
         outputs = await asyncio.to_thread(steps)
     assert not any(SECRET_PART in out for out in outputs)
     assert SECRET_PART not in caplog.text
     async with db.session() as s:
-        token, hint = (await s.execute(select(Bot.token, Bot.token_hint))).one()
+        token, hint = (await s.execute(select(Bot.token, Bot.token_hint)
+                                       .where(Bot.name == "seoul"))).one()
     assert token.startswith("enc1:") and SECRET_PART not in token and hint == "700001:…en"
+    assert await find_anywhere(db, [SECRET_PART]) == []  # no table, no column
     if not db.is_postgres:
         assert SECRET_PART.encode() not in stored_bytes(db)
 
