@@ -69,6 +69,15 @@ async def ensure_schema(db: Database) -> None:
                     "run `nalgae db upgrade` first", state=state, head=migrate.head_revision())
 
 
+async def seal_tokens(db: Database) -> None:
+    """Encrypt tokens still stored in plain text; refuse (one line) a key that cannot read
+    the stored ones, rather than serve some bots and not others."""
+    from campaigns.bots import seal_stored_tokens
+
+    async with db.session() as session:
+        await seal_stored_tokens(session)
+
+
 def check_port(host: str, port: int, setting: str) -> None:
     """Refuse to start when `port` is taken, naming the setting that moves it."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -89,13 +98,40 @@ def webhook_path(url: str) -> str:
     return urlparse(url).path or "/telegram/webhook" if url else "/telegram/webhook"
 
 
-def _announce(settings: Settings, sandbox: Sandbox | None, say: Callable[[str], None]) -> None:
+def sandbox_page(settings: Settings, name: str) -> str:
+    """The sandbox chat page of a bot (web/sandbox.py): the first bot's, or /sandbox/NAME."""
+    from storage.bots import DEFAULT_BOT_NAME
+
+    path = "/sandbox" if name == DEFAULT_BOT_NAME else f"/sandbox/{name}"
+    return f"{settings.base_url}{path}"
+
+
+def _in_sandbox(bot: ServedBot, sandbox: Sandbox | None) -> bool:
+    """Whether the sandbox serves this bot (no base URL of its own, or the sandbox's)."""
+    return sandbox is not None and bot.base_url in (None, "", sandbox.base_url)
+
+
+def _announce(settings: Settings, sandbox: Sandbox | None, fleet: BotFleet,
+              say: Callable[[str], None]) -> None:
+    from storage.bots import DEFAULT_BOT_NAME
+
     web = settings.base_url  # the one address links are built from, and the host served
     say(f"nalgae is running: dashboard {web}/  (health: {web}/healthz)")
     if sandbox:
         say("No NALGAE_TELEGRAM_TOKEN: using the sandbox Bot API at "
             + sandbox.base_url.removesuffix("/bot"))
-        say(f"Talk to the bot as a simulated supporter: {web}/sandbox")
+        say("Talk to each bot as a simulated supporter:")
+        # The first bot first (its row may be newer than bots added before `nalgae run`).
+        for bot in sorted(fleet.served(), key=lambda b: b.name != DEFAULT_BOT_NAME):
+            if _in_sandbox(bot, sandbox):
+                say(f"  {bot.name}: {sandbox_page(settings, bot.name)}")
+
+        def started(bot: ServedBot) -> None:
+            if _in_sandbox(bot, sandbox):
+                say(f"bot {bot.name} is served: talk to it at {sandbox_page(settings, bot.name)}")
+
+        # A bot added while running is announced with its chat page when it starts.
+        fleet.on_started = started
 
 
 def _fleet(settings: Settings, db: Database, sandbox: Sandbox | None) -> BotFleet:
@@ -150,7 +186,7 @@ async def serve(settings: Settings, *, everything: bool,
     check_port(settings.http_host, settings.http_port, "NALGAE_HTTP_PORT")
     if not settings.telegram_token:
         check_port(settings.http_host, settings.sandbox_port, "NALGAE_SANDBOX_PORT")
-    db = Database(settings.driver_database_url)
+    db = Database(settings.driver_database_url, token_key=settings.token_key)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     sandbox: Sandbox | None = None
@@ -158,6 +194,7 @@ async def serve(settings: Settings, *, everything: bool,
     token, base_url = settings.telegram_token, settings.telegram_base_url
     try:
         await ensure_schema(db)
+        await seal_tokens(db)
         if not token:
             sandbox = Sandbox()
             await sandbox.start(settings.http_host, settings.sandbox_port)
@@ -183,7 +220,7 @@ async def serve(settings: Settings, *, everything: bool,
             app, host=settings.http_host, port=settings.http_port, log_level="warning",
             lifespan="on",
         ))
-        _announce(settings, sandbox, say)
+        _announce(settings, sandbox, fleet, say)
         _freeze_heap()
         await server.serve()
     finally:
@@ -201,9 +238,10 @@ async def serve(settings: Settings, *, everything: bool,
 async def work(settings: Settings, options: WorkerOptions, *,
                burst: bool) -> dict[str, int]:
     """`nalgae worker`: deliver until stopped (or, in a burst, until nothing is due)."""
-    database = Database(settings.driver_database_url)
+    database = Database(settings.driver_database_url, token_key=settings.token_key)
     try:
         await ensure_schema(database)
+        await seal_tokens(database)
         worker = make_worker(settings, database, options=options)
         try:
             if burst:
@@ -221,7 +259,7 @@ async def work(settings: Settings, options: WorkerOptions, *,
 
 async def schedule(settings: Settings) -> None:
     """`nalgae scheduler`: the ticks, until SIGINT or SIGTERM."""
-    database = Database(settings.driver_database_url)
+    database = Database(settings.driver_database_url, token_key=settings.token_key)
     try:
         await ensure_schema(database)
     finally:

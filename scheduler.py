@@ -118,7 +118,7 @@ def build_scheduler(ctx: TickContext, ticks: Sequence[Tick] | None = None) -> As
 
 async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
     """Run the ticks until ``stop`` is set (``nalgae scheduler``)."""
-    db = Database(settings.driver_database_url)
+    db = Database(settings.driver_database_url, token_key=settings.token_key)
     ctx = TickContext(db=db, clock=SystemClock(), settings=settings,
                       owner=process_owner("scheduler"))
     scheduler = build_scheduler(ctx)

@@ -17,6 +17,7 @@ from campaigns.errors import Conflict, NotFound, RuleError
 from storage import bots as store
 from storage import supporters as supporter_store
 from storage.models import Bot
+from storage.secrets import SecretKeyError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # The shape of a Bot API token: "<bot id>:<secret>".
@@ -43,7 +44,7 @@ class BotView:
 
 def view(bot: Bot) -> BotView:
     return BotView(bot.id, bot.name, bot.channel, bot.username, bot.chapter, bot.base_url,
-                   bot.max_rate, bot.enabled, store.masked(bot.token))
+                   bot.max_rate, bot.enabled, store.hint_of(bot))
 
 
 def _check_name(name: str) -> None:
@@ -66,9 +67,9 @@ async def add(
     check_token(token)
     if max_rate < 0:
         raise RuleError("the rate is 0 (unpaced) or more messages per second")
-    for other in await store.list_bots(session, "telegram"):
-        if other.token == token:
-            raise Conflict("that token is already bot {name}'s", name=other.name)
+    other = await store.token_owner(session, "telegram", token)
+    if other is not None:
+        raise Conflict("that token is already bot {name}'s", name=other.name)
     bot = await store.add_bot(session, channel="telegram", name=name, token=token,
                               now=clock.now(), base_url=base_url or None,
                               chapter=chapter or None, max_rate=max_rate)
@@ -112,6 +113,38 @@ async def remove(session: AsyncSession, clock: Clock, name: str, *, by: str = "c
     await supporter_store.audit(session, actor=by, action="bot.removed",
                                 target=f"bot:{shown.id}", now=clock.now())
     return shown
+
+
+async def token(session: AsyncSession, bot: Bot) -> str | None:
+    """The bot's token, decrypted, for `bot check` (a wrong key: one translated line)."""
+    try:
+        return store.reveal_token(session, bot)
+    except SecretKeyError:
+        raise RuleError("the token of bot {name} cannot be decrypted: NALGAE_TOKEN_KEY is "
+                        "not the key it was stored with", name=bot.name) from None
+
+
+async def seal_stored_tokens(session: AsyncSession) -> int:
+    """At start and on `db upgrade`: encrypt tokens stored in plain text (idempotent), and
+    refuse with one line when a stored token cannot be read with the configured key."""
+    changed, unreadable = await store.seal_tokens(session)
+    if unreadable:
+        raise RuleError("the tokens of bots {names} cannot be decrypted with the configured "
+                        "key: set NALGAE_TOKEN_KEY to the key they were stored with (README: "
+                        "Configuration)", names=", ".join(unreadable))
+    return changed
+
+
+async def rekey(session: AsyncSession, clock: Clock, *, by: str = "cli") -> int:
+    """Re-encrypt every stored token with the first NALGAE_TOKEN_KEY; how many rows."""
+    changed, unreadable = await store.seal_tokens(session, rotate=True)
+    if unreadable:
+        raise RuleError("the tokens of bots {names} cannot be decrypted with the configured "
+                        "keys: list the old key after the new one in NALGAE_TOKEN_KEY",
+                        names=", ".join(unreadable))
+    await supporter_store.audit(session, actor=by, action="bot.rekeyed", target="bot:*",
+                                now=clock.now())
+    return changed
 
 
 async def record_identity(session: AsyncSession, bot_id: int, username: str | None) -> None:

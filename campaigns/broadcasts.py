@@ -513,6 +513,7 @@ async def status(db: Database, broadcast_id: int) -> dict[str, Any]:
         if b is None:
             raise BroadcastError(_("There is no broadcast {id}."), id=broadcast_id)
         counts = await outbox.progress(s, broadcast_id)
+        held = await outbox.held_by_bot(s, broadcast_id) if b.status == "sending" else {}
         size = b.audience_size
         if size is None:
             size = await audiences.size(s, b.bot_id, b.audience)
@@ -531,6 +532,8 @@ async def status(db: Database, broadcast_id: int) -> dict[str, Any]:
         "details": {
             "skipped": counts["skipped"],
             "done": done,
+            # Pending rows of a disabled bot, by its name: they go out if it is enabled again.
+            "held": held,
             "bot_id": b.bot_id,
             "campaign_id": b.campaign_id,
             "audience_filter": b.audience,

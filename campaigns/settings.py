@@ -55,6 +55,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NALGAE_SECRET_KEY", "",
             "Key for sessions, login links and derived secrets; empty = a random key per start "
             "(sessions do not survive a restart)."),
+    Setting("NALGAE_TOKEN_KEY", "",
+            "Key(s) encrypting stored bot tokens, comma-separated (the first encrypts, all "
+            "decrypt); empty = a key generated once into token.key beside the SQLite "
+            "database (or in ~/.local/share/nalgae). Set the same value on every machine."),
     Setting("NALGAE_LOG_LEVEL", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR)."),
     Setting("NALGAE_X_API_KEY", "", "X app's API key (OAuth 1.0a user context, with the next "
             "three); no X credentials at all = the X channel is off."),
@@ -126,6 +130,7 @@ class Settings:
     # NALGAE_SECRET_KEY was not set: secret_key is random for this process only, so
     # nothing may be stored encrypted with it (X account credentials).
     secret_key_random: bool = False
+    token_key: str = ""
     log_level: str = "INFO"
     x: XSettings = field(default_factory=XSettings)
 
@@ -156,6 +161,8 @@ class Settings:
         if public_url and (urlsplit(public_url).scheme not in ("http", "https")
                            or not urlsplit(public_url).hostname):
             raise ValueError("NALGAE_PUBLIC_URL must start with https:// (or http://)")
+        if any(0 < len(k.strip()) < 16 for k in _env(env, "NALGAE_TOKEN_KEY").split(",")):
+            raise ValueError("NALGAE_TOKEN_KEY: every key needs at least 16 characters")
         if max_rate < 0:
             raise ValueError("NALGAE_TELEGRAM_MAX_RATE must be 0 (unpaced) or positive")
         admins = tuple(a.strip() for a in _env(env, "NALGAE_ADMINS").split(",") if a.strip())
@@ -174,6 +181,7 @@ class Settings:
             admins=admins,
             secret_key=secret_key or os.urandom(32).hex(),
             secret_key_random=not secret_key,
+            token_key=_env(env, "NALGAE_TOKEN_KEY"),
             log_level=_env(env, "NALGAE_LOG_LEVEL").upper(),
             x=x,
         )

@@ -1,7 +1,7 @@
 """`nalgae bot`: the deployment's bots (one per chapter or partner), by name.
 
 Tokens are read from the command line once and never printed: listings show a masked
-form (`123456:…xy`).
+form (`123456:…xy`). They are stored encrypted (storage/secrets.py); `bot rekey` rotates.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def bot_check(ctx: Ctx, name: str, as_json: bool) -> None:
     async def check(database: Database) -> dict[str, Any]:
         async with database.session() as s:
             row = await rules.get(s, name)
-            bot_id, token, base_url = row.id, row.token, row.base_url
+            bot_id, token, base_url = row.id, await rules.token(s, row), row.base_url
         if not token:
             return {"name": name, "ok": False, "problem": "the bot has no token"}
         me = await get_me(token, base_url)
@@ -133,6 +133,21 @@ def bot_check(ctx: Ctx, name: str, as_json: bool) -> None:
         fail(f"bot {name}: {result['problem']}", as_json)
     emit(result, as_json, lambda r: f"bot {r['name']} is @{r['username']} (id {r['telegram_id']})")
 
+
+@bot.command("rekey")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def bot_rekey(ctx: Ctx, as_json: bool) -> None:
+    """Re-encrypt every stored token with the first key of NALGAE_TOKEN_KEY.
+
+    Rotation: set NALGAE_TOKEN_KEY=NEW,OLD everywhere, run this once, then NALGAE_TOKEN_KEY=NEW.
+    """
+
+    async def rekey(database: Database) -> dict[str, Any]:
+        async with database.session() as s:
+            return {"rekeyed": await rules.rekey(s, SystemClock())}
+
+    emit(run_async(rekey, ctx), as_json, lambda r: f"{r['rekeyed']} bot tokens re-encrypted")
 
 
 COMMANDS = [bot]

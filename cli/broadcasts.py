@@ -29,8 +29,10 @@ def status_keys(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def status_line(s: dict[str, Any]) -> str:
+    held = "".join(f" ({n} held: bot {name} is disabled)"
+                   for name, n in (s.get("details") or {}).get("held", {}).items())
     return (f"broadcast {s['id']}: {s['status']}, audience {s['audience']}, sent {s['sent']}, "
-            f"blocked {s['blocked']}, failed {s['failed']}, pending {s['pending']}")
+            f"blocked {s['blocked']}, failed {s['failed']}, pending {s['pending']}{held}")
 
 
 class _Follow:
@@ -244,10 +246,11 @@ async def _test_send(database: Database, broadcast_id: int, chat_id: int, langua
     async with database.session() as s:
         status = await rules.status(database, broadcast_id)
         bot = await bot_store.get_bot(s, status["details"]["bot_id"])
-    if bot is None or not bot.token:
+    token = database.keyring.reveal(bot.token) if bot is not None else None
+    if bot is None or not token:
         raise rules.BroadcastError("The bot of this broadcast has no token.")
     async with make_http_session(pool=4) as http:
-        result = await TelegramSender(bot.token, bot.base_url or "", session=http).send(
+        result = await TelegramSender(token, bot.base_url or "", session=http).send(
             chat_id, message)
     return {"outcome": str(result.outcome), "message_id": result.message_id,
             "error": result.error, "ok": result.outcome is Outcome.SENT}

@@ -16,12 +16,14 @@ from campaigns.errors import RuleError
 from campaigns.settings import Settings
 from campaigns.x.policy import PolicyViolation
 from storage.db import Database
+from storage.secrets import SecretKeyError
 
 T = TypeVar("T")
 
 # What the rules refuse, shown as one line: the RuleError family, and the X policy's
 # audited refusals (PolicyViolation carries a rule and a target, not a message for people).
-REFUSALS: tuple[type[Exception], ...] = (RuleError, PolicyViolation)
+# A stored token the configured key cannot read (SecretKeyError) is one line as well.
+REFUSALS: tuple[type[Exception], ...] = (RuleError, PolicyViolation, SecretKeyError)
 
 
 @dataclass
@@ -29,7 +31,8 @@ class Ctx:
     settings: Settings
 
     def database(self) -> Database:
-        return Database(self.settings.driver_database_url)
+        return Database(self.settings.driver_database_url,
+                        token_key=self.settings.token_key)
 
 
 def run_async(fn: Callable[[Database], Awaitable[T]], ctx: Ctx) -> T:

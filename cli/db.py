@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from campaigns import bots
 from cli.common import Ctx, Group, emit, pass_ctx, run_async
 from storage import migrate
 from storage.db import Database
@@ -19,6 +20,10 @@ def db() -> None:
 async def _upgrade(database: Database, revision: str) -> dict[str, Any]:
     before = await migrate.current_revision(database)
     await migrate.upgrade(database, revision)
+    if revision == "head":
+        # Tokens stored before encryption existed are encrypted now (idempotent).
+        async with database.session() as s:
+            await bots.seal_stored_tokens(s)
     return {"from": before, "to": await migrate.current_revision(database)}
 
 

@@ -10,7 +10,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import CHECKPOINT_AFTER_COMMIT
 from storage.models import Bot
+from storage.secrets import Keyring, SecretKeyError, keyring_of
 
 DEFAULT_BOT_NAME = "default"
 
@@ -48,35 +50,40 @@ async def ensure_bot(
     """
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    keyring = keyring_of(session)
+    sealed, hint = keyring.seal(token), masked(token)
     await session.execute(
         insert(Bot)
-        .values(channel=channel, name=name, token=token, base_url=base_url, max_rate=max_rate,
-                created_at=now)
+        .values(channel=channel, name=name, token=sealed, token_hint=hint, base_url=base_url,
+                max_rate=max_rate, created_at=now)
         .on_conflict_do_nothing(index_elements=["channel", "name"])
     )
+    bot = await _read(session, channel, name)
     # Only write when something changed, so N processes starting together do not all
-    # take a row lock for nothing.
-    if not keep_existing:
+    # take a row lock for nothing (the token is compared decrypted: every encryption
+    # of it differs). A token this key cannot read is replaced by the configured one.
+    if not keep_existing and (
+        not keyring.can_reveal(bot.token) or keyring.reveal(bot.token) != token
+        or bot.base_url != base_url or bot.max_rate != max_rate
+    ):
         await session.execute(
             update(Bot)
-            .where(
-                Bot.channel == channel,
-                Bot.name == name,
-                (Bot.token.is_distinct_from(token))
-                | (Bot.base_url.is_distinct_from(base_url))
-                | (Bot.max_rate != max_rate),
-            )
-            .values(token=token, base_url=base_url, max_rate=max_rate)
+            .where(Bot.channel == channel, Bot.name == name)
+            .values(token=sealed, token_hint=hint, base_url=base_url, max_rate=max_rate)
             .execution_options(synchronize_session=False)
         )
-    bot = (
+        bot = await _read(session, channel, name)
+    return bot
+
+
+async def _read(session: AsyncSession, channel: str, name: str) -> Bot:
+    return (
         await session.execute(
             select(Bot)
             .where(Bot.channel == channel, Bot.name == name)
             .execution_options(populate_existing=True)
         )
     ).scalar_one()
-    return bot
 
 
 async def ensure_default_bot(
@@ -113,7 +120,8 @@ async def add_bot(
     """A new bot row; None when (channel, name) is taken."""
     if await find_bot(session, channel, name) is not None:
         return None
-    bot = Bot(channel=channel, name=name, token=token, base_url=base_url, chapter=chapter,
+    bot = Bot(channel=channel, name=name, token=keyring_of(session).seal(token),
+              token_hint=masked(token), base_url=base_url, chapter=chapter,
               max_rate=max_rate, enabled=True, created_at=now)
     session.add(bot)
     await session.flush()
@@ -163,3 +171,57 @@ def masked(token: str | None) -> str:
         return ""
     head, _, secret = token.partition(":")
     return f"{head}:…{secret[-2:]}" if secret else "…"
+
+
+def hint_of(bot: Bot) -> str:
+    """The masked token to show (rows from before token_hint: masked if still plain)."""
+    if bot.token_hint:
+        return bot.token_hint
+    return "" if not bot.token or Keyring.is_sealed(bot.token) else masked(bot.token)
+
+
+def reveal_token(session: AsyncSession, bot: Bot) -> str | None:
+    """The bot's token itself, for the code that sends or serves with it (may raise
+    SecretKeyError, whose message names no secret)."""
+    return keyring_of(session).reveal(bot.token)
+
+
+async def token_owner(session: AsyncSession, channel: str, token: str) -> Bot | None:
+    """The bot whose token is ``token`` (compared decrypted; unreadable rows skipped)."""
+    keyring = keyring_of(session)
+    for bot in await list_bots(session, channel):
+        try:
+            if keyring.reveal(bot.token) == token:
+                return bot
+        except SecretKeyError:
+            continue
+    return None
+
+
+async def seal_tokens(session: AsyncSession, *, rotate: bool = False) -> tuple[int, list[str]]:
+    """Encrypt every token still stored in plain text (idempotent; at start and on upgrade);
+    with ``rotate``, re-encrypt every token with the first key. Returns how many rows were
+    rewritten and the names of bots whose token this keyring cannot read."""
+    keyring = keyring_of(session)
+    changed, unreadable = 0, []
+    for bot in await list_bots(session):
+        if not bot.token:
+            continue
+        if Keyring.is_sealed(bot.token) and not rotate:
+            if not keyring.can_reveal(bot.token):
+                unreadable.append(bot.name)
+            continue
+        try:
+            plain = keyring.reveal(bot.token)
+            bot.token = keyring.rotate(bot.token)
+        except SecretKeyError:
+            unreadable.append(bot.name)
+            continue
+        bot.token_hint = masked(plain)
+        changed += 1
+    if changed:
+        # SQLite: the plain text's old pages are zeroed (secure_delete) and the WAL that
+        # still holds them is truncated after the commit, as for an erasure.
+        session.info[CHECKPOINT_AFTER_COMMIT] = True
+    await session.flush()
+    return changed, unreadable

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.secrets import SESSION_KEY, Keyring
+
 # aiosqlite logs every statement with its bound values at DEBUG: titles, names and search
 # terms would reach the log whenever someone turns DEBUG on. Its own level keeps them out.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
@@ -60,8 +62,11 @@ CHECKPOINT_AFTER_COMMIT = "nalgae.checkpoint_after_commit"
 class Database:
     """One engine and session factory; created by entry points, passed down."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
+                 token_key: str = "") -> None:
         self.url = url
+        # Stored tokens are encrypted; sessions carry the keyring (storage.secrets).
+        self.keyring = Keyring.for_database(url, token_key)
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         # hide_parameters: statement errors and echo never log the bound values (titles,
@@ -75,7 +80,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False,
+                                               info={SESSION_KEY: self.keyring})
 
     @property
     def is_postgres(self) -> bool:

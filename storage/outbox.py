@@ -705,6 +705,18 @@ async def progress(session: AsyncSession, broadcast_id: int) -> dict[str, int]:
     return counts
 
 
+async def held_by_bot(session: AsyncSession, broadcast_id: int) -> dict[str, int]:
+    """Rows of a broadcast waiting on a disabled bot, by bot name (the worker holds them)."""
+    rows = await session.execute(
+        select(Bot.name, func.count())
+        .select_from(OUT.join(Bot, Bot.id == OUT.c.bot_id))
+        .where(OUT.c.broadcast_id == broadcast_id, OUT.c.status.in_(OPEN_STATUSES),
+               Bot.enabled.is_(False))
+        .group_by(Bot.name)
+    )
+    return {str(name): int(n) for name, n in rows.all()}
+
+
 async def finish_if_complete(session: AsyncSession, broadcast_id: int, now: datetime) -> bool:
     """Mark a sending broadcast done once no row is pending or in flight."""
     open_rows = exists().where(

@@ -45,8 +45,9 @@ async def make_bot(db: Database, now: datetime = T0, token: str | None = None,
                    name: str = "default") -> int:
     """A Telegram bot row; its id. ``max_rate`` 0 means unpaced, so tests never wait on it."""
     async with db.session() as s:
-        bot = Bot(channel="telegram", name=name, token=token, base_url=base_url,
-                  max_rate=max_rate, created_at=now)
+        # Stored as nalgae stores it: encrypted (storage/secrets.py).
+        bot = Bot(channel="telegram", name=name, token=db.keyring.seal(token),
+                  base_url=base_url, max_rate=max_rate, created_at=now)
         s.add(bot)
         await s.flush()
         return bot.id

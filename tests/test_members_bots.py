@@ -26,19 +26,20 @@ async def test_default_bot_is_created_once_and_follows_the_settings(db: Database
     async with db.session() as s:
         again = await bots.ensure_default_bot(s, settings, clock.now())
         assert again.id == first.id
-        assert (again.channel, again.name, again.token, again.base_url, again.max_rate) == (
+        assert (again.channel, again.name, bots.reveal_token(s, again), again.base_url,
+                again.max_rate) == (
             "telegram", "default", "123:abc", "http://127.0.0.1:8081/bot", 20.0)
     changed = Settings(telegram_token="456:def", telegram_max_rate=0.0)
     async with db.session() as s:
         bot = await bots.ensure_default_bot(s, changed, clock.now())
-        assert (bot.id, bot.token, bot.max_rate) == (first.id, "456:def", 0.0)
+        assert (bot.id, bots.reveal_token(s, bot), bot.max_rate) == (first.id, "456:def", 0.0)
     async with db.session() as s:  # a command that only needs the id changes nothing
         kept = await bots.ensure_default_bot(s, Settings(), clock.now(), keep_existing=True)
-        assert (kept.id, kept.token) == (first.id, "456:def")
+        assert (kept.id, bots.reveal_token(s, kept)) == (first.id, "456:def")
     async with db.session() as s:
         assert (await s.execute(select(func.count()).select_from(Bot))).scalar_one() == 1
         fetched = await bots.get_bot(s, first.id)
-        assert fetched is not None and fetched.token == "456:def"
+        assert fetched is not None and bots.reveal_token(s, fetched) == "456:def"
         assert await bots.get_bot(s, first.id + 100) is None
 
 

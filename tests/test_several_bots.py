@@ -6,8 +6,10 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -18,13 +20,18 @@ from campaigns import bots as bot_rules
 from campaigns import broadcasts
 from campaigns.broadcasts import Draft
 from campaigns.clock import SystemClock
+from campaigns.settings import Settings
 from storage.db import Database
 from storage.dedup import MemoryDedup
 from storage.models import ChannelIdentity, Consent, Supporter
 from storage.ratelimit import LocalRateLimiter
 from tests.builders import plain_url
+from tests.dashboard_helpers import cheap_password_hashes, make_organiser, sign_in
 from tests.telegram_env import Dialog, press
+from web.app import create_app
 from worker import Worker, WorkerOptions
+
+__all__ = ["cheap_password_hashes"]  # the fixture, for the dashboard page
 
 SEOUL = "700001:SEOUL-chapter-token"
 GYEONGGI = "700002:GYEONGGI-chapter-token"
@@ -54,6 +61,15 @@ async def two_bots(db: Database) -> AsyncIterator[tuple[Sandbox, BotFleet, int, 
             yield sb, fleet, seoul.id, gyeonggi.id
         finally:
             await fleet.close()
+
+
+async def dashboard_page(db: Database, path: str) -> str:
+    await make_organiser(db, datetime.now(UTC), "lead")
+    app = create_app(Settings(secret_key="test-secret-key-for-sessions"), db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8000") as client:
+        await sign_in(client, "lead")
+        return (await client.get(path)).text
 
 
 def dialog(sb: Sandbox, user_id: int, token: str) -> Dialog:
@@ -130,6 +146,8 @@ async def test_one_person_on_two_bots_is_one_supporter_reached_once(db: Database
 
 async def test_a_bot_added_or_disabled_at_run_time_is_followed(db: Database) -> None:
     async with two_bots(db) as (sb, fleet, seoul, gyeonggi):
+        started: list[str] = []
+        fleet.on_started = lambda bot: started.append(bot.name)  # `nalgae run` prints these
         stop = asyncio.Event()
         loop = asyncio.create_task(fleet.run(stop))
         try:
@@ -141,7 +159,7 @@ async def test_a_bot_added_or_disabled_at_run_time_is_followed(db: Database) -> 
                 if fleet.runtime_for(busan.id) is not None:
                     break
                 await asyncio.sleep(0.1)
-            assert fleet.runtime_for(busan.id) is not None
+            assert fleet.runtime_for(busan.id) is not None and started == ["busan"]
             await sign_up(sb, 8101, "700003:BUSAN-chapter-token")
 
             async with db.session() as s:
@@ -212,7 +230,6 @@ async def test_each_bot_has_its_own_webhook_path_and_secret(db: Database) -> Non
     from fastapi import FastAPI
 
     from bots.telegram.webhook import webhook_asgi
-    from campaigns.settings import Settings
     from tests.test_webhook import free_port, serve, update_json
 
     port = free_port()
@@ -258,3 +275,69 @@ async def test_each_bot_has_its_own_webhook_path_and_secret(db: Database) -> Non
             rows = (await s.execute(select(ChannelIdentity.external_user_id,
                                            ChannelIdentity.bot_id))).all()
         assert len(rows) == 2 and len({b for _, b in rows}) == 2
+
+
+async def test_a_disabled_bot_holds_its_queued_messages_until_enabled_again(
+        db: Database) -> None:
+    async with two_bots(db) as (sb, _fleet, seoul, gyeonggi):
+        await sign_up(sb, 8201, SEOUL)
+        await sign_up(sb, 8202, GYEONGGI)
+        # Both broadcasts are queued (their rows written), then the second bot is disabled.
+        to_seoul = await send(db, seoul, "서울 안내")
+        to_gyeonggi = await send(db, gyeonggi, "경기 안내")
+        await broadcasts.start_due(db, SystemClock(), owner="test")
+        async with db.session() as s:
+            await bot_rules.set_enabled(s, SystemClock(), "gyeonggi", False)
+
+        await deliver(db)  # ends although the held rows are still pending
+        assert received(sb, SEOUL, 8201, "서울 안내") == 1
+        assert received(sb, GYEONGGI, 8202, "경기 안내") == 0  # nothing through a disabled bot
+        held = await broadcasts.status(db, to_gyeonggi)
+        assert (held["status"], held["sent"], held["pending"]) == ("sending", 0, 1)
+        assert held["details"]["held"] == {"gyeonggi": 1}
+        shown = await asyncio.to_thread(run_cli, db, "broadcast", "status", str(to_gyeonggi))
+        assert "1 held: bot gyeonggi is disabled" in shown.output
+        assert "1 messages are held: bot gyeonggi is disabled" in await dashboard_page(
+            db, f"/broadcasts/{to_gyeonggi}?lang=en")
+        assert (await broadcasts.status(db, to_seoul))["status"] == "done"
+
+        async with db.session() as s:  # enabled again before the broadcast ended
+            await bot_rules.set_enabled(s, SystemClock(), "gyeonggi", True)
+        await deliver(db)
+        assert received(sb, GYEONGGI, 8202, "경기 안내") == 1
+        done = await broadcasts.status(db, to_gyeonggi)
+        assert (done["status"], done["sent"], done["details"]["held"]) == ("done", 1, {})
+
+
+async def test_a_bot_disabled_while_sending_stops_within_a_recheck(
+        db: Database, monkeypatch: Any) -> None:
+    import worker.engine
+
+    monkeypatch.setattr(worker.engine, "BOT_RECHECK_SECONDS", 0.1)
+    async with two_bots(db) as (sb, _fleet, _seoul, gyeonggi):
+        for user in range(8301, 8306):
+            await sign_up(sb, user, GYEONGGI)
+        async with db.session() as s:  # paced: one message a second
+            (await bot_rules.get(s, "gyeonggi")).max_rate = 1.0
+        broadcast = await send(db, gyeonggi, "천천히")
+        w = Worker(db, limiter=LocalRateLimiter(), options=WorkerOptions(**FAST))
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop))
+        try:
+            for _ in range(100):
+                if sum(received(sb, GYEONGGI, u, "천천히") for u in range(8301, 8306)):
+                    break
+                await asyncio.sleep(0.05)
+            async with db.session() as s:
+                await bot_rules.set_enabled(s, SystemClock(), "gyeonggi", False)
+            await asyncio.sleep(0.5)  # a recheck, and a send already under way
+            sent = sum(received(sb, GYEONGGI, u, "천천히") for u in range(8301, 8306))
+            await asyncio.sleep(2.5)  # paced at 1/s: two or three more would have gone
+            assert sum(received(sb, GYEONGGI, u, "천천히") for u in range(8301, 8306)) == sent
+            assert sent < 5
+        finally:
+            stop.set()
+            await running
+        status = await broadcasts.status(db, broadcast)
+        assert status["details"]["held"] == {"gyeonggi": 5 - sent}
+        assert status["pending"] == 5 - sent

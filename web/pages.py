@@ -188,6 +188,17 @@ async def slow_summary(request: Request, key: str, fetch: Callable[[], Awaitable
     return value
 
 
+def _token(request: Request, stored: str | None) -> str | None:
+    """A stored bot token decrypted; None when this process's key cannot read it (the
+    start-up check and the fleet's log already name that bot)."""
+    from storage.secrets import SecretKeyError
+
+    try:
+        return database(request).keyring.reveal(stored)
+    except SecretKeyError:
+        return None
+
+
 async def send_telegram(request: Request, chat_id: int, message: bc.OutgoingMessage) -> bool:
     """Send one message through the default bot (login links, test sends)."""
     from bots.channel import Outcome
@@ -195,10 +206,11 @@ async def send_telegram(request: Request, chat_id: int, message: bc.OutgoingMess
 
     async with database(request).session() as s:
         bot = await queries.default_telegram_bot(s)
-    if bot is None or not bot.token:
+    token = _token(request, bot.token) if bot is not None else None
+    if bot is None or not token:
         return False
     async with make_http_session(pool=2) as http:
-        result = await TelegramSender(bot.token, bot.base_url or "", session=http).send(
+        result = await TelegramSender(token, bot.base_url or "", session=http).send(
             chat_id, message)
     return result.outcome is Outcome.SENT
 
@@ -216,6 +228,7 @@ async def bot_username(request: Request) -> str | None:
             request.app.state.bot_username = bot.username
             return str(bot.username)
         token, base_url, bot_id = bot.token, bot.base_url, bot.id
+    token = _token(request, token)
     if not token:
         return None
     import aiohttp

@@ -182,27 +182,42 @@ class Worker:
         row = await bot_store.get_bot(s, bot_id)
         if row is None or row.channel not in self._factories:
             return None
-        return self._start_lane(bot_info(row))
+        lane = self._start_lane(bot_info(row, self.db.keyring))
+        self._hold(lane, not row.enabled)
+        return lane
 
     async def _recheck_bots(self, s: Any) -> None:
-        """Follow changes of a bot's rate, token or base URL without a restart."""
+        """Follow changes of a bot's rate, token, base URL or state without a restart."""
         from storage import bots as bot_store
 
         for lane in list(self._lanes.values()):
             row = await bot_store.get_bot(s, lane.bot.id)
             if row is None:
                 continue
-            info = bot_info(row)
+            self._hold(lane, not row.enabled)
+            info = bot_info(row, self.db.keyring)
             if info == lane.bot:
                 continue
             if not lane.tasks:  # it had no token: start it now that it may have one
-                self._start_lane(info).broadcasts = lane.broadcasts
+                new = self._start_lane(info)
+                new.broadcasts, new.held = lane.broadcasts, lane.held
                 continue
             lane.limits = limits_for(info, self.options)
             if (info.token, info.base_url) != (lane.bot.token, lane.bot.base_url):
                 old, lane.channel = lane.channel, self._make_channel(info)
                 await old.aclose()
             lane.bot, lane.refused = info, False
+
+    def _hold(self, lane: Lane, held: bool) -> None:
+        """A disabled bot sends nothing more: its queued rows go back to pending at once
+        (senders waiting for a slot hand theirs back too); enabled again, it resumes."""
+        if held == lane.held:
+            return
+        lane.held = held
+        log.info("bot %d %s", lane.bot.id,
+                 "disabled: its queued messages are held" if held else "enabled: sending again")
+        if held:
+            self.recorder.release(lane.take_queued(), 0.0)
 
     def _make_channel(self, info: BotInfo) -> Channel:
         return self._factories[info.channel](info, limits_for(info, self.options))
@@ -267,10 +282,10 @@ class Worker:
                 sending = await outbox.sending_broadcasts(s)
                 if any(bot not in self._lanes for _, bot in sending):
                     return False
-                # A bot without a token, or one its channel refuses, waits for a fix.
+                # A bot without a token, one its channel refuses, or a disabled one waits.
                 lanes = self._lanes
-                bot_ids = sorted({bot for _, bot in sending
-                                  if not lanes[bot].lacks_token and not lanes[bot].refused})
+                bot_ids = sorted({bot for _, bot in sending if not lanes[bot].lacks_token
+                                  and not lanes[bot].refused and not lanes[bot].held})
                 next_due = await outbox.next_due(s, bot_ids)
                 # Scheduled to start within the horizon (or due, claimed by another
                 # process that has not started it yet): wait for it too.

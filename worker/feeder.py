@@ -34,6 +34,10 @@ async def feed(w: Worker, lane: Lane) -> None:
     o = w.options
     while not w.closing:
         try:
+            if lane.held:
+                lane.starved = True
+                await asyncio.sleep(o.idle_interval)
+                continue
             wait = lane.pause_until - loop.time()
             if wait > 0:
                 # Paused beyond what a burst waits for (an X 24-hour cap): nothing to

@@ -10,6 +10,7 @@ from campaigns.broadcasts import Plan
 from storage.models import Bot
 from storage.outbox import ClaimedRow
 from storage.ratelimit import Limits
+from storage.secrets import Keyring, SecretKeyError
 
 from .options import WorkerOptions
 
@@ -42,6 +43,9 @@ class Lane:
     waiting: int = 0  # of those, the ones asleep until their send slot
     starved: bool = False  # the last claim found nothing
     refused: bool = False  # the channel refused the bot itself (bad token): waits for a fix
+    # The bot is disabled: nothing more goes out through it; its rows stay pending (held)
+    # and go out if it is enabled again before the broadcast ends.
+    held: bool = False
     claiming: bool = False
     bot_error_logged: bool = False
 
@@ -78,8 +82,14 @@ class Lane:
         return rows
 
 
-def bot_info(row: Bot) -> BotInfo:
-    return BotInfo(row.id, row.token, row.base_url or "", row.max_rate, row.channel)
+def bot_info(row: Bot, keyring: Keyring) -> BotInfo:
+    """What a lane sends as; a token this process's key cannot read counts as none (the
+    lane waits, and the start-up check names the bot)."""
+    try:
+        token = keyring.reveal(row.token)
+    except SecretKeyError:
+        token = None
+    return BotInfo(row.id, token, row.base_url or "", row.max_rate, row.channel)
 
 
 def limits_for(info: BotInfo, options: WorkerOptions) -> Limits:

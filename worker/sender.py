@@ -61,7 +61,7 @@ async def _wait_for_slot(w: Worker, lane: Lane, item: Item) -> bool:
         finally:
             lane.waiting -= 1
     now = loop.time()
-    return not (w.closing or now >= item.deadline or lane.pause_until > now)
+    return not (w.closing or lane.held or now >= item.deadline or lane.pause_until > now)
 
 
 async def _send(w: Worker, lane: Lane, item: Item) -> SendResult:

@@ -27,7 +27,8 @@ HTTP/1.1 front (``fastpath.py``) before it for plain ``/bot`` requests, which an
 10,000 sendMessage calls per second on the 2-core box (aiohttp alone: about 3,000).
 
 User side over HTTP, under ``/sandbox`` (JSON in and out, CORS enabled; ``token`` in the query
-or body selects a bot, default ``Sandbox.default_token``):
+or body selects a bot, or ``bot``: the numeric id of a bot the sandbox hosts; default
+``Sandbox.default_token``):
 
 =======  ====================================================  ===================================
 GET      /sandbox                                              bots and settings

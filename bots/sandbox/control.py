@@ -2,7 +2,8 @@
 
 Used by the demo's web chat page (hence CORS) and by out-of-process benchmarks. All bodies
 and answers are JSON; errors answer ``{"error": "..."}`` with status 400 or 404. Every
-endpoint takes an optional ``token`` (query string or body) naming the bot; the sandbox's
+endpoint takes an optional ``token`` (query string or body) naming the bot, or ``bot``, the
+bot's numeric id (a page showing one bot's chat need not hold its token); the sandbox's
 default token is used otherwise. The endpoint list is in the package docstring.
 """
 
@@ -121,10 +122,20 @@ class _ControlApi:
             raise _HttpError(400, "body must be a JSON object")
         return data
 
-    @staticmethod
-    def _token(request: web.Request, body: JSON | None = None) -> str | None:
+    def _token(self, request: web.Request, body: JSON | None = None) -> str | None:
+        """The bot named by ``token``, or by ``bot`` (its numeric id, as in getMe), so that
+        a page can pick a bot the sandbox hosts without being handed its token."""
         token = (body or {}).get("token") or request.query.get("token")
-        return str(token) if token else None
+        if token:
+            return str(token)
+        bot_id = (body or {}).get("bot") or request.query.get("bot")
+        if not bot_id:
+            return None
+        wanted = self._int_arg(bot_id, "bot")
+        for bot in self.sb.bots.values():
+            if bot.id == wanted:
+                return bot.token
+        raise _HttpError(404, f"no bot {wanted} here yet (it appears once it calls the API)")
 
     @staticmethod
     def _int_arg(value: Any, name: str) -> int:
@@ -169,7 +180,8 @@ class _ControlApi:
         if message.parse_mode:
             entry["parse_mode"] = message.parse_mode
         if message.document is not None:
-            entry["file_url"] = f"/sandbox/files/{message.document.file_id}?token={token}"
+            bot_id = token.split(":", 1)[0]
+            entry["file_url"] = f"/sandbox/files/{message.document.file_id}?bot={bot_id}"
         return entry
 
     # --- endpoints ----------------------------------------------------------------------------

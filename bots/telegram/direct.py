@@ -26,9 +26,15 @@ async def deliver(db: Database, messages: Sequence[Outgoing]) -> int:
         for message in messages:
             async with db.session() as s:
                 bot = await bot_store.get_bot(s, message.bot_id)
-            if bot is None or not bot.token:
+            if bot is not None and not bot.enabled:
+                # A disabled bot sends nothing (as in broadcasts); the decision is stored.
+                log.info("message to supporter %s not sent: bot %s is disabled",
+                         message.supporter_id, bot.name)
                 continue
-            sender = TelegramSender(bot.token, bot.base_url or "", session=http)
+            token = db.keyring.reveal(bot.token) if bot is not None else None
+            if bot is None or not token:
+                continue
+            sender = TelegramSender(token, bot.base_url or "", session=http)
             result = await sender.send(message.chat_id, OutgoingMessage(
                 message.reply.text,
                 tuple(tuple(row) for row in message.reply.buttons)))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from bots.telegram.runtime import TelegramRuntime
 from storage import bots as bot_store
 from storage.db import Database
+from storage.secrets import SecretKeyError
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,18 @@ class BotFleet:
     db: Database
     make_runtime: RuntimeFactory
     interval: float = RECONCILE_SECONDS
+    # Told about each bot once it serves (after a start or a restart), e.g. to print it.
+    on_started: Callable[[ServedBot], None] | None = None
     _running: dict[int, tuple[ServedBot, TelegramRuntime]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def runtimes(self) -> list[TelegramRuntime]:
         """The runtimes serving now (the webhook routes among these)."""
         return [runtime for _, runtime in self._running.values()]
+
+    def served(self) -> list[ServedBot]:
+        """The bots serving now, oldest first."""
+        return [served for served, _ in sorted(self._running.values(), key=lambda e: e[0].id)]
 
     def runtime_for(self, bot_id: int) -> TelegramRuntime | None:
         entry = self._running.get(bot_id)
@@ -55,8 +62,17 @@ class BotFleet:
     async def _wanted(self) -> dict[int, ServedBot]:
         async with self.db.session() as s:
             rows = await bot_store.enabled_bots(s, "telegram")
+        wanted: dict[int, ServedBot] = {}
+        for b in rows:
+            try:
+                token = self.db.keyring.reveal(b.token)
+            except SecretKeyError as exc:
+                log.error("telegram bot %s (%d) is not served: %s", b.name, b.id, exc)
+                continue
             # A bot without a token waits until one is set (the sandbox default has one).
-            return {b.id: ServedBot(b.id, b.name, b.token, b.base_url) for b in rows if b.token}
+            if token:
+                wanted[b.id] = ServedBot(b.id, b.name, token, b.base_url)
+        return wanted
 
     async def reconcile(self) -> None:
         """Make the running bots the enabled ones; a bot that fails to start is retried later."""
@@ -80,6 +96,8 @@ class BotFleet:
                     await self._stop(runtime)
                     continue
                 self._running[bot_id] = (served, runtime)
+                if self.on_started is not None:
+                    self.on_started(served)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile every `interval` seconds until `stop` is set."""

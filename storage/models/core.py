@@ -33,8 +33,10 @@ class Bot(Base):
     name: Mapped[str] = mapped_column(String(64))
     username: Mapped[str | None] = mapped_column(String(64))
     external_id: Mapped[str | None] = mapped_column(String(64))
-    # The token is a credential: never logged, never exported.
+    # The token is a credential: never logged, never exported, stored encrypted
+    # ("enc1:...", storage/secrets.py); token_hint is its masked form for listings.
     token: Mapped[str | None] = mapped_column(Text)
+    token_hint: Mapped[str | None] = mapped_column(String(40))
     base_url: Mapped[str | None] = mapped_column(Text)
     max_rate: Mapped[float] = mapped_column(default=30.0)
     # A disabled bot is neither served nor used for delivery; its rows stay.

@@ -19,16 +19,22 @@
   let blocked = false;
   let generation = 0;     // bumps when the person changes, so old poll loops stop
 
+  // Which of the sandbox's bots this page talks to: by numeric id (a page per bot; the
+  // page never holds that bot's token), or the sandbox's own default token.
+  const selector = config.bot ? { bot: String(config.bot) }
+    : config.token ? { token: config.token } : {};
+
   function withToken(path) {
-    if (!config.token) return base + path;
-    return base + path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(config.token);
+    const [key] = Object.keys(selector);
+    if (!key) return base + path;
+    return base + path + (path.includes("?") ? "&" : "?") + key + "=" + encodeURIComponent(selector[key]);
   }
 
   async function call(method, path, body) {
     const init = { method, headers: {} };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(config.token ? { ...body, token: config.token } : body);
+      init.body = JSON.stringify({ ...body, ...selector });
     }
     const response = await fetch(withToken(path), init);
     const data = await response.json().catch(() => ({}));

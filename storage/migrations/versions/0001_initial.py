@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("username", sa.String(length=64), nullable=True),
         sa.Column("external_id", sa.String(length=64), nullable=True),
         sa.Column("token", sa.Text(), nullable=True),
+        sa.Column("token_hint", sa.String(length=40), nullable=True),
         sa.Column("base_url", sa.Text(), nullable=True),
         sa.Column("max_rate", sa.Double(), nullable=False),
         sa.Column("enabled", sa.Boolean(), server_default=sa.text("(true)"), nullable=False),
