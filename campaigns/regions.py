@@ -97,12 +97,15 @@ DISTRICTS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("seo", "서구", "Seo-gu"), ("suseong", "수성구", "Suseong-gu"),
         ("jung", "중구", "Jung-gu"),
     ),
+    # Since 2026-07-01: 중구 (inland) and 동구 became 제물포구, 중구's islands 영종구, and
+    # 검단구 was split off 서구.
     "incheon": (
-        ("ganghwa", "강화군", "Ganghwa"), ("gyeyang", "계양구", "Gyeyang-gu"),
-        ("namdong", "남동구", "Namdong-gu"), ("dong", "동구", "Dong-gu"),
+        ("ganghwa", "강화군", "Ganghwa"), ("geomdan", "검단구", "Geomdan-gu"),
+        ("gyeyang", "계양구", "Gyeyang-gu"), ("namdong", "남동구", "Namdong-gu"),
         ("michuhol", "미추홀구", "Michuhol-gu"), ("bupyeong", "부평구", "Bupyeong-gu"),
         ("seo", "서구", "Seo-gu"), ("yeonsu", "연수구", "Yeonsu-gu"),
-        ("ongjin", "옹진군", "Ongjin"), ("jung", "중구", "Jung-gu"),
+        ("yeongjong", "영종구", "Yeongjong-gu"), ("ongjin", "옹진군", "Ongjin"),
+        ("jemulpo", "제물포구", "Jemulpo-gu"),
     ),
     "gwangju": (
         ("gwangsan", "광산구", "Gwangsan-gu"), ("nam", "남구", "Nam-gu"),
@@ -216,7 +219,9 @@ DISTRICTS: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 # Former names still found in old lists, per province: typed or imported, they mean today's unit.
 _FORMER: dict[str, dict[str, str]] = {
-    "incheon": {"남구": "michuhol"},  # renamed 2018
+    # 남구 renamed 2018; 동구 merged into 제물포구 2026 (the old 중구 was split in two, so
+    # it names no one district and is asked again).
+    "incheon": {"남구": "michuhol", "동구": "jemulpo"},
     "gyeongnam": {"마산": "changwon", "진해": "changwon"},  # merged into 창원 2010
     "chungbuk": {"청원": "cheongju"},  # merged into 청주 2014
 }

@@ -13,7 +13,7 @@ from tests.telegram_env import press, telegram_env
 from tests.test_migrations import empty_db  # noqa: F401  (a fixture: a database with no tables)
 
 # Administrative units in 2026 (issue 13): 세종 and abroad have none.
-COUNTS = {"seoul": 25, "busan": 16, "daegu": 9, "incheon": 10, "gwangju": 5, "daejeon": 5,
+COUNTS = {"seoul": 25, "busan": 16, "daegu": 9, "incheon": 11, "gwangju": 5, "daejeon": 5,
           "ulsan": 5, "gyeonggi": 31, "gangwon": 18, "chungbuk": 11, "chungnam": 15,
           "jeonbuk": 14, "jeonnam": 22, "gyeongbuk": 22, "gyeongnam": 18, "jeju": 2}
 
@@ -111,7 +111,7 @@ def test_every_province_has_its_2026_districts() -> None:
         assert len(set(codes)) == len(codes), province
         assert all(c.isascii() and c.isalpha() and c.islower() for c in codes), province
     # Codes are per province: 중구 is `jung` in six of them.
-    assert sum("jung" in {c for c, _, _ in items} for items in DISTRICTS.values()) == 6
+    assert sum("jung" in {c for c, _, _ in items} for items in DISTRICTS.values()) == 5
     assert district_name("daegu", "gunwi", "ko") == "군위군"  # part of 대구 since 2023
     assert district_name("gyeongnam", "changwon", "en") == "Changwon"
 
@@ -162,6 +162,11 @@ def test_typed_districts_are_matched_leniently() -> None:
     assert parse_district("gyeongnam", "창원시 성산구") == "changwon"
     assert parse_district("gyeongnam", "마산") == "changwon"
     assert parse_district("incheon", "남구") == "michuhol"
+    # Incheon's 2026 reform: 동구 is now part of 제물포구; the old 중구 was split between
+    # 제물포구 and 영종구, so it names neither and is asked again.
+    assert parse_district("incheon", "동구") == "jemulpo"
+    assert parse_district("incheon", "중구") is None
+    assert parse_district("incheon", "검단") == "geomdan"
     assert parse_district("jeju", "Jeju City") == "jeju"
     assert parse_district("sejong", "세종") is None
 
