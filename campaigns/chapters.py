@@ -17,30 +17,50 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
-from campaigns.regions import parse_region
+from campaigns.regions import REGIONS, parse_district, parse_region
 from storage import bots as bot_store
 from storage import chapters as store
 from storage import supporters as supporter_store
 from storage.db import Database
 
+AREA_SEP = "/"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class Scope:
-    """What one organiser may see: everything (national) or the regions of their chapters."""
+    """What one organiser may see: everything (national) or the areas of their chapters.
+
+    An area is a province code ("seoul") or a district in one ("gyeonggi/goyang");
+    storage filters on them with `storage.chapters.in_areas` only."""
 
     national: bool
-    regions: frozenset[str] = frozenset()
+    regions: frozenset[str] = frozenset()  # the areas (kept as "regions" for the callers)
     chapters: tuple[str, ...] = ()
 
     @property
     def region_filter(self) -> list[str] | None:
-        """None for a national organiser, else the region codes a query must keep to."""
+        """None for a national organiser, else the areas a query must keep to."""
         return None if self.national else sorted(self.regions)
 
-    def covers(self, region: str | None) -> bool:
-        return self.national or (region is not None and region in self.regions)
+    @property
+    def provinces(self) -> frozenset[str]:
+        """The provinces the areas lie in (a district chapter's province included)."""
+        return frozenset(a.partition(AREA_SEP)[0] for a in self.regions)
+
+    def covers(self, region: str | None, district: str | None = None) -> bool:
+        """Whether a person (or a figure) of this province and district is in scope."""
+        if self.national:
+            return True
+        if region is None:
+            return False
+        return region in self.regions or (
+            district is not None and f"{region}{AREA_SEP}{district}" in self.regions)
+
+    def touches(self, region: str | None) -> bool:
+        """Whether any of the areas lies in this province (a filter by region may narrow
+        to it; the areas still apply)."""
+        return self.national or region in self.provinces
 
 
 NATIONAL = Scope(national=True)
@@ -83,13 +103,16 @@ async def refuse(db: Database, clock: Clock, *, actor: str, what: str,
 
 
 def limit_audience(scope: Scope, audience: dict[str, list[str]]) -> dict[str, list[str]] | None:
-    """A scoped organiser's audience kept to their regions; None when it asks for others."""
+    """A scoped organiser's audience kept to their areas (`chapter_areas`, applied by the
+    outbox query through `storage.chapters.in_areas`); None when it asks for a region
+    outside them."""
     if scope.national:
         return audience
     asked = audience.get("region")
-    if asked and not set(asked) <= scope.regions:
+    if asked and not all(scope.touches(r) for r in asked):
         return None
-    return {**audience, "region": list(asked) if asked else sorted(scope.regions)}
+    return {**audience, "region": list(asked) if asked else sorted(scope.provinces),
+            "chapter_areas": sorted(scope.regions)}
 
 
 async def acting_as(session: AsyncSession, who: str | None) -> tuple[str, Scope]:
@@ -102,10 +125,33 @@ async def acting_as(session: AsyncSession, who: str | None) -> tuple[str, Scope]
     return f"organiser:{organiser.id}", await scope_of(session, organiser.id)
 
 
+def parse_area(value: str) -> str | None:
+    """An area from what an organiser types: a province (서울, seoul), a district under
+    its province (경기/고양시, gyeonggi:goyang, 경기 고양) or a district alone when only one
+    province has it (고양시); None if unknown."""
+    text = value.strip()
+    for sep in (AREA_SEP, ":"):
+        if sep in text:
+            head, _sep, tail = text.partition(sep)
+            province = parse_region(head)
+            town = parse_district(province, tail) if province else None
+            return f"{province}{AREA_SEP}{town}" if town else None
+    province = parse_region(text)
+    if province is not None:
+        return province
+    words = text.split()
+    if len(words) > 1 and (province := parse_region(words[0])) is not None:
+        town = parse_district(province, " ".join(words[1:]))
+        return f"{province}{AREA_SEP}{town}" if town else None
+    found = {f"{code}{AREA_SEP}{town}" for code, _ko, _en in REGIONS
+             if (town := parse_district(code, text))}
+    return found.pop() if len(found) == 1 else None
+
+
 def _regions(values: list[str]) -> list[str]:
     codes: list[str] = []
     for value in values:
-        code = parse_region(value)
+        code = parse_area(value)
         if code is None:
             raise RuleError("unknown region {region}", region=value)
         if code not in codes:

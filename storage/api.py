@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.chapters import in_areas
 from storage.db import rowcount
 from storage.models import (
     ApiToken,
@@ -277,7 +278,7 @@ def people_query(regions: list[str] | None = None) -> Select[Any]:
     ``regions`` keeps to a scoped organiser's regions."""
     query = select(Supporter).where(Supporter.status != "erased")
     if regions is not None:
-        query = query.where(Supporter.region.in_(regions))
+        query = query.where(in_areas(regions))
     return query.order_by(Supporter.id)
 
 

@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, false, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ApiToken, Chapter, ChapterOrganiser, Organiser
+from storage.models import ApiToken, Chapter, ChapterOrganiser, Organiser, Supporter
+
+# An area is a province code ("seoul") or a district within one ("gyeonggi/goyang").
+AREA_SEP = "/"
+
+
+def in_areas(areas: Iterable[str], region: Any = None, district: Any = None) -> Any:
+    """THE condition that keeps a query to a scoped organiser's areas.
+
+    Every scope filter goes through here (supporter lists, exports, audiences, figures),
+    so a chapter covering a district is never widened to its whole province by a query
+    that only looked at the region. `region`/`district` default to the supporter's
+    columns; no areas at all matches nothing (a scope is never "everyone" by accident).
+    """
+    region = Supporter.region if region is None else region
+    district = Supporter.district if district is None else district
+    whole: list[str] = []
+    parts: dict[str, list[str]] = {}
+    for area in areas:
+        province, sep, town = area.partition(AREA_SEP)
+        if sep:
+            parts.setdefault(province, []).append(town)
+        else:
+            whole.append(province)
+    conds: list[Any] = [region.in_(sorted(whole))] if whole else []
+    conds += [and_(region == province, district.in_(sorted(towns)))
+              for province, towns in sorted(parts.items()) if province not in whole]
+    return or_(*conds) if conds else false()
 
 
 async def find(session: AsyncSession, name: str) -> Chapter | None:

@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import petitions as petition_counts
+from storage.chapters import in_areas
 from storage.models import ChannelIdentity, Petition, Signature, Supporter, SupporterTag
 
 PAGE = 50
@@ -141,7 +142,7 @@ def supporter_list_query(
                    Supporter.tier, Supporter.status, Supporter.created_at).where(
         Supporter.bot_id == bot_id, Supporter.status != "erased")
     if regions is not None:
-        query = query.where(Supporter.region.in_(regions))
+        query = query.where(in_areas(regions))
     if region:
         query = query.where(Supporter.region == region)
     if tier:
@@ -228,7 +229,7 @@ async def tag_counts(session: AsyncSession, bot_id: int,
         select(SupporterTag.tag, func.count())
         .join(Supporter, Supporter.id == SupporterTag.supporter_id)
         .where(Supporter.bot_id == bot_id, Supporter.status == "active",
-               Supporter.region.in_(regions) if regions is not None else true())
+               in_areas(regions) if regions is not None else true())
         .group_by(SupporterTag.tag).order_by(func.count().desc(), SupporterTag.tag)
     )
     return [(t, int(n)) for t, n in rows.all()]

@@ -42,7 +42,7 @@ async def supporter_list(request: Request) -> Response:
     cursors = {k: _cursor(qp.get(k)) for k in ("before", "after")}
     async with database(request).session() as s:
         scope = await chapters.scope_of(s, me.organiser.id)
-    if filters["region"] and not scope.covers(filters["region"]):
+    if filters["region"] and not scope.touches(filters["region"]):
         refused = await chapters.refuse(database(request), request.app.state.clock,
                                         actor=me.actor, what="supporters",
                                         details={"region": filters["region"]})
