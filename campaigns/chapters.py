@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
-from campaigns.regions import REGIONS, parse_district, parse_region
+from campaigns.regions import REGIONS, district_name, parse_district, parse_region, region_name
 from storage import bots as bot_store
 from storage import chapters as store
+from storage import petitions as petition_store
 from storage import supporters as supporter_store
 from storage.db import Database
 
@@ -205,3 +206,65 @@ async def listing(session: AsyncSession) -> list[dict[str, Any]]:
         out.append({"id": c.id, "name": c.name, "title": c.title, "regions": list(c.regions),
                     "bot_id": c.bot_id, "organisers": await store.organisers_of(session, c.id)})
     return out
+
+
+# --- what a scoped organiser may do with national petitions, polls, events, surveys ----------
+#
+# Petitions, polls, events and surveys are national objects (they have no chapter). A
+# scoped organiser sees their chapter's figures and rows of them, and the national total
+# only where it is public anyway (a petition's count once it is open, a poll's results
+# once it has closed: the public pages show both). Creating, opening, closing, editing
+# and invalidating them are national decisions: a scoped organiser is refused, audited.
+
+async def require_national(db: Database, clock: Clock, *, actor: str, what: str) -> None:
+    """Raise OutOfScope (audited) unless `actor` is national (the CLI without --as is)."""
+    async with db.session() as session:
+        scope = await scope_of_actor(session, actor)
+    if not scope.national:
+        raise await refuse(db, clock, actor=actor, what=what)
+
+
+async def refused_here(session: AsyncSession, clock: Clock, *, actor: str, what: str,
+                       details: dict[str, Any] | None = None) -> OutOfScope:
+    """Audit a refusal in the caller's transaction (which commits: a Telegram command
+    answers with the refusal instead of raising) and return the error."""
+    await supporter_store.audit(session, actor=actor, action="scope.refused", target=what,
+                                now=clock.now(), details=details)
+    return OutOfScope("that is outside your chapters")
+
+
+def petition_total_public(status: str) -> bool:
+    """A petition's national count is public from the moment it opens (its public page)."""
+    return status != "draft"
+
+
+def poll_results_public(status: str) -> bool:
+    """A poll's results are published once it has closed (its public page, /results)."""
+    return status == "closed"
+
+
+async def petition_figures(session: AsyncSession, petition_id: int,
+                           scope: Scope) -> dict[str, int]:
+    """Signatures per area of the scope (valid ones, pending included)."""
+    if scope.national:
+        return {}
+    return await petition_store.signatures_by_area(session, petition_id,
+                                                   sorted(scope.regions))
+
+
+async def chapter_scope(session: AsyncSession, name: str) -> Scope:
+    """The scope of one chapter, as if its organiser looked (for its page)."""
+    row = await store.find(session, name)
+    if row is None:
+        raise NotFound("no chapter named {name}", name=name)
+    return Scope(national=False, regions=frozenset(row.regions), chapters=(row.name,))
+
+
+def area_name(area: str, lang: str) -> str:
+    """경기 고양시 / Goyang, Gyeonggi; 서울 / Seoul."""
+    province, sep, town = area.partition(AREA_SEP)
+    if not sep:
+        return region_name(province, lang)
+    if lang == "ko":
+        return f"{region_name(province, 'ko')} {district_name(province, town, 'ko')}"
+    return f"{district_name(province, town, 'en')}, {region_name(province, 'en')}"

@@ -271,14 +271,17 @@ def hidden_until_close(poll: Poll) -> bool:
     return poll.secret and poll.status != "closed"
 
 
-async def results(session: AsyncSession, poll: Poll) -> Results:
+async def results(session: AsyncSession, poll: Poll,
+                  areas: list[str] | None = None) -> Results:
     """Exact results from the stored rows; empty (and `hidden`) for a secret ballot that is
-    still open, whoever asks (see `hidden_until_close`)."""
+    still open, whoever asks (see `hidden_until_close`). ``areas``: a chapter's results
+    (a secret ballot has no district: a district chapter's share of it is not known)."""
     if hidden_until_close(poll):
         r = tally(poll.kind, len(poll.options), [])
         r.hidden = True
     else:
-        r = tally(poll.kind, len(poll.options), await store.tally_groups(session, poll))
+        r = tally(poll.kind, len(poll.options),
+                  await store.tally_groups(session, poll, areas))
     r.poll_id = poll.id
     return r
 

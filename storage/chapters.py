@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, case, false, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +39,19 @@ def in_areas(areas: Iterable[str], region: Any = None, district: Any = None) -> 
     conds += [and_(region == province, district.in_(sorted(towns)))
               for province, towns in sorted(parts.items()) if province not in whole]
     return or_(*conds) if conds else false()
+
+
+def area_of(areas: Iterable[str], region: Any = None, district: Any = None) -> Any:
+    """The area (of `areas`) a row falls in, as SQL: for figures per area of a chapter.
+    Rows outside every area get NULL; filter with `in_areas` as well."""
+    region = Supporter.region if region is None else region
+    district = Supporter.district if district is None else district
+    whole = sorted(a for a in areas if AREA_SEP not in a)
+    towns = sorted(a for a in areas if AREA_SEP in a and a.partition(AREA_SEP)[0] not in whole)
+    whens: list[Any] = [(region == a, literal(a)) for a in whole]
+    whens += [(and_(region == a.partition(AREA_SEP)[0], district == a.partition(AREA_SEP)[2]),
+               literal(a)) for a in towns]
+    return case(*whens, else_=None) if whens else literal(None)
 
 
 async def find(session: AsyncSession, name: str) -> Chapter | None:

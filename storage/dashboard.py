@@ -46,7 +46,8 @@ class SignatureRow:
     source_ref: str | None
 
 
-def _signature_query(petition_id: int, search: str | None) -> Any:
+def _signature_query(petition_id: int, search: str | None,
+                     areas: list[str] | None = None) -> Any:
     # Erased supporters are unlinked (supporter_id NULL) or marked erased: no name either way.
     name = func.nullif(
         func.coalesce(Supporter.display_name, ""), ""
@@ -57,6 +58,8 @@ def _signature_query(petition_id: int, search: str | None) -> Any:
         .outerjoin(Supporter, Supporter.id == Signature.supporter_id)
         .where(Signature.petition_id == petition_id)
     )
+    if areas is not None:
+        query = query.where(in_areas(areas, Signature.region, Supporter.district))
     if search:
         pattern = f"%{search.strip().lower()}%"
         query = query.where(or_(
@@ -69,11 +72,12 @@ def _signature_query(petition_id: int, search: str | None) -> Any:
 
 async def signatures(
     session: AsyncSession, petition_id: int, *, search: str | None = None, offset: int = 0,
-    limit: int = PAGE,
+    limit: int = PAGE, areas: list[str] | None = None,
 ) -> tuple[list[SignatureRow], int]:
-    """One page of a petition's signatures, newest first, and how many match."""
-    query = _signature_query(petition_id, search)
-    if search:
+    """One page of a petition's signatures, newest first, and how many match
+    (``areas``: a scoped organiser's, counted from the rows)."""
+    query = _signature_query(petition_id, search, areas)
+    if search or areas is not None:
         total = int(await session.scalar(select(func.count()).select_from(query.subquery()))
                     or 0)
     else:
@@ -90,9 +94,11 @@ async def signatures(
 
 
 async def iter_signatures(
-    session: AsyncSession, petition_id: int | None = None, batch: int = 5000
+    session: AsyncSession, petition_id: int | None = None, batch: int = 5000,
+    areas: list[str] | None = None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Every signature (keyset by id) for an export: petition slug, time, name, region."""
+    """Every signature (keyset by id) for an export: petition slug, time, name, region
+    (``areas``: only a scoped organiser's)."""
     last = 0
     while True:
         query = (
@@ -105,6 +111,8 @@ async def iter_signatures(
         )
         if petition_id is not None:
             query = query.where(Signature.petition_id == petition_id)
+        if areas is not None:
+            query = query.where(in_areas(areas, Signature.region, Supporter.district))
         rows = (await session.execute(query)).all()
         if not rows:
             return

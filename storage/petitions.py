@@ -40,6 +40,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.chapters import area_of, in_areas
 from storage.db import on_postgres, rowcount, upsert_insert
 from storage.models import (
     Campaign,
@@ -393,6 +394,22 @@ async def counts_by_region(session: AsyncSession, petition_id: int) -> dict[str,
         .order_by(PetitionRegionCount.count.desc(), PetitionRegionCount.region)
     )
     return {str(r): int(c) for r, c in rows.all()}
+
+
+async def signatures_by_area(session: AsyncSession, petition_id: int,
+                             areas: Sequence[str]) -> dict[str, int]:
+    """Valid signatures (pending ones included) per area of a chapter, counted from the
+    rows: the region copied at signing, the district the signer gives now (an erased
+    signer's signature still counts for a whole province, not for a district)."""
+    area = area_of(areas, Signature.region, Supporter.district).label("area")
+    rows = await session.execute(
+        select(area, func.count())
+        .select_from(Signature)
+        .outerjoin(Supporter, Supporter.id == Signature.supporter_id)
+        .where(Signature.petition_id == petition_id, Signature.valid.is_(True),
+               in_areas(areas, Signature.region, Supporter.district))
+        .group_by(area))
+    return {str(a): int(n) for a, n in rows.all() if a is not None}
 
 
 async def pending_total(session: AsyncSession, petition_id: int) -> int:
