@@ -841,12 +841,14 @@ async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
     return out
 
 
-async def stored_ballots(session: AsyncSession, slug: str) -> list[dict[str, Any]]:
-    """Every stored answer or ballot without supporter ids: enough to recompute results."""
+async def stored_ballots(session: AsyncSession, slug: str,
+                         areas: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every stored answer or ballot without supporter ids: enough to recompute results
+    (``areas``: a chapter's only)."""
     poll = await _get(session, slug)
     if hidden_until_close(poll):
         raise RuleError(_("a secret ballot's rows are shown once it has closed"))
-    return safe_rows(await store.stored_rows(session, poll))
+    return safe_rows(await store.stored_rows(session, poll, areas))
 
 
 def safe_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

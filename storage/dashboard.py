@@ -21,8 +21,10 @@ from storage.models import ChannelIdentity, Petition, Signature, Supporter, Supp
 PAGE = 50
 
 
-async def reachability(session: AsyncSession, bot_id: int | None = None) -> dict[str, int]:
-    """Active supporters' channel identities: reachable vs blocked (the bot was blocked)."""
+async def reachability(session: AsyncSession, bot_id: int | None = None,
+                       areas: list[str] | None = None) -> dict[str, int]:
+    """Active supporters' channel identities: reachable vs blocked (the bot was blocked),
+    within a scoped organiser's areas if given."""
     query = (
         select(ChannelIdentity.reachable, func.count())
         .join(Supporter, Supporter.id == ChannelIdentity.supporter_id)
@@ -31,6 +33,8 @@ async def reachability(session: AsyncSession, bot_id: int | None = None) -> dict
     )
     if bot_id is not None:
         query = query.where(Supporter.bot_id == bot_id)
+    if areas is not None:
+        query = query.where(in_areas(areas))
     rows = (await session.execute(query)).all()
     counts = {bool(r): int(n) for r, n in rows}
     return {"reachable": counts.get(True, 0), "blocked": counts.get(False, 0)}

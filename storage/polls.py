@@ -273,18 +273,21 @@ async def tally_groups(session: AsyncSession, poll: Poll,
     return [TallyGroup(str(c), str(t), r, str(w), int(n)) for c, t, r, w, n in rows.all()]
 
 
-async def stored_rows(session: AsyncSession, poll: Poll) -> list[dict[str, Any]]:
+async def stored_rows(session: AsyncSession, poll: Poll,
+                      areas: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Every stored answer or ballot (no supporter ids), for anyone to recompute results.
 
     `erased` says whether an open answer's supporter used /forget (its link is gone); a
     secret ballot never had one, so it is False there. The caller decides what to withhold.
     """
-    src = _rows_source(poll)
+    src = _rows_source(poll, districts=areas is not None)
     erased = (src.c.supporter_id.is_(None) if not poll.secret
               else literal(False)).label("erased")
+    query = select(src.c.choices, src.c.tier, src.c.region, src.c.weight, erased)
+    if areas is not None:
+        query = query.where(in_areas(areas, src.c.region, src.c.district))
     rows = await session.execute(
-        select(src.c.choices, src.c.tier, src.c.region, src.c.weight, erased)
-        .order_by(src.c.choices, src.c.tier, src.c.region, src.c.weight)
+        query.order_by(src.c.choices, src.c.tier, src.c.region, src.c.weight)
     )
     return [dict(r) for r in rows.mappings().all()]
 
