@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import audience as audiences
 from campaigns import chapters, inputs
-from campaigns.clock import Clock
+from campaigns.clock import Clock, SystemClock
 from campaigns.errors import RuleError
 from campaigns.i18n import DEFAULT_LANGUAGE, LANGUAGES, _, t_plain
 from campaigns.regions import region_name
@@ -546,12 +546,21 @@ async def status(db: Database, broadcast_id: int) -> dict[str, Any]:
     }
 
 
-async def preview_size(db: Database, bot_id: int, audience_text: str) -> int:
-    """How many messages an audience would get now; raises AudienceError."""
+async def preview_size(db: Database, bot_id: int, audience_text: str, *,
+                       actor: str = "cli", clock: Clock | None = None) -> int:
+    """How many messages an audience would get now, counted within the actor's chapters
+    as their broadcast would be; raises AudienceError, or OutOfScope (audited) for a
+    region outside them."""
     parsed = audiences.parse(audience_text)
     async with db.session() as s:
-        await audiences.check_references(s, parsed)
-        return await audiences.size(s, bot_id, parsed)
+        scope = await chapters.scope_of_actor(s, actor)
+    limited = chapters.limit_audience(scope, parsed)
+    if limited is None:
+        raise await chapters.refuse(db, clock or SystemClock(), actor=actor,
+                                    what="audience", details={"regions": parsed.get("region")})
+    async with db.session() as s:
+        await audiences.check_references(s, limited)
+        return await audiences.size(s, bot_id, limited)
 
 
 async def test_message(

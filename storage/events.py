@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.chapters import in_areas
 from storage.db import on_postgres, rowcount, upsert_insert
 from storage.models import ChannelIdentity, Supporter
 from storage.models.events import Event, EventNotice, EventReminder, EventRsvp
@@ -380,8 +381,10 @@ class Attendee:
 async def attendees(
     session: AsyncSession, event_id: int, *, statuses: Sequence[str] = (GOING, WAITLISTED, MAYBE),
     search: str | None = None, limit: int = 1000, offset: int = 0,
+    areas: Sequence[str] | None = None,
 ) -> list[Attendee]:
-    """Who answered (erased people are left out), going first, each in arrival order."""
+    """Who answered (erased people are left out), going first, each in arrival order;
+    ``areas``: a scoped organiser's only (storage.chapters.in_areas)."""
     query = (
         select(EventRsvp.supporter_id, Supporter.display_name, EventRsvp.region,
                EventRsvp.status, EventRsvp.seq, EventRsvp.checked_in_at)
@@ -391,6 +394,8 @@ async def attendees(
     )
     if search:
         query = query.where(Supporter.display_name.contains(search, autoescape=True))
+    if areas is not None:
+        query = query.where(in_areas(areas))
     return [Attendee(a, b, c, str(d), int(e), f)
             for a, b, c, d, e, f in (await session.execute(query)).all()]
 
