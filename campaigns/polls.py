@@ -825,14 +825,24 @@ async def results_for(
     return [results_reply(poll, r, lang, supporter.region)]
 
 
-async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
-    """`nalgae poll results --json`: exact results (a secret ballot's once it has closed)."""
+async def summary(session: AsyncSession, slug: str,
+                  areas: list[str] | None = None) -> dict[str, Any]:
+    """`nalgae poll results --json`: exact results (a secret ballot's once it has closed).
+
+    ``areas`` (a scoped organiser's): their chapters' results, `"chapters_only": true`,
+    with the national ones under `"national"` once published (the poll closed)."""
     poll = await _get(session, slug)
     voters = await store.voter_count(session, poll.id)
     if hidden_until_close(poll):
         return {"poll": poll.slug, "id": poll.id, "kind": poll.kind, "status": poll.status,
-                "secret": True, "weights": poll.weights, "voters": voters,
-                "hidden_until_close": True}
+                "secret": True, "weights": poll.weights,
+                "voters": voters if areas is None else None, "hidden_until_close": True}
+    if areas is not None:
+        mine = await results(session, poll, areas)
+        out = {**results_json(poll, mine, mine.overall.voters), "chapters_only": True}
+        if poll.status == "closed":
+            out["national"] = results_json(poll, await results(session, poll), voters)
+        return out
     out = results_json(poll, await results(session, poll), voters)
     # Native X polls: totals only (X never says who voted), a column beside these results.
     x = await x_column(session, poll.id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,19 @@ def in_areas(areas: Iterable[str], region: Any = None, district: Any = None) -> 
     conds += [and_(region == province, district.in_(sorted(towns)))
               for province, towns in sorted(parts.items()) if province not in whole]
     return or_(*conds) if conds else false()
+
+
+def keep_to(query: Any, areas: Sequence[str] | None, rows: Any = None) -> Any:
+    """`query` (over `rows`: a table with `region` copied at the time and `supporter_id`,
+    e.g. signatures, answers, RSVPs) kept to `areas` by `in_areas`: the row's region,
+    the linked person's district now (an unlinked row counts for whole provinces only).
+    None: no scope (national)."""
+    if areas is None:
+        return query
+    if rows is None:
+        return query.where(in_areas(areas))
+    return query.outerjoin(Supporter, Supporter.id == rows.supporter_id).where(
+        in_areas(areas, rows.region, Supporter.district))
 
 
 def area_of(areas: Iterable[str], region: Any = None, district: Any = None) -> Any:

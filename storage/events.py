@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.chapters import in_areas
+from storage.chapters import in_areas, keep_to
 from storage.db import on_postgres, rowcount, upsert_insert
 from storage.models import ChannelIdentity, Supporter
 from storage.models.events import Event, EventNotice, EventReminder, EventRsvp
@@ -710,8 +710,9 @@ def events_query(campaign_id: int | None = None) -> Select[Any]:
     return stmt.where(Event.campaign_id == campaign_id) if campaign_id else stmt
 
 
-def attendances_query(event_id: int) -> Select[Any]:
-    return select(EventRsvp).where(EventRsvp.event_id == event_id).order_by(EventRsvp.id)
+def attendances_query(event_id: int, areas: list[str] | None = None) -> Select[Any]:
+    return keep_to(select(EventRsvp).where(EventRsvp.event_id == event_id),
+                   areas, EventRsvp).order_by(EventRsvp.id)
 
 
 async def rsvp_by_id(session: AsyncSession, rsvp_id: int) -> EventRsvp | None:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Select, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.chapters import in_areas
+from storage.chapters import in_areas, keep_to
 from storage.db import upsert_insert
 from storage.models import (
     ChannelIdentity,
@@ -235,10 +235,7 @@ def _answers_in(query: Any, areas: Sequence[str] | None) -> Any:
     """A query over SurveyAnswer kept to a chapter's areas: the region copied at
     submission, the district of the (linked) respondent now; an anonymous answer, linked
     to nobody, counts for whole provinces only."""
-    if areas is None:
-        return query
-    return query.outerjoin(Supporter, Supporter.id == SurveyAnswer.supporter_id).where(
-        in_areas(areas, SurveyAnswer.region, Supporter.district))
+    return keep_to(query, areas, SurveyAnswer)
 
 
 async def respondent_count(session: AsyncSession, survey_id: int,
@@ -473,7 +470,8 @@ def surveys_query(campaign_id: int | None = None) -> Select[Any]:
     return stmt.where(Survey.campaign_id == campaign_id) if campaign_id else stmt
 
 
-def answers_query(survey_id: int) -> Select[Any]:
-    """Mixed answer rows of one survey, by response then question (no insert order)."""
-    return (select(SurveyAnswer).where(SurveyAnswer.survey_id == survey_id)
+def answers_query(survey_id: int, areas: list[str] | None = None) -> Select[Any]:
+    """Mixed answer rows of one survey, by response then question (no insert order);
+    ``areas``: a scoped organiser's only."""
+    return (_answers_in(select(SurveyAnswer).where(SurveyAnswer.survey_id == survey_id), areas)
             .order_by(SurveyAnswer.response_key, SurveyAnswer.question))
