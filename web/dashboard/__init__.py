@@ -12,6 +12,7 @@ from fastapi import APIRouter
 
 from web.dashboard import (
     broadcasts,
+    chapters,
     events,
     ideas,
     login,
@@ -22,7 +23,8 @@ from web.dashboard import (
     surveys,
 )
 
-FEATURES = (overview, login, petitions, polls, events, surveys, ideas, broadcasts, supporters)
+FEATURES = (overview, login, petitions, polls, events, surveys, ideas, broadcasts, supporters,
+            chapters)
 
 
 def dashboard_router() -> APIRouter:
