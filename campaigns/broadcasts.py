@@ -420,6 +420,7 @@ async def schedule(
     window_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Schedule a draft (after a test send, say) for ``send_at`` or now."""
+    await _may_steer(db, clock, broadcast_id, actor)
     now = clock.now()
     at = send_at or now
     window_end = at + timedelta(minutes=window_minutes) if window_minutes else None
@@ -487,10 +488,24 @@ _REFUSED = {
 }
 
 
+async def _may_steer(db: Database, clock: Clock, broadcast_id: int, actor: str) -> None:
+    """A chapter organiser steers (schedules, pauses, resumes, cancels) only broadcasts kept
+    to their chapters' areas; a national one is refused (audited)."""
+    async with db.session() as s:
+        scope = await chapters.scope_of_actor(s, actor)
+        if scope.national:
+            return
+        b = await store.get(s, broadcast_id)
+    areas = set((b.audience or {}).get("chapter_areas") or ()) if b is not None else set()
+    if b is not None and not (areas and areas <= scope.regions):
+        raise await chapters.refuse(db, clock, actor=actor, what=f"broadcast:{broadcast_id}")
+
+
 async def control(
     db: Database, clock: Clock, broadcast_id: int, action: str, *, actor: str
 ) -> dict[str, Any]:
     """Pause, resume or cancel; raises BroadcastError when the state does not allow it."""
+    await _may_steer(db, clock, broadcast_id, actor)
     new, allowed = _TRANSITIONS[action]
     now = clock.now()
     async with db.session() as s:

@@ -324,7 +324,7 @@ async def chapter_page(session: AsyncSession, clock: Clock, name: str, viewer: S
             continue
         mine = poll_side(await polls.results(session, poll, areas))
         public = viewer.national or poll_results_public(poll.status)
-        national = poll_side(await polls.results(session, poll)) if public else None
-        polls_out.append({"poll": poll, "chapter": mine, "national": national})
+        everyone = poll_side(await polls.results(session, poll)) if public else None
+        polls_out.append({"poll": poll, "chapter": mine, "national": everyone})
     return {"name": name, "title": row.title if row else None, "areas": areas,
             "overview": overview, "petitions": petitions_out, "polls": polls_out}

@@ -84,7 +84,7 @@ async def world(db: Database) -> dict[str, Any]:
         await events.open_event(s, "rally", actor="cli", clock=clock)
         survey = await surveys.create_survey(s, campaign_slug="air", source=SURVEY,
                                              clock=clock, actor="cli", status="open")
-    for i, sid in enumerate(seoul + busan):
+    for sid in seoul + busan:
         async with db.session() as s:
             await api_rules.record_signature(s, petition_id=p.id, person_id=sid, clock=clock,
                                              actor="cli")
@@ -103,7 +103,8 @@ async def world(db: Database) -> dict[str, Any]:
     b = await broadcasts.compose(db, clock, bot_id=bot, created_by="cli",
                                  draft=Draft(texts={"ko": "안녕"}), schedule=False)
     return {"bot": bot, "seoul": seoul, "busan": busan, "scoped": scoped,
-            "token": token.secret, "writer": writer.secret, "petition": p, "poll": poll, "event": event,
+            "token": token.secret, "writer": writer.secret, "petition": p, "poll": poll,
+            "event": event,
             "survey": survey, "broadcast": int(b["id"]),
             "sig": {"seoul": sigs[seoul[0]], "busan": sigs[busan[0]]},
             "rsvp": {"seoul": rsvps[seoul[0]], "busan": rsvps[busan[0]]}}
@@ -264,6 +265,7 @@ async def test_a_chapter_organisers_figures_and_the_national_ones(db: Database) 
         # National actions: refused in the dashboard and the API, audited.
         csrf = csrf_of((await client.get("/polls/next-step")).text)
         await client.post("/polls/next-step/close", data={"csrf": csrf})
+        await client.post(f"/broadcasts/{w['broadcast']}/cancel", data={"csrf": csrf})
         closing = await client.post(f"/api/v1/polls/{w['poll'].id}/close",
                                     headers={"Authorization": f"Bearer {w['writer']}"})
         assert closing.status_code == 403 and closing.json()["error"]["code"] == "forbidden"
@@ -272,7 +274,12 @@ async def test_a_chapter_organisers_figures_and_the_national_ones(db: Database) 
 
         poll = await poll_store.poll_by_slug(s, "next-step")
         assert poll is not None and poll.status == "open"
-    assert {"poll.close:next-step", "audience"} <= await refusals(db)
+    assert {"poll.close:next-step", "audience", f"broadcast:{w['broadcast']}"
+            } <= await refusals(db)
+    async with db.session() as s:
+        from storage.models import Broadcast
+
+        assert (await s.get_one(Broadcast, w["broadcast"])).status == "draft"
 
     # A national organiser: the chapter page with both figures.
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),

@@ -246,6 +246,6 @@ async def broadcast_action(request: Request, broadcast_id: int, action: str) -> 
             return back(to, test="sent" if sent else "failed")
         else:
             raise HTTPException(404)
-    except bc.BroadcastError as exc:
+    except (bc.BroadcastError, OutOfScope) as exc:
         return back(to, error=exc.message(language(request)))
     return back(to)
