@@ -2,9 +2,11 @@
 
 An organiser with no chapter is national (as before chapters existed). An organiser
 named as an organiser of one or more chapters is scoped: they see, export and
-broadcast to the supporters of those chapters' regions only. Every path that lists
-people (dashboard, API, CLI `--as`) asks `scope_of` and filters with `Scope.regions`;
-a request outside the scope is refused and audited (`scope.refused`).
+broadcast to the supporters of those chapters' areas (provinces or districts) only,
+and figures of them. Every path (dashboard, API tokens, CLI `--as`, Telegram organiser
+commands) asks `scope_of` and passes `Scope.region_filter` to storage, which filters
+with `storage.chapters.in_areas` alone; a request outside the scope is refused and
+audited (`scope.refused`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from storage import bots as bot_store
 from storage import chapters as store
 from storage import petitions as petition_store
 from storage import supporters as supporter_store
+from storage.chapters import AREA_SEP
 from storage.db import Database
 
-AREA_SEP = "/"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 

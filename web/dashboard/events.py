@@ -99,17 +99,17 @@ async def event_create(request: Request) -> Response:
 @router.get("/events/{slug}", response_class=HTMLResponse)
 async def event_page(request: Request, slug: str) -> Response:
     me = await auth.require(request)
-    areas = (await scope_of(request, me)).region_filter
+    scope = await scope_of(request, me)
+    areas = scope.region_filter
     q = request.query_params.get("q") or None
     try:
         offset = max(0, int(request.query_params.get("offset") or 0))
     except ValueError:
         offset = 0
     summary = await _summary(request, slug)
-    if areas is not None:  # a scoped organiser: the provinces of their chapters only
-        provinces = {a.partition("/")[0] for a in areas}
+    if not scope.national:  # a scoped organiser: the provinces of their chapters only
         summary["by_region"] = {k: n for k, n in summary["by_region"].items()
-                                if k in provinces}
+                                if k in scope.provinces}
     async with database(request).session() as s:
         rows = await events.attendees(s, slug, search=q, limit=PAGE + 1, offset=offset,
                                       areas=areas)
