@@ -246,6 +246,8 @@ async def test_a_chapter_organisers_figures_and_the_national_ones(db: Database) 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://127.0.0.1:8000") as client:
         await sign_in(client, "seoul-org")
+        home = (await client.get("/")).text  # the overview counts the chapter's people
+        assert re.findall(r'<div class="card"><b>([\d,]+)</b>', home)[0] == "5"
         page = (await client.get("/petitions/clean-air")).text
         # The public national total (10) beside the chapter's 5.
         assert 'id="live-count"' in page and ">10<" in page
@@ -285,6 +287,8 @@ async def test_a_chapter_organisers_figures_and_the_national_ones(db: Database) 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://127.0.0.1:8000") as client:
         await sign_in(client, "national")
+        home = (await client.get("/")).text
+        assert re.findall(r'<div class="card"><b>([\d,]+)</b>', home)[0] == "10"
         listing = (await client.get("/chapters")).text
         assert "/chapters/seoul" in listing and "/chapters/busan" in listing
         page = (await client.get("/chapters/seoul")).text
