@@ -187,6 +187,8 @@ def to_query(audience: dict[str, Any]) -> outbox.AudienceQuery:
         survey_done=get("survey_done"), survey_not_done=get("survey_not_done"),
         answers=tuple((str(slug), str(q), str(v))
                       for slug, q, v in audience.get("answer_values") or ()),
+        # A scoped organiser's areas (campaigns.chapters.limit_audience), never typed.
+        areas=get("chapter_areas"),
     )
 
 

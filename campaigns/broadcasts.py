@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import audience as audiences
 from campaigns import chapters, inputs
-from campaigns.clock import Clock
+from campaigns.clock import Clock, SystemClock
 from campaigns.errors import RuleError
 from campaigns.i18n import DEFAULT_LANGUAGE, LANGUAGES, _, t_plain
 from campaigns.regions import region_name
@@ -420,6 +420,7 @@ async def schedule(
     window_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Schedule a draft (after a test send, say) for ``send_at`` or now."""
+    await _may_steer(db, clock, broadcast_id, actor)
     now = clock.now()
     at = send_at or now
     window_end = at + timedelta(minutes=window_minutes) if window_minutes else None
@@ -487,10 +488,24 @@ _REFUSED = {
 }
 
 
+async def _may_steer(db: Database, clock: Clock, broadcast_id: int, actor: str) -> None:
+    """A chapter organiser steers (schedules, pauses, resumes, cancels) only broadcasts kept
+    to their chapters' areas; a national one is refused (audited)."""
+    async with db.session() as s:
+        scope = await chapters.scope_of_actor(s, actor)
+        if scope.national:
+            return
+        b = await store.get(s, broadcast_id)
+    areas = set((b.audience or {}).get("chapter_areas") or ()) if b is not None else set()
+    if b is not None and not (areas and areas <= scope.regions):
+        raise await chapters.refuse(db, clock, actor=actor, what=f"broadcast:{broadcast_id}")
+
+
 async def control(
     db: Database, clock: Clock, broadcast_id: int, action: str, *, actor: str
 ) -> dict[str, Any]:
     """Pause, resume or cancel; raises BroadcastError when the state does not allow it."""
+    await _may_steer(db, clock, broadcast_id, actor)
     new, allowed = _TRANSITIONS[action]
     now = clock.now()
     async with db.session() as s:
@@ -549,12 +564,21 @@ async def status(db: Database, broadcast_id: int) -> dict[str, Any]:
     }
 
 
-async def preview_size(db: Database, bot_id: int, audience_text: str) -> int:
-    """How many messages an audience would get now; raises AudienceError."""
+async def preview_size(db: Database, bot_id: int, audience_text: str, *,
+                       actor: str = "cli", clock: Clock | None = None) -> int:
+    """How many messages an audience would get now, counted within the actor's chapters
+    as their broadcast would be; raises AudienceError, or OutOfScope (audited) for a
+    region outside them."""
     parsed = audiences.parse(audience_text)
     async with db.session() as s:
-        await audiences.check_references(s, parsed)
-        return await audiences.size(s, bot_id, parsed)
+        scope = await chapters.scope_of_actor(s, actor)
+    limited = chapters.limit_audience(scope, parsed)
+    if limited is None:
+        raise await chapters.refuse(db, clock or SystemClock(), actor=actor,
+                                    what="audience", details={"regions": parsed.get("region")})
+    async with db.session() as s:
+        await audiences.check_references(s, limited)
+        return await audiences.size(s, bot_id, limited)
 
 
 async def test_message(

@@ -2,25 +2,30 @@
 
 An organiser with no chapter is national (as before chapters existed). An organiser
 named as an organiser of one or more chapters is scoped: they see, export and
-broadcast to the supporters of those chapters' regions only. Every path that lists
-people (dashboard, API, CLI `--as`) asks `scope_of` and filters with `Scope.regions`;
-a request outside the scope is refused and audited (`scope.refused`).
+broadcast to the supporters of those chapters' areas (provinces or districts) only,
+and figures of them. Every path (dashboard, API tokens, CLI `--as`, Telegram organiser
+commands) asks `scope_of` and passes `Scope.region_filter` to storage, which filters
+with `storage.chapters.in_areas` alone; a request outside the scope is refused and
+audited (`scope.refused`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
-from campaigns.regions import parse_region
+from campaigns.regions import REGIONS, district_name, parse_district, parse_region, region_name
 from storage import bots as bot_store
 from storage import chapters as store
+from storage import petitions as petition_store
 from storage import supporters as supporter_store
+from storage.chapters import AREA_SEP
 from storage.db import Database
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -28,19 +33,38 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 @dataclass(frozen=True)
 class Scope:
-    """What one organiser may see: everything (national) or the regions of their chapters."""
+    """What one organiser may see: everything (national) or the areas of their chapters.
+
+    An area is a province code ("seoul") or a district in one ("gyeonggi/goyang");
+    storage filters on them with `storage.chapters.in_areas` only."""
 
     national: bool
-    regions: frozenset[str] = frozenset()
+    regions: frozenset[str] = frozenset()  # the areas (kept as "regions" for the callers)
     chapters: tuple[str, ...] = ()
 
     @property
     def region_filter(self) -> list[str] | None:
-        """None for a national organiser, else the region codes a query must keep to."""
+        """None for a national organiser, else the areas a query must keep to."""
         return None if self.national else sorted(self.regions)
 
-    def covers(self, region: str | None) -> bool:
-        return self.national or (region is not None and region in self.regions)
+    @property
+    def provinces(self) -> frozenset[str]:
+        """The provinces the areas lie in (a district chapter's province included)."""
+        return frozenset(a.partition(AREA_SEP)[0] for a in self.regions)
+
+    def covers(self, region: str | None, district: str | None = None) -> bool:
+        """Whether a person (or a figure) of this province and district is in scope."""
+        if self.national:
+            return True
+        if region is None:
+            return False
+        return region in self.regions or (
+            district is not None and f"{region}{AREA_SEP}{district}" in self.regions)
+
+    def touches(self, region: str | None) -> bool:
+        """Whether any of the areas lies in this province (a filter by region may narrow
+        to it; the areas still apply)."""
+        return self.national or region in self.provinces
 
 
 NATIONAL = Scope(national=True)
@@ -83,13 +107,16 @@ async def refuse(db: Database, clock: Clock, *, actor: str, what: str,
 
 
 def limit_audience(scope: Scope, audience: dict[str, list[str]]) -> dict[str, list[str]] | None:
-    """A scoped organiser's audience kept to their regions; None when it asks for others."""
+    """A scoped organiser's audience kept to their areas (`chapter_areas`, applied by the
+    outbox query through `storage.chapters.in_areas`); None when it asks for a region
+    outside them."""
     if scope.national:
         return audience
     asked = audience.get("region")
-    if asked and not set(asked) <= scope.regions:
+    if asked and not all(scope.touches(r) for r in asked):
         return None
-    return {**audience, "region": list(asked) if asked else sorted(scope.regions)}
+    return {**audience, "region": list(asked) if asked else sorted(scope.provinces),
+            "chapter_areas": sorted(scope.regions)}
 
 
 async def acting_as(session: AsyncSession, who: str | None) -> tuple[str, Scope]:
@@ -102,10 +129,33 @@ async def acting_as(session: AsyncSession, who: str | None) -> tuple[str, Scope]
     return f"organiser:{organiser.id}", await scope_of(session, organiser.id)
 
 
+def parse_area(value: str) -> str | None:
+    """An area from what an organiser types: a province (서울, seoul), a district under
+    its province (경기/고양시, gyeonggi:goyang, 경기 고양) or a district alone when only one
+    province has it (고양시); None if unknown."""
+    text = value.strip()
+    for sep in (AREA_SEP, ":"):
+        if sep in text:
+            head, _sep, tail = text.partition(sep)
+            province = parse_region(head)
+            town = parse_district(province, tail) if province else None
+            return f"{province}{AREA_SEP}{town}" if town else None
+    province = parse_region(text)
+    if province is not None:
+        return province
+    words = text.split()
+    if len(words) > 1 and (province := parse_region(words[0])) is not None:
+        town = parse_district(province, " ".join(words[1:]))
+        return f"{province}{AREA_SEP}{town}" if town else None
+    found = {f"{code}{AREA_SEP}{town}" for code, _ko, _en in REGIONS
+             if (town := parse_district(code, text))}
+    return found.pop() if len(found) == 1 else None
+
+
 def _regions(values: list[str]) -> list[str]:
     codes: list[str] = []
     for value in values:
-        code = parse_region(value)
+        code = parse_area(value)
         if code is None:
             raise RuleError("unknown region {region}", region=value)
         if code not in codes:
@@ -159,3 +209,124 @@ async def listing(session: AsyncSession) -> list[dict[str, Any]]:
         out.append({"id": c.id, "name": c.name, "title": c.title, "regions": list(c.regions),
                     "bot_id": c.bot_id, "organisers": await store.organisers_of(session, c.id)})
     return out
+
+
+# --- what a scoped organiser may do with national petitions, polls, events, surveys ----------
+#
+# Petitions, polls, events and surveys are national objects (they have no chapter). A
+# scoped organiser sees their chapter's figures and rows of them, and the national total
+# only where it is public anyway (a petition's count once it is open, a poll's results
+# once it has closed: the public pages show both). Creating, opening, closing, editing
+# and invalidating them are national decisions: a scoped organiser is refused, audited.
+
+async def require_national(db: Database, clock: Clock, *, actor: str, what: str) -> None:
+    """Raise OutOfScope (audited) unless `actor` is national (the CLI without --as is)."""
+    async with db.session() as session:
+        scope = await scope_of_actor(session, actor)
+    if not scope.national:
+        raise await refuse(db, clock, actor=actor, what=what)
+
+
+async def refused_here(session: AsyncSession, clock: Clock, *, actor: str, what: str,
+                       details: dict[str, Any] | None = None) -> OutOfScope:
+    """Audit a refusal in the caller's transaction (which commits: a Telegram command
+    answers with the refusal instead of raising) and return the error."""
+    await supporter_store.audit(session, actor=actor, action="scope.refused", target=what,
+                                now=clock.now(), details=details)
+    return OutOfScope("that is outside your chapters")
+
+
+def petition_total_public(status: str) -> bool:
+    """A petition's national count is public from the moment it opens (its public page)."""
+    return status != "draft"
+
+
+def poll_results_public(status: str) -> bool:
+    """A poll's results are published once it has closed (its public page, /results)."""
+    return status == "closed"
+
+
+async def petition_figures(session: AsyncSession, petition_id: int,
+                           scope: Scope) -> dict[str, int]:
+    """Signatures per area of the scope (valid ones, pending included)."""
+    if scope.national:
+        return {}
+    return await petition_store.signatures_by_area(session, petition_id,
+                                                   sorted(scope.regions))
+
+
+async def chapter_scope(session: AsyncSession, name: str) -> Scope:
+    """The scope of one chapter, as if its organiser looked (for its page)."""
+    row = await store.find(session, name)
+    if row is None:
+        raise NotFound("no chapter named {name}", name=name)
+    return Scope(national=False, regions=frozenset(row.regions), chapters=(row.name,))
+
+
+def area_name(area: str, lang: str) -> str:
+    """경기 고양시 / Goyang, Gyeonggi; 서울 / Seoul."""
+    province, sep, town = area.partition(AREA_SEP)
+    if not sep:
+        return region_name(province, lang)
+    if lang == "ko":
+        return f"{region_name(province, 'ko')} {district_name(province, town, 'ko')}"
+    return f"{district_name(province, town, 'en')}, {region_name(province, 'en')}"
+
+
+# --- chapter pages (the dashboard) ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PollSide:
+    """One side of a poll's comparison: voters, and each option's share (None: withheld)."""
+
+    voters: int
+    shares: list[str] | None  # per option, percent of voters, rounded ("12.5")
+    withheld: bool = False  # fewer than polls.MIN_GROUP voters: choices not shown
+
+
+def poll_side(results: Any) -> PollSide:
+    from campaigns import polls
+
+    b = results.overall
+    if results.hidden:
+        return PollSide(0, None, withheld=True)
+    if polls.too_small(b.voters):
+        return PollSide(b.voters, None, withheld=b.voters > 0)
+    return PollSide(b.voters, [polls.rounded(c.count * 100 / Fraction(b.voters))
+                               for c in b.options])
+
+
+async def chapters_for(session: AsyncSession, scope: Scope) -> list[dict[str, Any]]:
+    """The chapters an organiser may open: every one for a national organiser, else theirs."""
+    return [c for c in await listing(session) if scope.national or c["name"] in scope.chapters]
+
+
+async def chapter_page(session: AsyncSession, clock: Clock, name: str, viewer: Scope,
+                       *, days: int = 30) -> dict[str, Any]:
+    """Members, growth per day, open petitions' and polls' figures of one chapter beside
+    the national ones (a scoped viewer sees national figures only where they are public).
+    Raises NotFound; the caller refuses (and audits) a chapter outside `viewer`."""
+    from campaigns import dashboard, polls
+    from storage import polls as poll_store
+
+    chapter = await chapter_scope(session, name)
+    row = await store.find(session, name)
+    areas = sorted(chapter.regions)
+    overview = await dashboard.overview(session, clock, days=days, areas=areas)
+    petitions_out = []
+    for p in await petition_store.petitions(session, status="open"):
+        national = p.signature_count + await petition_store.pending_total(session, p.id)
+        by_area = await petition_store.signatures_by_area(session, p.id, areas)
+        petitions_out.append({"slug": p.slug, "title_ko": p.title_ko, "title_en": p.title_en,
+                              "chapter": sum(by_area.values()), "by_area": by_area,
+                              "national": national})
+    polls_out = []
+    for poll in await poll_store.polls(session):
+        if poll.status == "draft":
+            continue
+        mine = poll_side(await polls.results(session, poll, areas))
+        public = viewer.national or poll_results_public(poll.status)
+        everyone = poll_side(await polls.results(session, poll)) if public else None
+        polls_out.append({"poll": poll, "chapter": mine, "national": everyone})
+    return {"name": name, "title": row.title if row else None, "areas": areas,
+            "overview": overview, "petitions": petitions_out, "polls": polls_out}

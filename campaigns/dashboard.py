@@ -48,15 +48,17 @@ def _share(n: int, top: int) -> float:
 
 
 async def overview(
-    session: AsyncSession, clock: Clock, *, days: int = 30, bot_id: int | None = None
+    session: AsyncSession, clock: Clock, *, days: int = 30, bot_id: int | None = None,
+    areas: list[str] | None = None,
 ) -> Overview:
-    """Counts for the dashboard; ``days`` local days up to and including today."""
-    by_status = await stats.counts_by_status_and_tier(session, bot_id)
+    """Counts for the dashboard; ``days`` local days up to and including today.
+    ``areas`` keeps them to a chapter's (a scoped organiser's) areas."""
+    by_status = await stats.counts_by_status_and_tier(session, bot_id, areas)
 
     def status_total(status: str) -> int:
         return sum(n for (s, _), n in by_status.items() if s == status)
 
-    by_region = await stats.active_by_region(session, bot_id)
+    by_region = await stats.active_by_region(session, bot_id, areas)
     order = [code for code, _, _ in REGIONS]
     top_region = max(by_region.values(), default=0)
     regions = [RegionCount(code, by_region.get(code, 0), _share(by_region.get(code, 0),
@@ -70,7 +72,7 @@ async def overview(
     first = today - timedelta(days=days - 1)
     since = datetime(first.year, first.month, first.day, tzinfo=UTC) - KST_OFFSET
     per_day = await stats.signups_by_day(
-        session, since, int(KST_OFFSET.total_seconds() // 60), bot_id
+        session, since, int(KST_OFFSET.total_seconds() // 60), bot_id, areas
     )
     top_day = max(per_day.values(), default=0)
     day_counts = [

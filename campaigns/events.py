@@ -347,11 +347,13 @@ async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
 async def attendees(
     session: AsyncSession, slug: str, *, statuses: Sequence[str] = (GOING, WAITLISTED, MAYBE),
     search: str | None = None, limit: int = 1000, offset: int = 0,
+    areas: list[str] | None = None,
 ) -> list[store.Attendee]:
-    """The attendee list (erased people are left out; they still count)."""
+    """The attendee list (erased people are left out; they still count); ``areas``: a
+    scoped organiser's chapters."""
     event = await _get(session, slug)
     return await store.attendees(session, event.id, statuses=statuses, search=search,
-                                 limit=limit, offset=offset)
+                                 limit=limit, offset=offset, areas=areas)
 
 
 # --- the card and RSVPs (supporters) ----------------------------------------------------------
@@ -966,16 +968,18 @@ ATTENDANCE_COLUMNS = ["event", "seq", "name", "region", "status", "checked_in_at
 
 async def export_attendance(
     session: AsyncSession, slug: str, *, actor: str, clock: Clock,
+    areas: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Everyone who answered (erased people left out), as rows of ATTENDANCE_COLUMNS; the
-    export itself is audited, as every export of personal data is."""
+    """Everyone who answered (erased people left out; ``areas``: a scoped organiser's
+    only), as rows of ATTENDANCE_COLUMNS; the export itself is audited, as every export of
+    personal data is."""
     event = await _get(session, slug)
     rows = [{"event": event.slug, "seq": a.seq, "name": a.display_name or "",
              "region": a.region or "", "status": a.status,
              "checked_in_at": _iso(a.checked_in_at) or ""}
             for a in await store.attendees(session, event.id,
                                            statuses=(GOING, WAITLISTED, MAYBE, NOT_GOING),
-                                           limit=1_000_000)]
+                                           limit=1_000_000, areas=areas)]
     await supporters.audit(session, actor=actor, action="event.exported",
                            target=f"event:{event.id}", now=clock.now(),
                            details={"count": len(rows)})

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import chapters
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
 from campaigns.i18n import _, normalise_language, t
@@ -135,22 +136,37 @@ async def stats(session: AsyncSession, person: Person, clock: Clock) -> list[Rep
     from storage import polls as poll_store
 
     lang = _lang(person)
-    if await authorize(session, person, VIEW, "stats", clock) is None:
+    organiser = await authorize(session, person, VIEW, "stats", clock)
+    if organiser is None:
         return [refusal(lang)]
+    # A scoped organiser: their chapters' figures beside the (public) national count.
+    scope = await chapters.scope_of(session, organiser.id)
     lines = [t(lang, "<b>Open petitions</b>")]
+    if not scope.national:
+        lines.insert(0, t(lang, "Your chapters: {names}", names=", ".join(scope.chapters)))
     open_petitions = await petition_store.petitions(session, status="open")
     for p in open_petitions:
         count = await petitions.live_count(session, p)
-        regions = await petition_store.counts_by_region(session, p.id)
-        top = ", ".join(f"{petitions.region_label(r, lang)} {n:,}"
-                        for r, n in list(regions.items())[:3])
+        regions = (await petition_store.counts_by_region(session, p.id) if scope.national
+                   else await chapters.petition_figures(session, p.id, scope))
+        label = (petitions.region_label if scope.national else chapters.area_name)
+        top = ", ".join(f"{label(r, lang)} {n:,}" for r, n in list(regions.items())[:3])
         lines.append(f"• <code>{p.slug}</code> {count:,}" + (f" ({top})" if top else ""))
     if not open_petitions:
         lines.append(t(lang, "(none)"))
     lines += ["", t(lang, "<b>Open polls</b>")]
     open_polls = await poll_store.polls(session, status="open")
     for poll in open_polls:
-        voters = await poll_store.voter_count(session, poll.id)
+        if scope.national:
+            voters = await poll_store.voter_count(session, poll.id)
+        else:  # their chapters' voters only (none shown while a secret ballot is open)
+            from campaigns import polls
+
+            mine = await polls.results(session, poll, scope.region_filter)
+            if mine.hidden:
+                lines.append(f"• {poll.slug}: —")
+                continue
+            voters = mine.overall.voters
         lines.append(t(lang, "• {slug}: {voters} voters", slug=poll.slug, voters=f"{voters:,}"))
     if not open_polls:
         lines.append(t(lang, "(none)"))
@@ -171,6 +187,9 @@ async def open_or_close(
     if not slug:
         return [Reply(t(lang, "Send it like this: /{verb} clean-air", verb=verb))]
     who = actor(organiser)
+    refused = await _national_only(session, organiser, clock, f"{verb}:{slug[:40]}", lang)
+    if refused:
+        return refused
     try:
         if await petition_store.petition_by_slug(session, slug.strip().lower()) is not None:
             if verb == "open":
@@ -186,6 +205,16 @@ async def open_or_close(
     done = t(lang, "“{slug}” is open.", slug=slug) if verb == "open" else \
         t(lang, "“{slug}” is closed.", slug=slug)
     return [Reply(done, edit=True)]
+
+
+async def _national_only(session: AsyncSession, organiser: Organiser, clock: Clock,
+                         what: str, lang: str) -> list[Reply]:
+    """Petitions and polls are national: a scoped organiser may not create, open or close
+    them. The refusal (audited in this transaction, which commits) or nothing."""
+    if (await chapters.scope_of(session, organiser.id)).national:
+        return []
+    refused = await chapters.refused_here(session, clock, actor=actor(organiser), what=what)
+    return [Reply(t(lang, "Not done: {reason}", reason=refused.message(lang)), edit=True)]
 
 
 PETITION_FORM = """/newpetition
@@ -248,6 +277,9 @@ async def new_petition(
     organiser = await authorize(session, person, MANAGE, "petition.create", clock)
     if organiser is None:
         return [refusal(lang)]
+    refused = await _national_only(session, organiser, clock, "petition.create", lang)
+    if refused:
+        return refused
     fields = parse_form(text)
     if not fields:
         return [Reply(t(lang, "Copy this form, fill it in and send it back:") +
@@ -278,6 +310,9 @@ async def new_poll(session: AsyncSession, person: Person, text: str, clock: Cloc
     organiser = await authorize(session, person, MANAGE, "poll.create", clock)
     if organiser is None:
         return [refusal(lang)]
+    refused = await _national_only(session, organiser, clock, "poll.create", lang)
+    if refused:
+        return refused
     fields = parse_form(text)
     if not fields:
         return [Reply(t(lang, "Copy this form, fill it in and send it back:") +

@@ -540,11 +540,23 @@ async def live_count(session: AsyncSession, petition: Petition) -> int:
     return petition.signature_count + await store.pending_total(session, petition.id)
 
 
-async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
-    """What `nalgae petition show` and /stats print."""
+async def summary(session: AsyncSession, slug: str,
+                  areas: list[str] | None = None) -> dict[str, Any]:
+    """What `nalgae petition show` and /stats print. ``areas`` (a scoped organiser's):
+    `by_region` holds their chapters' areas, `chapter_signatures` their sum, and
+    `signatures` is the national count only once it is public (the petition opened)."""
     petition = await _get(session, slug)
     campaign = await store.campaign_by_id(session, petition.campaign_id)
     pending = await store.pending_total(session, petition.id)
+    if areas is not None:
+        by_area = await store.signatures_by_area(session, petition.id, areas)
+        public = petition.status != "draft"
+        return {"id": petition.id, "slug": petition.slug,
+                "campaign": campaign.slug if campaign else None, "status": petition.status,
+                "closes_at": _iso(petition.closes_at),
+                "signatures": petition.signature_count + pending if public else None,
+                "chapter_signatures": sum(by_area.values()), "by_region": by_area,
+                "chapters_only": True}
     return {
         "id": petition.id,
         "slug": petition.slug,

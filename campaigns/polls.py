@@ -271,14 +271,17 @@ def hidden_until_close(poll: Poll) -> bool:
     return poll.secret and poll.status != "closed"
 
 
-async def results(session: AsyncSession, poll: Poll) -> Results:
+async def results(session: AsyncSession, poll: Poll,
+                  areas: list[str] | None = None) -> Results:
     """Exact results from the stored rows; empty (and `hidden`) for a secret ballot that is
-    still open, whoever asks (see `hidden_until_close`)."""
+    still open, whoever asks (see `hidden_until_close`). ``areas``: a chapter's results
+    (a secret ballot has no district: a district chapter's share of it is not known)."""
     if hidden_until_close(poll):
         r = tally(poll.kind, len(poll.options), [])
         r.hidden = True
     else:
-        r = tally(poll.kind, len(poll.options), await store.tally_groups(session, poll))
+        r = tally(poll.kind, len(poll.options),
+                  await store.tally_groups(session, poll, areas))
     r.poll_id = poll.id
     return r
 
@@ -827,14 +830,24 @@ async def results_for(
     return [reply]
 
 
-async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
-    """`nalgae poll results --json`: exact results (a secret ballot's once it has closed)."""
+async def summary(session: AsyncSession, slug: str,
+                  areas: list[str] | None = None) -> dict[str, Any]:
+    """`nalgae poll results --json`: exact results (a secret ballot's once it has closed).
+
+    ``areas`` (a scoped organiser's): their chapters' results, `"chapters_only": true`,
+    with the national ones under `"national"` once published (the poll closed)."""
     poll = await _get(session, slug)
     voters = await store.voter_count(session, poll.id)
     if hidden_until_close(poll):
         return {"poll": poll.slug, "id": poll.id, "kind": poll.kind, "status": poll.status,
-                "secret": True, "weights": poll.weights, "voters": voters,
-                "hidden_until_close": True}
+                "secret": True, "weights": poll.weights,
+                "voters": voters if areas is None else None, "hidden_until_close": True}
+    if areas is not None:
+        mine = await results(session, poll, areas)
+        out = {**results_json(poll, mine, mine.overall.voters), "chapters_only": True}
+        if poll.status == "closed":
+            out["national"] = results_json(poll, await results(session, poll), voters)
+        return out
     out = results_json(poll, await results(session, poll), voters)
     # Native X polls: totals only (X never says who voted), a column beside these results.
     x = await x_column(session, poll.id)
@@ -843,12 +856,14 @@ async def summary(session: AsyncSession, slug: str) -> dict[str, Any]:
     return out
 
 
-async def stored_ballots(session: AsyncSession, slug: str) -> list[dict[str, Any]]:
-    """Every stored answer or ballot without supporter ids: enough to recompute results."""
+async def stored_ballots(session: AsyncSession, slug: str,
+                         areas: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every stored answer or ballot without supporter ids: enough to recompute results
+    (``areas``: a chapter's only)."""
     poll = await _get(session, slug)
     if hidden_until_close(poll):
         raise RuleError(_("a secret ballot's rows are shown once it has closed"))
-    return safe_rows(await store.stored_rows(session, poll))
+    return safe_rows(await store.stored_rows(session, poll, areas))
 
 
 def safe_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -1299,7 +1299,7 @@ def crosstab_pair(survey: Survey, rows: str | None = None,
 
 
 async def crosstab(session: AsyncSession, survey: Survey, rows: str,
-                   columns: str) -> dict[str, Any]:
+                   columns: str, areas: list[str] | None = None) -> dict[str, Any]:
     """Question `columns` answered by each answer to question `rows` (raw and weighted),
     among the responses that answered both; a row of fewer than polls.MIN_GROUP people is
     withheld, as every breakdown is."""
@@ -1307,7 +1307,7 @@ async def crosstab(session: AsyncSession, survey: Survey, rows: str,
     rq, cq = by_key[rows], by_key[columns]
     groups: dict[str, Tally] = {}
     for r_value, c_value, weight, n in await store.crosstab_groups(session, survey.id,
-                                                                   rows, columns):
+                                                                   rows, columns, areas):
         for part in r_value.split(",") if rq["kind"] == "multiple" else [r_value]:
             groups.setdefault(part, Tally()).add(cq, c_value, Fraction(weight), n)
     if rq["kind"] in CHOICE_KINDS:
@@ -1324,16 +1324,19 @@ async def crosstab(session: AsyncSession, survey: Survey, rows: str,
 
 
 async def results(session: AsyncSession, slug: str, *, texts: bool = True,
-                  cross: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
+                  cross: tuple[str | None, str | None] = (None, None),
+                  areas: list[str] | None = None) -> dict[str, Any]:
     """`nalgae survey results S --json`, the dashboard and the API: exact, per question,
     raw and weighted, by tier and by region; free-text answers listed without people;
     `crosstab`: two questions crossed (the ones in `cross`, else the first two that can
-    be; None when the survey has no such pair)."""
+    be; None when the survey has no such pair). ``areas``: a chapter's answers only (a
+    scoped organiser's; an anonymous answer counts for whole provinces only)."""
     survey = await get(session, slug)
     pair = crosstab_pair(survey, *cross)
     questions = _questions(survey)
     counted = [q["key"] for q in questions if q["kind"] not in TEXT_LIMITS]
-    per_question = tally(survey, await store.answer_groups(session, survey.id, counted))
+    per_question = tally(survey, await store.answer_groups(session, survey.id, counted,
+                                                           areas))
     out_questions = []
     for q in questions:
         entry: dict[str, Any] = {"key": q["key"], "kind": q["kind"], "text_ko": q["text"]["ko"],
@@ -1348,15 +1351,15 @@ async def results(session: AsyncSession, slug: str, *, texts: bool = True,
             entry["by_region"] = groups_json(dict(sorted(r.by_region.items())), _respondents,
                                              shape, "respondents")
         elif texts:
-            entry["answers"] = await store.text_answers(session, survey.id, q["key"])
+            entry["answers"] = await store.text_answers(session, survey.id, q["key"], areas)
         out_questions.append(entry)
     return {"survey": survey.slug, "id": survey.id, "status": survey.status,
             "anonymous": survey.anonymous, "weights": survey.weights,
-            "respondents": await store.respondent_count(session, survey.id),
+            "respondents": await store.respondent_count(session, survey.id, areas),
             # Anonymous responses waiting to be mixed in a batch: not in the figures yet.
             "unmixed": await store.pending_count(session, survey.id) if survey.anonymous else 0,
             "questions": out_questions,
-            "crosstab": await crosstab(session, survey, *pair) if pair else None}
+            "crosstab": await crosstab(session, survey, *pair, areas) if pair else None}
 
 
 def results_lines(result: dict[str, Any], lang: str) -> list[str]:

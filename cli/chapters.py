@@ -20,7 +20,8 @@ def chapter() -> None:
 @chapter.command("add")
 @click.option("--name", required=True, help="A short name: seoul, goyang.")
 @click.option("--regions", required=True,
-              help="Regions it covers, comma-separated (codes or names: 서울,경기).")
+              help="Areas it covers, comma-separated: provinces (서울, seoul) or districts "
+                   "(경기/고양시, gyeonggi:goyang).")
 @click.option("--title", default=None, help="Its name as people see it.")
 @click.option("--bot", "bot_name", default=None, help="Its own bot (see `nalgae bot add`).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -12,6 +12,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from campaigns import chapters
+from campaigns.clock import SystemClock
 from campaigns.errors import RuleError
 from campaigns.settings import Settings
 from campaigns.x.policy import PolicyViolation
@@ -95,3 +97,25 @@ class Group(click.Group):
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+# `--as ORGANISER`: act as that organiser, within their chapters (campaigns.chapters).
+as_organiser = click.option(
+    "--as", "as_organiser", default=None, metavar="ORGANISER",
+    help="Act as this organiser (login or Telegram id): a chapter organiser sees their "
+         "chapters' figures only and may not create, open or close national ones.")
+
+
+async def national_actor(database: Database, who: str | None, what: str) -> str:
+    """The audited actor for `--as` ("cli" without it); a scoped organiser is refused
+    (audited) the national action `what`."""
+    async with database.session() as s:
+        actor, _scope = await chapters.acting_as(s, who)
+    await chapters.require_national(database, SystemClock(), actor=actor, what=what)
+    return actor
+
+
+async def areas_of(database: Database, who: str | None) -> list[str] | None:
+    """The areas `--as ORGANISER` keeps to (None: national)."""
+    async with database.session() as s:
+        return (await chapters.acting_as(s, who))[1].region_filter

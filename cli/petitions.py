@@ -9,7 +9,7 @@ import click
 from campaigns import petitions as rules
 from campaigns.clock import SystemClock
 from campaigns.times import parse_optional
-from cli.common import Ctx, Group, emit, pass_ctx, run_async
+from cli.common import Ctx, Group, areas_of, as_organiser, emit, national_actor, pass_ctx, run_async
 from storage.db import Database
 
 
@@ -20,14 +20,17 @@ def petition() -> None:
 
 def _petition_line(r: dict[str, Any]) -> str:
     regions = ", ".join(f"{k or '?'} {v}" for k, v in list(r["by_region"].items())[:5])
-    return (f"{r['slug']} [{r['status']}] {r['signatures']} signature(s)"
+    mine = (f"{r['chapter_signatures']} in your chapters, " if r.get("chapters_only") else "")
+    national = r["signatures"] if r["signatures"] is not None else "—"
+    return (f"{r['slug']} [{r['status']}] {mine}{national} signature(s)"
             + (f" — {regions}" if regions else "")
             + (f"; closes {r['closes_at']}" if r["closes_at"] and r["status"] != "closed" else ""))
 
 
-async def _summary(database: Database, slug: str) -> dict[str, Any]:
+async def _summary(database: Database, slug: str, who: str | None = None) -> dict[str, Any]:
+    areas = await areas_of(database, who)
     async with database.session() as s:
-        return await rules.summary(s, slug)
+        return await rules.summary(s, slug, areas)
 
 
 @petition.command("create")
@@ -43,33 +46,37 @@ async def _summary(database: Database, slug: str) -> dict[str, Any]:
 @click.option("--milestones", default="1000,10000,100000", show_default=True,
               help="Counts that notify organisers when crossed ('' for none).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def petition_create(ctx: Ctx, campaign_slug: str, slug: str, title_ko: str,
                     title_en: str | None, body_ko: str | None, body_en: str | None,
                     opens_at: str | None, closes_at: str | None, milestones: str,
-                    as_json: bool) -> None:
+                    as_json: bool, as_organiser: str | None) -> None:
     """Create a petition (a draft until opened)."""
     opens = parse_optional(opens_at, field="--opens-at")
     closes = parse_optional(closes_at, field="--closes-at")
 
     async def create(database: Database) -> dict[str, Any]:
+        actor = await national_actor(database, as_organiser, "petition.create")
         async with database.session() as s:
             p = await rules.create_petition(
                 s, campaign_slug=campaign_slug, slug=slug, title_ko=title_ko,
                 title_en=title_en, body_ko=body_ko, body_en=body_en,
                 opens_at=opens, closes_at=closes, milestones=milestones,
-                clock=SystemClock(), actor="cli",
+                clock=SystemClock(), actor=actor,
             )
             return await rules.summary(s, p.slug)
 
     emit(run_async(create, ctx), as_json, _petition_line)
 
 
-async def _transition(database: Database, slug: str, verb: str) -> dict[str, Any]:
+async def _transition(database: Database, slug: str, verb: str,
+                      who: str | None = None) -> dict[str, Any]:
     """Open or close a petition; a close also flushes the pending counts first."""
+    actor = await national_actor(database, who, f"petition.{verb}:{slug}")
     async with database.session() as s:
         change = rules.open_petition if verb == "open" else rules.close_petition
-        await change(s, slug, actor="cli", clock=SystemClock())
+        await change(s, slug, actor=actor, clock=SystemClock())
     if verb == "close":
         await rules.flush(database, SystemClock())
     return await _summary(database, slug)
@@ -78,28 +85,34 @@ async def _transition(database: Database, slug: str, verb: str) -> dict[str, Any
 @petition.command("open")
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def petition_open(ctx: Ctx, slug: str, as_json: bool) -> None:
+def petition_open(ctx: Ctx, slug: str, as_json: bool, as_organiser: str | None) -> None:
     """Open a draft petition for signatures."""
-    emit(run_async(lambda d: _transition(d, slug, "open"), ctx), as_json, _petition_line)
+    emit(run_async(lambda d: _transition(d, slug, "open", as_organiser), ctx), as_json,
+         _petition_line)
 
 
 @petition.command("close")
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def petition_close(ctx: Ctx, slug: str, as_json: bool) -> None:
+def petition_close(ctx: Ctx, slug: str, as_json: bool, as_organiser: str | None) -> None:
     """Close a petition now (the scheduler closes it at its deadline anyway)."""
-    emit(run_async(lambda d: _transition(d, slug, "close"), ctx), as_json, _petition_line)
+    emit(run_async(lambda d: _transition(d, slug, "close", as_organiser), ctx), as_json,
+         _petition_line)
 
 
 @petition.command("show")
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def petition_show(ctx: Ctx, slug: str, as_json: bool) -> None:
-    """Status, exact count (stored + pending) and counts by region."""
-    emit(run_async(lambda d: _summary(d, slug), ctx), as_json, _petition_line)
+def petition_show(ctx: Ctx, slug: str, as_json: bool, as_organiser: str | None) -> None:
+    """Status, exact count (stored + pending) and counts by region (with --as a chapter
+    organiser's: their chapters' areas, and the national count once public)."""
+    emit(run_async(lambda d: _summary(d, slug, as_organiser), ctx), as_json, _petition_line)
 
 
 def _invalidated_line(r: dict[str, Any]) -> str:

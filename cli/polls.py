@@ -9,7 +9,7 @@ import click
 from campaigns import polls as rules
 from campaigns.clock import SystemClock
 from campaigns.times import parse_optional
-from cli.common import Ctx, Group, emit, pass_ctx, run_async
+from cli.common import Ctx, Group, areas_of, as_organiser, emit, national_actor, pass_ctx, run_async
 from storage.db import Database
 
 
@@ -37,16 +37,19 @@ def poll() -> None:
 @click.option("--closes-at", help="Closing time (ISO; KST without a zone).")
 @click.option("--draft", is_flag=True, help="Create as a draft instead of open.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def poll_create(ctx: Ctx, campaign_slug: str, slug: str, question_ko: str,
                 question_en: str | None, kind: str, options: tuple[str, ...], weights: str,
                 members_only: bool, region: str | None, secret: bool, no_change: bool,
-                native: bool, closes_at: str | None, draft: bool, as_json: bool) -> None:
+                native: bool, closes_at: str | None, draft: bool, as_json: bool,
+                as_organiser: str | None) -> None:
     """Create a poll (open at once unless --draft)."""
     pairs = [(o.partition("|")[0], o.partition("|")[2] or None) for o in options]
     closes = parse_optional(closes_at, field="--closes-at")
 
     async def create(database: Database) -> dict[str, Any]:
+        actor = await national_actor(database, as_organiser, "poll.create")
         async with database.session() as s:
             p = await rules.create_poll(
                 s, campaign_slug=campaign_slug, slug=slug, question_ko=question_ko,
@@ -54,7 +57,7 @@ def poll_create(ctx: Ctx, campaign_slug: str, slug: str, question_ko: str,
                 eligible_tier="member" if members_only else None, eligible_region=region,
                 secret=secret, allow_change=not no_change, native=native,
                 closes_at=closes, status="draft" if draft else "open",
-                clock=SystemClock(), actor="cli",
+                clock=SystemClock(), actor=actor,
             )
             return {"id": p.id, "slug": p.slug, "kind": p.kind, "status": p.status,
                     "secret": p.secret, "allow_change": p.allow_change, "weights": p.weights,
@@ -65,7 +68,9 @@ def poll_create(ctx: Ctx, campaign_slug: str, slug: str, question_ko: str,
 
 
 def _results_text(r: dict[str, Any]) -> str:
-    lines = [f"{r['poll']} [{r['status']}] {r['voters']} voter(s); weights {r['weights']}"]
+    scope = " in your chapters" if r.get("chapters_only") else ""
+    lines = [f"{r['poll']} [{r['status']}] {r['voters']} voter(s){scope}; "
+             f"weights {r['weights']}"]
     if r.get("hidden_until_close"):
         return lines[0] + "\n  secret ballot: results are shown once it has closed"
     for o in r["overall"]["options"]:
@@ -83,28 +88,32 @@ def _results_text(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def _close(database: Database, slug: str) -> dict[str, Any]:
+async def _close(database: Database, slug: str, who: str | None = None) -> dict[str, Any]:
+    actor = await national_actor(database, who, f"poll.close:{slug}")
     async with database.session() as s:
-        await rules.close_poll(s, slug, actor="cli", clock=SystemClock())
+        await rules.close_poll(s, slug, actor=actor, clock=SystemClock())
     async with database.session() as s:
         return await rules.summary(s, slug)
 
 
-async def _results(database: Database, slug: str, rows: bool) -> dict[str, Any]:
+async def _results(database: Database, slug: str, rows: bool,
+                   who: str | None = None) -> dict[str, Any]:
+    areas = await areas_of(database, who)
     async with database.session() as s:
-        out = await rules.summary(s, slug)
+        out = await rules.summary(s, slug, areas)
         if rows:
-            out["rows"] = await rules.stored_ballots(s, slug)
+            out["rows"] = await rules.stored_ballots(s, slug, areas)
         return out
 
 
 @poll.command("close")
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def poll_close(ctx: Ctx, slug: str, as_json: bool) -> None:
+def poll_close(ctx: Ctx, slug: str, as_json: bool, as_organiser: str | None) -> None:
     """Close a poll now and print its results."""
-    emit(run_async(lambda d: _close(d, slug), ctx), as_json, _results_text)
+    emit(run_async(lambda d: _close(d, slug, as_organiser), ctx), as_json, _results_text)
 
 
 @poll.command("results")
@@ -112,10 +121,14 @@ def poll_close(ctx: Ctx, slug: str, as_json: bool) -> None:
 @click.option("--rows", is_flag=True,
               help="Also print every stored answer or ballot (no names), to recompute.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def poll_results(ctx: Ctx, slug: str, rows: bool, as_json: bool) -> None:
-    """Exact results: raw counts and weighted totals, overall, by tier and by region."""
-    emit(run_async(lambda d: _results(d, slug, rows), ctx), as_json, _results_text)
+def poll_results(ctx: Ctx, slug: str, rows: bool, as_json: bool,
+                 as_organiser: str | None) -> None:
+    """Exact results: raw counts and weighted totals, overall, by tier and by region
+    (with --as a chapter organiser's: their chapters' only; national once closed)."""
+    emit(run_async(lambda d: _results(d, slug, rows, as_organiser), ctx), as_json,
+         _results_text)
 
 
 COMMANDS = [poll]

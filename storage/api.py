@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.chapters import in_areas, keep_to
 from storage.db import rowcount
 from storage.models import (
     ApiToken,
@@ -277,7 +278,7 @@ def people_query(regions: list[str] | None = None) -> Select[Any]:
     ``regions`` keeps to a scoped organiser's regions."""
     query = select(Supporter).where(Supporter.status != "erased")
     if regions is not None:
-        query = query.where(Supporter.region.in_(regions))
+        query = query.where(in_areas(regions))
     return query.order_by(Supporter.id)
 
 
@@ -308,8 +309,10 @@ def petitions_query(campaign_id: int | None = None) -> Select[Any]:
     return stmt.where(Petition.campaign_id == campaign_id) if campaign_id else stmt
 
 
-def signatures_query(petition_id: int) -> Select[Any]:
-    return select(Signature).where(Signature.petition_id == petition_id).order_by(Signature.id)
+def signatures_query(petition_id: int, areas: list[str] | None = None) -> Select[Any]:
+    """A petition's signatures (``areas``: a scoped organiser's only)."""
+    return keep_to(select(Signature).where(Signature.petition_id == petition_id),
+                   areas, Signature).order_by(Signature.id)
 
 
 async def signature_for(
@@ -327,8 +330,9 @@ def polls_query(campaign_id: int | None = None) -> Select[Any]:
     return stmt.where(Poll.campaign_id == campaign_id) if campaign_id else stmt
 
 
-def answers_query(poll_id: int) -> Select[Any]:
-    return select(PollAnswer).where(PollAnswer.poll_id == poll_id).order_by(PollAnswer.id)
+def answers_query(poll_id: int, areas: list[str] | None = None) -> Select[Any]:
+    return keep_to(select(PollAnswer).where(PollAnswer.poll_id == poll_id),
+                   areas, PollAnswer).order_by(PollAnswer.id)
 
 
 def broadcasts_query() -> Select[Any]:

@@ -2,14 +2,69 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, case, false, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ApiToken, Chapter, ChapterOrganiser, Organiser
+from storage.models import ApiToken, Chapter, ChapterOrganiser, Organiser, Supporter
+
+# An area is a province code ("seoul") or a district within one ("gyeonggi/goyang").
+AREA_SEP = "/"
+
+
+def in_areas(areas: Iterable[str], region: Any = None, district: Any = None) -> Any:
+    """THE condition that keeps a query to a scoped organiser's areas.
+
+    Every scope filter goes through here (supporter lists, exports, audiences, figures),
+    so a chapter covering a district is never widened to its whole province by a query
+    that only looked at the region. `region`/`district` default to the supporter's
+    columns; no areas at all matches nothing (a scope is never "everyone" by accident).
+    """
+    region = Supporter.region if region is None else region
+    district = Supporter.district if district is None else district
+    whole: list[str] = []
+    parts: dict[str, list[str]] = {}
+    for area in areas:
+        province, sep, town = area.partition(AREA_SEP)
+        if sep:
+            parts.setdefault(province, []).append(town)
+        else:
+            whole.append(province)
+    conds: list[Any] = [region.in_(sorted(whole))] if whole else []
+    conds += [and_(region == province, district.in_(sorted(towns)))
+              for province, towns in sorted(parts.items()) if province not in whole]
+    return or_(*conds) if conds else false()
+
+
+def keep_to(query: Any, areas: Sequence[str] | None, rows: Any = None) -> Any:
+    """`query` (over `rows`: a table with `region` copied at the time and `supporter_id`,
+    e.g. signatures, answers, RSVPs) kept to `areas` by `in_areas`: the row's region,
+    the linked person's district now (an unlinked row counts for whole provinces only).
+    None: no scope (national)."""
+    if areas is None:
+        return query
+    if rows is None:
+        return query.where(in_areas(areas))
+    return query.outerjoin(Supporter, Supporter.id == rows.supporter_id).where(
+        in_areas(areas, rows.region, Supporter.district))
+
+
+def area_of(areas: Iterable[str], region: Any = None, district: Any = None) -> Any:
+    """The area (of `areas`) a row falls in, as SQL: for figures per area of a chapter.
+    Rows outside every area get NULL; filter with `in_areas` as well."""
+    region = Supporter.region if region is None else region
+    district = Supporter.district if district is None else district
+    whole = sorted(a for a in areas if AREA_SEP not in a)
+    towns = sorted(a for a in areas if AREA_SEP in a and a.partition(AREA_SEP)[0] not in whole)
+    whens: list[Any] = [(region == a, literal(a)) for a in whole]
+    whens += [(and_(region == a.partition(AREA_SEP)[0], district == a.partition(AREA_SEP)[2]),
+               literal(a)) for a in towns]
+    return case(*whens, else_=None) if whens else literal(None)
 
 
 async def find(session: AsyncSession, name: str) -> Chapter | None:

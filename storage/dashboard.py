@@ -15,13 +15,16 @@ from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import petitions as petition_counts
+from storage.chapters import in_areas
 from storage.models import ChannelIdentity, Petition, Signature, Supporter, SupporterTag
 
 PAGE = 50
 
 
-async def reachability(session: AsyncSession, bot_id: int | None = None) -> dict[str, int]:
-    """Active supporters' channel identities: reachable vs blocked (the bot was blocked)."""
+async def reachability(session: AsyncSession, bot_id: int | None = None,
+                       areas: list[str] | None = None) -> dict[str, int]:
+    """Active supporters' channel identities: reachable vs blocked (the bot was blocked),
+    within a scoped organiser's areas if given."""
     query = (
         select(ChannelIdentity.reachable, func.count())
         .join(Supporter, Supporter.id == ChannelIdentity.supporter_id)
@@ -30,6 +33,8 @@ async def reachability(session: AsyncSession, bot_id: int | None = None) -> dict
     )
     if bot_id is not None:
         query = query.where(Supporter.bot_id == bot_id)
+    if areas is not None:
+        query = query.where(in_areas(areas))
     rows = (await session.execute(query)).all()
     counts = {bool(r): int(n) for r, n in rows}
     return {"reachable": counts.get(True, 0), "blocked": counts.get(False, 0)}
@@ -45,7 +50,8 @@ class SignatureRow:
     source_ref: str | None
 
 
-def _signature_query(petition_id: int, search: str | None) -> Any:
+def _signature_query(petition_id: int, search: str | None,
+                     areas: list[str] | None = None) -> Any:
     # Erased supporters are unlinked (supporter_id NULL) or marked erased: no name either way.
     name = func.nullif(
         func.coalesce(Supporter.display_name, ""), ""
@@ -56,6 +62,8 @@ def _signature_query(petition_id: int, search: str | None) -> Any:
         .outerjoin(Supporter, Supporter.id == Signature.supporter_id)
         .where(Signature.petition_id == petition_id)
     )
+    if areas is not None:
+        query = query.where(in_areas(areas, Signature.region, Supporter.district))
     if search:
         pattern = f"%{search.strip().lower()}%"
         query = query.where(or_(
@@ -68,11 +76,12 @@ def _signature_query(petition_id: int, search: str | None) -> Any:
 
 async def signatures(
     session: AsyncSession, petition_id: int, *, search: str | None = None, offset: int = 0,
-    limit: int = PAGE,
+    limit: int = PAGE, areas: list[str] | None = None,
 ) -> tuple[list[SignatureRow], int]:
-    """One page of a petition's signatures, newest first, and how many match."""
-    query = _signature_query(petition_id, search)
-    if search:
+    """One page of a petition's signatures, newest first, and how many match
+    (``areas``: a scoped organiser's, counted from the rows)."""
+    query = _signature_query(petition_id, search, areas)
+    if search or areas is not None:
         total = int(await session.scalar(select(func.count()).select_from(query.subquery()))
                     or 0)
     else:
@@ -89,9 +98,11 @@ async def signatures(
 
 
 async def iter_signatures(
-    session: AsyncSession, petition_id: int | None = None, batch: int = 5000
+    session: AsyncSession, petition_id: int | None = None, batch: int = 5000,
+    areas: list[str] | None = None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Every signature (keyset by id) for an export: petition slug, time, name, region."""
+    """Every signature (keyset by id) for an export: petition slug, time, name, region
+    (``areas``: only a scoped organiser's)."""
     last = 0
     while True:
         query = (
@@ -104,6 +115,8 @@ async def iter_signatures(
         )
         if petition_id is not None:
             query = query.where(Signature.petition_id == petition_id)
+        if areas is not None:
+            query = query.where(in_areas(areas, Signature.region, Supporter.district))
         rows = (await session.execute(query)).all()
         if not rows:
             return
@@ -141,7 +154,7 @@ def supporter_list_query(
                    Supporter.tier, Supporter.status, Supporter.created_at).where(
         Supporter.bot_id == bot_id, Supporter.status != "erased")
     if regions is not None:
-        query = query.where(Supporter.region.in_(regions))
+        query = query.where(in_areas(regions))
     if region:
         query = query.where(Supporter.region == region)
     if tier:
@@ -228,7 +241,7 @@ async def tag_counts(session: AsyncSession, bot_id: int,
         select(SupporterTag.tag, func.count())
         .join(Supporter, Supporter.id == SupporterTag.supporter_id)
         .where(Supporter.bot_id == bot_id, Supporter.status == "active",
-               Supporter.region.in_(regions) if regions is not None else true())
+               in_areas(regions) if regions is not None else true())
         .group_by(SupporterTag.tag).order_by(func.count().desc(), SupporterTag.tag)
     )
     return [(t, int(n)) for t, n in rows.all()]

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.chapters import in_areas, keep_to
 from storage.db import on_postgres, rowcount, upsert_insert
 from storage.models import ChannelIdentity, Supporter
 from storage.models.events import Event, EventNotice, EventReminder, EventRsvp
@@ -382,8 +383,10 @@ class Attendee:
 async def attendees(
     session: AsyncSession, event_id: int, *, statuses: Sequence[str] = (GOING, WAITLISTED, MAYBE),
     search: str | None = None, limit: int = 1000, offset: int = 0,
+    areas: Sequence[str] | None = None,
 ) -> list[Attendee]:
-    """Who answered (erased people are left out), going first, each in arrival order."""
+    """Who answered (erased people are left out), going first, each in arrival order;
+    ``areas``: a scoped organiser's only (storage.chapters.in_areas)."""
     query = (
         select(EventRsvp.supporter_id, Supporter.display_name, EventRsvp.region,
                EventRsvp.status, EventRsvp.seq, EventRsvp.checked_in_at)
@@ -393,6 +396,8 @@ async def attendees(
     )
     if search:
         query = query.where(Supporter.display_name.contains(search, autoescape=True))
+    if areas is not None:
+        query = query.where(in_areas(areas))
     return [Attendee(a, b, c, str(d), int(e), f)
             for a, b, c, d, e, f in (await session.execute(query)).all()]
 
@@ -707,8 +712,9 @@ def events_query(campaign_id: int | None = None) -> Select[Any]:
     return stmt.where(Event.campaign_id == campaign_id) if campaign_id else stmt
 
 
-def attendances_query(event_id: int) -> Select[Any]:
-    return select(EventRsvp).where(EventRsvp.event_id == event_id).order_by(EventRsvp.id)
+def attendances_query(event_id: int, areas: list[str] | None = None) -> Select[Any]:
+    return keep_to(select(EventRsvp).where(EventRsvp.event_id == event_id),
+                   areas, EventRsvp).order_by(EventRsvp.id)
 
 
 async def rsvp_by_id(session: AsyncSession, rsvp_id: int) -> EventRsvp | None:

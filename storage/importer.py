@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ARRAY, String, any_, bindparam, func, insert, literal, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from storage.chapters import in_areas
 from storage.db import Database
 from storage.models import ChannelIdentity, Consent, Supporter, SupporterTag, UTCDateTime
 
@@ -322,7 +323,7 @@ async def iter_supporters(
     with several comes once per identity (an outer join, done here per batch).
     ``regions`` keeps to those regions (a scoped organiser's chapters).
     """
-    in_scope = Supporter.region.in_(list(regions)) if regions is not None else true()
+    in_scope = in_areas(regions) if regions is not None else true()
     last_id = 0
     while True:
         rows = (

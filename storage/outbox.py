@@ -42,6 +42,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from storage.chapters import in_areas
 from storage.models import (
     Bot,
     Broadcast,
@@ -90,6 +91,8 @@ class AudienceQuery:
     survey_not_done: tuple[str, ...] = ()  # survey slugs: submitted none of them
     # (survey slug, question key, stored value): a named answer, any of them
     answers: tuple[tuple[str, str, str], ...] = ()
+    # A scoped organiser's areas (provinces or districts): storage.chapters.in_areas.
+    areas: tuple[str, ...] = ()
 
 
 def _petition_filters(query: AudienceQuery) -> list[Any]:
@@ -195,6 +198,8 @@ def audience_select(
     if query.districts:
         conds.append(or_(*(and_(Supporter.region == province, Supporter.district == code)
                            for province, code in query.districts)))
+    if query.areas:
+        conds.append(in_areas(query.areas))
     if query.tiers:
         conds.append(Supporter.tier.in_(query.tiers))
     if query.languages:

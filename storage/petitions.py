@@ -40,6 +40,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.chapters import AREA_SEP, area_of, in_areas
 from storage.db import on_postgres, rowcount, upsert_insert
 from storage.models import (
     Campaign,
@@ -393,6 +394,43 @@ async def counts_by_region(session: AsyncSession, petition_id: int) -> dict[str,
         .order_by(PetitionRegionCount.count.desc(), PetitionRegionCount.region)
     )
     return {str(r): int(c) for r, c in rows.all()}
+
+
+async def signatures_by_area(session: AsyncSession, petition_id: int,
+                             areas: Sequence[str]) -> dict[str, int]:
+    """Valid signatures (pending ones included) per area of a chapter.
+
+    A whole province comes from the region counters plus their pending deltas (exact, and
+    no signature is read: a million-signature petition costs what an empty one does). A
+    district is counted from the rows: the region copied at signing, the district the
+    signer gives now (an erased signer's signature counts for the province only)."""
+    provinces = sorted(a for a in areas if AREA_SEP not in a)
+    out: dict[str, int] = dict.fromkeys(provinces, 0)
+    if provinces:
+        parts = union_all(
+            select(PetitionRegionCount.region.label("region"),
+                   PetitionRegionCount.count.label("n"))
+            .where(PetitionRegionCount.petition_id == petition_id,
+                   PetitionRegionCount.region.in_(provinces)),
+            select(PetitionCountDelta.region, PetitionCountDelta.delta)
+            .where(PetitionCountDelta.petition_id == petition_id,
+                   PetitionCountDelta.region.in_(provinces)),
+        ).subquery()
+        for region, n in (await session.execute(
+                select(parts.c.region, func.sum(parts.c.n)).group_by(parts.c.region))).all():
+            out[str(region)] = int(n or 0)
+    towns = [a for a in areas if AREA_SEP in a and a.partition(AREA_SEP)[0] not in provinces]
+    if towns:
+        area = area_of(towns, Signature.region, Supporter.district).label("area")
+        rows = await session.execute(
+            select(area, func.count())
+            .select_from(Signature)
+            .join(Supporter, Supporter.id == Signature.supporter_id)
+            .where(Signature.petition_id == petition_id, Signature.valid.is_(True),
+                   in_areas(towns, Signature.region, Supporter.district))
+            .group_by(area))
+        out.update({str(a): int(n) for a, n in rows.all() if a is not None})
+    return {a: n for a, n in out.items() if n}
 
 
 async def pending_total(session: AsyncSession, petition_id: int) -> int:

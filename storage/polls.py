@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, union_all, update
+from sqlalchemy import String, delete, func, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.chapters import in_areas
 from storage.db import rowcount, upsert_insert
 from storage.models import (
     NativePollMap,
@@ -25,6 +26,7 @@ from storage.models import (
     PollBallot,
     PollBallotPending,
     PollVoter,
+    Supporter,
 )
 
 
@@ -236,44 +238,56 @@ class TallyGroup:
     count: int
 
 
-def _rows_source(poll: Poll) -> Any:
+def _rows_source(poll: Poll, districts: bool = False) -> Any:
+    """The stored rows; with `districts`, each with the voter's district now for an open
+    answer and none for a secret ballot (linked to nobody: it counts for whole provinces
+    only). Only a chapter's figures pay for that join."""
     if poll.secret:
         cols = ("choices", "tier", "region", "weight")
+        extra = [literal(None, String).label("district")] if districts else []
         return union_all(
-            select(*(getattr(PollBallot, c) for c in cols)).where(PollBallot.poll_id == poll.id),
-            select(*(getattr(PollBallotPending, c) for c in cols))
+            select(*(getattr(PollBallot, c) for c in cols), *extra)
+            .where(PollBallot.poll_id == poll.id),
+            select(*(getattr(PollBallotPending, c) for c in cols), *extra)
             .where(PollBallotPending.poll_id == poll.id),
         ).subquery()
-    return (
-        select(PollAnswer.choices, PollAnswer.tier, PollAnswer.region, PollAnswer.weight,
-               PollAnswer.supporter_id)
-        .where(PollAnswer.poll_id == poll.id)
-        .subquery()
-    )
+    query = select(PollAnswer.choices, PollAnswer.tier, PollAnswer.region, PollAnswer.weight,
+                   PollAnswer.supporter_id).where(PollAnswer.poll_id == poll.id)
+    if districts:
+        query = query.add_columns(Supporter.district).outerjoin(
+            Supporter, Supporter.id == PollAnswer.supporter_id)
+    return query.subquery()
 
 
-async def tally_groups(session: AsyncSession, poll: Poll) -> list[TallyGroup]:
-    """The stored rows grouped in SQL (one statement); the rules weigh them exactly."""
-    src = _rows_source(poll)
+async def tally_groups(session: AsyncSession, poll: Poll,
+                       areas: Sequence[str] | None = None) -> list[TallyGroup]:
+    """The stored rows grouped in SQL (one statement); the rules weigh them exactly.
+    ``areas`` keeps to a chapter's (storage.chapters.in_areas)."""
+    src = _rows_source(poll, districts=areas is not None)
+    query = select(src.c.choices, src.c.tier, src.c.region, src.c.weight, func.count())
+    if areas is not None:
+        query = query.where(in_areas(areas, src.c.region, src.c.district))
     rows = await session.execute(
-        select(src.c.choices, src.c.tier, src.c.region, src.c.weight, func.count())
-        .group_by(src.c.choices, src.c.tier, src.c.region, src.c.weight)
+        query.group_by(src.c.choices, src.c.tier, src.c.region, src.c.weight)
     )
     return [TallyGroup(str(c), str(t), r, str(w), int(n)) for c, t, r, w, n in rows.all()]
 
 
-async def stored_rows(session: AsyncSession, poll: Poll) -> list[dict[str, Any]]:
+async def stored_rows(session: AsyncSession, poll: Poll,
+                      areas: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Every stored answer or ballot (no supporter ids), for anyone to recompute results.
 
     `erased` says whether an open answer's supporter used /forget (its link is gone); a
     secret ballot never had one, so it is False there. The caller decides what to withhold.
     """
-    src = _rows_source(poll)
+    src = _rows_source(poll, districts=areas is not None)
     erased = (src.c.supporter_id.is_(None) if not poll.secret
               else literal(False)).label("erased")
+    query = select(src.c.choices, src.c.tier, src.c.region, src.c.weight, erased)
+    if areas is not None:
+        query = query.where(in_areas(areas, src.c.region, src.c.district))
     rows = await session.execute(
-        select(src.c.choices, src.c.tier, src.c.region, src.c.weight, erased)
-        .order_by(src.c.choices, src.c.tier, src.c.region, src.c.weight)
+        query.order_by(src.c.choices, src.c.tier, src.c.region, src.c.weight)
     )
     return [dict(r) for r in rows.mappings().all()]
 

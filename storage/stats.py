@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from sqlalchemy import Date, cast, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from storage.chapters import in_areas
 from storage.models import Supporter
 
 # The X channel's own account is stored as a supporter row (the address of its posts);
@@ -16,30 +18,36 @@ from storage.models import Supporter
 X_ACCOUNT_REF = "x:account"
 
 
-def _bot_filter(bot_id: int | None) -> list[ColumnElement[bool]]:
-    people = Supporter.source_ref.is_distinct_from(X_ACCOUNT_REF)
-    return [people, Supporter.bot_id == bot_id] if bot_id is not None else [people]
+def _bot_filter(bot_id: int | None,
+                areas: Sequence[str] | None = None) -> list[ColumnElement[bool]]:
+    """People (not the X account row) of one bot or all, within a chapter's areas if given."""
+    conds = [Supporter.source_ref.is_distinct_from(X_ACCOUNT_REF)]
+    if bot_id is not None:
+        conds.append(Supporter.bot_id == bot_id)
+    if areas is not None:
+        conds.append(in_areas(areas))
+    return conds
 
 
 async def counts_by_status_and_tier(
-    session: AsyncSession, bot_id: int | None = None
+    session: AsyncSession, bot_id: int | None = None, areas: Sequence[str] | None = None
 ) -> dict[tuple[str, str], int]:
     """How many supporters per (status, tier); erased rows are kept for these counts."""
     rows = await session.execute(
         select(Supporter.status, Supporter.tier, func.count())
-        .where(*_bot_filter(bot_id))
+        .where(*_bot_filter(bot_id, areas))
         .group_by(Supporter.status, Supporter.tier)
     )
     return {(status, tier): int(n) for status, tier, n in rows.all()}
 
 
 async def active_by_region(
-    session: AsyncSession, bot_id: int | None = None
+    session: AsyncSession, bot_id: int | None = None, areas: Sequence[str] | None = None
 ) -> dict[str | None, int]:
     """Active supporters per region code (None: not given)."""
     rows = await session.execute(
         select(Supporter.region, func.count())
-        .where(Supporter.status == "active", *_bot_filter(bot_id))
+        .where(Supporter.status == "active", *_bot_filter(bot_id, areas))
         .group_by(Supporter.region)
     )
     return {region: int(n) for region, n in rows.all()}
@@ -74,12 +82,13 @@ async def signups_by_day(
     since: datetime,
     offset_minutes: int,
     bot_id: int | None = None,
+    areas: Sequence[str] | None = None,
 ) -> dict[date, int]:
     """Supporters who signed up per local day since ``since`` (erased ones still count)."""
     day = _local_day(session, offset_minutes).label("day")
     rows = await session.execute(
         select(day, func.count())
-        .where(Supporter.created_at >= since, *_bot_filter(bot_id))
+        .where(Supporter.created_at >= since, *_bot_filter(bot_id, areas))
         .group_by(day)
     )
     out: dict[date, int] = {}

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.chapters import in_areas, keep_to
 from storage.db import upsert_insert
 from storage.models import (
     ChannelIdentity,
@@ -230,10 +231,21 @@ async def has_responded(session: AsyncSession, survey_id: int, supporter_id: int
     ) is not None
 
 
-async def respondent_count(session: AsyncSession, survey_id: int) -> int:
-    return int(await session.scalar(
-        select(func.count()).select_from(SurveyRespondent)
-        .where(SurveyRespondent.survey_id == survey_id)) or 0)
+def _answers_in(query: Any, areas: Sequence[str] | None) -> Any:
+    """A query over SurveyAnswer kept to a chapter's areas: the region copied at
+    submission, the district of the (linked) respondent now; an anonymous answer, linked
+    to nobody, counts for whole provinces only."""
+    return keep_to(query, areas, SurveyAnswer)
+
+
+async def respondent_count(session: AsyncSession, survey_id: int,
+                           areas: Sequence[str] | None = None) -> int:
+    query = (select(func.count()).select_from(SurveyRespondent)
+             .where(SurveyRespondent.survey_id == survey_id))
+    if areas is not None:
+        query = query.join(Supporter, Supporter.id == SurveyRespondent.supporter_id).where(
+            in_areas(areas))
+    return int(await session.scalar(query) or 0)
 
 
 async def write_answers(
@@ -325,15 +337,16 @@ class AnswerGroup:
 
 
 async def answer_groups(
-    session: AsyncSession, survey_id: int, questions: Sequence[str]
+    session: AsyncSession, survey_id: int, questions: Sequence[str],
+    areas: Sequence[str] | None = None,
 ) -> list[AnswerGroup]:
     """Answers to the given questions grouped in SQL (one statement)."""
     if not questions:
         return []
     a = SurveyAnswer
-    rows = await session.execute(
+    rows = await session.execute(_answers_in(
         select(a.question, a.value, a.tier, a.region, a.weight, func.count())
-        .where(a.survey_id == survey_id, a.question.in_(list(questions)))
+        .where(a.survey_id == survey_id, a.question.in_(list(questions))), areas)
         .group_by(a.question, a.value, a.tier, a.region, a.weight)
     )
     return [AnswerGroup(str(q), str(v), str(t), r, str(w), int(n))
@@ -341,7 +354,8 @@ async def answer_groups(
 
 
 async def crosstab_groups(
-    session: AsyncSession, survey_id: int, rows: str, columns: str
+    session: AsyncSession, survey_id: int, rows: str, columns: str,
+    areas: Sequence[str] | None = None,
 ) -> list[tuple[str, str, str, int]]:
     """(answer to `rows`, answer to `columns`, weight, responses) of the responses that
     answered both, grouped in SQL: one pass over the two questions' answers, folded per
@@ -350,10 +364,11 @@ async def crosstab_groups(
     the answers arrived, took 620 ms at 14,000 answers.)"""
     a = SurveyAnswer
     per_response = (
-        select(func.max(case((a.question == rows, a.value))).label("r"),
-               func.max(case((a.question == columns, a.value))).label("c"),
-               func.max(a.weight).label("w"))
-        .where(a.survey_id == survey_id, a.question.in_([rows, columns]))
+        _answers_in(
+            select(func.max(case((a.question == rows, a.value))).label("r"),
+                   func.max(case((a.question == columns, a.value))).label("c"),
+                   func.max(a.weight).label("w"))
+            .where(a.survey_id == survey_id, a.question.in_([rows, columns])), areas)
         .group_by(a.response_key)
         .subquery()
     )
@@ -365,11 +380,12 @@ async def crosstab_groups(
     return [(str(r), str(c), str(w), int(n)) for r, c, w, n in found.all()]
 
 
-async def text_answers(session: AsyncSession, survey_id: int, question: str) -> list[str]:
+async def text_answers(session: AsyncSession, survey_id: int, question: str,
+                       areas: Sequence[str] | None = None) -> list[str]:
     """Free-text answers to one question, in no particular order and with no person."""
     a = SurveyAnswer
-    rows = await session.execute(
-        select(a.value).where(a.survey_id == survey_id, a.question == question)
+    rows = await session.execute(_answers_in(
+        select(a.value).where(a.survey_id == survey_id, a.question == question), areas)
         .order_by(a.response_key)
     )
     return [str(v) for v in rows.scalars()]
@@ -454,7 +470,8 @@ def surveys_query(campaign_id: int | None = None) -> Select[Any]:
     return stmt.where(Survey.campaign_id == campaign_id) if campaign_id else stmt
 
 
-def answers_query(survey_id: int) -> Select[Any]:
-    """Mixed answer rows of one survey, by response then question (no insert order)."""
-    return (select(SurveyAnswer).where(SurveyAnswer.survey_id == survey_id)
+def answers_query(survey_id: int, areas: list[str] | None = None) -> Select[Any]:
+    """Mixed answer rows of one survey, by response then question (no insert order);
+    ``areas``: a scoped organiser's only."""
+    return (_answers_in(select(SurveyAnswer).where(SurveyAnswer.survey_id == survey_id), areas)
             .order_by(SurveyAnswer.response_key, SurveyAnswer.question))

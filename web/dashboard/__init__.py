@@ -12,6 +12,7 @@ from fastapi import APIRouter
 
 from web.dashboard import (
     broadcasts,
+    chapters,
     events,
     ideas,
     login,
@@ -24,7 +25,7 @@ from web.dashboard import (
 )
 
 FEATURES = (overview, login, petitions, polls, events, surveys, ideas, broadcasts, supporters,
-            sources)
+            sources, chapters)
 
 
 def dashboard_router() -> APIRouter:

@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from campaigns import audience as audiences
 from campaigns import broadcasts as bc
+from campaigns.chapters import OutOfScope
 from campaigns.i18n import LANGUAGES, _, t_plain
 from campaigns.regions import DISTRICTS, region_name
 from campaigns.times import parse_optional
@@ -23,6 +24,7 @@ from storage import polls as poll_store
 from storage import supporters as supporter_store
 from web import auth
 from web.pages import RULE_ERRORS, back, database, error_text, language, live, page, send_telegram
+from web.scope import scope_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -73,11 +75,14 @@ async def broadcast_list(request: Request) -> Response:
 
 async def _composer(request: Request, bot_id: int | None, *, error: str | None,
                     form: dict[str, str], status_code: int = 200) -> Response:
-    """The composer page: what can be linked or targeted, and the form as it was."""
+    """The composer page: what can be linked or targeted, and the form as it was (tag
+    counts within a scoped organiser's chapters)."""
+    me = await auth.require(request)
+    areas = (await scope_of(request, me)).region_filter
     async with database(request).session() as s:
         petition_rows = await petition_store.petitions(s)
         poll_rows = await poll_store.polls(s)
-        tags = await queries.tag_counts(s, bot_id) if bot_id is not None else []
+        tags = await queries.tag_counts(s, bot_id, areas) if bot_id is not None else []
     return page(request, "broadcast_new.html", {
         "petitions": petition_rows, "polls": poll_rows, "tags": tags, "districts": DISTRICTS,
         "error": error, "form": form}, status_code=status_code)
@@ -94,7 +99,7 @@ async def composer(request: Request) -> Response:
 
 @router.get("/broadcasts/audience-count")
 async def audience_count(request: Request) -> JSONResponse:
-    await auth.require(request)
+    me = await auth.require(request)
     lang = language(request)
     text = request.query_params.get("audience", "")
     async with database(request).session() as s:
@@ -102,9 +107,11 @@ async def audience_count(request: Request) -> JSONResponse:
     if bot is None:
         return JSONResponse({"count": 0, "description": ""})
     try:
-        count = await bc.preview_size(database(request), bot.id, text)
+        # Counted as the organiser's broadcast would be: within their chapters.
+        count = await bc.preview_size(database(request), bot.id, text, actor=me.actor,
+                                      clock=request.app.state.clock)
         description = audiences.describe(audiences.parse(text), lang)
-    except audiences.AudienceError as exc:
+    except (audiences.AudienceError, OutOfScope) as exc:
         return JSONResponse({"error": exc.message(lang)})
     return JSONResponse({"count": count, "description": description})
 
@@ -239,6 +246,6 @@ async def broadcast_action(request: Request, broadcast_id: int, action: str) -> 
             return back(to, test="sent" if sent else "failed")
         else:
             raise HTTPException(404)
-    except bc.BroadcastError as exc:
+    except (bc.BroadcastError, OutOfScope) as exc:
         return back(to, error=exc.message(language(request)))
     return back(to)

@@ -19,6 +19,7 @@ from campaigns.times import DISPLAY_TZ
 from storage import dashboard as queries
 from web import auth
 from web.pages import RULE_ERRORS, back, database, error_text, language, live, page, table_download
+from web.scope import national_only, scope_of
 
 router = APIRouter(include_in_schema=False)
 PAGE = 100
@@ -83,6 +84,7 @@ async def event_create(request: Request) -> Response:
     clock = request.app.state.clock
     fields = _fields(form)
     try:
+        await national_only(request, me, "event.create")
         async with database(request).session() as s:
             e = await events.create_event(
                 s, campaign_slug=_text(form, "campaign"), slug=_text(form, "slug"),
@@ -96,15 +98,21 @@ async def event_create(request: Request) -> Response:
 
 @router.get("/events/{slug}", response_class=HTMLResponse)
 async def event_page(request: Request, slug: str) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
+    scope = await scope_of(request, me)
+    areas = scope.region_filter
     q = request.query_params.get("q") or None
     try:
         offset = max(0, int(request.query_params.get("offset") or 0))
     except ValueError:
         offset = 0
     summary = await _summary(request, slug)
+    if not scope.national:  # a scoped organiser: the provinces of their chapters only
+        summary["by_region"] = {k: n for k, n in summary["by_region"].items()
+                                if k in scope.provinces}
     async with database(request).session() as s:
-        rows = await events.attendees(s, slug, search=q, limit=PAGE + 1, offset=offset)
+        rows = await events.attendees(s, slug, search=q, limit=PAGE + 1, offset=offset,
+                                      areas=areas)
     return page(request, "event.html", {
         "e": summary, "local": _local, "attendees": rows[:PAGE], "more": len(rows) > PAGE, "q": q,
         "offset": offset, "page": PAGE, "error": request.query_params.get("error"),
@@ -152,10 +160,11 @@ async def export_attendance(request: Request, slug: str) -> Response:
     me = await auth.require(request)
     if not allows(me.role, MANAGE):
         raise HTTPException(403, "viewers cannot export personal data")
+    areas = (await scope_of(request, me)).region_filter
     try:
         async with database(request).session() as s:
             rows = await events.export_attendance(s, slug, actor=me.actor,
-                                                  clock=request.app.state.clock)
+                                                  clock=request.app.state.clock, areas=areas)
     except NotFound:
         raise HTTPException(404, "no such event") from None
     return table_download(rows, events.ATTENDANCE_COLUMNS, f"attendance-{slug}.csv", "csv")
@@ -169,6 +178,7 @@ async def event_action(request: Request, slug: str, action: str) -> Response:
     clock = request.app.state.clock
     to = f"/events/{slug}"
     try:
+        await national_only(request, me, f"event.{action}:{slug}")
         async with database(request).session() as s:
             if action == "open":
                 await events.open_event(s, slug, actor=me.actor, clock=clock)

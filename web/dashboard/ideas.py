@@ -11,6 +11,7 @@ from campaigns import ideas
 from storage import dashboard as queries
 from web import auth
 from web.pages import RULE_ERRORS, back, database, error_text, language, page
+from web.scope import national_only
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,6 +45,8 @@ async def idea_action(request: Request, idea_id: int, action: str) -> Response:
     target = "/ideas" + (f"?campaign={campaign}" if campaign else "")
     messages = []
     try:
+        # Moderating and answering a campaign's ideas is national work.
+        await national_only(request, me, f"idea.{action}:{idea_id}")
         async with database(request).session() as s:
             if action == "approve":
                 messages = await ideas.approve(s, idea_id, actor=me.actor, clock=clock)

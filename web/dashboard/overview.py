@@ -18,6 +18,7 @@ from storage import dashboard as queries
 from storage.home import OpenItem
 from web import auth, charts
 from web.pages import NO_REGION, database, language, render, slow_summary
+from web.scope import scope_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -94,15 +95,17 @@ def district_chart(counts: DistrictCounts, lang: str, *, chart_id: str,
 async def home(request: Request) -> Response:
     me = await auth.require(request)  # supporter counts are for organisers only
     lang = language(request)
+    areas = (await scope_of(request, me)).region_filter  # a scoped organiser's chapters
 
     async def counts() -> tuple[Overview, dict[str, int]]:
         async with database(request).session() as session:
-            return (await dashboard.overview(session, request.app.state.clock),
-                    await queries.reachability(session))
+            return (await dashboard.overview(session, request.app.state.clock, areas=areas),
+                    await queries.reachability(session, areas=areas))
 
     # Every count here reads every supporter: about 4 s at a million. Organisers
-    # opening the home page share one reading for a while (see slow_summary).
-    overview, reach = await slow_summary(request, "overview", counts)
+    # opening the home page share one reading for a while (see slow_summary), per scope.
+    key = "overview" if areas is None else "overview:" + ",".join(areas)
+    overview, reach = await slow_summary(request, key, counts)
     extras = overview_extras(overview, reach, lang)
     # Not cached: one cheap statement (the home card's), and its counts are live.
     async with database(request).session() as session:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import dashboard, inputs, petitions
+from campaigns import chapters, dashboard, inputs, petitions
 from campaigns.dashboard import has_districts
 from campaigns.i18n import _, t_plain
 from campaigns.regions import region_name
@@ -30,6 +30,7 @@ from web.pages import (
     live_count,
     page,
 )
+from web.scope import national_only, scope_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,14 +41,20 @@ def _text(form: Any, key: str) -> str:
 
 @router.get("/petitions", response_class=HTMLResponse)
 async def petition_list(request: Request) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
+    scope = await scope_of(request, me)
     async with database(request).session() as s:
         rows = []
         for p in await petition_store.petitions(s):
-            rows.append((p, await petitions.live_count(s, p)))
+            # A scoped organiser: their chapter's count, the national one where public.
+            national = await petitions.live_count(s, p) if (
+                scope.national or chapters.petition_total_public(p.status)) else None
+            mine = None if scope.national else sum(
+                (await chapters.petition_figures(s, p.id, scope)).values())
+            rows.append((p, national, mine))
         campaign_rows = await queries.campaigns(s)
     return page(request, "petitions.html", {
-        "petitions": rows, "campaigns": campaign_rows,
+        "petitions": rows, "campaigns": campaign_rows, "national": scope.national,
         "error": request.query_params.get("error")})
 
 
@@ -58,6 +65,7 @@ async def campaign_create(request: Request) -> Response:
     back_to = str(form.get("back") or "")
     to = back_to if back_to in ("/polls", "/events") else "/petitions"  # never elsewhere
     try:
+        await national_only(request, me, "campaign.create")
         async with database(request).session() as s:
             await petitions.create_campaign(
                 s, slug=_text(form, "slug"), title_ko=_text(form, "title_ko"),
@@ -74,6 +82,7 @@ async def petition_create(request: Request) -> Response:
     me = await auth.require_change(request, form)
     clock = request.app.state.clock
     try:
+        await national_only(request, me, "petition.create")
         async with database(request).session() as s:
             p = await petitions.create_petition(
                 s, campaign_slug=_text(form, "campaign"),
@@ -100,7 +109,8 @@ async def _petition(request: Request, slug: str) -> Petition:
 
 @router.get("/petitions/{slug}", response_class=HTMLResponse)
 async def petition_page(request: Request, slug: str) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
+    scope = await scope_of(request, me)
     lang = language(request)
     q = inputs.search(request.query_params.get("q"))
     try:
@@ -112,23 +122,39 @@ async def petition_page(request: Request, slug: str) -> Response:
         if p is None:
             raise HTTPException(404, "no such petition")
         count = await petitions.live_count(s, p)
-        by_region = await petition_store.counts_by_region(s, p.id)
-        rows, total = await queries.signatures(s, p.id, search=q, offset=offset)
-        province = drill_down(request)
-        by_district = (await dashboard.signatures_by_district(s, p.id, province)
-                       if province else None)
-    chart = charts.hbars(
-        [(region_name(code, lang) if code and code != petitions.NO_REGION else
-          t_plain(lang, NO_REGION), n, f"{n:,}") for code, n in by_region.items()],
-        chart_id="petition-regions", title=t_plain(lang, _("Signatures by region")))
+        mine: int | None = None
+        by_region: dict[str | None, int] = {}
+        by_district = None
+        if scope.national:
+            by_region = await petition_store.counts_by_region(s, p.id)
+            labelled = [(region_name(code, lang) if code and code != petitions.NO_REGION else
+                         t_plain(lang, NO_REGION), n) for code, n in by_region.items()]
+            province = drill_down(request)
+            by_district = (await dashboard.signatures_by_district(s, p.id, province)
+                           if province else None)
+        else:
+            # A scoped organiser: their chapter's areas only, and its rows only (no
+            # drill-down: the chart already lists their areas, districts included).
+            by_area = await chapters.petition_figures(s, p.id, scope)
+            labelled = [(chapters.area_name(a, lang), by_area.get(a, 0))
+                        for a in sorted(scope.regions)]
+            mine = sum(by_area.values())
+            if not chapters.petition_total_public(p.status):
+                count = mine
+        rows, total = await queries.signatures(s, p.id, search=q, offset=offset,
+                                               areas=scope.region_filter)
+    chart = charts.hbars([(label, n, f"{n:,}") for label, n in labelled],
+                         chart_id="petition-regions",
+                         title=t_plain(lang, _("Signatures by region")))
     districts = district_chart(by_district, lang, chart_id="petition-districts", title=t_plain(
         lang, _("Signatures from {region} by city, county or district"),
         region=region_name(by_district.province, lang))) if by_district else None
     return page(request, "petition.html", {
         "districts": districts,
         "drill": [(code, region_name(code, lang)) for code in by_region
-                  if has_districts(code)],
-        "p": p, "count": count, "chart": chart, "signatures": rows, "total": total, "q": q,
+                  if code and has_districts(code)],
+        "p": p, "count": count, "chapter_count": mine, "national": scope.national,
+        "chart": chart, "signatures": rows, "total": total, "q": q,
         "offset": offset, "page": queries.PAGE, "error": request.query_params.get("error"),
         "done": request.query_params.get("done"),
     })
@@ -148,6 +174,7 @@ async def petition_action(request: Request, slug: str, action: str) -> Response:
     clock = request.app.state.clock
     to = f"/petitions/{slug}"
     try:
+        await national_only(request, me, f"petition.{action}:{slug}")
         async with database(request).session() as s:
             if action == "open":
                 await petitions.open_petition(s, slug, actor=me.actor, clock=clock)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from markupsafe import Markup
 
-from campaigns import polls
+from campaigns import chapters, polls
+from campaigns.chapters import Scope
+from campaigns.i18n import _, t_plain
 from campaigns.times import parse_optional
 from campaigns.x.results import x_column
 from storage import dashboard as queries
@@ -24,17 +27,26 @@ from web.pages import (
     page,
     render_results,
 )
+from web.scope import national_only, scope_of
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/polls", response_class=HTMLResponse)
 async def poll_list(request: Request) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
+    scope = await scope_of(request, me)
     async with database(request).session() as s:
-        rows = [(p, await poll_store.voter_count(s, p.id)) for p in await poll_store.polls(s)]
+        rows: list[tuple[Any, int | None]] = []
+        for p in await poll_store.polls(s):
+            if scope.national:
+                rows.append((p, await poll_store.voter_count(s, p.id)))
+            else:  # their chapter's voters (none shown while a secret ballot is open)
+                mine = await polls.results(s, p, scope.region_filter)
+                rows.append((p, None if mine.hidden else mine.overall.voters))
         campaign_rows = await queries.campaigns(s)
     return page(request, "polls.html", {"polls": rows, "campaigns": campaign_rows,
+                                        "national": scope.national,
                                         "error": request.query_params.get("error")})
 
 
@@ -53,6 +65,7 @@ async def poll_create(request: Request) -> Response:
     form = await request.form()
     me = await auth.require_change(request, form)
     try:
+        await national_only(request, me, "poll.create")
         async with database(request).session() as s:
             poll = await polls.create_poll(
                 s, campaign_slug=str(form.get("campaign") or ""),
@@ -70,35 +83,51 @@ async def poll_create(request: Request) -> Response:
     return RedirectResponse(f"/polls/{poll.slug}", 303)
 
 
-async def _poll_fragment(request: Request, slug: str, lang: str) -> str:
+async def _poll_fragment(request: Request, slug: str, lang: str, scope: Scope) -> str:
+    """The results; a scoped organiser's are their chapter's, with the national ones
+    beside them once published (closed)."""
     async with database(request).session() as s:
         poll = await poll_store.poll_by_slug(s, slug)
         if poll is None:
             raise HTTPException(404, "no such poll")
-        results = await polls.results(s, poll)
+        if scope.national:
+            results = await polls.results(s, poll)
+            return render_results(request, poll, results, await poll_store.voter_count(
+                s, poll.id), lang, await x_column(s, poll.id))
+        mine = await polls.results(s, poll, scope.region_filter)
+        national = await polls.results(s, poll) if chapters.poll_results_public(
+            poll.status) else None
         voters = await poll_store.voter_count(s, poll.id)
-        x = await x_column(s, poll.id)
-    return render_results(request, poll, results, voters, lang, x)
+        # The X column is national (X never says who voted): shown with the national figures.
+        x = await x_column(s, poll.id) if national is not None else None
+    html = (f"<h2>{escape(t_plain(lang, _('In your chapters')))}</h2>"
+            + render_results(request, poll, mine, mine.overall.voters, lang))
+    if national is not None:
+        html += (f"<h2>{escape(t_plain(lang, _('Nationwide')))}</h2>"
+                 + render_results(request, poll, national, voters, lang, x))
+    return html
 
 
 @router.get("/polls/{slug}", response_class=HTMLResponse)
 async def poll_page(request: Request, slug: str) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
+    scope = await scope_of(request, me)
     lang = language(request)
     async with database(request).session() as s:
         poll = await poll_store.poll_by_slug(s, slug)
     if poll is None:
         raise HTTPException(404, "no such poll")
     return page(request, "poll.html", {
-        "poll": poll, "results": Markup(await _poll_fragment(request, slug, lang)),
-        "error": request.query_params.get("error")})
+        "poll": poll, "results": Markup(await _poll_fragment(request, slug, lang, scope)),
+        "national": scope.national, "error": request.query_params.get("error")})
 
 
 @router.get("/polls/{slug}/live")
 async def poll_live(request: Request, slug: str) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
+    scope = await scope_of(request, me)
     lang = language(request)
-    return await live_html(request, lambda: _poll_fragment(request, slug, lang))
+    return await live_html(request, lambda: _poll_fragment(request, slug, lang, scope))
 
 
 @router.post("/polls/{slug}/{action}")
@@ -107,6 +136,7 @@ async def poll_action(request: Request, slug: str, action: str) -> Response:
     me = await auth.require_change(request, form)
     clock = request.app.state.clock
     try:
+        await national_only(request, me, f"poll.{action}:{slug}")
         async with database(request).session() as s:
             if action == "close":
                 await polls.close_poll(s, slug, actor=me.actor, clock=clock)

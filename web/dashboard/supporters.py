@@ -42,7 +42,7 @@ async def supporter_list(request: Request) -> Response:
     cursors = {k: _cursor(qp.get(k)) for k in ("before", "after")}
     async with database(request).session() as s:
         scope = await chapters.scope_of(s, me.organiser.id)
-    if filters["region"] and not scope.covers(filters["region"]):
+    if filters["region"] and not scope.touches(filters["region"]):
         refused = await chapters.refuse(database(request), request.app.state.clock,
                                         actor=me.actor, what="supporters",
                                         details={"region": filters["region"]})
@@ -149,6 +149,8 @@ async def export_signatures(request: Request, fmt: str) -> Response:
     me = await _require_export(request, fmt)
     slug = request.query_params.get("petition")
     db, clock = database(request), request.app.state.clock
+    async with db.session() as s:
+        areas = (await chapters.scope_of(s, me.organiser.id)).region_filter
     pid = None
     if slug:
         async with db.session() as s:
@@ -161,7 +163,7 @@ async def export_signatures(request: Request, fmt: str) -> Response:
         count = 0
         yield ",".join(SIGNATURE_COLUMNS) + "\n" if fmt == "csv" else "["
         async with db.session() as s:
-            async for batch in queries.iter_signatures(s, pid):
+            async for batch in queries.iter_signatures(s, pid, areas=areas):
                 yield table_chunks(batch, SIGNATURE_COLUMNS, fmt, first=count == 0)
                 count += len(batch)
             await supporter_store.audit(s, actor=me.actor, action="signatures.exported",
@@ -177,10 +179,12 @@ async def export_signatures(request: Request, fmt: str) -> Response:
 async def export_poll(request: Request, slug: str, fmt: str) -> Response:
     me = await _require_export(request, fmt)
     async with database(request).session() as s:
+        scope = await chapters.scope_of(s, me.organiser.id)
         try:
             # Stored answers and ballots without supporter ids: a secret ballot stays
             # secret, and anyone can recompute the published result from the file.
-            rows = await polls.stored_ballots(s, slug)
+            # A scoped organiser gets their chapter's rows only.
+            rows = await polls.stored_ballots(s, slug, areas=scope.region_filter)
         except RULE_ERRORS:
             raise HTTPException(404, "no such poll") from None
         await supporter_store.audit(s, actor=me.actor, action="poll.answers_exported",

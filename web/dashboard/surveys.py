@@ -19,6 +19,7 @@ from storage import dashboard as queries
 from storage import surveys as survey_store
 from web import auth, charts
 from web.pages import NO_REGION, RULE_ERRORS, back, database, error_text, language, live_html, page
+from web.scope import national_only, scope_of
 
 router = APIRouter(include_in_schema=False)
 TEXTS_SHOWN = 50  # free-text answers listed on the page; the export has them all
@@ -26,8 +27,10 @@ TEXTS_SHOWN = 50  # free-text answers listed on the page; the export has them al
 
 async def _list_page(request: Request, *, error: str | None = None, source: str = "",
                      status_code: int = 200) -> Response:
+    me = await auth.require(request)
+    areas = (await scope_of(request, me)).region_filter  # a scoped organiser's respondents
     async with database(request).session() as s:
-        rows = [(v, await survey_store.respondent_count(s, v.id))
+        rows = [(v, await survey_store.respondent_count(s, v.id, areas))
                 for v in await survey_store.surveys(s)]
         campaign_rows = await queries.campaigns(s)
     return page(request, "surveys.html", {"surveys": rows, "campaigns": campaign_rows,
@@ -47,6 +50,7 @@ async def survey_create(request: Request) -> Response:
     me = await auth.require_change(request, form)
     source = str(form.get("source") or "")
     try:
+        await national_only(request, me, "survey.create")
         async with database(request).session() as s:
             created = await surveys.create_survey(
                 s, campaign_slug=str(form.get("campaign") or ""), source=source,
@@ -105,18 +109,21 @@ def _cross_table(result: dict[str, Any], lang: str) -> dict[str, Any] | None:
             "columns": columns, "rows": rows, "min": MIN_GROUP}
 
 
-async def results_fragment(request: Request, slug: str, lang: str) -> str:
+async def results_fragment(request: Request, slug: str, lang: str,
+                           areas: list[str] | None = None) -> str:
     """The results block of one survey as HTML (also what the live stream sends); the
-    cross-tab's questions come from `?rows=&columns=` (else the first two that can)."""
+    cross-tab's questions come from `?rows=&columns=` (else the first two that can).
+    ``areas``: a scoped organiser's chapters (their answers only)."""
     cross = (request.query_params.get("rows") or None,
              request.query_params.get("columns") or None)
     async with database(request).session() as s:
         try:
-            result = await surveys.results(s, slug, cross=cross)
+            result = await surveys.results(s, slug, cross=cross, areas=areas)
         except NotFound:
             raise HTTPException(404, "no such survey or question") from None
         except RULE_ERRORS:
-            result = await surveys.results(s, slug)  # a pair that cannot cross: the default
+            # A pair that cannot cross: the default.
+            result = await surveys.results(s, slug, areas=areas)
     weighted = any(w != "1" for w in result["weights"].values())
     questions = []
     for n, q in enumerate(result["questions"], 1):
@@ -151,7 +158,8 @@ async def results_fragment(request: Request, slug: str, lang: str) -> str:
 
 @router.get("/surveys/{slug}", response_class=HTMLResponse)
 async def survey_page(request: Request, slug: str) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
+    areas = (await scope_of(request, me)).region_filter
     lang = language(request)
     async with database(request).session() as s:
         found = await survey_store.survey_by_slug(s, slug)
@@ -159,15 +167,16 @@ async def survey_page(request: Request, slug: str) -> Response:
         raise HTTPException(404, "no such survey")
     return page(request, "survey.html", {
         "survey": found, "title": found.title_en if lang == "en" else found.title_ko,
-        "results": Markup(await results_fragment(request, slug, lang)),
+        "results": Markup(await results_fragment(request, slug, lang, areas)),
         "error": request.query_params.get("error")})
 
 
 @router.get("/surveys/{slug}/live")
 async def survey_live(request: Request, slug: str) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
+    areas = (await scope_of(request, me)).region_filter
     lang = language(request)
-    return await live_html(request, lambda: results_fragment(request, slug, lang))
+    return await live_html(request, lambda: results_fragment(request, slug, lang, areas))
 
 
 @router.post("/surveys/{slug}/{action}")
@@ -179,6 +188,7 @@ async def survey_action(request: Request, slug: str, action: str) -> Response:
     if change is None:
         raise HTTPException(404)
     try:
+        await national_only(request, me, f"survey.{action}:{slug}")
         async with database(request).session() as s:
             await change(s, slug, actor=me.actor, clock=clock)
     except RULE_ERRORS as exc:

@@ -125,5 +125,6 @@ async def audience_preview(
     async with db.session() as session:
         # A read: find the bot, never create it (no bot yet means nobody to reach).
         bot = await bots.find_bot(session, "telegram", bots.DEFAULT_BOT_NAME)
-    count = await broadcasts.preview_size(db, bot.id, audience) if bot else 0
+    count = await broadcasts.preview_size(db, bot.id, audience, actor=rules.actor(token),
+                                          clock=clock_of(request)) if bot else 0
     return {"audience": audience, "filter": parsed, "count": count}

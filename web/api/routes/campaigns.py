@@ -22,6 +22,7 @@ from web.api.routes.common import (
     get_row,
     href,
     iso,
+    national_only,
     paged,
 )
 from web.api.schemas import CampaignIn
@@ -64,6 +65,7 @@ async def get_campaign(request: Request, token: Read, campaign_id: RowId) -> dic
 @router.post("/campaigns", status_code=201, summary="Create a campaign")
 async def create_campaign(request: Request, token: Write, body: CampaignIn
                           ) -> dict[str, Any]:
+    await national_only(request, token, "campaign.create")
     async with database(request).session() as session:
         c = await petitions.create_campaign(
             session, slug=body.slug, title_ko=body.title_ko, title_en=body.title_en,

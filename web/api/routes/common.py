@@ -11,6 +11,8 @@ from sqlalchemy import Select
 from starlette.datastructures import URL
 
 from campaigns import api as rules
+from campaigns import chapters
+from campaigns.chapters import Scope
 from campaigns.clock import Clock
 from storage import api as store
 from storage.db import Database
@@ -83,6 +85,51 @@ async def paged(
         "_links": links,
         "_embedded": {key: [shape(r) for r in rows]},
     }
+
+
+async def scope_of(request: Request, token: ApiToken) -> Scope:
+    """The token's scope: that of the organiser who created it (campaigns.chapters)."""
+    async with database(request).session() as session:
+        return await chapters.scope_of_actor(session, rules.actor(token))
+
+
+async def national_only(request: Request, token: ApiToken, what: str) -> None:
+    """Creating, opening and closing national objects: refused (audited) for a token of
+    a scoped organiser."""
+    await chapters.require_national(database(request), clock_of(request),
+                                    actor=rules.actor(token), what=what)
+
+
+async def out_of_scope(request: Request, token: ApiToken, what: str) -> chapters.OutOfScope:
+    """The error for one row outside the token's chapters, the refusal audited."""
+    return await chapters.refuse(database(request), clock_of(request),
+                                 actor=rules.actor(token), what=what)
+
+
+async def in_scope(request: Request, token: ApiToken, region: str | None,
+                   supporter_id: int | None, what: str) -> None:
+    """Refuse (audited) one row of a person outside the token's chapters: the row's
+    region, the person's district now."""
+    scope = await scope_of(request, token)
+    if scope.national:
+        return
+    person = None
+    if supporter_id is not None:
+        async with database(request).session() as session:
+            person = await store.person(session, supporter_id)
+    if not scope.covers(region, person.district if person is not None else None):
+        raise await out_of_scope(request, token, what)
+
+
+async def person_in_scope(request: Request, token: ApiToken, person_id: int) -> None:
+    """Acting for one person (a signature, an RSVP): they must be in the token's chapters."""
+    scope = await scope_of(request, token)
+    if scope.national:
+        return
+    async with database(request).session() as session:
+        person = await store.person(session, person_id)
+    if person is not None and not scope.covers(person.region, person.district):
+        raise await out_of_scope(request, token, f"supporter:{person_id}")
 
 
 async def get_row(request: Request, model: Any, row_id: int, what: str) -> Any:

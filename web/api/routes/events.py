@@ -21,8 +21,12 @@ from web.api.routes.common import (
     database,
     get_row,
     href,
+    in_scope,
     iso,
+    national_only,
     paged,
+    person_in_scope,
+    scope_of,
 )
 from web.api.schemas import MAX_ID, AttendanceIn, EventIn
 
@@ -109,6 +113,7 @@ async def get_event(request: Request, token: Read, event_id: RowId) -> dict[str,
 @router.post("/events", status_code=201, summary="Create an event (a draft unless open)")
 async def create_event(request: Request, token: Write, body: EventIn) -> dict[str, Any]:
     clock, actor = clock_of(request), rules.actor(token)
+    await national_only(request, token, "event.create")
     async with database(request).session() as session:
         e = await events.create_event(
             session, campaign_slug=body.campaign, slug=body.slug, title_ko=body.title_ko,
@@ -129,7 +134,8 @@ async def create_event(request: Request, token: Write, body: EventIn) -> dict[st
 async def list_attendances(request: Request, token: Read, event_id: RowId, page: PageNo = 1,
                            per_page: PerPage = 25) -> dict[str, Any]:
     await get_row(request, Event, event_id, "event")
-    return await paged(request, event_store.attendances_query(event_id), page, per_page,
+    areas = (await scope_of(request, token)).region_filter  # a scoped token: its chapters
+    return await paged(request, event_store.attendances_query(event_id, areas), page, per_page,
                        "osdi:attendances", lambda r: attendance_json(request, r))
 
 
@@ -139,6 +145,7 @@ async def get_attendance(request: Request, token: Read, event_id: RowId,
     r = await get_row(request, EventRsvp, attendance_id, "attendance")
     if r.event_id != event_id:
         raise rules.NotFound(f"no attendance {attendance_id} on event {event_id}")
+    await in_scope(request, token, r.region, r.supporter_id, f"attendance:{r.id}")
     return attendance_json(request, r)
 
 
@@ -146,6 +153,7 @@ async def get_attendance(request: Request, token: Read, event_id: RowId,
              summary="RSVP for an existing person (200 if nothing changed)")
 async def create_attendance(request: Request, response: Response, token: Write,
                             event_id: RowId, body: AttendanceIn) -> dict[str, Any]:
+    await person_in_scope(request, token, body.person_id)
     async with database(request).session() as session:
         recorded = await events.record_rsvp(
             session, event_id=event_id, person_id=body.person_id, status=body.status,

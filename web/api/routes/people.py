@@ -85,7 +85,7 @@ async def get_person(request: Request, token: Read, person_id: RowId) -> dict[st
         if s is None:
             raise rules.NotFound(f"no person {person_id}")
         scope = await chapters.scope_of_actor(session, token.created_by)
-    if not scope.covers(s.region):
+    if not scope.covers(s.region, s.district):
         raise await chapters.refuse(database(request), request.app.state.clock,
                                     actor=rules.actor(token), what=f"supporter:{s.id}")
     async with database(request).session() as session:

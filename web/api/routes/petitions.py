@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from campaigns import api as rules
-from campaigns import petitions
+from campaigns import chapters, petitions
 from storage import api as store
 from storage import petitions as petition_store
 from storage.models import Petition
@@ -23,6 +23,7 @@ from web.api.routes.common import (
     get_row,
     href,
     iso,
+    national_only,
     paged,
 )
 from web.api.schemas import MAX_ID, PetitionIn
@@ -70,7 +71,13 @@ async def get_petition(request: Request, token: Read, petition_id: RowId
         if p is None:
             raise rules.NotFound(f"no petition {petition_id}")
         count = await petitions.live_count(session, p)
-        by_region = await petition_store.counts_by_region(session, p.id)
+        scope = await chapters.scope_of_actor(session, rules.actor(token))
+        if scope.national:
+            by_region = await petition_store.counts_by_region(session, p.id)
+        else:  # a scoped token: its chapters' areas; the national count only once public
+            by_region = await chapters.petition_figures(session, p.id, scope)
+            if not chapters.petition_total_public(p.status):
+                count = sum(by_region.values())
     out = petition_json(request, p, count)
     out["by_region"] = by_region
     return out
@@ -80,6 +87,7 @@ async def get_petition(request: Request, token: Read, petition_id: RowId
 async def create_petition(request: Request, token: Write, body: PetitionIn
                           ) -> dict[str, Any]:
     clock, actor = clock_of(request), rules.actor(token)
+    await national_only(request, token, "petition.create")
     async with database(request).session() as session:
         p = await petitions.create_petition(
             session, campaign_slug=body.campaign, slug=body.slug, title_ko=body.title_ko,
@@ -95,6 +103,7 @@ async def create_petition(request: Request, token: Write, body: PetitionIn
 async def open_petition(request: Request, token: Write, petition_id: RowId
                         ) -> dict[str, Any]:
     p = await get_row(request, Petition, petition_id, "petition")
+    await national_only(request, token, f"petition.open:{p.slug}")
     async with database(request).session() as session:
         p = await petitions.open_petition(session, p.slug, actor=rules.actor(token),
                                           clock=clock_of(request))
@@ -105,6 +114,7 @@ async def open_petition(request: Request, token: Write, petition_id: RowId
 async def close_petition(request: Request, token: Write, petition_id: RowId
                          ) -> dict[str, Any]:
     p = await get_row(request, Petition, petition_id, "petition")
+    await national_only(request, token, f"petition.close:{p.slug}")
     async with database(request).session() as session:
         p = await petitions.close_petition(session, p.slug, actor=rules.actor(token),
                                            clock=clock_of(request))

@@ -23,7 +23,9 @@ from web.api.routes.common import (
     get_row,
     href,
     iso,
+    national_only,
     paged,
+    scope_of,
 )
 from web.api.schemas import MAX_ID, PollIn
 
@@ -90,6 +92,7 @@ async def get_poll(request: Request, token: Read, poll_id: RowId) -> dict[str, A
 
 @router.post("/polls", status_code=201, summary="Create a poll (open unless status=draft)")
 async def create_poll(request: Request, token: Write, body: PollIn) -> dict[str, Any]:
+    await national_only(request, token, "poll.create")
     async with database(request).session() as session:
         p = await polls.create_poll(
             session, campaign_slug=body.campaign, slug=body.slug,
@@ -106,6 +109,7 @@ async def create_poll(request: Request, token: Write, body: PollIn) -> dict[str,
 @router.post("/polls/{poll_id}/close", summary="Close a poll")
 async def close_poll(request: Request, token: Write, poll_id: RowId) -> dict[str, Any]:
     p = await get_row(request, Poll, poll_id, "poll")
+    await national_only(request, token, f"poll.close:{p.slug}")
     async with database(request).session() as session:
         p = await polls.close_poll(session, p.slug, actor=rules.actor(token),
                                    clock=clock_of(request))
@@ -127,7 +131,8 @@ async def list_answers(request: Request, token: Read, poll_id: RowId, page: Page
                 session, token, poll_id=poll_id, clock=clock_of(request),
                 supporter_ids=[a.supporter_id for a in rows if a.supporter_id is not None])
 
-    return await paged(request, store.answers_query(poll_id), page, per_page,
+    areas = (await scope_of(request, token)).region_filter  # a scoped token: its chapters
+    return await paged(request, store.answers_query(poll_id, areas), page, per_page,
                         "osdi:answers", lambda a: answer_json(request, a, identities=identities),
                         extra=audit)
 
@@ -136,6 +141,8 @@ async def list_answers(request: Request, token: Read, poll_id: RowId, page: Page
        summary="Results, raw and weighted (exact decimals or fractions, as strings)")
 async def poll_results(request: Request, token: Read, poll_id: RowId) -> dict[str, Any]:
     p = await get_row(request, Poll, poll_id, "poll")
+    areas = (await scope_of(request, token)).region_filter
     async with database(request).session() as session:
-        result = await polls.summary(session, p.slug)
+        # A scoped token: its chapters' results (the national ones once published).
+        result = await polls.summary(session, p.slug, areas=areas)
     return result  # small groups already withheld (polls.groups_json)

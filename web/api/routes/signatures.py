@@ -20,8 +20,11 @@ from web.api.routes.common import (
     database,
     get_row,
     href,
+    in_scope,
     iso,
     paged,
+    person_in_scope,
+    scope_of,
 )
 from web.api.schemas import SignatureIn
 
@@ -52,7 +55,8 @@ def signature_json(request: Request, s: Signature) -> dict[str, Any]:
 async def list_signatures(request: Request, token: Read, petition_id: RowId,
                           page: PageNo = 1, per_page: PerPage = 25) -> dict[str, Any]:
     await get_row(request, Petition, petition_id, "petition")
-    return await paged(request, store.signatures_query(petition_id), page, per_page,
+    areas = (await scope_of(request, token)).region_filter  # a scoped token: its chapters
+    return await paged(request, store.signatures_query(petition_id, areas), page, per_page,
                         "osdi:signatures", lambda s: signature_json(request, s))
 
 
@@ -62,6 +66,7 @@ async def get_signature(request: Request, token: Read, petition_id: RowId,
     s = await get_row(request, Signature, signature_id, "signature")
     if s.petition_id != petition_id:
         raise rules.NotFound(f"no signature {signature_id} on petition {petition_id}")
+    await in_scope(request, token, s.region, s.supporter_id, f"signature:{s.id}")
     return signature_json(request, s)
 
 
@@ -69,6 +74,7 @@ async def get_signature(request: Request, token: Read, petition_id: RowId,
         summary="Record a signature for an existing person (200 if already signed)")
 async def sign(request: Request, response: Response, token: Write, petition_id: RowId,
                body: SignatureIn) -> dict[str, Any]:
+    await person_in_scope(request, token, body.person_id)
     async with database(request).session() as session:
         signed = await rules.record_signature(
             session, petition_id=petition_id, person_id=body.person_id,

@@ -26,6 +26,7 @@ from web.api.routes.common import (
     href,
     iso,
     paged,
+    scope_of,
 )
 from web.api.schemas import MAX_ID
 
@@ -137,7 +138,8 @@ async def list_answers(request: Request, token: Read, survey_id: RowId, page: Pa
                                          clock=clock_of(request),
                                          supporter_ids=sorted(set(named)))
 
-    return await paged(request, store.answers_query(survey_id), page, per_page,
+    areas = (await scope_of(request, token)).region_filter  # a scoped token: its chapters
+    return await paged(request, store.answers_query(survey_id, areas), page, per_page,
                         "osdi:answers",
                         lambda a: answer_json(request, a, identities=identities,
                                               anonymous=survey.anonymous), extra=audit)
@@ -147,5 +149,6 @@ async def list_answers(request: Request, token: Read, survey_id: RowId, page: Pa
             summary="Results per question, raw and weighted (exact, as strings)")
 async def survey_results(request: Request, token: Read, survey_id: RowId) -> dict[str, Any]:
     s = await get_row(request, Survey, survey_id, "survey")
+    areas = (await scope_of(request, token)).region_filter
     async with database(request).session() as session:
-        return await surveys.results(session, s.slug)
+        return await surveys.results(session, s.slug, areas=areas)
