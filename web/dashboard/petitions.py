@@ -123,7 +123,7 @@ async def petition_page(request: Request, slug: str) -> Response:
             raise HTTPException(404, "no such petition")
         count = await petitions.live_count(s, p)
         mine: int | None = None
-        by_region: dict[str | None, int] = {}
+        by_region: dict[str, int] = {}
         by_district = None
         if scope.national:
             by_region = await petition_store.counts_by_region(s, p.id)
