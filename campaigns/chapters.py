@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -274,59 +273,3 @@ def area_name(area: str, lang: str) -> str:
 
 
 # --- chapter pages (the dashboard) ------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PollSide:
-    """One side of a poll's comparison: voters, and each option's share (None: withheld)."""
-
-    voters: int
-    shares: list[str] | None  # per option, percent of voters, rounded ("12.5")
-    withheld: bool = False  # fewer than polls.MIN_GROUP voters: choices not shown
-
-
-def poll_side(results: Any) -> PollSide:
-    from campaigns import polls
-
-    b = results.overall
-    if results.hidden:
-        return PollSide(0, None, withheld=True)
-    if polls.too_small(b.voters):
-        return PollSide(b.voters, None, withheld=b.voters > 0)
-    return PollSide(b.voters, [polls.rounded(c.count * 100 / Fraction(b.voters))
-                               for c in b.options])
-
-
-async def chapters_for(session: AsyncSession, scope: Scope) -> list[dict[str, Any]]:
-    """The chapters an organiser may open: every one for a national organiser, else theirs."""
-    return [c for c in await listing(session) if scope.national or c["name"] in scope.chapters]
-
-
-async def chapter_page(session: AsyncSession, clock: Clock, name: str, viewer: Scope,
-                       *, days: int = 30) -> dict[str, Any]:
-    """Members, growth per day, open petitions' and polls' figures of one chapter beside
-    the national ones (a scoped viewer sees national figures only where they are public).
-    Raises NotFound; the caller refuses (and audits) a chapter outside `viewer`."""
-    from campaigns import dashboard, polls
-    from storage import polls as poll_store
-
-    chapter = await chapter_scope(session, name)
-    row = await store.find(session, name)
-    areas = sorted(chapter.regions)
-    overview = await dashboard.overview(session, clock, days=days, areas=areas)
-    petitions_out = []
-    for p in await petition_store.petitions(session, status="open"):
-        national = p.signature_count + await petition_store.pending_total(session, p.id)
-        by_area = await petition_store.signatures_by_area(session, p.id, areas)
-        petitions_out.append({"slug": p.slug, "title_ko": p.title_ko, "title_en": p.title_en,
-                              "chapter": sum(by_area.values()), "by_area": by_area,
-                              "national": national})
-    polls_out = []
-    for poll in await poll_store.polls(session):
-        if poll.status == "draft":
-            continue
-        mine = poll_side(await polls.results(session, poll, areas))
-        public = viewer.national or poll_results_public(poll.status)
-        everyone = poll_side(await polls.results(session, poll)) if public else None
-        polls_out.append({"poll": poll, "chapter": mine, "national": everyone})
-    return {"name": name, "title": row.title if row else None, "areas": areas,
-            "overview": overview, "petitions": petitions_out, "polls": polls_out}

@@ -28,7 +28,8 @@ from web.app import create_app
 async def _join(d: Dialog, start: str, region: str = "서울") -> None:
     """The whole sign-up from a /start, keeping the name Telegram gave."""
     await d.run([(start, "동의하시겠습니까"), (press("✅ 동의합니다"), "어느 지역"),
-                 (press(region), "이름"), (press("이 이름으로 할게요"), "가입이 끝났습니다")])
+                 (press(region), "사시나요"), (press("건너뛰기"), "이름"),
+                 (press("이 이름으로 할게요"), "가입이 끝났습니다")])
 
 
 async def _code(d: Dialog) -> str:

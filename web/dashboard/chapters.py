@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
-from campaigns import chapters
+from campaigns import chapter_pages, chapters
 from campaigns.errors import NotFound
 from campaigns.i18n import _, t_plain
 from web import auth, charts
@@ -22,7 +22,7 @@ async def chapter_list(request: Request) -> Response:
     me = await auth.require(request)
     scope = await scope_of(request, me)
     async with database(request).session() as s:
-        rows = await chapters.chapters_for(s, scope)
+        rows = await chapter_pages.chapters_for(s, scope)
     lang = language(request)
     return page(request, "chapters.html", {
         "chapters": rows, "national": scope.national,
@@ -38,7 +38,7 @@ async def chapter_page(request: Request, name: str) -> Response:
     lang = language(request)
     try:
         async with database(request).session() as s:
-            data = await chapters.chapter_page(s, request.app.state.clock, name, scope)
+            data = await chapter_pages.chapter_page(s, request.app.state.clock, name, scope)
     except NotFound:
         raise HTTPException(404, "no such chapter") from None
     overview = data["overview"]
