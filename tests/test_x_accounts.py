@@ -20,16 +20,17 @@ from campaigns.settings import Settings
 from campaigns.ticks import TickContext
 from campaigns.x import accounts as x_accounts
 from campaigns.x import posts as x_posts
-from campaigns.x.credentials import SealError, seal, unseal
 from cli import cli
 from storage.db import Database
 from storage.models import XPoll
 from storage.ratelimit import LocalRateLimiter
+from storage.secrets import Keyring, SecretKeyError
+from storage.x import reveal_credentials
 from tests.builders import setup_petition
 from tests.x_helpers import ACCOUNT_ID, fake_x, settings
 from worker import Worker, WorkerOptions
 
-KEY = "test-secret-key-for-x-credentials"
+KEY = "test-token-key-for-x-credentials"
 SEOUL = ["--api-key", "seoul-consumer-key", "--api-secret", "seoul-consumer-secret",
          "--access-token", "1800-seoul-access", "--access-secret", "seoul-access-secret"]
 
@@ -37,7 +38,7 @@ SEOUL = ["--api-key", "seoul-consumer-key", "--api-secret", "seoul-consumer-secr
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.chdir(tmp_path)
-    values = {"NALGAE_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "NALGAE_SECRET_KEY": KEY,
+    values = {"NALGAE_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "NALGAE_TOKEN_KEY": KEY,
               "NALGAE_X_API_KEY": "test-consumer-key", "NALGAE_X_API_SECRET": "s",
               "NALGAE_X_ACCESS_TOKEN": "t", "NALGAE_X_ACCESS_SECRET": "a",
               "NALGAE_X_USER_ID": str(ACCOUNT_ID)}
@@ -61,10 +62,6 @@ def consumer_keys(headers: list[tuple[str, str]]) -> list[str]:
 def test_accounts_are_added_listed_and_their_keys_never_stored_or_shown_in_clear(
     env: dict[str, str], tmp_path: Path,
 ) -> None:
-    no_key = {k: v for k, v in env.items() if k != "NALGAE_SECRET_KEY"}
-    refused = CliRunner().invoke(cli, ["x", "account", "add", "--name", "seoul", *SEOUL],
-                                 env=no_key)
-    assert refused.exit_code == 1 and "set NALGAE_SECRET_KEY first" in refused.output
     partial = CliRunner().invoke(cli, ["x", "account", "add", "--name", "seoul", *SEOUL[:6]],
                                  env=env)
     assert partial.exit_code == 1 and "missing: --access-secret" in partial.output
@@ -83,14 +80,16 @@ def test_accounts_are_added_listed_and_their_keys_never_stored_or_shown_in_clear
     human = run(env, "x", "account", "list").output
     for secret in ("seoul-consumer-secret", "seoul-access-secret", "1800-seoul-access"):
         assert secret not in listing.output and secret not in human
-    # At rest: one sealed string, readable only with the key.
+    # At rest: one string encrypted as the bot tokens are (NALGAE_TOKEN_KEY), readable only
+    # with the key.
     with sqlite3.connect(tmp_path / "x.db") as conn:
         [(sealed,)] = conn.execute("SELECT credentials FROM x_account").fetchall()
         dump = "\n".join(conn.iterdump())
     assert "seoul-consumer-secret" not in dump and "seoul-access-secret" not in dump
-    assert unseal(KEY, sealed)["api_secret"] == "seoul-consumer-secret"
-    with pytest.raises(SealError, match="cannot be read with this NALGAE_SECRET_KEY"):
-        unseal("another-key", sealed)
+    assert sealed.startswith("enc1:")
+    assert reveal_credentials(Keyring(KEY), sealed)["api_secret"] == "seoul-consumer-secret"
+    with pytest.raises(SecretKeyError, match="NALGAE_TOKEN_KEY"):
+        reveal_credentials(Keyring("another-token-key-0123456789"), sealed)
 
 
 def test_a_chapters_post_goes_through_its_own_account(env: dict[str, str]) -> None:
@@ -177,12 +176,6 @@ def test_an_oauth2_account_added_as_a_row_refreshes_and_checks(env: dict[str, st
     assert "busan" in human and "STOPPED" in human
 
 
-def test_sealing_needs_a_key() -> None:
-    with pytest.raises(SealError, match="set NALGAE_SECRET_KEY"):
-        seal("", {"api_key": "k"})
-    assert unseal("k", seal("k", {"api_key": "v"})) == {"api_key": "v"}
-
-
 async def test_each_accounts_poll_is_read_back_with_its_own_keys(db: Database) -> None:
     """The poll read-back tick reads a chapter account's native poll with that account."""
     clock = FixedClock(datetime.now(UTC) - timedelta(minutes=1))
@@ -192,7 +185,7 @@ async def test_each_accounts_poll_is_read_back_with_its_own_keys(db: Database) -
                                 question_ko="다음 행동으로 무엇을 할까요?", kind="yes_no_abstain",
                                 clock=clock, actor="cli",
                                 closes_at=clock.now() + timedelta(days=1, minutes=1))
-        seoul = await x_accounts.add(s, clock, name="seoul", secret_key=KEY, chapter="seoul",
+        seoul = await x_accounts.add(s, clock, name="seoul", chapter="seoul",
                                      user_id="1800000000000000002", credentials=dict(
                                          zip(["api_key", "api_secret", "access_token",
                                               "access_secret"], SEOUL[1::2], strict=True)))
@@ -203,12 +196,12 @@ async def test_each_accounts_poll_is_read_back_with_its_own_keys(db: Database) -
                                    poll="next-step")
         stats = await Worker(db, limiter=LocalRateLimiter(), options=WorkerOptions(
             idle_interval=0.05, tick_interval=0.05, flush_interval=0.01, burst_horizon=10.0),
-            channels={"x": channel_factory(xs, db, secret_key=KEY)}).run_burst()
+            channels={"x": channel_factory(xs, db)}).run_burst()
         assert stats.sent == 1 and x.posts[0]["poll"]["options"] == ["찬성", "반대", "기권"]
         async with db.session() as s:
             await s.execute(update(XPoll).values(tweet_id=1861432987654320777))
         later = FixedClock(datetime.now(UTC) + timedelta(days=2))
-        ctx = TickContext(db=db, clock=later, settings=Settings(x=xs, secret_key=KEY),
+        ctx = TickContext(db=db, clock=later, settings=Settings(x=xs),
                           owner="sched")
         assert await poll_results_tick(ctx) == 1
     assert consumer_keys([h for h in x.auth_headers if h[0] in ("post", "lookup")]) == [
