@@ -206,7 +206,10 @@ def x_account_check(ctx: Ctx, name: str, as_json: bool) -> None:
     token that is due)."""
     result = run_async(lambda d: _check(d, ctx, name), ctx)
     if not result["ok"]:
-        fail(f"X account {name}: {result['problem']}", as_json)
+        problem = str(result["problem"])
+        # Most problems already name the account (setup, refresh): once is enough.
+        fail(problem if problem.startswith(f"X account {name}") else
+             f"X account {name}: {problem}", as_json)
     emit(result, as_json,
          lambda r: f"X account {r['name']} is @{r['username']} (id {r['user_id']})")
 

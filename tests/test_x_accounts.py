@@ -209,3 +209,95 @@ async def test_each_accounts_poll_is_read_back_with_its_own_keys(db: Database) -
     async with db.session() as s:
         summary = await polls.summary(s, "next-step")
     assert summary["channels"]["x"]["voters"] == 172
+
+
+KEY_A = "first-token-key-0123456789"
+KEY_B = "second-token-key-9876543210"
+
+
+def stored_credentials(tmp_path: Path) -> dict[str, str]:
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        return dict(conn.execute("SELECT b.name, a.credentials FROM x_account a "
+                                 "JOIN bot b ON b.id = a.bot_id").fetchall())
+
+
+def test_an_accounts_keys_need_the_token_key_and_rekey_rotates_them(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    """One key for every stored credential: NALGAE_TOKEN_KEY opens X accounts as it opens
+    bot tokens, and `nalgae bot rekey` re-encrypts both."""
+    with_a, with_b = {**env, "NALGAE_TOKEN_KEY": KEY_A}, {**env, "NALGAE_TOKEN_KEY": KEY_B}
+    added = run(with_a, "x", "account", "add", "--name", "seoul", "--chapter", "seoul", *SEOUL,
+                "--user-id", "1800000000000000002")
+    assert added.exit_code == 0, added.output
+    before = stored_credentials(tmp_path)["seoul"]
+    with pytest.raises(SecretKeyError):
+        reveal_credentials(Keyring(KEY_B), before)
+    # Another key: every command that needs the keys says so in one line, shows no key, and
+    # nothing is posted.
+    with fake_x() as x:
+        for args in (("x", "account", "check", "seoul"), ("worker", "--burst"),
+                     ("bot", "rekey"), ("x", "post", "--text", "안녕", "--account", "seoul")):
+            wrong = CliRunner().invoke(cli, list(args), env=with_b)
+            assert wrong.exit_code == 1, (args, wrong.output)
+            assert wrong.output.count("\n") == 1 and "NALGAE_TOKEN_KEY" in wrong.output, (
+                args, wrong.output)
+            assert "X account seoul: X account" not in wrong.output
+            assert "Traceback" not in wrong.output and "seoul-consumer" not in wrong.output
+    assert x.posts == [] and x.auth_headers == []
+    # Rotation, as for bot tokens: the new key first, the old one after it; rekey.
+    rekeyed = run({**env, "NALGAE_TOKEN_KEY": f"{KEY_B},{KEY_A}"}, "bot", "rekey", "--json")
+    assert rekeyed.exit_code == 0 and json.loads(rekeyed.output) == {"rekeyed": 1}
+    after = stored_credentials(tmp_path)["seoul"]
+    assert after.startswith("enc1:") and after != before
+    assert reveal_credentials(Keyring(KEY_B), after)["api_key"] == "seoul-consumer-key"
+    with pytest.raises(SecretKeyError):
+        reveal_credentials(Keyring(KEY_A), after)
+    with fake_x() as x:
+        assert run(with_b, "x", "account", "check", "seoul").exit_code == 0
+        old = CliRunner().invoke(cli, ["x", "account", "check", "seoul"], env=with_a)
+    assert old.exit_code == 1 and "NALGAE_TOKEN_KEY" in old.output
+    assert consumer_keys(x.auth_headers) == ["seoul-consumer-key"]
+
+
+def legacy_seal(secret_key: str, values: dict[str, str]) -> str:
+    """What the earlier version stored: Fernet under a key derived from NALGAE_SECRET_KEY."""
+    import base64
+
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"nalgae x credentials v1").derive(secret_key.encode())
+    text = json.dumps(values, separators=(",", ":"), sort_keys=True).encode()
+    return "v1:" + Fernet(base64.urlsafe_b64encode(key)).encrypt(text).decode()
+
+
+def test_plain_and_earlier_credentials_are_encrypted_at_upgrade(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    for name in ("seoul", "busan"):
+        assert run(env, "x", "account", "add", "--name", name, *SEOUL).exit_code == 0
+    seoul = dict(zip(["api_key", "api_secret", "access_token", "access_secret"], SEOUL[1::2],
+                     strict=True))
+    busan = {"client_id": "busan-client", "refresh_token": "busan-refresh-token"}
+    with sqlite3.connect(tmp_path / "x.db") as conn:  # rows as older versions left them
+        conn.execute("UPDATE x_account SET credentials = ? WHERE bot_id = (SELECT id FROM bot "
+                     "WHERE name = 'seoul')", (json.dumps(seoul),))
+        conn.execute("UPDATE x_account SET credentials = ? WHERE bot_id = (SELECT id FROM bot "
+                     "WHERE name = 'busan')", (legacy_seal("the-old-secret-key", busan),))
+    # The earlier form needs the NALGAE_SECRET_KEY it was made with: one line says so.
+    refused = CliRunner().invoke(cli, ["db", "upgrade"], env=env)
+    assert refused.exit_code == 1 and refused.output.count("\n") == 1
+    assert "busan" in refused.output and "NALGAE_SECRET_KEY" in refused.output
+    upgraded = run({**env, "NALGAE_SECRET_KEY": "the-old-secret-key"}, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    first = stored_credentials(tmp_path)
+    assert all(v.startswith("enc1:") for v in first.values())
+    assert reveal_credentials(Keyring(KEY), first["seoul"]) == seoul
+    assert reveal_credentials(Keyring(KEY), first["busan"]) == busan
+    assert "seoul-consumer-secret" not in "\n".join(
+        sqlite3.connect(tmp_path / "x.db").iterdump())
+    assert run(env, "db", "upgrade").exit_code == 0  # idempotent: nothing rewritten
+    assert stored_credentials(tmp_path) == first
