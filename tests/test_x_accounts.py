@@ -22,7 +22,7 @@ from campaigns.x import accounts as x_accounts
 from campaigns.x import posts as x_posts
 from cli import cli
 from storage.db import Database
-from storage.models import XPoll
+from storage.models import XAccount, XPoll
 from storage.ratelimit import LocalRateLimiter
 from storage.secrets import Keyring, SecretKeyError
 from storage.x import reveal_credentials
@@ -301,3 +301,22 @@ def test_plain_and_earlier_credentials_are_encrypted_at_upgrade(
         sqlite3.connect(tmp_path / "x.db").iterdump())
     assert run(env, "db", "upgrade").exit_code == 0  # idempotent: nothing rewritten
     assert stored_credentials(tmp_path) == first
+
+
+async def test_plain_credentials_are_encrypted_at_start_on_both_databases(db: Database) -> None:
+    from runtime import seal_tokens
+
+    clock = FixedClock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
+    plain = {"client_id": "gyeonggi-client", "refresh_token": "gyeonggi-refresh-token"}
+    async with db.session() as s:
+        added = await x_accounts.add(s, clock, name="gyeonggi", credentials=plain)
+        await s.execute(update(XAccount).where(XAccount.bot_id == added.id)
+                        .values(credentials=json.dumps(plain)))  # as if from before
+    await seal_tokens(db)  # what `nalgae run|web|worker` and `db upgrade` do first
+    async with db.session() as s:
+        first = (await s.get(XAccount, added.id)).credentials  # type: ignore[union-attr]
+    assert first.startswith("enc1:") and "gyeonggi-refresh-token" not in first
+    assert reveal_credentials(db.keyring, first) == plain
+    await seal_tokens(db)  # idempotent
+    async with db.session() as s:
+        assert (await s.get(XAccount, added.id)).credentials == first  # type: ignore[union-attr]
