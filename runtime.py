@@ -69,13 +69,14 @@ async def ensure_schema(db: Database) -> None:
                     "run `nalgae db upgrade` first", state=state, head=migrate.head_revision())
 
 
-async def seal_tokens(db: Database) -> None:
-    """Encrypt tokens still stored in plain text; refuse (one line) a key that cannot read
-    the stored ones, rather than serve some bots and not others."""
+async def seal_tokens(db: Database, legacy_key: str = "") -> None:
+    """Encrypt bot tokens and X credentials still stored in plain text (X: or with
+    ``legacy_key``, NALGAE_SECRET_KEY, by an earlier version); refuse (one line) a key that
+    cannot read the stored ones, rather than serve some bots and not others."""
     from campaigns.bots import seal_stored_tokens
 
     async with db.session() as session:
-        await seal_stored_tokens(session)
+        await seal_stored_tokens(session, legacy_key=legacy_key)
 
 
 def check_port(host: str, port: int, setting: str) -> None:
@@ -194,7 +195,7 @@ async def serve(settings: Settings, *, everything: bool,
     token, base_url = settings.telegram_token, settings.telegram_base_url
     try:
         await ensure_schema(db)
-        await seal_tokens(db)
+        await seal_tokens(db, settings.secret_key)
         if not token:
             sandbox = Sandbox()
             await sandbox.start(settings.http_host, settings.sandbox_port)
@@ -241,7 +242,7 @@ async def work(settings: Settings, options: WorkerOptions, *,
     database = Database(settings.driver_database_url, token_key=settings.token_key)
     try:
         await ensure_schema(database)
-        await seal_tokens(database)
+        await seal_tokens(database, settings.secret_key)
         worker = make_worker(settings, database, options=options)
         try:
             if burst:

@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
+from campaigns.i18n import _
 from storage import bots as store
 from storage import supporters as supporter_store
+from storage import x as store_x
 from storage.models import Bot
 from storage.secrets import SecretKeyError
 
@@ -124,27 +126,50 @@ async def token(session: AsyncSession, bot: Bot) -> str | None:
                         "not the key it was stored with", name=bot.name) from None
 
 
-async def seal_stored_tokens(session: AsyncSession) -> int:
-    """At start and on `db upgrade`: encrypt tokens stored in plain text (idempotent), and
-    refuse with one line when a stored token cannot be read with the configured key."""
-    changed, unreadable = await store.seal_tokens(session)
-    if unreadable:
-        raise RuleError("the tokens of bots {names} cannot be decrypted with the configured "
-                        "key: set NALGAE_TOKEN_KEY to the key they were stored with (README: "
-                        "Configuration)", names=", ".join(unreadable))
-    return changed
-
-
-async def rekey(session: AsyncSession, clock: Clock, *, by: str = "cli") -> int:
-    """Re-encrypt every stored token with the first NALGAE_TOKEN_KEY; how many rows."""
-    changed, unreadable = await store.seal_tokens(session, rotate=True)
-    if unreadable:
+def _refuse_unreadable(bots: list[str], accounts: store_x.Sealed, *, rotating: bool) -> None:
+    """One line for secrets the configured keys cannot read (bots first: the same key
+    opens the X accounts' credentials, so one fix serves both)."""
+    if bots and rotating:
         raise RuleError("the tokens of bots {names} cannot be decrypted with the configured "
                         "keys: list the old key after the new one in NALGAE_TOKEN_KEY",
-                        names=", ".join(unreadable))
+                        names=", ".join(bots))
+    if bots:
+        raise RuleError("the tokens of bots {names} cannot be decrypted with the configured "
+                        "key: set NALGAE_TOKEN_KEY to the key they were stored with (README: "
+                        "Configuration)", names=", ".join(bots))
+    if accounts.unreadable:
+        raise RuleError(_("the credentials of X accounts {names} cannot be decrypted with the "
+                          "configured keys: set NALGAE_TOKEN_KEY to the key they were stored "
+                          "with (when rotating: the new key, a comma, the old one)"),
+                        names=", ".join(accounts.unreadable))
+    if accounts.legacy:
+        raise RuleError(_("the credentials of X accounts {names} are still encrypted with "
+                          "NALGAE_SECRET_KEY by an earlier version: set NALGAE_SECRET_KEY to "
+                          "the key they were added with for one `nalgae db upgrade`, or add "
+                          "them again (nalgae x account add --replace)"),
+                        names=", ".join(accounts.legacy))
+
+
+async def seal_stored_tokens(session: AsyncSession, *, legacy_key: str = "") -> int:
+    """At start and on `db upgrade`: encrypt bot tokens and X account credentials stored in
+    plain text (or, X, with ``legacy_key``: NALGAE_SECRET_KEY) (idempotent), and refuse with
+    one line when a stored secret cannot be read with the configured key."""
+    changed, unreadable = await store.seal_tokens(session)
+    accounts = await store_x.seal_accounts(session, legacy_key=legacy_key)
+    _refuse_unreadable(unreadable, accounts, rotating=False)
+    return changed + accounts.changed
+
+
+async def rekey(session: AsyncSession, clock: Clock, *, by: str = "cli",
+                legacy_key: str = "") -> int:
+    """Re-encrypt every stored bot token and X account's credentials with the first
+    NALGAE_TOKEN_KEY; how many rows."""
+    changed, unreadable = await store.seal_tokens(session, rotate=True)
+    accounts = await store_x.seal_accounts(session, rotate=True, legacy_key=legacy_key)
+    _refuse_unreadable(unreadable, accounts, rotating=True)
     await supporter_store.audit(session, actor=by, action="bot.rekeyed", target="bot:*",
                                 now=clock.now())
-    return changed
+    return changed + accounts.changed
 
 
 async def record_identity(session: AsyncSession, bot_id: int, username: str | None) -> None:

@@ -56,9 +56,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Key for sessions, login links and derived secrets; empty = a random key per start "
             "(sessions do not survive a restart)."),
     Setting("NALGAE_TOKEN_KEY", "",
-            "Key(s) encrypting stored bot tokens, comma-separated (the first encrypts, all "
-            "decrypt); empty = a key generated once into token.key beside the SQLite "
-            "database (or in ~/.local/share/nalgae). Set the same value on every machine."),
+            "Key(s) encrypting the stored bot tokens and X account credentials, "
+            "comma-separated (the first encrypts, all decrypt); empty = a key generated once "
+            "into token.key beside the SQLite database (or in ~/.local/share/nalgae). Set the "
+            "same value on every machine."),
     Setting("NALGAE_LOG_LEVEL", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR)."),
     Setting("NALGAE_X_API_KEY", "", "X app's API key (OAuth 1.0a user context, with the next "
             "three); no X credentials at all = the X channel is off."),
@@ -70,7 +71,7 @@ SETTINGS: tuple[Setting, ...] = (
             "(scopes tweet.read tweet.write users.read)."),
     Setting("NALGAE_X_CLIENT_ID", "",
             "OAuth 2.0: the X app's client id, with NALGAE_X_REFRESH_TOKEN: the access token "
-            "is then refreshed before it expires (needs NALGAE_SECRET_KEY)."),
+            "is then refreshed before it expires."),
     Setting("NALGAE_X_CLIENT_SECRET", "",
             "OAuth 2.0: the X app's client secret (a confidential client; empty for a public "
             "one)."),
@@ -127,9 +128,6 @@ class Settings:
     sandbox_port: int = 8081
     admins: tuple[str, ...] = field(default_factory=tuple)
     secret_key: str = ""
-    # NALGAE_SECRET_KEY was not set: secret_key is random for this process only, so
-    # nothing may be stored encrypted with it (X account credentials).
-    secret_key_random: bool = False
     token_key: str = ""
     log_level: str = "INFO"
     x: XSettings = field(default_factory=XSettings)
@@ -146,11 +144,6 @@ class Settings:
         env.update(os.environ if environ is None else environ)
         secret_key = _env(env, "NALGAE_SECRET_KEY")
         x = XSettings.from_env(lambda name: _env(env, name))
-        if x.refreshable and not secret_key:
-            # Refreshed X tokens are stored encrypted with it: a key that changes at every
-            # start could not read them back, and the used refresh token is dead by then.
-            raise ValueError("NALGAE_X_REFRESH_TOKEN needs NALGAE_SECRET_KEY: the refreshed "
-                             "X tokens are stored encrypted with it")
         try:
             max_rate = float(_env(env, "NALGAE_TELEGRAM_MAX_RATE"))
             http_port = int(_env(env, "NALGAE_HTTP_PORT"))
@@ -180,7 +173,6 @@ class Settings:
             sandbox_port=sandbox_port,
             admins=admins,
             secret_key=secret_key or os.urandom(32).hex(),
-            secret_key_random=not secret_key,
             token_key=_env(env, "NALGAE_TOKEN_KEY"),
             log_level=_env(env, "NALGAE_LOG_LEVEL").upper(),
             x=x,

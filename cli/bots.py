@@ -138,16 +138,19 @@ def bot_check(ctx: Ctx, name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def bot_rekey(ctx: Ctx, as_json: bool) -> None:
-    """Re-encrypt every stored token with the first key of NALGAE_TOKEN_KEY.
+    """Re-encrypt every stored bot token and X account's credentials with the first key of
+    NALGAE_TOKEN_KEY.
 
     Rotation: set NALGAE_TOKEN_KEY=NEW,OLD everywhere, run this once, then NALGAE_TOKEN_KEY=NEW.
     """
 
     async def rekey(database: Database) -> dict[str, Any]:
         async with database.session() as s:
-            return {"rekeyed": await rules.rekey(s, SystemClock())}
+            return {"rekeyed": await rules.rekey(s, SystemClock(),
+                                                 legacy_key=ctx.settings.secret_key)}
 
-    emit(run_async(rekey, ctx), as_json, lambda r: f"{r['rekeyed']} bot tokens re-encrypted")
+    emit(run_async(rekey, ctx), as_json,
+         lambda r: f"{r['rekeyed']} stored secrets (bot tokens, X credentials) re-encrypted")
 
 
 COMMANDS = [bot]

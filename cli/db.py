@@ -17,13 +17,14 @@ def db() -> None:
     """Database schema."""
 
 
-async def _upgrade(database: Database, revision: str) -> dict[str, Any]:
+async def _upgrade(database: Database, revision: str, legacy_key: str) -> dict[str, Any]:
     before = await migrate.current_revision(database)
     await migrate.upgrade(database, revision)
     if revision == "head":
-        # Tokens stored before encryption existed are encrypted now (idempotent).
+        # Secrets stored before encryption existed (or, X credentials, encrypted with
+        # NALGAE_SECRET_KEY by an earlier version) are encrypted now (idempotent).
         async with database.session() as s:
-            await bots.seal_stored_tokens(s)
+            await bots.seal_stored_tokens(s, legacy_key=legacy_key)
     return {"from": before, "to": await migrate.current_revision(database)}
 
 
@@ -39,7 +40,7 @@ async def _current(database: Database) -> dict[str, Any]:
 @pass_ctx
 def db_upgrade(ctx: Ctx, revision: str, as_json: bool) -> None:
     """Apply the schema migrations (safe to run again)."""
-    result = run_async(lambda d: _upgrade(d, revision), ctx)
+    result = run_async(lambda d: _upgrade(d, revision, ctx.settings.secret_key), ctx)
     emit(result, as_json, lambda r: f"database at revision {r['to']} (was {r['from'] or 'empty'})")
 
 

@@ -55,7 +55,7 @@ async def _post(database: Database, ctx: Ctx, *, texts: dict[str, str],
     xs = ctx.settings.x
     clock = SystemClock()
     bot_id = await _pick_account(database, xs, account=account, chapter=chapter)
-    api = await open_api(database, xs, bot_id, secret_key=ctx.settings.secret_key, clock=clock)
+    api = await open_api(database, xs, bot_id, clock=clock)
     try:
         account_id = await resolve_account_id(database, api, api.settings, bot_id)
     finally:
@@ -132,17 +132,13 @@ def _account_line(v: dict[str, Any]) -> str:
 @pass_ctx
 def x_account_add(ctx: Ctx, name: str, chapter: str | None, user_id: str | None,
                   replace: bool, as_json: bool, **credentials: str) -> None:
-    """Add an X account; its keys are stored encrypted (NALGAE_SECRET_KEY), never printed."""
-    if ctx.settings.secret_key_random:
-        fail("set NALGAE_SECRET_KEY first: X credentials are stored encrypted with it "
-             "(every nalgae process needs the same key)", as_json)
-
+    """Add an X account; its keys are stored encrypted (NALGAE_TOKEN_KEY, as bot tokens),
+    never printed."""
     async def add(database: Database) -> dict[str, Any]:
         async with database.session() as s:
             return (await x_accounts.add(
-                s, SystemClock(), name=name, secret_key=ctx.settings.secret_key,
-                credentials=credentials, chapter=chapter, user_id=user_id,
-                replace=replace)).as_dict()
+                s, SystemClock(), name=name, credentials=credentials, chapter=chapter,
+                user_id=user_id, replace=replace)).as_dict()
 
     emit(run_async(add, ctx), as_json,
          lambda v: f"X account {v['name']} {'updated' if replace else 'added'} (id {v['id']}, "
@@ -210,7 +206,10 @@ def x_account_check(ctx: Ctx, name: str, as_json: bool) -> None:
     token that is due)."""
     result = run_async(lambda d: _check(d, ctx, name), ctx)
     if not result["ok"]:
-        fail(f"X account {name}: {result['problem']}", as_json)
+        problem = str(result["problem"])
+        # Most problems already name the account (setup, refresh): once is enough.
+        fail(problem if problem.startswith(f"X account {name}") else
+             f"X account {name}: {problem}", as_json)
     emit(result, as_json,
          lambda r: f"X account {r['name']} is @{r['username']} (id {r['user_id']})")
 
@@ -225,8 +224,7 @@ async def _check(database: Database, ctx: Ctx, name: str) -> dict[str, Any]:
     async with database.session() as s:
         bot_id = (await x_accounts.get(s, name)).id
     try:
-        api = await open_api(database, ctx.settings.x, bot_id,
-                             secret_key=ctx.settings.secret_key, clock=clock)
+        api = await open_api(database, ctx.settings.x, bot_id, clock=clock)
         try:
             user_id, username = await api.me()
         finally:

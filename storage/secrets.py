@@ -1,8 +1,9 @@
-"""Credentials at rest: bot tokens (and any other secret a row must keep) encrypted with Fernet.
+"""Credentials at rest: every secret a row keeps (bot tokens, X account credentials), one way.
 
 A stored secret is ``enc1:<Fernet token>``; anything without the prefix is a value written
 before encryption existed (plain text), which `seal` encrypts and `reveal` still reads, so
-upgrading is idempotent: `storage.bots.seal_tokens` rewrites such rows once at start.
+upgrading is idempotent: `storage.bots.seal_tokens` and `storage.x.seal_accounts` rewrite
+such rows once at start (and `nalgae bot rekey` re-encrypts them all with the first key).
 
 The keys: ``NALGAE_TOKEN_KEY`` (comma-separated; the first encrypts, all decrypt, so a key
 can be rotated), else a key generated once into ``token.key`` (mode 0600) next to the
@@ -11,6 +12,10 @@ PostgreSQL database must set the same NALGAE_TOKEN_KEY: a key file is per machin
 
 Every `Database` carries its `Keyring` (`db.keyring`, also in `session.info`), so code that
 uses a token reveals it where it is used: `db.keyring.reveal(bot.token)`.
+
+X credentials added before this module covered them were sealed as ``v1:<Fernet token>``
+under a key derived from NALGAE_SECRET_KEY; `open_legacy` reads them once so that they can
+be sealed here (at start or `db upgrade`, with that NALGAE_SECRET_KEY still set).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import make_url
 
 PREFIX = "enc1:"
+LEGACY_PREFIX = "v1:"
 KEY_FILE = "token.key"
 SESSION_KEY = "nalgae.keyring"
 MIN_KEY_LENGTH = 16
@@ -148,13 +154,13 @@ class Keyring:
         fernet = self._keys(create=False)
         if fernet is None:
             raise SecretKeyError(
-                f"a stored token is encrypted but {self.source} does not exist: set "
+                f"a stored secret is encrypted but {self.source} does not exist: set "
                 "NALGAE_TOKEN_KEY to the key it was encrypted with")
         try:
             return fernet.decrypt(stored.removeprefix(PREFIX).encode()).decode()
         except InvalidToken:
             raise SecretKeyError(
-                f"a stored token cannot be decrypted with {self.source}: it was encrypted "
+                f"a stored secret cannot be decrypted with {self.source}: it was encrypted "
                 "with another key (set NALGAE_TOKEN_KEY to that key, or add it after a comma)"
             ) from None
 
@@ -178,7 +184,26 @@ class Keyring:
             return PREFIX + fernet.rotate(stored.removeprefix(PREFIX).encode()).decode()
         except InvalidToken:
             raise SecretKeyError(
-                f"a stored token cannot be decrypted with {self.source}") from None
+                f"a stored secret cannot be decrypted with {self.source}") from None
+
+
+def is_legacy(stored: str | None) -> bool:
+    """X credentials sealed with NALGAE_SECRET_KEY by an earlier version (see `open_legacy`)."""
+    return bool(stored) and str(stored).startswith(LEGACY_PREFIX)
+
+
+def open_legacy(stored: str, secret_key: str) -> str | None:
+    """The text of a legacy ``v1:`` value, or None if ``secret_key`` is not the one it was
+    sealed with (it is only read, to be sealed again with the keyring)."""
+    if not secret_key:
+        return None
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"nalgae x credentials v1").derive(secret_key.encode())
+    try:
+        return Fernet(base64.urlsafe_b64encode(key)).decrypt(
+            stored.removeprefix(LEGACY_PREFIX).encode("ascii")).decode()
+    except (InvalidToken, ValueError):
+        return None
 
 
 def keyring_of(session: Any) -> Keyring:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import on_postgres, upsert_insert
+from storage.db import CHECKPOINT_AFTER_COMMIT, on_postgres, upsert_insert
 from storage.models import (
     AuditLog,
     Bot,
@@ -27,6 +28,7 @@ from storage.models import (
     XPost,
 )
 from storage.models.base import Base, UTCDateTime
+from storage.secrets import Keyring, SecretKeyError, is_legacy, keyring_of, open_legacy
 
 ACCOUNT_SOURCE = "x:account"
 MAX_ERROR = 200
@@ -484,6 +486,76 @@ async def erase_supporter(session: AsyncSession, supporter_id: int) -> None:
 
 
 # --- accounts and their credentials -----------------------------------------------------------
+# An account's keys and tokens are one JSON object, sealed with the database's keyring
+# (storage.secrets: the same keys as the bot tokens), never in clear.
+
+def seal_credentials(session: AsyncSession, values: Mapping[str, str]) -> str:
+    """``values`` (credential name -> value) as the stored, encrypted string."""
+    text = json.dumps(dict(values), separators=(",", ":"), sort_keys=True)
+    sealed = keyring_of(session).seal(text)
+    assert sealed is not None
+    return sealed
+
+
+def reveal_credentials(keyring: Keyring, stored: str) -> dict[str, str]:
+    """The credentials `seal_credentials` stored; SecretKeyError (one line, no secret) if the
+    keyring cannot read them."""
+    if is_legacy(stored):
+        raise SecretKeyError("its credentials are still sealed with NALGAE_SECRET_KEY by an "
+                             "earlier version: run `nalgae db upgrade` once with that "
+                             "NALGAE_SECRET_KEY set")
+    text = keyring.reveal(stored) or "{}"
+    try:
+        values = json.loads(text)
+    except ValueError:
+        raise SecretKeyError("its stored credentials are in an unknown format") from None
+    return {str(k): str(v) for k, v in values.items()}
+
+
+@dataclass
+class Sealed:
+    """What `seal_accounts` did: rows rewritten, and the accounts it could not read."""
+
+    changed: int = 0
+    unreadable: list[str] = field(default_factory=list)  # the keyring's keys do not open them
+    legacy: list[str] = field(default_factory=list)  # v1 rows NALGAE_SECRET_KEY does not open
+
+
+async def seal_accounts(session: AsyncSession, *, rotate: bool = False,
+                        legacy_key: str = "") -> Sealed:
+    """Encrypt with the keyring every account's credentials still in plain text or in the
+    earlier NALGAE_SECRET_KEY form (idempotent; at start and on upgrade); with ``rotate``,
+    re-encrypt all of them with the first key (`nalgae bot rekey`)."""
+    keyring, done = keyring_of(session), Sealed()
+    rows = (await session.execute(
+        select(XAccount, Bot.name).join(Bot, Bot.id == XAccount.bot_id).order_by(Bot.id))).all()
+    for row, name in rows:
+        stored = row.credentials
+        if not stored:
+            continue
+        if is_legacy(stored):
+            text = open_legacy(stored, legacy_key)
+            if text is None:
+                done.legacy.append(name)
+                continue
+            row.credentials = keyring.seal(text) or stored
+        elif Keyring.is_sealed(stored) and not rotate:
+            if not keyring.can_reveal(stored):
+                done.unreadable.append(name)
+            continue
+        else:
+            try:
+                row.credentials = keyring.rotate(stored) or stored
+            except SecretKeyError:
+                done.unreadable.append(name)
+                continue
+        done.changed += 1
+    if done.changed:
+        # SQLite: the old pages are zeroed (secure_delete) and the WAL truncated, as for bots.
+        session.info[CHECKPOINT_AFTER_COMMIT] = True
+    await session.flush()
+    return done
+
 
 async def account(session: AsyncSession, bot_id: int) -> XAccount | None:
     return await session.get(XAccount, bot_id, populate_existing=True)

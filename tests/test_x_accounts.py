@@ -20,16 +20,17 @@ from campaigns.settings import Settings
 from campaigns.ticks import TickContext
 from campaigns.x import accounts as x_accounts
 from campaigns.x import posts as x_posts
-from campaigns.x.credentials import SealError, seal, unseal
 from cli import cli
 from storage.db import Database
-from storage.models import XPoll
+from storage.models import XAccount, XPoll
 from storage.ratelimit import LocalRateLimiter
+from storage.secrets import Keyring, SecretKeyError
+from storage.x import reveal_credentials
 from tests.builders import setup_petition
 from tests.x_helpers import ACCOUNT_ID, fake_x, settings
 from worker import Worker, WorkerOptions
 
-KEY = "test-secret-key-for-x-credentials"
+KEY = "test-token-key-for-x-credentials"
 SEOUL = ["--api-key", "seoul-consumer-key", "--api-secret", "seoul-consumer-secret",
          "--access-token", "1800-seoul-access", "--access-secret", "seoul-access-secret"]
 
@@ -37,7 +38,7 @@ SEOUL = ["--api-key", "seoul-consumer-key", "--api-secret", "seoul-consumer-secr
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.chdir(tmp_path)
-    values = {"NALGAE_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "NALGAE_SECRET_KEY": KEY,
+    values = {"NALGAE_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "NALGAE_TOKEN_KEY": KEY,
               "NALGAE_X_API_KEY": "test-consumer-key", "NALGAE_X_API_SECRET": "s",
               "NALGAE_X_ACCESS_TOKEN": "t", "NALGAE_X_ACCESS_SECRET": "a",
               "NALGAE_X_USER_ID": str(ACCOUNT_ID)}
@@ -61,10 +62,6 @@ def consumer_keys(headers: list[tuple[str, str]]) -> list[str]:
 def test_accounts_are_added_listed_and_their_keys_never_stored_or_shown_in_clear(
     env: dict[str, str], tmp_path: Path,
 ) -> None:
-    no_key = {k: v for k, v in env.items() if k != "NALGAE_SECRET_KEY"}
-    refused = CliRunner().invoke(cli, ["x", "account", "add", "--name", "seoul", *SEOUL],
-                                 env=no_key)
-    assert refused.exit_code == 1 and "set NALGAE_SECRET_KEY first" in refused.output
     partial = CliRunner().invoke(cli, ["x", "account", "add", "--name", "seoul", *SEOUL[:6]],
                                  env=env)
     assert partial.exit_code == 1 and "missing: --access-secret" in partial.output
@@ -83,14 +80,16 @@ def test_accounts_are_added_listed_and_their_keys_never_stored_or_shown_in_clear
     human = run(env, "x", "account", "list").output
     for secret in ("seoul-consumer-secret", "seoul-access-secret", "1800-seoul-access"):
         assert secret not in listing.output and secret not in human
-    # At rest: one sealed string, readable only with the key.
+    # At rest: one string encrypted as the bot tokens are (NALGAE_TOKEN_KEY), readable only
+    # with the key.
     with sqlite3.connect(tmp_path / "x.db") as conn:
         [(sealed,)] = conn.execute("SELECT credentials FROM x_account").fetchall()
         dump = "\n".join(conn.iterdump())
     assert "seoul-consumer-secret" not in dump and "seoul-access-secret" not in dump
-    assert unseal(KEY, sealed)["api_secret"] == "seoul-consumer-secret"
-    with pytest.raises(SealError, match="cannot be read with this NALGAE_SECRET_KEY"):
-        unseal("another-key", sealed)
+    assert sealed.startswith("enc1:")
+    assert reveal_credentials(Keyring(KEY), sealed)["api_secret"] == "seoul-consumer-secret"
+    with pytest.raises(SecretKeyError, match="NALGAE_TOKEN_KEY"):
+        reveal_credentials(Keyring("another-token-key-0123456789"), sealed)
 
 
 def test_a_chapters_post_goes_through_its_own_account(env: dict[str, str]) -> None:
@@ -177,12 +176,6 @@ def test_an_oauth2_account_added_as_a_row_refreshes_and_checks(env: dict[str, st
     assert "busan" in human and "STOPPED" in human
 
 
-def test_sealing_needs_a_key() -> None:
-    with pytest.raises(SealError, match="set NALGAE_SECRET_KEY"):
-        seal("", {"api_key": "k"})
-    assert unseal("k", seal("k", {"api_key": "v"})) == {"api_key": "v"}
-
-
 async def test_each_accounts_poll_is_read_back_with_its_own_keys(db: Database) -> None:
     """The poll read-back tick reads a chapter account's native poll with that account."""
     clock = FixedClock(datetime.now(UTC) - timedelta(minutes=1))
@@ -192,7 +185,7 @@ async def test_each_accounts_poll_is_read_back_with_its_own_keys(db: Database) -
                                 question_ko="다음 행동으로 무엇을 할까요?", kind="yes_no_abstain",
                                 clock=clock, actor="cli",
                                 closes_at=clock.now() + timedelta(days=1, minutes=1))
-        seoul = await x_accounts.add(s, clock, name="seoul", secret_key=KEY, chapter="seoul",
+        seoul = await x_accounts.add(s, clock, name="seoul", chapter="seoul",
                                      user_id="1800000000000000002", credentials=dict(
                                          zip(["api_key", "api_secret", "access_token",
                                               "access_secret"], SEOUL[1::2], strict=True)))
@@ -203,12 +196,12 @@ async def test_each_accounts_poll_is_read_back_with_its_own_keys(db: Database) -
                                    poll="next-step")
         stats = await Worker(db, limiter=LocalRateLimiter(), options=WorkerOptions(
             idle_interval=0.05, tick_interval=0.05, flush_interval=0.01, burst_horizon=10.0),
-            channels={"x": channel_factory(xs, db, secret_key=KEY)}).run_burst()
+            channels={"x": channel_factory(xs, db)}).run_burst()
         assert stats.sent == 1 and x.posts[0]["poll"]["options"] == ["찬성", "반대", "기권"]
         async with db.session() as s:
             await s.execute(update(XPoll).values(tweet_id=1861432987654320777))
         later = FixedClock(datetime.now(UTC) + timedelta(days=2))
-        ctx = TickContext(db=db, clock=later, settings=Settings(x=xs, secret_key=KEY),
+        ctx = TickContext(db=db, clock=later, settings=Settings(x=xs),
                           owner="sched")
         assert await poll_results_tick(ctx) == 1
     assert consumer_keys([h for h in x.auth_headers if h[0] in ("post", "lookup")]) == [
@@ -216,3 +209,114 @@ async def test_each_accounts_poll_is_read_back_with_its_own_keys(db: Database) -
     async with db.session() as s:
         summary = await polls.summary(s, "next-step")
     assert summary["channels"]["x"]["voters"] == 172
+
+
+KEY_A = "first-token-key-0123456789"
+KEY_B = "second-token-key-9876543210"
+
+
+def stored_credentials(tmp_path: Path) -> dict[str, str]:
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        return dict(conn.execute("SELECT b.name, a.credentials FROM x_account a "
+                                 "JOIN bot b ON b.id = a.bot_id").fetchall())
+
+
+def test_an_accounts_keys_need_the_token_key_and_rekey_rotates_them(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    """One key for every stored credential: NALGAE_TOKEN_KEY opens X accounts as it opens
+    bot tokens, and `nalgae bot rekey` re-encrypts both."""
+    with_a, with_b = {**env, "NALGAE_TOKEN_KEY": KEY_A}, {**env, "NALGAE_TOKEN_KEY": KEY_B}
+    added = run(with_a, "x", "account", "add", "--name", "seoul", "--chapter", "seoul", *SEOUL,
+                "--user-id", "1800000000000000002")
+    assert added.exit_code == 0, added.output
+    before = stored_credentials(tmp_path)["seoul"]
+    with pytest.raises(SecretKeyError):
+        reveal_credentials(Keyring(KEY_B), before)
+    # Another key: every command that needs the keys says so in one line, shows no key, and
+    # nothing is posted.
+    with fake_x() as x:
+        for args in (("x", "account", "check", "seoul"), ("worker", "--burst"),
+                     ("bot", "rekey"), ("x", "post", "--text", "안녕", "--account", "seoul")):
+            wrong = CliRunner().invoke(cli, list(args), env=with_b)
+            assert wrong.exit_code == 1, (args, wrong.output)
+            assert wrong.output.count("\n") == 1 and "NALGAE_TOKEN_KEY" in wrong.output, (
+                args, wrong.output)
+            assert "X account seoul: X account" not in wrong.output
+            assert "Traceback" not in wrong.output and "seoul-consumer" not in wrong.output
+    assert x.posts == [] and x.auth_headers == []
+    # Rotation, as for bot tokens: the new key first, the old one after it; rekey.
+    rekeyed = run({**env, "NALGAE_TOKEN_KEY": f"{KEY_B},{KEY_A}"}, "bot", "rekey", "--json")
+    assert rekeyed.exit_code == 0 and json.loads(rekeyed.output) == {"rekeyed": 1}
+    after = stored_credentials(tmp_path)["seoul"]
+    assert after.startswith("enc1:") and after != before
+    assert reveal_credentials(Keyring(KEY_B), after)["api_key"] == "seoul-consumer-key"
+    with pytest.raises(SecretKeyError):
+        reveal_credentials(Keyring(KEY_A), after)
+    with fake_x() as x:
+        assert run(with_b, "x", "account", "check", "seoul").exit_code == 0
+        old = CliRunner().invoke(cli, ["x", "account", "check", "seoul"], env=with_a)
+    assert old.exit_code == 1 and "NALGAE_TOKEN_KEY" in old.output
+    assert consumer_keys(x.auth_headers) == ["seoul-consumer-key"]
+
+
+def legacy_seal(secret_key: str, values: dict[str, str]) -> str:
+    """What the earlier version stored: Fernet under a key derived from NALGAE_SECRET_KEY."""
+    import base64
+
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"nalgae x credentials v1").derive(secret_key.encode())
+    text = json.dumps(values, separators=(",", ":"), sort_keys=True).encode()
+    return "v1:" + Fernet(base64.urlsafe_b64encode(key)).encrypt(text).decode()
+
+
+def test_plain_and_earlier_credentials_are_encrypted_at_upgrade(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    for name in ("seoul", "busan"):
+        assert run(env, "x", "account", "add", "--name", name, *SEOUL).exit_code == 0
+    seoul = dict(zip(["api_key", "api_secret", "access_token", "access_secret"], SEOUL[1::2],
+                     strict=True))
+    busan = {"client_id": "busan-client", "refresh_token": "busan-refresh-token"}
+    with sqlite3.connect(tmp_path / "x.db") as conn:  # rows as older versions left them
+        conn.execute("UPDATE x_account SET credentials = ? WHERE bot_id = (SELECT id FROM bot "
+                     "WHERE name = 'seoul')", (json.dumps(seoul),))
+        conn.execute("UPDATE x_account SET credentials = ? WHERE bot_id = (SELECT id FROM bot "
+                     "WHERE name = 'busan')", (legacy_seal("the-old-secret-key", busan),))
+    # The earlier form needs the NALGAE_SECRET_KEY it was made with: one line says so.
+    refused = CliRunner().invoke(cli, ["db", "upgrade"], env=env)
+    assert refused.exit_code == 1 and refused.output.count("\n") == 1
+    assert "busan" in refused.output and "NALGAE_SECRET_KEY" in refused.output
+    upgraded = run({**env, "NALGAE_SECRET_KEY": "the-old-secret-key"}, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    first = stored_credentials(tmp_path)
+    assert all(v.startswith("enc1:") for v in first.values())
+    assert reveal_credentials(Keyring(KEY), first["seoul"]) == seoul
+    assert reveal_credentials(Keyring(KEY), first["busan"]) == busan
+    assert "seoul-consumer-secret" not in "\n".join(
+        sqlite3.connect(tmp_path / "x.db").iterdump())
+    assert run(env, "db", "upgrade").exit_code == 0  # idempotent: nothing rewritten
+    assert stored_credentials(tmp_path) == first
+
+
+async def test_plain_credentials_are_encrypted_at_start_on_both_databases(db: Database) -> None:
+    from runtime import seal_tokens
+
+    clock = FixedClock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
+    plain = {"client_id": "gyeonggi-client", "refresh_token": "gyeonggi-refresh-token"}
+    async with db.session() as s:
+        added = await x_accounts.add(s, clock, name="gyeonggi", credentials=plain)
+        await s.execute(update(XAccount).where(XAccount.bot_id == added.id)
+                        .values(credentials=json.dumps(plain)))  # as if from before
+    await seal_tokens(db)  # what `nalgae run|web|worker` and `db upgrade` do first
+    async with db.session() as s:
+        first = (await s.get(XAccount, added.id)).credentials  # type: ignore[union-attr]
+    assert first.startswith("enc1:") and "gyeonggi-refresh-token" not in first
+    assert reveal_credentials(db.keyring, first) == plain
+    await seal_tokens(db)  # idempotent
+    async with db.session() as s:
+        assert (await s.get(XAccount, added.id)).credentials == first  # type: ignore[union-attr]

@@ -24,7 +24,6 @@ from storage.ratelimit import LocalRateLimiter
 from tests.x_helpers import ACCOUNT_ID, FakeX, fake_x, settings
 from worker import Worker, WorkerOptions
 
-KEY = "test-secret-key-for-x-credentials"
 FAST: dict[str, Any] = {"idle_interval": 0.05, "tick_interval": 0.05, "flush_interval": 0.01,
                         "backoff_base": 0.05, "request_timeout": 2.0, "burst_horizon": 10.0,
                         "concurrency": 4, "bot_error_pause": 60.0}
@@ -39,7 +38,7 @@ def oauth2(refresh: str = "refresh-0", **changes: Any) -> XSettings:
 
 def worker(db: Database, xs: XSettings) -> Worker:
     return Worker(db, limiter=LocalRateLimiter(), options=WorkerOptions(**FAST),
-                  channels={"x": channel_factory(xs, db, secret_key=KEY)})
+                  channels={"x": channel_factory(xs, db)})
 
 
 async def compose(db: Database, xs: XSettings, text: str) -> int:
@@ -73,7 +72,7 @@ async def test_the_token_is_refreshed_before_it_expires_and_kept_encrypted(
     bot_id = await ensure_x_bot(db, xs, clock)
     with fake_x() as x:
         x.refresh_tokens = {"refresh-0"}
-        api = await open_api(db, xs, bot_id, secret_key=KEY, clock=clock)
+        api = await open_api(db, xs, bot_id, clock=clock)
         try:
             await api.me()  # no access token yet: refreshed first
             clock.advance(seconds=7200 - 11 * 60)  # 11 minutes left: still used
@@ -91,10 +90,11 @@ async def test_the_token_is_refreshed_before_it_expires_and_kept_encrypted(
     assert row.expires_at == clock.now() + timedelta(seconds=7200)
     # Only the newest refresh token works, and it is stored only sealed.
     assert "refresh-2" not in row.credentials and "access-2" not in row.credentials
-    assert row.credentials.startswith("v1:") and row.refresh_error is None
+    # Encrypted with the database's keyring, as the bot tokens are.
+    assert row.credentials.startswith("enc1:") and row.refresh_error is None
     # Another process (a new client, nothing in memory) uses the stored token: no refresh.
     with fake_x() as x2:
-        api = await open_api(db, xs, bot_id, secret_key=KEY, clock=clock)
+        api = await open_api(db, xs, bot_id, clock=clock)
         await api.me()
         await api.aclose()
     assert bearers(x2) == ["Bearer access-2"] and x2.token_requests == []
@@ -107,7 +107,7 @@ async def test_two_processes_due_at_once_refresh_once(db: Database) -> None:
     with fake_x() as x:
         x.refresh_tokens = {"refresh-0"}
         x.token_delay = 0.5  # the first refresh is still in flight when the second asks
-        apis = [await open_api(db, xs, bot_id, secret_key=KEY, clock=clock, owner=f"w{i}")
+        apis = [await open_api(db, xs, bot_id, clock=clock, owner=f"w{i}")
                 for i in range(3)]
         try:
             await asyncio.gather(*(api.me() for api in apis))
@@ -158,11 +158,11 @@ async def test_a_refused_refresh_stops_posting_with_a_clear_line_and_loses_nothi
 
 def test_oauth2_settings_are_checked_at_start() -> None:
     base = {"NALGAE_X_REFRESH_TOKEN": "the-refresh-token", "NALGAE_X_CLIENT_ID": "client"}
-    with pytest.raises(ValueError, match="NALGAE_X_REFRESH_TOKEN needs NALGAE_SECRET_KEY"):
-        Settings.from_env(dict(base))
     with pytest.raises(ValueError, match="needs NALGAE_X_CLIENT_ID"):
-        Settings.from_env({"NALGAE_X_REFRESH_TOKEN": "r", "NALGAE_SECRET_KEY": "k"})
-    ok = Settings.from_env({**base, "NALGAE_SECRET_KEY": "k"})
+        Settings.from_env({"NALGAE_X_REFRESH_TOKEN": "r"})
+    # The refreshed tokens are stored with the bot tokens' key (NALGAE_TOKEN_KEY or the
+    # generated token.key): NALGAE_SECRET_KEY is not needed for them.
+    ok = Settings.from_env(dict(base))
     assert ok.x.enabled and ok.x.refreshable and not ok.x.oauth1
     assert "the-refresh-token" not in repr(ok.x)
 
@@ -173,7 +173,7 @@ async def test_a_stopped_account_is_left_alone_by_the_ticks(
     from bots.x import ticks
 
     xs = oauth2(refresh="revoked-refresh-token")
-    ctx = TickContext(db=db, clock=FixedClock(T0), settings=Settings(x=xs, secret_key=KEY),
+    ctx = TickContext(db=db, clock=FixedClock(T0), settings=Settings(x=xs),
                       owner="sched")
     with fake_x() as x:
         await ticks.mentions_tick(ctx)  # the refresh is refused: the account stops

@@ -45,7 +45,7 @@ def _x_lanes(settings: Settings, db: Database) -> ChannelFactory:
         if not made:
             from bots.x.channel import channel_factory
 
-            made.append(channel_factory(settings.x, db, secret_key=settings.secret_key))
+            made.append(channel_factory(settings.x, db))
         return made[0](info, limits)
 
     return make

@@ -33,9 +33,8 @@ class XChannel:
 
     def __init__(self, settings: XSettings, db: Database, *, bot_id: int,
                  limits: Limits, clock: Clock | None = None,
-                 api: XApi | None = None, secret_key: str = "") -> None:
+                 api: XApi | None = None) -> None:
         self.settings = settings
-        self.secret_key = secret_key
         self.db = db
         self.bot_id = bot_id
         self.limits = limits
@@ -52,7 +51,7 @@ class XChannel:
                 # Each X bot posts with its own account's credentials (x_account rows;
                 # the settings' for "default").
                 api = self._api or await open_api(self.db, self.settings, self.bot_id,
-                                                  secret_key=self.secret_key, clock=self.clock)
+                                                  clock=self.clock)
                 self._api = api
                 account_id = await resolve_account_id(self.db, api, api.settings, self.bot_id)
                 self._account = XAccount(api, self.db, self.clock, bot_id=self.bot_id,
@@ -74,13 +73,11 @@ class XChannel:
 
 
 def channel_factory(settings: XSettings, db: Database, clock: Clock | None = None,
-                    api: XApi | None = None, secret_key: str = ""
-                    ) -> Callable[[BotInfo, Limits], XChannel]:
-    """The worker's factory for X lanes (worker.Worker(channels={"x": ...})); ``secret_key``
-    (NALGAE_SECRET_KEY) opens the credentials of accounts added as rows."""
+                    api: XApi | None = None) -> Callable[[BotInfo, Limits], XChannel]:
+    """The worker's factory for X lanes (worker.Worker(channels={"x": ...})); the accounts
+    added as rows are opened with the database's keyring (db.keyring)."""
 
     def make(info: BotInfo, limits: Limits) -> XChannel:
-        return XChannel(settings, db, bot_id=info.id, limits=limits, clock=clock, api=api,
-                        secret_key=secret_key)
+        return XChannel(settings, db, bot_id=info.id, limits=limits, clock=clock, api=api)
 
     return make

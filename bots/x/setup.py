@@ -10,13 +10,13 @@ from sqlalchemy import update
 from campaigns.clock import Clock
 from campaigns.ticks import process_owner
 from campaigns.x import accounts
-from campaigns.x.credentials import SealError, seal, unseal
 from campaigns.x.intake import Links
 from campaigns.x.settings import XSettings
 from storage import bots as bot_store
 from storage import x as store
 from storage.db import Database
 from storage.models import Bot
+from storage.secrets import SecretKeyError
 
 from .client import XApi, XApiError
 from .tokens import TokenKeeper, stopped_line
@@ -68,7 +68,7 @@ def links(settings: XSettings) -> Links | None:
 
 
 async def account_settings(db: Database, settings: XSettings, bot_id: int, *,
-                           secret_key: str, clock: Clock) -> tuple[str, XSettings]:
+                           clock: Clock) -> tuple[str, XSettings]:
     """The name and the settings (its own credentials) of the X account of ``bot_id``.
 
     XApiError("auth") when they cannot be had: the worker then keeps the posts waiting.
@@ -84,11 +84,11 @@ async def account_settings(db: Database, settings: XSettings, bot_id: int, *,
         if not settings.enabled:
             raise XApiError("auth", "the default X account has no NALGAE_X_* credentials")
         if settings.refreshable:
-            try:
-                sealed = seal(secret_key, settings.credentials())
-            except SealError as err:
-                raise XApiError("auth", str(err)) from None
             async with db.session() as s:
+                try:
+                    sealed = store.seal_credentials(s, settings.credentials())
+                except SecretKeyError as err:
+                    raise XApiError("auth", f"X account {bot.name}: {err}") from None
                 await store.seed_account(s, bot_id=bot_id, auth="oauth2-refresh",
                                          credentials=sealed, seed=accounts.seed_of(settings),
                                          now=clock.now())
@@ -97,8 +97,8 @@ async def account_settings(db: Database, settings: XSettings, bot_id: int, *,
         raise XApiError("auth", f"X account {bot.name} has no credentials: nalgae x account "
                                 f"add --name {bot.name} --replace ...")
     try:
-        values = unseal(secret_key, row.credentials)
-    except SealError as err:
+        values = store.reveal_credentials(db.keyring, row.credentials)
+    except SecretKeyError as err:
         raise XApiError("auth", f"X account {bot.name}: {err}") from None
     known = bot.external_id if bot.external_id and bot.external_id.isdigit() else ""
     return bot.name, replace(settings.with_credentials(values), user_id=known)
@@ -114,14 +114,14 @@ async def stopped(db: Database, bot_id: int) -> str | None:
     return stopped_line(bot.name if bot is not None else str(bot_id), row.refresh_error)
 
 
-async def open_api(db: Database, settings: XSettings, bot_id: int, *, secret_key: str,
-                   clock: Clock, owner: str | None = None) -> XApi:
+async def open_api(db: Database, settings: XSettings, bot_id: int, *, clock: Clock,
+                   owner: str | None = None) -> XApi:
     """A client for the X account of ``bot_id``; its OAuth 2.0 token kept fresh if it has one
     to refresh. Close it with ``aclose``."""
-    name, xs = await account_settings(db, settings, bot_id, secret_key=secret_key, clock=clock)
+    name, xs = await account_settings(db, settings, bot_id, clock=clock)
     tokens = None
     if xs.refreshable:
-        tokens = TokenKeeper(db, clock, bot_id=bot_id, name=name, secret_key=secret_key,
+        tokens = TokenKeeper(db, clock, bot_id=bot_id, name=name,
                              owner=owner or process_owner("x"))
     return XApi(xs, clock=clock, tokens=tokens)
 

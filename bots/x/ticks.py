@@ -156,8 +156,7 @@ async def _mentions_of(ctx: TickContext, bot_id: int, link: Links) -> dict[str, 
         _warn_once(reason)  # said once; its replies wait like its posts
         return None
     try:
-        api = await open_api(ctx.db, x, bot_id, secret_key=ctx.settings.secret_key,
-                             clock=ctx.clock, owner=ctx.owner)
+        api = await open_api(ctx.db, x, bot_id, clock=ctx.clock, owner=ctx.owner)
     except XApiError as err:
         _warn_once(f"X bot {bot_id}: {err}")
         return None
@@ -224,8 +223,7 @@ async def poll_results_tick(ctx: TickContext) -> object:
             _warn_once(reason)
             continue
         try:
-            api = await open_api(ctx.db, ctx.settings.x, bot_id,
-                                 secret_key=ctx.settings.secret_key, clock=ctx.clock,
+            api = await open_api(ctx.db, ctx.settings.x, bot_id, clock=ctx.clock,
                                  owner=ctx.owner)
         except XApiError as err:
             _warn_once(f"X bot {bot_id}: {err}")

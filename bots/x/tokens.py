@@ -4,7 +4,8 @@ An X OAuth 2.0 access token lives two hours; a refresh (``POST /2/oauth2/token``
 grant_type=refresh_token, through tweepy's ``OAuth2UserHandler``) returns a new access
 token *and a new refresh token*, and the old refresh token is dead from then on. So:
 
-- the newest tokens live in the account's ``x_account`` row, sealed; every process reads
+- the newest tokens live in the account's ``x_account`` row, encrypted with the database's
+  keyring (storage.secrets, as the bot tokens); every process reads
   them from there (the settings' NALGAE_X_REFRESH_TOKEN only seeds the row);
 - a refresh happens when less than ``REFRESH_AHEAD`` is left, never after expiry, and
   only by the process that claimed the row (``refresh_claimed_until``); the others wait
@@ -32,9 +33,9 @@ import tweepy
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from campaigns.clock import Clock
-from campaigns.x.credentials import SealError, seal, unseal
 from storage import x as store
 from storage.db import Database
+from storage.secrets import SecretKeyError
 
 from .client import XApiError
 
@@ -98,13 +99,12 @@ class TokenKeeper:
     """The access token of one OAuth 2.0 account, refreshed ahead of its expiry."""
 
     def __init__(self, db: Database, clock: Clock, *, bot_id: int, name: str,
-                 secret_key: str, owner: str, ahead: timedelta = REFRESH_AHEAD,
+                 owner: str, ahead: timedelta = REFRESH_AHEAD,
                  wait: float = WAIT) -> None:
         self.db = db
         self.clock = clock
         self.bot_id = bot_id
         self.name = name
-        self.secret_key = secret_key
         self.owner = owner
         self.ahead = ahead
         self.wait = wait
@@ -155,8 +155,8 @@ class TokenKeeper:
 
     def _open(self, sealed: str) -> dict[str, str]:
         try:
-            return unseal(self.secret_key, sealed)
-        except SealError as err:
+            return store.reveal_credentials(self.db.keyring, sealed)
+        except SecretKeyError as err:
             raise XApiError("auth", f"X account {self.name}: {err}") from None
 
     async def _refresh(self, run: Run, credentials: dict[str, str]) -> str:
@@ -183,7 +183,7 @@ class TokenKeeper:
                                       credentials["refresh_token"])}
         async with self.db.session() as s:
             await store.finish_refresh(s, bot_id=self.bot_id, owner=self.owner, now=now,
-                                       credentials=seal(self.secret_key, fresh),
+                                       credentials=store.seal_credentials(s, fresh),
                                        expires_at=expires)
         log.info("X account %s: access token refreshed, valid for %d s", self.name, lifetime)
         self._token, self._expires = token, expires

@@ -2,7 +2,8 @@
 
 An X account is a bot row of channel "x" (name, chapter, enabled, the account's user id
 and @name: everything the delivery worker and the X ledgers already key on) plus an
-``x_account`` row with its credentials, sealed with NALGAE_SECRET_KEY. The settings'
+``x_account`` row with its credentials, encrypted as the bot tokens are (storage.secrets:
+NALGAE_TOKEN_KEY, else the generated token.key). The settings'
 NALGAE_X_* credentials are the first account, "default" (as the settings' Telegram token
 is the first bot); they stay in the settings, except an OAuth 2.0 token being refreshed,
 whose newest tokens only the database has.
@@ -23,7 +24,6 @@ from campaigns.bots import NAME_RE
 from campaigns.clock import Clock
 from campaigns.errors import Conflict, NotFound, RuleError
 from campaigns.i18n import _
-from campaigns.x.credentials import seal
 from campaigns.x.settings import XSettings
 from storage import bots as bot_store
 from storage import supporters as supporter_store
@@ -105,7 +105,7 @@ async def get(session: AsyncSession, name: str) -> Bot:
     return bot
 
 
-async def add(session: AsyncSession, clock: Clock, *, name: str, secret_key: str,
+async def add(session: AsyncSession, clock: Clock, *, name: str,
               credentials: Mapping[str, str], chapter: str | None = None,
               user_id: str | None = None, replace: bool = False,
               by: str = "cli") -> XAccountView:
@@ -118,7 +118,7 @@ async def add(session: AsyncSession, clock: Clock, *, name: str, secret_key: str
         raise RuleError(_("--user-id is the account's numeric id, not its @name"))
     kind = auth_kind(credentials)
     values = {k: v for k, v in credentials.items() if v}
-    sealed = seal(secret_key, values)  # before anything is written: no key, no row
+    sealed = store.seal_credentials(session, values)  # before anything is written
     now = clock.now()
     bot = await bot_store.find_bot(session, "x", name)
     if bot is not None and not replace:

@@ -146,9 +146,10 @@ class XAccount(Base):
     """An X account's credentials, for the X bot row it belongs to (one row per account).
 
     The bot row (channel "x") carries what every bot has: name, chapter, enabled, the
-    account's user id and @name. This row carries the keys, sealed with NALGAE_SECRET_KEY
-    (campaigns.x.credentials), and, for OAuth 2.0, the access token's expiry and the
-    refresh lock: an X refresh token is single-use, so exactly one process refreshes.
+    account's user id and @name. This row carries the keys, encrypted as the bot tokens are
+    (storage.secrets via storage.x.seal_credentials), and, for OAuth 2.0, the access
+    token's expiry and the refresh lock: an X refresh token is single-use, so exactly one
+    process refreshes.
     """
 
     __tablename__ = "x_account"
