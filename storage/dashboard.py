@@ -15,13 +15,22 @@ from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import petitions as petition_counts
+from storage import supporter_counts
 from storage.models import ChannelIdentity, Petition, Signature, Supporter, SupporterTag
 
 PAGE = 50
 
 
 async def reachability(session: AsyncSession, bot_id: int | None = None) -> dict[str, int]:
-    """Active supporters' channel identities: reachable vs blocked (the bot was blocked)."""
+    """Active supporters' channel identities: reachable vs blocked (the bot was blocked),
+    from the counters kept on write."""
+    counts = await supporter_counts.reach(session, bot_id)
+    return {"reachable": counts.get(True, 0), "blocked": counts.get(False, 0)}
+
+
+async def recount_reachability(session: AsyncSession,
+                               bot_id: int | None = None) -> dict[str, int]:
+    """The same, counted from the rows (the counters' ground truth in tests)."""
     query = (
         select(ChannelIdentity.reachable, func.count())
         .join(Supporter, Supporter.id == ChannelIdentity.supporter_id)

@@ -18,6 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
+from storage import supporter_counts
 from storage.db import Database
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -67,8 +68,16 @@ def _run_command(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` (the newest by default)."""
-    await _with_connection(db, _run_command(command.upgrade, revision))
+    """Bring the schema up to ``revision`` (the newest by default), then install what the
+    regenerated migration cannot carry: the counting triggers (storage/supporter_counts)."""
+    migrate = _run_command(command.upgrade, revision)
+
+    def work(sync_conn: Connection) -> None:
+        migrate(sync_conn)
+        if revision == "head":
+            supporter_counts.install(sync_conn)
+
+    await _with_connection(db, work)
 
 
 async def downgrade(db: Database, revision: str) -> None:

@@ -34,6 +34,7 @@ from storage.models.petitions import (
     Signature,
 )
 from storage.models.signin import LoginLink
+from storage.models.supporter_counts import ReachCount, SignupCount, SupporterCount
 from storage.models.surveys import (
     Survey,
     SurveyAnswer,
@@ -80,8 +81,11 @@ __all__ = [
     "PollBallot",
     "PollBallotPending",
     "PollVoter",
+    "ReachCount",
     "Signature",
+    "SignupCount",
     "Supporter",
+    "SupporterCount",
     "SupporterTag",
     "Survey",
     "SurveyAnswer",

@@ -16,7 +16,7 @@ from campaigns.times import local_display
 from storage import dashboard as queries
 from storage.home import OpenItem
 from web import auth, charts
-from web.pages import NO_REGION, database, language, render, slow_summary
+from web.pages import NO_REGION, database, language, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -63,14 +63,11 @@ async def home(request: Request) -> Response:
     me = await auth.require(request)  # supporter counts are for organisers only
     lang = language(request)
 
-    async def counts() -> tuple[Overview, dict[str, int]]:
-        async with database(request).session() as session:
-            return (await dashboard.overview(session, request.app.state.clock),
-                    await queries.reachability(session))
-
-    # Every count here reads every supporter: about 4 s at a million. Organisers
-    # opening the home page share one reading for a while (see slow_summary).
-    overview, reach = await slow_summary(request, "overview", counts)
+    # Counters kept on write (storage/supporter_counts): a few rows to sum at any size,
+    # so every view is exact and current (no cache).
+    async with database(request).session() as session:
+        overview = await dashboard.overview(session, request.app.state.clock)
+        reach = await queries.reachability(session)
     extras = overview_extras(overview, reach, lang)
     # Not cached: one cheap statement (the home card's), and its counts are live.
     async with database(request).session() as session:
