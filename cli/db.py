@@ -18,8 +18,9 @@ def db() -> None:
 
 async def _upgrade(database: Database, revision: str) -> dict[str, Any]:
     before = await migrate.current_revision(database)
-    await migrate.upgrade(database, revision)
-    return {"from": before, "to": await migrate.current_revision(database)}
+    built = await migrate.upgrade(database, revision)
+    return {"from": before, "to": await migrate.current_revision(database),
+            "indexes_built": built}
 
 
 async def _current(database: Database) -> dict[str, Any]:
@@ -35,7 +36,9 @@ async def _current(database: Database) -> dict[str, Any]:
 def db_upgrade(ctx: Ctx, revision: str, as_json: bool) -> None:
     """Apply the schema migrations (safe to run again)."""
     result = run_async(lambda d: _upgrade(d, revision), ctx)
-    emit(result, as_json, lambda r: f"database at revision {r['to']} (was {r['from'] or 'empty'})")
+    emit(result, as_json, lambda r: (
+        f"database at revision {r['to']} (was {r['from'] or 'empty'})"
+        + (f"; built indexes: {', '.join(r['indexes_built'])}" if r["indexes_built"] else "")))
 
 
 @db.command("current")
