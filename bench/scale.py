@@ -438,6 +438,7 @@ async def run_stage(admin_url: str | None, n: int, redis_url: str, keep: bool,
 
 
 async def main() -> None:
+    global DB_NAME
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--pg-url", default=os.environ.get(
@@ -455,7 +456,6 @@ async def main() -> None:
                         help="comma-separated operations to measure (the build is the same;"
                              " import is always timed)")
     args = parser.parse_args()
-    global DB_NAME
     DB_NAME = args.db_name
     small, large = (int(x) for x in args.sizes.split(","))
     pg_url = None if args.sqlite else args.pg_url
