@@ -99,6 +99,11 @@ def install(conn: Connection) -> bool:
     Returns whether it installed."""
     dialect = conn.dialect.name
     if _installed(conn) >= {TRIGGER_PREFIX + n for n in TRIGGER_NAMES}:
+        # PostgreSQL's trigger bodies are functions: replaced in place (no table lock),
+        # so a new version's counting reaches a database that already has the triggers.
+        for statement in trigger_statements(dialect):
+            if statement.startswith("CREATE OR REPLACE FUNCTION"):
+                conn.exec_driver_sql(statement)
         return False
     if dialect != "postgresql":  # SQLite has no CREATE OR REPLACE TRIGGER
         for name in TRIGGER_NAMES:

@@ -102,10 +102,14 @@ FROM (SELECT o.id, o.bot_id, -1 AS d FROM old_rows o JOIN new_rows n ON n.id = o
 JOIN channel_identity ci ON ci.supporter_id = c.id
 GROUP BY 1, 2 HAVING sum(c.d) <> 0;
 """
+# One primary-key probe per identity (LIMIT keeps the planner from turning the lookup
+# into a join that reads every supporter: an import adds 10,000 identities a statement,
+# a hundred statements at a million).
 _PG_IDENTITY_STATEMENT = """
 INSERT INTO supporter_reach_count (bot_id, reachable, n, folded)
 SELECT s.bot_id, c.reachable, sum(c.d), false FROM ({changes}) AS c
-JOIN supporter s ON s.id = c.supporter_id AND s.status = 'active'
+CROSS JOIN LATERAL (SELECT bot_id FROM supporter WHERE id = c.supporter_id
+                    AND status = 'active' LIMIT 1) AS s
 GROUP BY 1, 2 HAVING sum(c.d) <> 0;
 """
 _PG_IDENTITY_CHANGED = (
