@@ -20,6 +20,7 @@ from storage.models.supporter_counts import (
     TRIGGER_NAMES,
     TRIGGER_PREFIX,
     X_ACCOUNT_REF,
+    PollVoterCount,
     ReachCount,
     SignupCount,
     SupporterCount,
@@ -30,6 +31,7 @@ _KEYS = {
     "supporter_count": "bot_id, status, tier, region",
     "supporter_signup_count": "bot_id, hour",
     "supporter_reach_count": "bot_id, reachable",
+    "poll_voter_count": "poll_id",
 }
 
 
@@ -53,6 +55,7 @@ def _recounts(dialect: str) -> dict[str, str]:
             "SELECT s.bot_id, ci.reachable, count(*) AS n FROM channel_identity AS ci"
             " JOIN supporter AS s ON s.id = ci.supporter_id WHERE s.status = 'active'"
             " GROUP BY 1, 2"),
+        "poll_voter_count": "SELECT poll_id, count(*) AS n FROM poll_voter GROUP BY poll_id",
     }
 
 
@@ -182,6 +185,19 @@ def hours_to_days(by_hour: dict[datetime, int], offset_minutes: int) -> dict[dat
         day = (hour + timedelta(minutes=offset_minutes)).date()
         out[day] = out.get(day, 0) + n
     return out
+
+
+async def poll_voters(session: AsyncSession, poll_id: int) -> int:
+    """How many have voted in the poll (its "has voted" rows)."""
+    return int(await session.scalar(
+        select(func.coalesce(func.sum(PollVoterCount.n), 0))
+        .where(PollVoterCount.poll_id == poll_id)) or 0)
+
+
+def poll_voters_of(poll_id: Any) -> Any:
+    """The same as a scalar subquery (the open-now page counts several items at once)."""
+    return (select(func.coalesce(func.sum(PollVoterCount.n), 0))
+            .where(PollVoterCount.poll_id == poll_id).scalar_subquery())
 
 
 async def reach(session: AsyncSession, bot_id: int | None = None) -> dict[bool, int]:

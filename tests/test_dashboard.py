@@ -731,14 +731,13 @@ async def test_counting_triggers_installed_on_a_populated_database_count_what_is
     """A database from before the counters (rows, no triggers): the upgrade step installs
     them and counts the rows already there in the same transaction."""
     from storage import supporter_counts
-    from storage.models.supporter_counts import TRIGGER_NAMES, TRIGGER_PREFIX
+    from storage.models.supporter_counts import TRIGGER_PREFIX, TRIGGER_TABLES
     from tests.builders import make_bot
 
     bot_id = await make_bot(db, NOW)
     async with db.engine.begin() as conn:
-        for name in TRIGGER_NAMES:
-            on = (" ON supporter" if name.startswith("supporter") else " ON channel_identity"
-                  ) if db.is_postgres else ""
+        for name, table in TRIGGER_TABLES.items():
+            on = f" ON {table}" if db.is_postgres else ""
             await conn.exec_driver_sql(f"DROP TRIGGER {TRIGGER_PREFIX}{name}{on}")
     await make_supporters(db, bot_id, NOW, 5, region="busan")
     async with db.session() as s:
@@ -748,3 +747,47 @@ async def test_counting_triggers_installed_on_a_populated_database_count_what_is
         assert await conn.run_sync(supporter_counts.install) is False  # already there
     kept = await _agree(db)
     assert kept["regions"] == {"busan": 5}
+
+
+async def test_poll_voter_counts_are_kept_on_write(db: Database, clock: FixedClock) -> None:
+    """The polls' "voters" figures (open now, the polls list, result pages) come from a
+    counter: equal to the voter rows after votes, a bulk insert, a withdrawal and /forget."""
+    from sqlalchemy import func
+
+    from campaigns.dashboard import fold_counts
+    from storage import polls as poll_store
+    from storage import supporter_counts
+    from storage.models import PollVoter
+
+    bot_id, _p = await setup_petition(db, clock, slug="clean-air")
+    ids = await make_supporters(db, bot_id, NOW, 6)
+    async with db.session() as s:
+        poll = await polls.create_poll(s, campaign_slug="air", slug="next-step",
+                                       question_ko="다음?", kind="yes_no_abstain", clock=clock,
+                                       actor="cli")
+    for sid in ids[:3]:
+        async with db.session() as s:
+            assert await poll_store.record_voter(s, poll.id, sid, NOW)
+            assert not await poll_store.record_voter(s, poll.id, sid, NOW)  # a repeat
+            await poll_store.insert_answer(s, poll_id=poll.id, supporter_id=sid, choices="0",
+                                           tier="supporter", region="seoul", weight="1",
+                                           now=NOW)
+    async with db.session() as s:  # a set-based insert (as the scale bench writes them)
+        await s.execute(text("INSERT INTO poll_voter (poll_id, supporter_id)"
+                             " SELECT :p, id FROM supporter WHERE id > :after"),
+                        {"p": poll.id, "after": ids[2]})
+        assert await poll_store.withdraw_answer(s, poll_id=poll.id, supporter_id=ids[0],
+                                                now=NOW)
+        await privacy.erase(s, ids[1], NOW)
+
+    async def both() -> tuple[int, int]:
+        async with db.session() as s:
+            rows = int(await s.scalar(select(func.count()).select_from(PollVoter)
+                                      .where(PollVoter.poll_id == poll.id)) or 0)
+            return await poll_store.voter_count(s, poll.id), rows
+
+    assert await both() == (5, 5)
+    await fold_counts(db)
+    assert await both() == (5, 5)
+    async with db.session() as s:
+        assert await supporter_counts.reconcile(s) == 0  # nothing had drifted

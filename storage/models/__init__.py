@@ -34,7 +34,12 @@ from storage.models.petitions import (
     Signature,
 )
 from storage.models.signin import LoginLink
-from storage.models.supporter_counts import ReachCount, SignupCount, SupporterCount
+from storage.models.supporter_counts import (
+    PollVoterCount,
+    ReachCount,
+    SignupCount,
+    SupporterCount,
+)
 from storage.models.surveys import (
     Survey,
     SurveyAnswer,
@@ -81,6 +86,7 @@ __all__ = [
     "PollBallot",
     "PollBallotPending",
     "PollVoter",
+    "PollVoterCount",
     "ReachCount",
     "Signature",
     "SignupCount",

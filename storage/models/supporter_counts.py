@@ -70,6 +70,20 @@ class ReachCount(Base):
     folded: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class PollVoterCount(Base):
+    """Voters per poll (the "has voted" rows), for the live counts of the overview's
+    "open now", the polls list and the result pages: a poll of a million voters was
+    counted row by row on every view."""
+
+    __tablename__ = "poll_voter_count"
+    __table_args__ = (_folded_key("uq_poll_voter_count_folded", "poll_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    poll_id: Mapped[int] = mapped_column(BigInteger)
+    n: Mapped[int] = mapped_column(BigInteger)
+    folded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 # --- the triggers -------------------------------------------------------------------------------
 # Installed by `install` (after `create_all`, and by storage.migrate.upgrade after the
 # Alembic revisions: the regenerated migration knows tables and indexes, not triggers).
@@ -120,6 +134,12 @@ _PG_IDENTITY_CHANGED = (
     " WHERE o.reachable IS DISTINCT FROM n.reachable OR o.supporter_id <> n.supporter_id")
 
 
+_PG_VOTER_STATEMENT = """
+INSERT INTO poll_voter_count (poll_id, n, folded)
+SELECT poll_id, sum(d), false FROM ({changes}) AS c GROUP BY 1 HAVING sum(d) <> 0;
+"""
+
+
 def _pg_function(name: str, body: str, returns: str = "NULL") -> str:
     return (f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $fn$\n"
             f"BEGIN\n{body}\nRETURN {returns};\nEND\n$fn$")
@@ -151,6 +171,13 @@ END IF;""", returns="OLD"),
         _pg_function("nalgae_count_identity_update", identities(_PG_IDENTITY_CHANGED)),
         _pg_function("nalgae_count_identity_delete", identities(
             "SELECT supporter_id, reachable, -1 AS d FROM old_rows")),
+        _pg_function("nalgae_count_poll_voter_insert", _PG_VOTER_STATEMENT.format(
+            changes="SELECT poll_id, 1 AS d FROM new_rows")),
+        _pg_function("nalgae_count_poll_voter_update", _PG_VOTER_STATEMENT.format(
+            changes="SELECT poll_id, -1 AS d FROM old_rows"
+                    " UNION ALL SELECT poll_id, 1 FROM new_rows")),
+        _pg_function("nalgae_count_poll_voter_delete", _PG_VOTER_STATEMENT.format(
+            changes="SELECT poll_id, -1 AS d FROM old_rows")),
     ]
     triggers = [
         ("supporter_insert", "AFTER INSERT ON supporter REFERENCING NEW TABLE AS new_rows"
@@ -166,6 +193,12 @@ END IF;""", returns="OLD"),
          " old_rows NEW TABLE AS new_rows FOR EACH STATEMENT", "channel_identity"),
         ("identity_delete", "AFTER DELETE ON channel_identity REFERENCING OLD TABLE AS"
          " old_rows FOR EACH STATEMENT", "channel_identity"),
+        ("poll_voter_insert", "AFTER INSERT ON poll_voter REFERENCING NEW TABLE AS new_rows"
+         " FOR EACH STATEMENT", "poll_voter"),
+        ("poll_voter_update", "AFTER UPDATE ON poll_voter REFERENCING OLD TABLE AS old_rows"
+         " NEW TABLE AS new_rows FOR EACH STATEMENT", "poll_voter"),
+        ("poll_voter_delete", "AFTER DELETE ON poll_voter REFERENCING OLD TABLE AS old_rows"
+         " FOR EACH STATEMENT", "poll_voter"),
     ]
     for name, when, table in triggers:
         full = TRIGGER_PREFIX + name
@@ -184,6 +217,7 @@ _UPSERT = {
                               " DO UPDATE SET n = n + excluded.n",
     "supporter_reach_count": "ON CONFLICT (bot_id, reachable) WHERE folded"
                              " DO UPDATE SET n = n + excluded.n",
+    "poll_voter_count": "ON CONFLICT (poll_id) WHERE folded DO UPDATE SET n = n + excluded.n",
 }
 # The stored format of UTCDateTime on SQLite, so that the hours compare as strings.
 _SQLITE_HOUR = "strftime('%Y-%m-%d %H:00:00.000000', {r}.created_at)"
@@ -220,6 +254,11 @@ def _sqlite_reach_of_identity(r: str, d: int, also: str = "") -> str:
         f" {_UPSERT['supporter_reach_count']};")
 
 
+def _sqlite_voter(r: str, d: int) -> str:
+    return (f"INSERT INTO poll_voter_count (poll_id, n, folded) SELECT {r}.poll_id, {d}, 1"
+            f" WHERE true {_UPSERT['poll_voter_count']};")
+
+
 def _sqlite_statements() -> list[str]:
     moved = ("AND (OLD.bot_id IS NOT NEW.bot_id OR OLD.created_at IS NOT NEW.created_at"
              " OR OLD.source_ref IS NOT NEW.source_ref)")
@@ -247,13 +286,25 @@ def _sqlite_statements() -> list[str]:
                              _sqlite_reach_of_identity("NEW", 1, identity_moved)]),
         "identity_delete": ("AFTER DELETE ON channel_identity",
                             [_sqlite_reach_of_identity("OLD", -1)]),
+        "poll_voter_insert": ("AFTER INSERT ON poll_voter", [_sqlite_voter("NEW", 1)]),
+        "poll_voter_update": ("AFTER UPDATE OF poll_id ON poll_voter",
+                              [_sqlite_voter("OLD", -1), _sqlite_voter("NEW", 1)]),
+        "poll_voter_delete": ("AFTER DELETE ON poll_voter", [_sqlite_voter("OLD", -1)]),
     }
     return [f"CREATE TRIGGER {TRIGGER_PREFIX}{name} {when} FOR EACH ROW BEGIN\n"
             + "\n".join(body) + "\nEND" for name, (when, body) in triggers.items()]
 
 
-TRIGGER_NAMES = ("supporter_insert", "supporter_update", "supporter_delete",
-                 "supporter_unreach", "identity_insert", "identity_update", "identity_delete")
+# Each trigger (after TRIGGER_PREFIX) and its table.
+TRIGGER_TABLES = {
+    "supporter_insert": "supporter", "supporter_update": "supporter",
+    "supporter_delete": "supporter", "supporter_unreach": "supporter",
+    "identity_insert": "channel_identity", "identity_update": "channel_identity",
+    "identity_delete": "channel_identity",
+    "poll_voter_insert": "poll_voter", "poll_voter_update": "poll_voter",
+    "poll_voter_delete": "poll_voter",
+}
+TRIGGER_NAMES = tuple(TRIGGER_TABLES)
 
 
 def trigger_statements(dialect: str) -> list[str]:

@@ -155,6 +155,27 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_petition_count_delta")),
     )
     op.create_table(
+        "poll_voter_count",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("poll_id", sa.BigInteger(), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.Column("folded", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_poll_voter_count")),
+    )
+    op.create_index(
+        "uq_poll_voter_count_folded",
+        "poll_voter_count",
+        ["poll_id"],
+        unique=True,
+        postgresql_where=sa.text("folded"),
+        sqlite_where=sa.text("folded"),
+    )
+    op.create_table(
         "supporter_count",
         sa.Column(
             "id",
@@ -1516,6 +1537,13 @@ def downgrade() -> None:
         sqlite_where=sa.text("folded"),
     )
     op.drop_table("supporter_count")
+    op.drop_index(
+        "uq_poll_voter_count_folded",
+        table_name="poll_voter_count",
+        postgresql_where=sa.text("folded"),
+        sqlite_where=sa.text("folded"),
+    )
+    op.drop_table("poll_voter_count")
     op.drop_table("petition_count_delta")
     op.drop_index("ix_outbox_progress", table_name="outbox_message")
     op.drop_index(
