@@ -48,7 +48,9 @@ class SignupCount(Base):
     them into its own calendar days."""
 
     __tablename__ = "supporter_signup_count"
-    __table_args__ = (_folded_key("uq_supporter_signup_count_folded", "bot_id", "hour"),)
+    # One folded row per bot and hour (8,760 a year): the overview reads the last 30 days.
+    __table_args__ = (_folded_key("uq_supporter_signup_count_folded", "bot_id", "hour"),
+                      Index("ix_supporter_signup_count_hour", "hour"))
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     bot_id: Mapped[int] = mapped_column(Integer)

@@ -236,6 +236,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter_signup_count")),
     )
     op.create_index(
+        "ix_supporter_signup_count_hour", "supporter_signup_count", ["hour"], unique=False
+    )
+    op.create_index(
         "uq_supporter_signup_count_folded",
         "supporter_signup_count",
         ["bot_id", "hour"],
@@ -1522,6 +1525,7 @@ def downgrade() -> None:
         postgresql_where=sa.text("folded"),
         sqlite_where=sa.text("folded"),
     )
+    op.drop_index("ix_supporter_signup_count_hour", table_name="supporter_signup_count")
     op.drop_table("supporter_signup_count")
     op.drop_index(
         "uq_supporter_reach_count_folded",
