@@ -204,7 +204,9 @@ END IF;""", returns="OLD"),
     ]
     for name, when, table in triggers:
         full = TRIGGER_PREFIX + name
-        out.append(f"CREATE OR REPLACE TRIGGER {full} {when} EXECUTE FUNCTION {full}()")
+        # Not CREATE OR REPLACE TRIGGER: that needs PostgreSQL 14.
+        out.append(f"DROP TRIGGER IF EXISTS {full} ON {table}")
+        out.append(f"CREATE TRIGGER {full} {when} EXECUTE FUNCTION {full}()")
         # ALWAYS: the bulk import may run with session_replication_role = replica (no
         # foreign-key triggers); the counts must follow it all the same.
         out.append(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {full}")
