@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bots import webhooks
-from campaigns import broadcasts, events, petitions, polls, surveys
+from campaigns import broadcasts, dashboard, events, petitions, polls, surveys
 from campaigns.clock import SystemClock
 from campaigns.settings import Settings
 from campaigns.ticks import TickContext, process_owner
@@ -80,6 +80,8 @@ TICKS: list[Tick] = [
     Tick("broadcasts.start_due", start_due_broadcasts, seconds=2.0),
     # Writes due reminders' notices (claimed: once under any number of schedulers); the
     # bot processes send them with the other event notices (bots/telegram/events.py).
+    Tick("dashboard.fold_counts", dashboard.fold_tick, seconds=1.0),
+    Tick("dashboard.reconcile_counts", dashboard.reconcile_tick, seconds=3600.0),
     Tick("events.reminders", events.send_due_reminders, seconds=30.0),
     Tick("inbox.purge", purge_inbox, seconds=3600.0),
     Tick("petitions.flush", petitions.flush_tick, seconds=1.0),

@@ -1,6 +1,7 @@
 """National scale: what an organiser does every day, timed at two sizes (issue 14).
 
     .venv/bin/python bench/scale.py [--sizes 100000,1000000] [--pg-url URL] [--keep]
+        [--sqlite] [--only dashboard_overview,forget] [--db-name nalgae_scale]
 
 For each size N (a fresh PostgreSQL database `nalgae_scale` on 127.0.0.1:5432, dropped
 at the end unless --keep; Redis for the app's rate limits) it builds, through the
@@ -218,11 +219,16 @@ class Stage:
 
     # --- measure ---------------------------------------------------------------------------
 
-    async def measure(self) -> None:
-        await self.measure_store()
-        await self.measure_pages()
-        await self.measure_destructive()
-        await self.measure_size()
+    async def measure(self, only: set[str] | None = None) -> None:
+        groups = ((self.measure_store, {"audience_count", "materialise", "tally", "export",
+                                        "reconcile"}),
+                  (self.measure_pages, {"dashboard_overview", "petition_page",
+                                        "supporters_list"}),
+                  (self.measure_destructive, {"forget"}),
+                  (self.measure_size, {"db_bytes_per_supporter"}))
+        for measure, names in groups:
+            if only is None or names & only:
+                await measure()
 
     async def measure_store(self) -> None:
         from campaigns import audience as audiences
@@ -401,13 +407,14 @@ OPERATIONS = ("import", "audience_count", "materialise", "tally", "dashboard_ove
               "db_bytes_per_supporter")
 
 
-async def run_stage(admin_url: str | None, n: int, redis_url: str, keep: bool) -> Stage:
+async def run_stage(admin_url: str | None, n: int, redis_url: str, keep: bool,
+                    only: set[str] | None = None) -> Stage:
     if admin_url is None:  # SQLite, the embedded default: a file of its own
         folder = Path(tempfile.mkdtemp(prefix="nalgae-scale-"))
         stage = Stage(f"sqlite:///{folder}/scale.db", n, redis_url)
         try:
             await stage.build()
-            await stage.measure()
+            await stage.measure(only)
             log(f"[{n} sqlite] " + json.dumps({k: round(v, 1) for k, v in stage.ms.items()}))
         finally:
             await stage.close()
@@ -421,7 +428,7 @@ async def run_stage(admin_url: str | None, n: int, redis_url: str, keep: bool) -
         started = time.perf_counter()
         await stage.build()
         log(f"[{n}] built in {time.perf_counter() - started:.0f} s; measuring")
-        await stage.measure()
+        await stage.measure(only)
         log(f"[{n}] " + json.dumps({k: round(v, 1) for k, v in stage.ms.items()}))
     finally:
         await stage.close()
@@ -431,6 +438,7 @@ async def run_stage(admin_url: str | None, n: int, redis_url: str, keep: bool) -
 
 
 async def main() -> None:
+    global DB_NAME
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--pg-url", default=os.environ.get(
@@ -441,12 +449,22 @@ async def main() -> None:
                         help="keep the database of the last size (nalgae_scale)")
     parser.add_argument("--sqlite", action="store_true",
                         help="the embedded SQLite store instead (a temporary file)")
+    parser.add_argument("--db-name", default=DB_NAME,
+                        help="the PostgreSQL database to build (and drop); another name lets"
+                             " two runs share a server")
+    parser.add_argument("--only", default="",
+                        help="comma-separated operations to measure (the build is the same;"
+                             " import is always timed)")
     args = parser.parse_args()
+    DB_NAME = args.db_name
     small, large = (int(x) for x in args.sizes.split(","))
     pg_url = None if args.sqlite else args.pg_url
-    a = await run_stage(pg_url, small, args.redis_url, keep=False)
-    b = await run_stage(pg_url, large, args.redis_url, keep=args.keep)
+    only = {"import", *args.only.split(",")} if args.only else None
+    a = await run_stage(pg_url, small, args.redis_url, keep=False, only=only)
+    b = await run_stage(pg_url, large, args.redis_url, keep=args.keep, only=only)
     for name in OPERATIONS:
+        if name not in b.ms:
+            continue
         x, y = a.ms[name], b.ms[name]
         line: dict[str, Any] = {"operation": name, "ms_100k": round(x, 1), "ms_1m": round(y, 1),
                                 "ratio": round(y / x, 2) if x else None}

@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.clock import Clock
 from campaigns.polls import too_small
 from campaigns.regions import REGIONS, districts
+from campaigns.ticks import TickContext
 from campaigns.times import KST_OFFSET  # days are Korean calendar days, UTC+9
 from storage import petitions as petition_store
-from storage import stats
+from storage import stats, supporter_counts
+from storage.db import Database
 
 
 @dataclass(frozen=True)
@@ -130,3 +132,21 @@ async def signatures_by_district(session: AsyncSession, petition_id: int,
     """A petition's valid signatures from one province by the signers' districts."""
     return district_counts(province, await petition_store.signatures_by_district(
         session, petition_id, province))
+
+
+async def fold_counts(db: Database) -> int:
+    """Fold the overview counters' pending deltas (PostgreSQL; see storage/supporter_counts)."""
+    async with db.session() as session:
+        return await supporter_counts.fold(session)
+
+
+async def fold_tick(ctx: TickContext) -> object:
+    """Every second: keep the overview's counter tables a few rows long."""
+    return await fold_counts(ctx.db)
+
+
+async def reconcile_tick(ctx: TickContext) -> object:
+    """Hourly: correct the overview's counters to a recount (a safety net; they are kept
+    exact on write)."""
+    async with ctx.db.session() as session:
+        return await supporter_counts.reconcile(session)

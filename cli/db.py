@@ -19,13 +19,14 @@ def db() -> None:
 
 async def _upgrade(database: Database, revision: str, legacy_key: str) -> dict[str, Any]:
     before = await migrate.current_revision(database)
-    await migrate.upgrade(database, revision)
+    built = await migrate.upgrade(database, revision)
     if revision == "head":
         # Secrets stored before encryption existed (or, X credentials, encrypted with
         # NALGAE_SECRET_KEY by an earlier version) are encrypted now (idempotent).
         async with database.session() as s:
             await bots.seal_stored_tokens(s, legacy_key=legacy_key)
-    return {"from": before, "to": await migrate.current_revision(database)}
+    return {"from": before, "to": await migrate.current_revision(database),
+            "indexes_built": built}
 
 
 async def _current(database: Database) -> dict[str, Any]:
@@ -41,7 +42,9 @@ async def _current(database: Database) -> dict[str, Any]:
 def db_upgrade(ctx: Ctx, revision: str, as_json: bool) -> None:
     """Apply the schema migrations (safe to run again)."""
     result = run_async(lambda d: _upgrade(d, revision, ctx.settings.secret_key), ctx)
-    emit(result, as_json, lambda r: f"database at revision {r['to']} (was {r['from'] or 'empty'})")
+    emit(result, as_json, lambda r: (
+        f"database at revision {r['to']} (was {r['from'] or 'empty'})"
+        + (f"; built indexes: {', '.join(r['indexes_built'])}" if r["indexes_built"] else "")))
 
 
 @db.command("current")

@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import petitions as petition_counts
+from storage import supporter_counts
 from storage.chapters import in_areas
 from storage.models import ChannelIdentity, Petition, Signature, Supporter, SupporterTag
 
@@ -24,7 +25,18 @@ PAGE = 50
 async def reachability(session: AsyncSession, bot_id: int | None = None,
                        areas: list[str] | None = None) -> dict[str, int]:
     """Active supporters' channel identities: reachable vs blocked (the bot was blocked),
-    within a scoped organiser's areas if given."""
+    from the counters kept on write; within a scoped organiser's areas, from the rows
+    (the counters are per bot, not per region)."""
+    if areas is not None:
+        return await recount_reachability(session, bot_id, areas)
+    counts = await supporter_counts.reach(session, bot_id)
+    return {"reachable": counts.get(True, 0), "blocked": counts.get(False, 0)}
+
+
+async def recount_reachability(session: AsyncSession, bot_id: int | None = None,
+                               areas: list[str] | None = None) -> dict[str, int]:
+    """The same, counted from the rows (the counters' ground truth in tests, and a
+    chapter's figure)."""
     query = (
         select(ChannelIdentity.reachable, func.count())
         .join(Supporter, Supporter.id == ChannelIdentity.supporter_id)

@@ -106,10 +106,12 @@ class Database:
 
     async def create_all(self) -> None:
         """Create every table (tests); production uses Alembic migrations."""
+        from storage import supporter_counts
         from storage.models import Base
 
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(supporter_counts.install)
 
     async def drop_all(self) -> None:
         from storage.models import Base

@@ -6,6 +6,7 @@ database's own async engine; `nalgae db upgrade` and `make run` call it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,16 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import Index, inspect, text
 from sqlalchemy.engine import Connection
 
+from storage import supporter_counts
 from storage.db import Database
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+log = logging.getLogger("nalgae.migrate")
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -66,9 +70,87 @@ def _run_command(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[
     return work
 
 
-async def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` (the newest by default)."""
-    await _with_connection(db, _run_command(command.upgrade, revision))
+async def upgrade(db: Database, revision: str = "head") -> list[str]:
+    """Bring the schema up to ``revision`` (the newest by default), then add what the one
+    regenerated migration cannot bring to a database already past it: the counting
+    triggers (storage/supporter_counts) and any index of the models the database lacks,
+    built without blocking writes (`ensure_indexes`). The indexes built, by name."""
+    migrate = _run_command(command.upgrade, revision)
+
+    def work(sync_conn: Connection) -> None:
+        migrate(sync_conn)
+        if revision == "head":
+            supporter_counts.install(sync_conn)
+
+    await _with_connection(db, work)
+    return await ensure_indexes(db) if revision == "head" else []
+
+
+_PG_INDEX_STATE = """
+SELECT c.relname, i.indisvalid FROM pg_index AS i
+JOIN pg_class AS c ON c.oid = i.indexrelid
+JOIN pg_namespace AS ns ON ns.oid = c.relnamespace
+WHERE ns.nspname = current_schema() AND c.relname = ANY(:names)
+"""
+
+
+def _index_state(sync_conn: Connection, names: list[str]) -> dict[str, bool]:
+    """Each existing index of ``names``: valid or not (SQLite's always are)."""
+    if sync_conn.dialect.name == "postgresql":
+        rows = sync_conn.execute(text(_PG_INDEX_STATE), {"names": names})
+        return {str(name): bool(valid) for name, valid in rows.all()}
+    rows = sync_conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index'"))
+    return {str(name): True for (name,) in rows.all() if name in names}
+
+
+def _ensure_indexes(sync_conn: Connection) -> list[str]:
+    from storage.models import Base
+
+    wanted: dict[str, Index] = {str(i.name): i for t in Base.metadata.sorted_tables
+                                for i in t.indexes}
+    state = _index_state(sync_conn, sorted(wanted))
+    ops = Operations(MigrationContext.configure(sync_conn))
+    built = []
+    for name, index in wanted.items():
+        if state.get(name):
+            continue
+        table = index.table.name if index.table is not None else ""
+        if name in state:
+            # INVALID: what an interrupted CREATE INDEX CONCURRENTLY leaves behind. It
+            # slows every write to the table and answers no query; IF NOT EXISTS would
+            # keep it, so it goes first.
+            log.warning("index %s is invalid (an interrupted build): rebuilding it", name)
+            ops.drop_index(name, table_name=table, postgresql_concurrently=True,
+                           if_exists=True)
+        log.info("building index %s on %s", name, table)
+        ops.create_index(
+            name, table, [c.name for c in index.columns], unique=index.unique,
+            if_not_exists=True, postgresql_concurrently=True,
+            postgresql_where=index.dialect_options["postgresql"]["where"],
+            sqlite_where=index.dialect_options["sqlite"]["where"])
+        built.append(name)
+    return built
+
+
+async def ensure_indexes(db: Database) -> list[str]:
+    """Build each index of the models the database lacks or holds INVALID; their names.
+
+    The one migration creates every index with its table, on an empty table; a database
+    migrated before an index joined the models never runs that migration again. On
+    PostgreSQL this builds the missing ones with CREATE INDEX CONCURRENTLY, outside any
+    transaction (an AUTOCOMMIT connection; PostgreSQL refuses it inside one): writes to
+    the table go on while it builds, instead of waiting behind the SHARE lock a plain
+    CREATE INDEX holds for the whole build (seconds at a million rows). A build
+    interrupted earlier left an INVALID index: it is dropped (concurrently too) and built
+    again. SQLite has one writer at a time anyway: a plain CREATE INDEX IF NOT EXISTS.
+    """
+    async with db.engine.connect() as conn:
+        if db.is_postgres:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        built: list[str] = await conn.run_sync(_ensure_indexes)
+        if not db.is_postgres:
+            await conn.commit()
+        return built
 
 
 async def downgrade(db: Database, revision: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import String, delete, func, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import supporter_counts
 from storage.chapters import in_areas
 from storage.db import rowcount, upsert_insert
 from storage.models import (
@@ -293,9 +294,8 @@ async def stored_rows(session: AsyncSession, poll: Poll,
 
 
 async def voter_count(session: AsyncSession, poll_id: int) -> int:
-    return int(await session.scalar(
-        select(func.count()).select_from(PollVoter).where(PollVoter.poll_id == poll_id)
-    ) or 0)
+    """From the counter kept on write (storage/supporter_counts), not by counting rows."""
+    return await supporter_counts.poll_voters(session, poll_id)
 
 
 async def voter_ids(session: AsyncSession, poll_id: int) -> list[int]:

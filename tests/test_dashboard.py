@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from campaigns import events, petitions, polls, signin
 from campaigns.clock import FixedClock
@@ -611,3 +611,183 @@ async def test_send_a_test_to_me_then_send_it_for_real(db: Database, clock: Fixe
             page = await client.get(f"/broadcasts/{bid}")
             assert 'data-field="audience">4<' in page.text
     assert [a.action for a in await _audit(db, "broadcast.test")] == ["broadcast.test"]
+
+
+# --- the overview's counters kept on write (issue 14) ----------------------------------------
+
+async def _figures(db: Database, *, recount: bool) -> dict[str, Any]:
+    """Everything the overview shows, from the counters or counted from the rows."""
+    from storage import dashboard as queries
+    from storage import stats
+
+    since = datetime(2026, 10, 1, 15, 0, tzinfo=UTC)  # a midnight in Korea
+    async with db.session() as s:
+        if recount:
+            return {"status": await stats.recount_by_status_and_tier(s),
+                    "regions": await stats.recount_active_by_region(s),
+                    "days": await stats.recount_signups_by_day(s, since, 540),
+                    "reach": await queries.recount_reachability(s),
+                    "bot": await stats.recount_by_status_and_tier(s, 1)}
+        return {"status": await stats.counts_by_status_and_tier(s),
+                "regions": await stats.active_by_region(s),
+                "days": await stats.signups_by_day(s, since, 540),
+                "reach": await queries.reachability(s),
+                "bot": await stats.counts_by_status_and_tier(s, 1)}
+
+
+async def _agree(db: Database) -> dict[str, Any]:
+    from campaigns.dashboard import fold_counts
+
+    kept = await _figures(db, recount=False)
+    assert kept == await _figures(db, recount=True)
+    await fold_counts(db)  # folding moves rows around, never changes a figure
+    assert await _figures(db, recount=False) == kept
+    return kept
+
+
+async def test_overview_counters_equal_a_recount_after_every_kind_of_write(
+        db: Database, clock: FixedClock) -> None:
+    from campaigns import importer, signup
+    from campaigns.people import Person
+    from tests.builders import make_bot, set_supporter
+
+    bot_id = await make_bot(db, NOW)
+    assert bot_id == 1
+    people = [Person(bot_id, "telegram", str(900 + i), 900 + i, first_name=f"P{i}")
+              for i in range(3)]
+    for i, person in enumerate(people):  # sign-ups on three different Korean days
+        day = FixedClock(NOW - timedelta(days=i, hours=6))
+        async with db.session() as s:
+            await signup.consent(s, person, "c:y:ko", day)
+    await make_supporters(db, bot_id, NOW, 4, region="seoul")
+    await make_supporters(db, bot_id, NOW - timedelta(days=3), 2, region=None, tier="member",
+                          first_user_id=600_000)
+    # The X channel's own account row is not a person: never counted.
+    await make_supporters(db, bot_id, NOW, 1, source_ref="x:account", first_user_id=700_000)
+    csv_text = "telegram_id,name,language,region,tier,tags,consent\n" + "".join(
+        f"{800_000 + i},Imported {i},ko,{'busan' if i % 2 else 'jeju'},"
+        f"{'member' if i % 3 == 0 else 'supporter'},volunteer,yes\n" for i in range(7))
+    async with db.session() as s:
+        result = await importer.import_supporters(s, bot_id, csv_text, clock)
+    await importer.after_import(db, result)
+    assert result.imported == 7
+    kept = await _agree(db)
+    assert sum(kept["status"].values()) == 3 + 4 + 2 + 7
+    assert kept["regions"][None] == 2 + 3  # no region given (and the three new sign-ups)
+    # Reachability counts identities, the X account's too (as it always did).
+    assert kept["reach"] == {"reachable": 17, "blocked": 0}
+
+    async with db.session() as s:
+        await signup.stop(s, people[0], clock)
+    async with db.session() as s:
+        await signup.forget_choice(s, people[1], "f:yes", clock)
+    async with db.session() as s:
+        await signup.blocked(s, people[2], True, clock)
+    ids = await make_supporters(db, bot_id, NOW, 2, region="daejeon", first_user_id=610_000)
+    await set_supporter(db, ids[0], tier="member", region="incheon")
+    await set_supporter(db, ids[1], status="stopped")
+    await set_supporter(db, ids[1], status="active")  # back again (a second consent)
+    kept = await _agree(db)
+    assert kept["status"][("stopped", "supporter")] == 1
+    assert kept["status"][("erased", "supporter")] == 1
+    assert kept["reach"] == {"reachable": 16, "blocked": 1}
+    async with db.session() as s:  # re-joining after /stop counts as active again
+        await signup.consent(s, people[0], "c:y:ko", clock)
+        # A hard delete (cascading to the identity) takes its counts with it.
+        await s.execute(text("DELETE FROM supporter WHERE id = :id"), {"id": ids[0]})
+    kept = await _agree(db)
+    assert kept["status"].get(("stopped", "supporter"), 0) == 0
+    assert kept["reach"] == {"reachable": 16, "blocked": 1}
+
+
+async def test_the_overview_counts_come_from_counters_not_from_the_rows(
+        db: Database, clock: FixedClock, client: httpx.AsyncClient) -> None:
+    """Whatever the size, the page sums a few counter rows: the figures it shows move with
+    the counters (here corrupted by hand), proving it no longer reads every supporter; the
+    hourly reconcile puts them back to the recount."""
+    from campaigns import dashboard
+    from campaigns.ticks import TickContext
+    from tests.builders import make_bot
+
+    bot_id = await make_bot(db, NOW)
+    await make_supporters(db, bot_id, NOW, 3, region="seoul")
+    await make_organiser(db, NOW, "ana")
+    await sign_in(client, "ana")
+    html = (await client.get("/")).text
+    assert re.search(r"\b3\b", html)
+    async with db.session() as s:
+        await s.execute(text("INSERT INTO supporter_count (bot_id, status, tier, region, n,"
+                             " folded) VALUES (:b, 'active', 'supporter', 'seoul', 1234, false)"),
+                        {"b": bot_id})
+    assert "1,237" in (await client.get("/")).text
+    ctx = TickContext(db=db, clock=clock, settings=Settings(secret_key=SECRET), owner="t")
+    assert await dashboard.reconcile_tick(ctx) == 1
+    assert await _figures(db, recount=False) == await _figures(db, recount=True)
+    assert "1,237" not in (await client.get("/")).text
+
+
+async def test_counting_triggers_installed_on_a_populated_database_count_what_is_there(
+        db: Database) -> None:
+    """A database from before the counters (rows, no triggers): the upgrade step installs
+    them and counts the rows already there in the same transaction."""
+    from storage import supporter_counts
+    from storage.models.supporter_counts import TRIGGER_PREFIX, TRIGGER_TABLES
+    from tests.builders import make_bot
+
+    bot_id = await make_bot(db, NOW)
+    async with db.engine.begin() as conn:
+        for name, table in TRIGGER_TABLES.items():
+            on = f" ON {table}" if db.is_postgres else ""
+            await conn.exec_driver_sql(f"DROP TRIGGER {TRIGGER_PREFIX}{name}{on}")
+    await make_supporters(db, bot_id, NOW, 5, region="busan")
+    async with db.session() as s:
+        assert await s.scalar(text("SELECT count(*) FROM supporter_count")) == 0
+    async with db.engine.begin() as conn:
+        assert await conn.run_sync(supporter_counts.install) is True
+        assert await conn.run_sync(supporter_counts.install) is False  # already there
+    kept = await _agree(db)
+    assert kept["regions"] == {"busan": 5}
+
+
+async def test_poll_voter_counts_are_kept_on_write(db: Database, clock: FixedClock) -> None:
+    """The polls' "voters" figures (open now, the polls list, result pages) come from a
+    counter: equal to the voter rows after votes, a bulk insert, a withdrawal and /forget."""
+    from sqlalchemy import func
+
+    from campaigns.dashboard import fold_counts
+    from storage import polls as poll_store
+    from storage import supporter_counts
+    from storage.models import PollVoter
+
+    bot_id, _p = await setup_petition(db, clock, slug="clean-air")
+    ids = await make_supporters(db, bot_id, NOW, 6)
+    async with db.session() as s:
+        poll = await polls.create_poll(s, campaign_slug="air", slug="next-step",
+                                       question_ko="다음?", kind="yes_no_abstain", clock=clock,
+                                       actor="cli")
+    for sid in ids[:3]:
+        async with db.session() as s:
+            assert await poll_store.record_voter(s, poll.id, sid, NOW)
+            assert not await poll_store.record_voter(s, poll.id, sid, NOW)  # a repeat
+            await poll_store.insert_answer(s, poll_id=poll.id, supporter_id=sid, choices="0",
+                                           tier="supporter", region="seoul", weight="1",
+                                           now=NOW)
+    async with db.session() as s:  # a set-based insert (as the scale bench writes them)
+        await s.execute(text("INSERT INTO poll_voter (poll_id, supporter_id)"
+                             " SELECT :p, id FROM supporter WHERE id > :after"),
+                        {"p": poll.id, "after": ids[2]})
+        assert await poll_store.withdraw_answer(s, poll_id=poll.id, supporter_id=ids[0],
+                                                now=NOW)
+        await privacy.erase(s, ids[1], NOW)
+
+    async def both() -> tuple[int, int]:
+        async with db.session() as s:
+            rows = int(await s.scalar(select(func.count()).select_from(PollVoter)
+                                      .where(PollVoter.poll_id == poll.id)) or 0)
+            return await poll_store.voter_count(s, poll.id), rows
+
+    assert await both() == (5, 5)
+    await fold_counts(db)
+    assert await both() == (5, 5)
+    async with db.session() as s:
+        assert await supporter_counts.reconcile(s) == 0  # nothing had drifted

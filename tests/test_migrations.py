@@ -99,3 +99,149 @@ def test_one_migration_until_the_first_release() -> None:
     assert sorted(p.name for p in versions.glob("*.py") if p.name != "__init__.py") == [
         "0001_initial.py"
     ]
+
+
+async def test_upgrade_builds_back_an_index_the_database_lacks(empty_db: Database) -> None:
+    """A database migrated before an index joined the models gains it at the next upgrade
+    (the one migration never runs again there)."""
+    await migrate.upgrade(empty_db)
+    async with empty_db.engine.begin() as conn:
+        await conn.exec_driver_sql("DROP INDEX ix_supporter_audience")
+    assert await migrate.upgrade(empty_db) == ["ix_supporter_audience"]
+    assert await migrate.schema_differences(empty_db) == []
+    assert await migrate.upgrade(empty_db) == []  # nothing left to build
+
+
+async def _leave_invalid_index(url: str, name: str, columns: str) -> None:
+    """Interrupt a CREATE INDEX CONCURRENTLY the way a killed deploy would: it has made
+    its catalog entry and built, and waits for an older snapshot when it is cancelled."""
+    import asyncio
+
+    import asyncpg
+
+    holder, builder, watcher = [await asyncpg.connect(url) for _ in range(3)]
+    try:
+        tx = holder.transaction(isolation="repeatable_read")
+        await tx.start()
+        await holder.fetchval("SELECT count(*) FROM bot")  # the snapshot the build waits for
+        pid = await builder.fetchval("SELECT pg_backend_pid()")
+        build = asyncio.create_task(builder.execute(
+            f"CREATE INDEX CONCURRENTLY {name} ON supporter ({columns})"))
+        for _ in range(500):
+            waiting = await watcher.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid)
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting, "the concurrent build never waited for the old snapshot"
+        await watcher.execute("SELECT pg_cancel_backend($1)", pid)
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await build
+        await tx.rollback()
+    finally:
+        for conn in (holder, builder, watcher):
+            await conn.close()
+
+
+async def test_upgrade_builds_indexes_concurrently_while_supporters_keep_writing(
+        empty_db: Database) -> None:
+    """50,000 supporters, one index missing and one left INVALID by an interrupted build;
+    a writer inserts and updates supporters all through `nalgae db upgrade`'s step. No
+    write ever waits on the index builder (PostgreSQL's own pg_blocking_pids, sampled),
+    none takes a second, writes commit while the indexes build, and both indexes end
+    valid and used."""
+    import asyncio
+    import time
+
+    from sqlalchemy import text
+
+    from campaigns import importer
+    from campaigns.clock import SystemClock
+    from tests.builders import make_bot
+
+    if not empty_db.is_postgres:
+        pytest.skip("CREATE INDEX CONCURRENTLY is PostgreSQL's")
+    db = empty_db
+    url = db.url.replace("postgresql+asyncpg", "postgresql")
+    await migrate.upgrade(db)
+    bot_id = await make_bot(db)
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql("DROP INDEX ix_supporter_audience")
+        await conn.exec_driver_sql("DROP INDEX ix_supporter_bot_region_id")
+    rows = "".join(f"{1_000_000 + i},Person {i},ko,{('seoul', 'busan', 'jeju')[i % 3]},"
+                   f"{('member', 'supporter')[i % 2]},,yes\n" for i in range(50_000))
+    clock = SystemClock()
+    async with db.session() as s:
+        result = await importer.import_supporters(
+            s, bot_id, "telegram_id,name,language,region,tier,tags,consent\n" + rows, clock)
+    await importer.after_import(db, result)
+    assert result.imported == 50_000
+    await _leave_invalid_index(url, "ix_supporter_bot_region_id", "bot_id, region, id")
+    async with db.session() as s:
+        assert (await s.execute(text(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid ="
+            " 'ix_supporter_bot_region_id'::regclass"))).scalar_one() is False
+
+    stop = asyncio.Event()
+    latencies: list[tuple[float, float]] = []
+    blocked_by_builder: list[int] = []
+
+    async def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            started = time.perf_counter()
+            async with db.session() as s:
+                await s.execute(text(
+                    "INSERT INTO supporter (bot_id, display_name, language, region, tier,"
+                    " status, created_at, updated_at) VALUES (:b, 'w', 'ko', 'seoul',"
+                    " 'supporter', 'active', now(), now())"), {"b": bot_id})
+                await s.execute(text("UPDATE supporter SET region = :r WHERE id = :id"),
+                                {"r": ("busan", "jeju")[i % 2], "id": 1 + i % 50_000})
+            latencies.append((started, time.perf_counter()))
+            i += 1
+
+    async def sampler() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            while not stop.is_set():
+                # Any session waiting on a lock held by a session running CREATE INDEX.
+                blocked_by_builder.extend(r[0] for r in await conn.fetch("""
+                    SELECT w.pid FROM pg_stat_activity AS w
+                    JOIN pg_stat_activity AS b ON b.pid = ANY(pg_blocking_pids(w.pid))
+                    WHERE b.query ILIKE 'CREATE%INDEX%' AND w.query NOT ILIKE '%INDEX%'"""))
+                await asyncio.sleep(0.005)
+        finally:
+            await conn.close()
+
+    tasks = [asyncio.create_task(writer()), asyncio.create_task(sampler())]
+    await asyncio.sleep(0.2)
+    began = time.perf_counter()
+    built = await migrate.upgrade(db)
+    ended = time.perf_counter()
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.gather(*tasks)
+
+    assert sorted(built) == ["ix_supporter_audience", "ix_supporter_bot_region_id"]
+    assert blocked_by_builder == []
+    slowest = max(end - start for start, end in latencies)
+    assert slowest < 1.0, f"a write took {slowest:.2f} s"
+    during = [1 for start, end in latencies if start > began and end < ended]
+    assert len(during) >= 3, (len(during), ended - began)
+    async with db.session() as s:
+        assert (await s.execute(text(
+            "SELECT bool_and(indisvalid) FROM pg_index WHERE indexrelid IN"
+            " ('ix_supporter_audience'::regclass, 'ix_supporter_bot_region_id'::regclass)"
+        ))).scalar_one() is True
+        await s.execute(text("ANALYZE supporter"))
+        plan = "\n".join((await s.execute(text(
+            "EXPLAIN SELECT count(*) FROM supporter WHERE bot_id = :b AND region = 'seoul'"
+            " AND tier = 'member' AND status = 'active'"), {"b": bot_id})).scalars())
+        assert "ix_supporter_audience" in plan, plan
+        plan = "\n".join((await s.execute(text(
+            "EXPLAIN SELECT id FROM supporter WHERE bot_id = :b AND region = 'jeju'"
+            " ORDER BY id DESC LIMIT 50"), {"b": bot_id})).scalars())
+        assert "ix_supporter_bot_region_id" in plan, plan
+    assert await migrate.schema_differences(db) == []

@@ -290,3 +290,41 @@ async def test_the_postgresql_copy_export_writes_the_csv_the_python_path_writes(
     assert copied_count == written_count == 6  # 104 twice, 103 without an id, no 106
     assert "101,'=SUM(A1),ko,seoul,member,'-x;b;c,yes," in copied
     assert '102,"Kim, ""the"" one",en,,supporter,,yes,active,2026-12-02T09:00:00+00:00\n' in copied
+
+
+# --- the overview reads counters ---------------------------------------------------------------
+
+async def test_the_overview_reads_no_supporter_rows_and_stays_exact(db: Database) -> None:
+    """Its first view took 1.25 s at a million: it counted every supporter and identity.
+    Now no statement it runs reads `supporter` or `channel_identity` (the counters only),
+    so its cost does not grow with the supporters, and every view is exact at once."""
+    from sqlalchemy import event
+
+    from storage import stats
+
+    bot_id = await _bot(db)
+    await _import(db, bot_id, 300)
+    await make_organiser(db, NOW, "ana")
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    app = create_app(Settings(secret_key="scale-test-secret"), db, clock=FixedClock(NOW))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8000") as client:
+        await sign_in(client, "ana")
+        event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            page = (await client.get("/")).text
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+        readers = [s for s in statements
+                   if any(f"FROM {t}" in s or f"JOIN {t}" in s
+                          for t in ("supporter ", "supporter\n", "channel_identity"))]
+        assert statements and readers == [], readers
+        assert "300" in page
+        await _import(db, bot_id, 5, first=6_000_000, region="busan")  # shown at once
+        async with db.session() as s:
+            assert (await stats.active_by_region(s)) == {"seoul": 300, "busan": 5}
+        assert "305" in (await client.get("/")).text

@@ -167,7 +167,7 @@ async def slow_summary(request: Request, key: str, fetch: Callable[[], Awaitable
                        ttl: float = SUMMARY_TTL_S) -> T:
     """`fetch()`, reused within this process for `ttl` seconds when it was slow to compute.
 
-    Aggregates over every supporter (the overview's counts, the tag list) take seconds
+    Aggregates over every supporter (the tag list) take seconds
     at a million people and change slowly; several organisers (or one reloading) share
     one reading. A quick one, as on any small deployment, is computed every time, so
     figures there are always exact and current.

@@ -35,6 +35,12 @@ from storage.models.petitions import (
     Signature,
 )
 from storage.models.signin import LoginLink
+from storage.models.supporter_counts import (
+    PollVoterCount,
+    ReachCount,
+    SignupCount,
+    SupporterCount,
+)
 from storage.models.surveys import (
     Survey,
     SurveyAnswer,
@@ -83,9 +89,13 @@ __all__ = [
     "PollBallot",
     "PollBallotPending",
     "PollVoter",
+    "PollVoterCount",
+    "ReachCount",
     "Referral",
     "Signature",
+    "SignupCount",
     "Supporter",
+    "SupporterCount",
     "SupporterTag",
     "Survey",
     "SurveyAnswer",

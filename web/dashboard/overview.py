@@ -97,15 +97,12 @@ async def home(request: Request) -> Response:
     lang = language(request)
     areas = (await scope_of(request, me)).region_filter  # a scoped organiser's chapters
 
-    async def counts() -> tuple[Overview, dict[str, int]]:
-        async with database(request).session() as session:
-            return (await dashboard.overview(session, request.app.state.clock, areas=areas),
-                    await queries.reachability(session, areas=areas))
-
-    # Every count here reads every supporter: about 4 s at a million. Organisers
-    # opening the home page share one reading for a while (see slow_summary), per scope.
-    key = "overview" if areas is None else "overview:" + ",".join(areas)
-    overview, reach = await slow_summary(request, key, counts)
+    # Counters kept on write (storage/supporter_counts): a few rows to sum at any size,
+    # so every view is exact and current (no cache). A chapter with districts among its
+    # areas is counted from its own rows (the counters know provinces).
+    async with database(request).session() as session:
+        overview = await dashboard.overview(session, request.app.state.clock, areas=areas)
+        reach = await queries.reachability(session, areas=areas)
     extras = overview_extras(overview, reach, lang)
     # Not cached: one cheap statement (the home card's), and its counts are live.
     async with database(request).session() as session:

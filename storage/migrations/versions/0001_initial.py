@@ -156,6 +156,98 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_petition_count_delta")),
     )
     op.create_table(
+        "poll_voter_count",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("poll_id", sa.BigInteger(), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.Column("folded", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_poll_voter_count")),
+    )
+    op.create_index(
+        "uq_poll_voter_count_folded",
+        "poll_voter_count",
+        ["poll_id"],
+        unique=True,
+        postgresql_where=sa.text("folded"),
+        sqlite_where=sa.text("folded"),
+    )
+    op.create_table(
+        "supporter_count",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bot_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("tier", sa.String(length=16), nullable=False),
+        sa.Column("region", sa.String(length=16), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.Column("folded", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter_count")),
+    )
+    op.create_index(
+        "uq_supporter_count_folded",
+        "supporter_count",
+        ["bot_id", "status", "tier", "region"],
+        unique=True,
+        postgresql_where=sa.text("folded"),
+        sqlite_where=sa.text("folded"),
+    )
+    op.create_table(
+        "supporter_reach_count",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bot_id", sa.Integer(), nullable=False),
+        sa.Column("reachable", sa.Boolean(), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.Column("folded", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter_reach_count")),
+    )
+    op.create_index(
+        "uq_supporter_reach_count_folded",
+        "supporter_reach_count",
+        ["bot_id", "reachable"],
+        unique=True,
+        postgresql_where=sa.text("folded"),
+        sqlite_where=sa.text("folded"),
+    )
+    op.create_table(
+        "supporter_signup_count",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("bot_id", sa.Integer(), nullable=False),
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.Column("folded", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter_signup_count")),
+    )
+    op.create_index(
+        "ix_supporter_signup_count_hour", "supporter_signup_count", ["hour"], unique=False
+    )
+    op.create_index(
+        "uq_supporter_signup_count_folded",
+        "supporter_signup_count",
+        ["bot_id", "hour"],
+        unique=True,
+        postgresql_where=sa.text("folded"),
+        sqlite_where=sa.text("folded"),
+    )
+    op.create_table(
         "webhook_subscription",
         sa.Column(
             "id",
@@ -1515,6 +1607,35 @@ def downgrade() -> None:
     op.drop_table("chapter")
     op.drop_table("campaign")
     op.drop_table("webhook_subscription")
+    op.drop_index(
+        "uq_supporter_signup_count_folded",
+        table_name="supporter_signup_count",
+        postgresql_where=sa.text("folded"),
+        sqlite_where=sa.text("folded"),
+    )
+    op.drop_index("ix_supporter_signup_count_hour", table_name="supporter_signup_count")
+    op.drop_table("supporter_signup_count")
+    op.drop_index(
+        "uq_supporter_reach_count_folded",
+        table_name="supporter_reach_count",
+        postgresql_where=sa.text("folded"),
+        sqlite_where=sa.text("folded"),
+    )
+    op.drop_table("supporter_reach_count")
+    op.drop_index(
+        "uq_supporter_count_folded",
+        table_name="supporter_count",
+        postgresql_where=sa.text("folded"),
+        sqlite_where=sa.text("folded"),
+    )
+    op.drop_table("supporter_count")
+    op.drop_index(
+        "uq_poll_voter_count_folded",
+        table_name="poll_voter_count",
+        postgresql_where=sa.text("folded"),
+        sqlite_where=sa.text("folded"),
+    )
+    op.drop_table("poll_voter_count")
     op.drop_table("petition_count_delta")
     op.drop_index("ix_outbox_progress", table_name="outbox_message")
     op.drop_index(
