@@ -154,7 +154,15 @@ async def ensure_indexes(db: Database) -> list[str]:
 
 
 async def downgrade(db: Database, revision: str) -> None:
-    await _with_connection(db, _run_command(command.downgrade, revision))
+    """Step the schema down to ``revision``. The counting triggers go first: they write
+    to tables an older revision lacks (`upgrade` to head puts them back, recounted)."""
+    migrate = _run_command(command.downgrade, revision)
+
+    def work(sync_conn: Connection) -> None:
+        supporter_counts.uninstall(sync_conn)
+        migrate(sync_conn)
+
+    await _with_connection(db, work)
 
 
 async def current_revision(db: Database) -> str | None:
