@@ -117,9 +117,10 @@ def test_released_migrations_are_frozen_and_only_the_newest_is_open() -> None:
     # One line of revisions, the unreleased one (if any) last: the one regenerate rewrites.
     assert [name[:4] for name in files] == [f"{i:04d}" for i in range(1, len(files) + 1)]
     assert len(unreleased) <= 1 and unreleased == files[len(RELEASED_SHA256):]
-    rev, down, _message, path = regenerate.plan(None)
-    assert path is not None and path.name == unreleased[0] and migrate.head_revision() == rev
-    assert down == files[-2][:4]
+    if unreleased:  # regenerate rewrites that one, on top of the last released one
+        rev, down, _message, path = regenerate.plan(None)
+        assert path is not None and path.name == unreleased[0]
+        assert migrate.head_revision() == rev and down == files[-2][:4]
 
 
 async def test_upgrade_builds_back_an_index_the_database_lacks(empty_db: Database) -> None:

@@ -259,7 +259,14 @@ async def test_a_released_database_upgrades_with_nothing_lost(
         assert 'data-label="Seoul" data-value="4"' in petition.text
         api = await client.get("/api/v1/petitions",
                                headers={"Authorization": f"Bearer {API_TOKEN}"})
-        assert api.status_code == 200, api.text
+        assert api.status_code == 200 and "clean-air" in api.text, api.text
+    async with db.session() as s:
+        await signin.set_password(s, "gyeong", PASSWORD, clock, by="cli")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8000") as client:
+        await sign_in(client, "gyeong")  # the 경기 chapter's organiser: its scope only
+        home = await client.get("/?lang=en")
+        assert "<b>5</b><span>Active supporters" in home.text.replace("\n", "")
 
     # A new supporter signs up through the rules, and the counters follow.
     await sign_up(db, person(1, user_id="900001", chat_id=900001), clock)
