@@ -71,10 +71,11 @@ def _run_command(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[
 
 
 async def upgrade(db: Database, revision: str = "head") -> list[str]:
-    """Bring the schema up to ``revision`` (the newest by default), then add what the one
-    regenerated migration cannot bring to a database already past it: the counting
-    triggers (storage/supporter_counts) and any index of the models the database lacks,
-    built without blocking writes (`ensure_indexes`). The indexes built, by name."""
+    """Bring the schema up to ``revision`` (the newest by default), then add what the
+    migrations leave to this step: the counting triggers (storage/supporter_counts) and
+    any index of the models the database lacks (new indexes of released tables are left
+    out of the migrations: see storage/migrations/regenerate.py), built without blocking
+    writes (`ensure_indexes`). The indexes built, by name."""
     migrate = _run_command(command.upgrade, revision)
 
     def work(sync_conn: Connection) -> None:
@@ -135,8 +136,8 @@ def _ensure_indexes(sync_conn: Connection) -> list[str]:
 async def ensure_indexes(db: Database) -> list[str]:
     """Build each index of the models the database lacks or holds INVALID; their names.
 
-    The one migration creates every index with its table, on an empty table; a database
-    migrated before an index joined the models never runs that migration again. On
+    A migration creates an index only with its new, empty table; a database migrated
+    before an index joined the models never runs that migration again. On
     PostgreSQL this builds the missing ones with CREATE INDEX CONCURRENTLY, outside any
     transaction (an AUTOCOMMIT connection; PostgreSQL refuses it inside one): writes to
     the table go on while it builds, instead of waiting behind the SHARE lock a plain
@@ -154,7 +155,15 @@ async def ensure_indexes(db: Database) -> list[str]:
 
 
 async def downgrade(db: Database, revision: str) -> None:
-    await _with_connection(db, _run_command(command.downgrade, revision))
+    """Step the schema down to ``revision``. The counting triggers go first: they write
+    to tables an older revision lacks (`upgrade` to head puts them back, recounted)."""
+    migrate = _run_command(command.downgrade, revision)
+
+    def work(sync_conn: Connection) -> None:
+        supporter_counts.uninstall(sync_conn)
+        migrate(sync_conn)
+
+    await _with_connection(db, work)
 
 
 async def current_revision(db: Database) -> str | None:

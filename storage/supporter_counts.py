@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models.supporter_counts import (
     TRIGGER_NAMES,
     TRIGGER_PREFIX,
+    TRIGGER_TABLES,
     X_ACCOUNT_REF,
     PollVoterCount,
     ReachCount,
@@ -116,6 +117,24 @@ def install(conn: Connection) -> bool:
     for statement in _reconcile_statements(dialect):
         conn.execute(text(statement))
     return True
+
+
+def uninstall(conn: Connection) -> None:
+    """Drop the counting triggers (and PostgreSQL's trigger functions).
+
+    Before a downgrade: a migration below the counters drops their tables, and a trigger
+    left behind would fail every later write to supporter, channel_identity or
+    poll_voter. The next upgrade to head installs them again, with a recount."""
+    postgres = conn.dialect.name == "postgresql"
+    for name, table in TRIGGER_TABLES.items():
+        full = TRIGGER_PREFIX + name
+        if postgres:
+            # DROP TRIGGER IF EXISTS still fails on a missing table (a database at base).
+            if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar():
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {full} ON {table}")
+            conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {full}()")
+        else:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {full}")
 
 
 async def reconcile(session: AsyncSession) -> int:

@@ -31,10 +31,10 @@ def run(runner: CliRunner, *args: str) -> Result:
 
 def test_db_upgrade_and_current(nalgae: CliRunner) -> None:
     before = json.loads(run(nalgae, "db", "current", "--json").output)
-    assert before == {"current": None, "head": "0001", "up_to_date": False}
-    assert "database at revision 0001" in run(nalgae, "db", "upgrade").output
+    assert before == {"current": None, "head": "0002", "up_to_date": False}
+    assert "database at revision 0002" in run(nalgae, "db", "upgrade").output
     assert json.loads(run(nalgae, "db", "upgrade", "--json").output) == {
-        "from": "0001", "to": "0001", "indexes_built": []}
+        "from": "0002", "to": "0002", "indexes_built": []}
     assert json.loads(run(nalgae, "db", "current", "--json").output)["up_to_date"] is True
 
 

@@ -6,6 +6,7 @@ fails here, so a forgotten migration cannot reach a deployment.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -94,11 +95,32 @@ async def test_sqlite_foreign_keys_are_back_on_after_migrating(tmp_path: Path) -
         await db.dispose()
 
 
-def test_one_migration_until_the_first_release() -> None:
+# Released migrations: a deployed database records their id and never runs them again,
+# so their text is frozen (the sha256 of the file as the commit in RELEASED shipped it).
+RELEASED_SHA256 = {
+    "0001_initial.py": "820f7c5c74efc27c8fc97e3304a4a0ef16b08f6e7f5c687d7a3e3c0bd0bb38ad",
+}
+
+
+def test_released_migrations_are_frozen_and_only_the_newest_is_open() -> None:
+    from storage.migrations import regenerate
+
     versions = Path(migrate.MIGRATIONS_DIR, "versions")
-    assert sorted(p.name for p in versions.glob("*.py") if p.name != "__init__.py") == [
-        "0001_initial.py"
-    ]
+    for name, digest in RELEASED_SHA256.items():
+        assert hashlib.sha256((versions / name).read_bytes()).hexdigest() == digest, (
+            f"{name} was released ({regenerate.RELEASED[name[:4]]}) and must not change: "
+            "put schema changes in the newest migration "
+            "(`.venv/bin/python -m storage.migrations.regenerate`)")
+    assert {name[:4] for name in RELEASED_SHA256} == set(regenerate.RELEASED)
+    files = sorted(p.name for p in versions.glob("*.py") if p.name != "__init__.py")
+    unreleased = [name for name in files if name not in RELEASED_SHA256]
+    # One line of revisions, the unreleased one (if any) last: the one regenerate rewrites.
+    assert [name[:4] for name in files] == [f"{i:04d}" for i in range(1, len(files) + 1)]
+    assert len(unreleased) <= 1 and unreleased == files[len(RELEASED_SHA256):]
+    if unreleased:  # regenerate rewrites that one, on top of the last released one
+        rev, down, _message, path = regenerate.plan(None)
+        assert path is not None and path.name == unreleased[0]
+        assert migrate.head_revision() == rev and down == files[-2][:4]
 
 
 async def test_upgrade_builds_back_an_index_the_database_lacks(empty_db: Database) -> None:

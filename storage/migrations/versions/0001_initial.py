@@ -64,7 +64,6 @@ def upgrade() -> None:
         sa.Column("username", sa.String(length=64), nullable=True),
         sa.Column("external_id", sa.String(length=64), nullable=True),
         sa.Column("token", sa.Text(), nullable=True),
-        sa.Column("token_hint", sa.String(length=40), nullable=True),
         sa.Column("base_url", sa.Text(), nullable=True),
         sa.Column("max_rate", sa.Double(), nullable=False),
         sa.Column("enabled", sa.Boolean(), server_default=sa.text("(true)"), nullable=False),
@@ -154,98 +153,6 @@ def upgrade() -> None:
         sa.Column("region", sa.String(length=16), nullable=False),
         sa.Column("delta", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_petition_count_delta")),
-    )
-    op.create_table(
-        "poll_voter_count",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("poll_id", sa.BigInteger(), nullable=False),
-        sa.Column("n", sa.BigInteger(), nullable=False),
-        sa.Column("folded", sa.Boolean(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_poll_voter_count")),
-    )
-    op.create_index(
-        "uq_poll_voter_count_folded",
-        "poll_voter_count",
-        ["poll_id"],
-        unique=True,
-        postgresql_where=sa.text("folded"),
-        sqlite_where=sa.text("folded"),
-    )
-    op.create_table(
-        "supporter_count",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("bot_id", sa.Integer(), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("tier", sa.String(length=16), nullable=False),
-        sa.Column("region", sa.String(length=16), nullable=False),
-        sa.Column("n", sa.BigInteger(), nullable=False),
-        sa.Column("folded", sa.Boolean(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter_count")),
-    )
-    op.create_index(
-        "uq_supporter_count_folded",
-        "supporter_count",
-        ["bot_id", "status", "tier", "region"],
-        unique=True,
-        postgresql_where=sa.text("folded"),
-        sqlite_where=sa.text("folded"),
-    )
-    op.create_table(
-        "supporter_reach_count",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("bot_id", sa.Integer(), nullable=False),
-        sa.Column("reachable", sa.Boolean(), nullable=False),
-        sa.Column("n", sa.BigInteger(), nullable=False),
-        sa.Column("folded", sa.Boolean(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter_reach_count")),
-    )
-    op.create_index(
-        "uq_supporter_reach_count_folded",
-        "supporter_reach_count",
-        ["bot_id", "reachable"],
-        unique=True,
-        postgresql_where=sa.text("folded"),
-        sqlite_where=sa.text("folded"),
-    )
-    op.create_table(
-        "supporter_signup_count",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("bot_id", sa.Integer(), nullable=False),
-        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("n", sa.BigInteger(), nullable=False),
-        sa.Column("folded", sa.Boolean(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter_signup_count")),
-    )
-    op.create_index(
-        "ix_supporter_signup_count_hour", "supporter_signup_count", ["hour"], unique=False
-    )
-    op.create_index(
-        "uq_supporter_signup_count_folded",
-        "supporter_signup_count",
-        ["bot_id", "hour"],
-        unique=True,
-        postgresql_where=sa.text("folded"),
-        sqlite_where=sa.text("folded"),
     )
     op.create_table(
         "webhook_subscription",
@@ -416,23 +323,6 @@ def upgrade() -> None:
     )
     op.create_index(
         "ix_webhook_delivery_supporter", "webhook_delivery", ["supporter_id"], unique=False
-    )
-    op.create_table(
-        "x_account",
-        sa.Column("bot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("auth", sa.String(length=16), nullable=False),
-        sa.Column("credentials", sa.Text(), nullable=False),
-        sa.Column("seed", sa.String(length=64), nullable=True),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("refresh_claimed_by", sa.String(length=64), nullable=True),
-        sa.Column("refresh_claimed_until", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("refresh_error", sa.String(length=200), nullable=True),
-        sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["bot_id"], ["bot.id"], name=op.f("fk_x_account_bot_id_bot"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("bot_id", name=op.f("pk_x_account")),
     )
     op.create_table(
         "x_cursor",
@@ -711,46 +601,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("campaign_id", name=op.f("pk_idea_settings")),
     )
     op.create_table(
-        "interest",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column(
-            "chapter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column("name", sa.String(length=32), nullable=False),
-        sa.Column("position", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["chapter_id"],
-            ["chapter.id"],
-            name=op.f("fk_interest_chapter_id_chapter"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_interest")),
-        sa.UniqueConstraint("chapter_id", "name", name=op.f("uq_interest_chapter_id_name")),
-    )
-    op.create_table(
-        "invite",
-        sa.Column(
-            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column("code", sa.String(length=16), nullable=False),
-        sa.Column("joined", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("show_name", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["supporter_id"],
-            ["supporter.id"],
-            name=op.f("fk_invite_supporter_id_supporter"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("supporter_id", name=op.f("pk_invite")),
-        sa.UniqueConstraint("code", name=op.f("uq_invite_code")),
-    )
-    op.create_table(
         "member_code",
         sa.Column(
             "id",
@@ -839,30 +689,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_poll")),
         sa.UniqueConstraint("slug", name=op.f("uq_poll_slug")),
     )
-    op.create_table(
-        "referral",
-        sa.Column(
-            "supporter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "referrer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["referrer_id"],
-            ["supporter.id"],
-            name=op.f("fk_referral_referrer_id_supporter"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["supporter_id"],
-            ["supporter.id"],
-            name=op.f("fk_referral_supporter_id_supporter"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("supporter_id", name=op.f("pk_referral")),
-    )
-    op.create_index("ix_referral_referrer", "referral", ["referrer_id"], unique=False)
     op.create_table(
         "supporter_tag",
         sa.Column(
@@ -1021,7 +847,6 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("region", sa.String(length=16), nullable=True),
-        sa.Column("source_ref", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("promoted_at", sa.DateTime(timezone=True), nullable=True),
@@ -1558,14 +1383,10 @@ def downgrade() -> None:
     op.drop_table("survey")
     op.drop_index("ix_supporter_tag_tag", table_name="supporter_tag")
     op.drop_table("supporter_tag")
-    op.drop_index("ix_referral_referrer", table_name="referral")
-    op.drop_table("referral")
     op.drop_table("poll")
     op.drop_table("petition")
     op.drop_index("ix_member_code_redeemed_by", table_name="member_code")
     op.drop_table("member_code")
-    op.drop_table("invite")
-    op.drop_table("interest")
     op.drop_table("idea_settings")
     op.drop_table("idea_draft")
     op.drop_index("ix_idea_campaign_status", table_name="idea")
@@ -1582,7 +1403,6 @@ def downgrade() -> None:
     op.drop_index("ix_x_post_bot_posted", table_name="x_post")
     op.drop_table("x_post")
     op.drop_table("x_cursor")
-    op.drop_table("x_account")
     op.drop_index("ix_webhook_delivery_supporter", table_name="webhook_delivery")
     op.drop_index(
         "ix_webhook_delivery_lease",
@@ -1607,35 +1427,6 @@ def downgrade() -> None:
     op.drop_table("chapter")
     op.drop_table("campaign")
     op.drop_table("webhook_subscription")
-    op.drop_index(
-        "uq_supporter_signup_count_folded",
-        table_name="supporter_signup_count",
-        postgresql_where=sa.text("folded"),
-        sqlite_where=sa.text("folded"),
-    )
-    op.drop_index("ix_supporter_signup_count_hour", table_name="supporter_signup_count")
-    op.drop_table("supporter_signup_count")
-    op.drop_index(
-        "uq_supporter_reach_count_folded",
-        table_name="supporter_reach_count",
-        postgresql_where=sa.text("folded"),
-        sqlite_where=sa.text("folded"),
-    )
-    op.drop_table("supporter_reach_count")
-    op.drop_index(
-        "uq_supporter_count_folded",
-        table_name="supporter_count",
-        postgresql_where=sa.text("folded"),
-        sqlite_where=sa.text("folded"),
-    )
-    op.drop_table("supporter_count")
-    op.drop_index(
-        "uq_poll_voter_count_folded",
-        table_name="poll_voter_count",
-        postgresql_where=sa.text("folded"),
-        sqlite_where=sa.text("folded"),
-    )
-    op.drop_table("poll_voter_count")
     op.drop_table("petition_count_delta")
     op.drop_index("ix_outbox_progress", table_name="outbox_message")
     op.drop_index(
