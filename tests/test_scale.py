@@ -289,7 +289,8 @@ async def test_the_postgresql_copy_export_writes_the_csv_the_python_path_writes(
     assert copied == written
     assert copied_count == written_count == 6  # 104 twice, 103 without an id, no 106
     assert "101,'=SUM(A1),ko,seoul,member,'-x;b;c,yes," in copied
-    assert '102,"Kim, ""the"" one",en,,supporter,,yes,active,2026-12-02T09:00:00+00:00,\n' in copied  # no district
+    # The last column, district, is empty.
+    assert '102,"Kim, ""the"" one",en,,supporter,,yes,active,2026-12-02T09:00:00+00:00,\n' in copied
 
 
 # --- the overview reads counters ---------------------------------------------------------------
