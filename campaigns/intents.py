@@ -89,6 +89,17 @@ def with_source(payload: str, source: str | None) -> str:
     return combined if len(combined) <= 64 else payload
 
 
+def pending(intent: str | None, source: str | None) -> str | None:
+    """What `pending_intent` keeps: the intent and the source of the link that carried it
+    (``sign:clean-air__src_rally1203``), so that a person who opens a poster's link while
+    still signing up is attributed to that poster when the intent is carried out, as a
+    signed-up person would be. Both come from one payload of at most 64 characters, so
+    this fits the column as the payload does."""
+    if not intent:
+        return None
+    return f"{intent}__src_{source}" if source and SOURCE.match(source) else intent
+
+
 def link_source() -> str | None:
     """The source of the deep link whose intent is being carried out now, if any."""
     return _LINK_SOURCE.get()
@@ -106,11 +117,14 @@ def resumers() -> dict[str, Resumer]:
 async def resume(session: AsyncSession, supporter: Supporter, clock: Clock, *,
                  source: str | None = None) -> list[Reply]:
     """Carry out and clear the supporter's pending intent, if any; `source` is that of the
-    link that brought it (without one the supporter's first source counts)."""
-    intent = supporter.pending_intent
-    if not intent:
+    link that brought it (else the one kept with the intent, see `pending`; without
+    either the supporter's first source counts)."""
+    kept = supporter.pending_intent
+    if not kept:
         return []
     supporter.pending_intent = None
+    intent, _, kept_source = kept.partition("__src_")
+    source = source or kept_source or None
     kind, _, arg = intent.partition(":")
     handler = resumers().get(kind)
     if handler is None:

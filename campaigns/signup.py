@@ -91,7 +91,8 @@ async def start(
         known.identity.reachable = True
         known.identity.chat_id = person.chat_id
     if parsed.intent:
-        supporter.pending_intent = parsed.intent
+        # Mid-sign-up, the intent waits for the last step: its link's source waits with it.
+        supporter.pending_intent = intents.pending(parsed.intent, parsed.source_ref)
         if _onboarded(supporter):
             return await intents.resume(session, supporter, clock, source=parsed.source_ref)
     next_step = _next_onboarding_step(supporter)
@@ -127,7 +128,8 @@ async def consent(
         if s.status != "active":
             s.status, s.stopped_at, s.consented_at = "active", None, now
         s.language = lang
-        s.pending_intent = payload.intent or s.pending_intent
+        s.pending_intent = (intents.pending(payload.intent, payload.source_ref)
+                            or s.pending_intent)
         action = "supporter.linked_bot"
     elif known is None:
         known = await store.create(
@@ -152,7 +154,8 @@ async def consent(
             return [Reply(t(lang, "already_signed_up"), edit=True)]
         s.status, s.stopped_at, s.consented_at, s.updated_at = "active", None, now, now
         s.language = lang
-        s.pending_intent = payload.intent or s.pending_intent
+        s.pending_intent = (intents.pending(payload.intent, payload.source_ref)
+                            or s.pending_intent)
         known.identity.reachable = True
         known.identity.chat_id = person.chat_id
         known.identity.last_used_at = now

@@ -281,3 +281,31 @@ async def test_dashboard_sources_page_and_interest_lists(db: Database) -> None:
     async with db.session() as s:
         assert (await interests.show(s, "busan"))["interests"] == ["해양", "어업"]
         assert (await interests.show(s, None))["interests"] == []
+
+
+async def test_a_poster_link_opened_mid_sign_up_counts_for_what_it_brought(
+    db: Database,
+) -> None:
+    clock = SystemClock()
+    async with telegram_env(db) as env:
+        async with db.session() as s:
+            await petitions.create_campaign(s, slug="air", title_ko="맑은 공기", clock=clock,
+                                            actor="cli")
+            await petitions.create_petition(s, campaign_slug="air", slug="clean-air",
+                                            title_ko="미세먼지 대책", clock=clock, actor="cli")
+            await petitions.open_petition(s, "clean-air", actor="cli", clock=clock)
+        # Came through a flyer, agreed, and stopped at the region question ...
+        d = env.dialog(7601, "유나")
+        await d.run([("/start src_flyer", "동의하시겠습니까"),
+                     (press("✅ 동의합니다"), "어느 지역")])
+        # ... then scanned a rally poster: the sign-up goes on, and the signature made at
+        # its end is the poster's, while the person's first source stays the flyer.
+        await d.step("/start sign_clean-air__src_rally1203", "어느 지역")
+        await d.run([(press("서울"), "사시나요"), (press("건너뛰기"), "이름"),
+                     (press("이 이름으로 할게요"), "가입이 끝났습니다")])
+        await d.expect("서명하셨습니다", 0)
+    yuna = await _supporter(db, "유나")
+    async with db.session() as s:
+        signed = (await s.execute(select(Signature.source_ref)
+                                  .where(Signature.supporter_id == yuna.id))).scalar_one()
+    assert (yuna.source_ref, signed, yuna.pending_intent) == ("flyer", "rally1203", None)
