@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns import inputs
 from campaigns.clock import Clock
 from campaigns.errors import NotFound, RuleError
-from campaigns.i18n import _, normalise_language, t
+from campaigns.i18n import _, normalise_language, t, t_plain
 from campaigns.people import Person
 from campaigns.replies import Button, Reply
 from storage import chapters as chapter_store
@@ -56,7 +56,10 @@ async def _chapter_id(session: AsyncSession, chapter: str | None) -> int | None:
 
 async def set_list(session: AsyncSession, clock: Clock, *, chapter: str | None,
                    names: list[str], by: str = "cli") -> dict[str, Any]:
-    """Replace a chapter's list (none: everyone's). Tags already chosen stay on people."""
+    """Replace a chapter's list (none: everyone's). Tags already chosen stay on people (an
+    import may have set the same tag, so removing it from everyone would lose data); an
+    interest taken off the list still shows in the /interests of those who chose it, as
+    "no longer offered", so that they can drop it."""
     cleaned = parse_names(names)
     chapter_id = await _chapter_id(session, chapter)
     await store.replace(session, chapter_id, cleaned)
@@ -73,12 +76,19 @@ async def show(session: AsyncSession, chapter: str | None) -> dict[str, Any]:
 
 async def _menu(session: AsyncSession, s: Supporter, *, edit: bool = False) -> Reply:
     offered = await store.offered(session, s.region, s.bot_id)
+    names = {i.name for i in offered}
+    # Chosen, then taken off the list by the organiser: shown (ticked) so they can be
+    # dropped; a button press only ever drops them (`toggle`).
+    gone = [i for i in await store.withdrawn(session, s.id, s.region, s.bot_id)
+            if i.name not in names]
     lang = s.language
-    if not offered:
+    if not offered and not gone:
         return Reply(t(lang, "No interests to choose from yet."), edit=edit)
     chosen = set(await supporters.tags(session, s.id))
     buttons = [Button(("✅ " if i.name in chosen else "▫️ ") + i.name, data=f"int:{i.id}")
                for i in offered]
+    buttons += [Button("✅ " + t_plain(lang, "{name} (no longer offered)", name=i.name),
+                       data=f"int:{i.id}") for i in gone]
     return Reply(t(lang, "interests_menu"), edit=edit,
                  buttons=[buttons[n:n + 2] for n in range(0, len(buttons), 2)])
 
@@ -102,10 +112,16 @@ async def toggle(session: AsyncSession, person: Person, data: str, clock: Clock)
     if s is None:
         return [Reply(t(normalise_language(person.language_code), "not_signed_up"))]
     raw = data.partition(":")[2]
+    interest_id = int(raw) if raw.isdigit() and len(raw) < 12 else None
     offered = {i.id: i.name for i in await store.offered(session, s.region, s.bot_id)}
-    name = offered.get(int(raw)) if raw.isdigit() and len(raw) < 12 else None
+    name = offered.get(interest_id) if interest_id is not None else None
     if name is not None:
         on = not await store.has_tag(session, s.id, name)
         await store.set_tag(session, s.id, name, on)
         s.updated_at = clock.now()
+    elif interest_id is not None:
+        gone = {i.id: i.name for i in await store.withdrawn(session, s.id, s.region, s.bot_id)}
+        if interest_id in gone and gone[interest_id] not in offered.values():
+            await store.set_tag(session, s.id, gone[interest_id], False)  # drop, never add
+            s.updated_at = clock.now()
     return [await _menu(session, s, edit=True)]

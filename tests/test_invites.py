@@ -309,3 +309,31 @@ async def test_a_poster_link_opened_mid_sign_up_counts_for_what_it_brought(
         signed = (await s.execute(select(Signature.source_ref)
                                   .where(Signature.supporter_id == yuna.id))).scalar_one()
     assert (yuna.source_ref, signed, yuna.pending_intent) == ("flyer", "rally1203", None)
+
+
+async def test_an_interest_taken_off_the_list_can_still_be_dropped(db: Database) -> None:
+    clock = SystemClock()
+    async with telegram_env(db) as env:
+        async with db.session() as s:
+            await interests.set_list(s, clock, chapter=None, names=["환경", "교육"])
+        d = env.dialog(7701, "하나")
+        await _join(d, "/start")
+        await d.step("/interests", "내 관심사")
+        await d.step(press("▫️ 교육"), "내 관심사")
+        me = await _supporter(db, "하나")
+        async with db.session() as s:
+            # Taken off the list, 교육 stays on them (an import may have set it too).
+            await interests.set_list(s, clock, chapter=None, names=["환경"])
+            assert await supporter_store.tags(s, me.id) == ["교육"]
+            assert (await interests.show(s, None))["interests"] == ["환경"]
+        menu = await d.step("/interests", "내 관심사")
+        assert menu.button_texts == ["▫️ 환경", "✅ 교육 (이제 목록에 없음)"]
+        dropped = await d.step(press("✅ 교육 (이제 목록에 없음)"), "내 관심사")
+        assert dropped.button_texts == ["▫️ 환경"]
+        async with db.session() as s:
+            assert await supporter_store.tags(s, me.id) == []
+            # Listed again, it is offered again (and choosing it works as before).
+            await interests.set_list(s, clock, chapter=None, names=["환경", "교육"])
+        await d.step("/interests", "내 관심사")
+        again = await d.step(press("▫️ 교육"), "내 관심사")
+        assert again.button_texts == ["▫️ 환경", "✅ 교육"]

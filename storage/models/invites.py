@@ -55,3 +55,7 @@ class Interest(Base):
         ForeignKey("chapter.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(32))
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # Taken off the list by the organiser: no longer offered, but kept so that people who
+    # chose it see it in /interests and can drop it (their tag is never removed for them:
+    # an import may have set the same tag).
+    retired: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))

@@ -140,6 +140,7 @@ def upgrade() -> None:
         ),
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("retired", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.ForeignKeyConstraint(
             ["chapter_id"],
             ["chapter.id"],
