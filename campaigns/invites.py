@@ -116,11 +116,12 @@ async def toggle(session: AsyncSession, person: Person, data: str, bot_username:
 
 
 async def leaderboard(session: AsyncSession, scope: Scope, chapter: str | None = None, *,
-                      limit: int = 50) -> dict[str, Any]:
+                      limit: int = 50, offset: int = 0) -> dict[str, Any]:
     """Inviters by people brought, for one chapter (or all the organiser may see).
 
-    A national organiser sees everyone; a scoped one only their chapters' regions (asking
-    for another chapter is `OutOfScope`, as every people list is)."""
+    A national organiser sees everyone; a scoped one only their chapters' areas (asking
+    for another chapter is `OutOfScope`, as every people list is). `total`: how many
+    inviters the whole board holds (`limit` / `offset` page through it)."""
     regions = scope.region_filter
     if chapter:
         row = await chapter_store.find(session, chapter)
@@ -129,10 +130,10 @@ async def leaderboard(session: AsyncSession, scope: Scope, chapter: str | None =
         if not scope.national and row.name not in scope.chapters:
             raise OutOfScope(_("that is outside your chapters"))
         regions = sorted(row.regions)
-    rows = await store.leaderboard(session, regions, limit)
-    return {"chapter": chapter, "inviters": [
-        {"rank": n, "name": r.name, "region": r.region, "joined": r.joined}
-        for n, r in enumerate(rows, 1)]}
+    rows = await store.leaderboard(session, regions, limit, offset)
+    return {"chapter": chapter, "total": await store.inviters(session, regions),
+            "inviters": [{"rank": n, "name": r.name, "region": r.region, "joined": r.joined}
+                         for n, r in enumerate(rows, offset + 1)]}
 
 
 # Strings built at run time; listed so extraction sees them.

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.chapters import in_areas
 from storage.db import rowcount, upsert_insert
 from storage.models import Invite, Referral, Supporter
 
@@ -65,19 +66,28 @@ class Inviter:
     joined: int
 
 
+def _inviters(regions: list[str] | None) -> Any:
+    query = (select(Invite.supporter_id).join(Supporter, Supporter.id == Invite.supporter_id)
+             .where(Invite.joined > 0, Supporter.status == "active"))
+    return query if regions is None else query.where(in_areas(regions))
+
+
 async def leaderboard(session: AsyncSession, regions: list[str] | None,
-                      limit: int = 50) -> list[Inviter]:
-    """Active inviters who brought anyone, most first; names only of those who opted in."""
-    query = (
-        select(Invite.supporter_id, Invite.joined, Invite.show_name, Supporter.display_name,
-               Supporter.region)
-        .join(Supporter, Supporter.id == Invite.supporter_id)
-        .where(Invite.joined > 0, Supporter.status == "active")
-        .order_by(Invite.joined.desc(), Invite.supporter_id).limit(limit))
-    if regions is not None:
-        query = query.where(Supporter.region.in_(regions))
+                      limit: int = 50, offset: int = 0) -> list[Inviter]:
+    """Active inviters who brought anyone, most first; names only of those who opted in.
+    `regions`: the areas of a chapter or a scoped organiser (`in_areas`), None for all."""
+    query = (_inviters(regions)
+             .add_columns(Invite.joined, Invite.show_name, Supporter.display_name,
+                          Supporter.region)
+             .order_by(Invite.joined.desc(), Invite.supporter_id).limit(limit).offset(offset))
     return [Inviter(int(sid), name if show else None, region, int(joined))
             for sid, joined, show, name, region in (await session.execute(query)).all()]
+
+
+async def inviters(session: AsyncSession, regions: list[str] | None) -> int:
+    """How many the whole leaderboard holds (for paging)."""
+    return int((await session.execute(
+        select(func.count()).select_from(_inviters(regions).subquery()))).scalar_one())
 
 
 async def export_supporter(session: AsyncSession, supporter_id: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from sqlalchemy import Date, Select, cast, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from storage.chapters import in_areas, keep_to
 from storage.db import on_postgres
 from storage.models import Event, EventRsvp, Petition, Poll, PollAnswer, Signature, Supporter
 
@@ -41,7 +42,10 @@ async def counts(
     session: AsyncSession, *, since: datetime, offset_minutes: int,
     campaign_id: int | None = None, regions: list[str] | None = None,
 ) -> dict[tuple[date, str], dict[str, int]]:
-    """(day, source) → {kind: count} since `since`; sources unknown are left out."""
+    """(day, source) → {kind: count} since `since`; sources unknown are left out.
+
+    `regions`: a scoped organiser's areas (`storage.chapters.in_areas`: a district
+    chapter counts its district only), None for everyone."""
     queries: dict[str, Select[Any]] = {}
 
     day = _day(session, Supporter.created_at, offset_minutes).label("day")
@@ -49,7 +53,7 @@ async def counts(
          .where(Supporter.created_at >= since, Supporter.source_ref.is_not(None),
                 Supporter.source_ref != X_ACCOUNT_REF))
     if regions is not None:
-        q = q.where(Supporter.region.in_(regions))
+        q = q.where(in_areas(regions))
     queries["signups"] = q.group_by(day, Supporter.source_ref)
 
     day = _day(session, Signature.created_at, offset_minutes).label("day")
@@ -59,9 +63,7 @@ async def counts(
     if campaign_id is not None:
         q = q.join(Petition, Petition.id == Signature.petition_id).where(
             Petition.campaign_id == campaign_id)
-    if regions is not None:
-        q = q.where(Signature.region.in_(regions))
-    queries["signatures"] = q.group_by(day, Signature.source_ref)
+    queries["signatures"] = keep_to(q, regions, Signature).group_by(day, Signature.source_ref)
 
     day = _day(session, EventRsvp.created_at, offset_minutes).label("day")
     q = (select(day, EventRsvp.source_ref, func.count())
@@ -69,9 +71,7 @@ async def counts(
                 EventRsvp.status != "not_going"))
     if campaign_id is not None:
         q = q.join(Event, Event.id == EventRsvp.event_id).where(Event.campaign_id == campaign_id)
-    if regions is not None:
-        q = q.where(EventRsvp.region.in_(regions))
-    queries["rsvps"] = q.group_by(day, EventRsvp.source_ref)
+    queries["rsvps"] = keep_to(q, regions, EventRsvp).group_by(day, EventRsvp.source_ref)
 
     day = _day(session, PollAnswer.answered_at, offset_minutes).label("day")
     q = (select(day, Supporter.source_ref, func.count())
@@ -82,7 +82,7 @@ async def counts(
     if campaign_id is not None:
         q = q.where(Poll.campaign_id == campaign_id)
     if regions is not None:
-        q = q.where(Supporter.region.in_(regions))
+        q = q.where(in_areas(regions))
     queries["poll_answers"] = q.group_by(day, Supporter.source_ref)
 
     out: dict[tuple[date, str], dict[str, int]] = {}

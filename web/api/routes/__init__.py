@@ -21,12 +21,13 @@ from web.api.routes import (
     petitions,
     polls,
     signatures,
+    sources,
     surveys,
 )
 from web.api.routes.common import PREFIX, Read, href
 
 RESOURCES = (people, campaigns, petitions, signatures, polls, events, surveys, ideas,
-             broadcasts)
+             broadcasts, sources)
 
 
 async def entry(request: Request, token: Read) -> dict[str, Any]:
@@ -44,6 +45,8 @@ async def entry(request: Request, token: Read) -> dict[str, Any]:
             "nalgae:broadcasts": href(request, "/broadcasts"),
             "nalgae:surveys": href(request, "/surveys"),
             "nalgae:ideas": href(request, "/ideas"),
+            "nalgae:sources": href(request, "/sources"),
+            "nalgae:inviters": href(request, "/inviters"),
             "docs": {"href": request.app.state.settings.base_url + "/api/openapi.json"},
         },
     }

@@ -68,10 +68,20 @@ async def paged(
                                            limit=per_page)
         if extra is not None:
             await extra(session, rows)
+    more = ({"after": getattr(rows[-1], keyset.key)} if keyset is not None and rows
+            else {})
+    return page_of(request, [shape(r) for r in rows], total, page, per_page, key,
+                   next_ok=keyset is None or bool(rows), **more)
+
+
+def page_of(request: Request, items: list[dict[str, Any]], total: int, page: int,
+            per_page: int, key: str, *, next_ok: bool = True,
+            **more: Any) -> dict[str, Any]:
+    """The OSDI page around `items` (already this page's): counts and links; `more` is
+    added to the `next` link's query (a keyset cursor)."""
     total_pages = max(1, -(-total // per_page))
     links: dict[str, Any] = {"self": {"href": here(request, request.url)}}
-    if page < total_pages and (keyset is None or rows):
-        more = {"after": getattr(rows[-1], keyset.key)} if keyset is not None else {}
+    if page < total_pages and next_ok:
         links["next"] = {"href": here(request, request.url.include_query_params(
             page=page + 1, per_page=per_page, **more))}
     if page > 1:
@@ -83,7 +93,7 @@ async def paged(
         "page": page,
         "per_page": per_page,
         "_links": links,
-        "_embedded": {key: [shape(r) for r in rows]},
+        "_embedded": {key: items},
     }
 
 
