@@ -420,7 +420,7 @@ async def schedule(
     window_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Schedule a draft (after a test send, say) for ``send_at`` or now."""
-    await _may_steer(db, clock, broadcast_id, actor)
+    await may_steer(db, clock, broadcast_id, actor)
     now = clock.now()
     at = send_at or now
     window_end = at + timedelta(minutes=window_minutes) if window_minutes else None
@@ -488,7 +488,7 @@ _REFUSED = {
 }
 
 
-async def _may_steer(db: Database, clock: Clock, broadcast_id: int, actor: str) -> None:
+async def may_steer(db: Database, clock: Clock, broadcast_id: int, actor: str) -> None:
     """A chapter organiser steers (schedules, pauses, resumes, cancels) only broadcasts kept
     to their chapters' areas; a national one is refused (audited)."""
     async with db.session() as s:
@@ -505,7 +505,7 @@ async def control(
     db: Database, clock: Clock, broadcast_id: int, action: str, *, actor: str
 ) -> dict[str, Any]:
     """Pause, resume or cancel; raises BroadcastError when the state does not allow it."""
-    await _may_steer(db, clock, broadcast_id, actor)
+    await may_steer(db, clock, broadcast_id, actor)
     new, allowed = _TRANSITIONS[action]
     now = clock.now()
     async with db.session() as s:
