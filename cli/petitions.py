@@ -168,12 +168,16 @@ def _drift_text(r: dict[str, Any]) -> str:
 @click.option("--slug", help="One petition (default: all).")
 @click.option("--fix", is_flag=True, help="Correct the counters that drifted (audited).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def petition_reconcile(ctx: Ctx, slug: str | None, fix: bool, as_json: bool) -> None:
+def petition_reconcile(ctx: Ctx, slug: str | None, fix: bool, as_json: bool,
+                       as_organiser: str | None) -> None:
     """Recount signature rows and compare with the stored counters."""
 
     async def reconcile(database: Database) -> list[dict[str, Any]]:
-        drifts = await rules.reconcile(database, SystemClock(), fix=fix, slug=slug, actor="cli")
+        # National counters: a chapter organiser is refused (audited).
+        actor = await national_actor(database, as_organiser, "petition.reconcile")
+        drifts = await rules.reconcile(database, SystemClock(), fix=fix, slug=slug, actor=actor)
         return [{"petition_id": d.petition_id, "region": d.region, "stored": d.stored,
                  "pending": d.pending, "recount": d.recount, "drift": d.drift} for d in drifts]
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from campaigns import chapters, importer
 from campaigns import members as member_rules
 from campaigns.clock import SystemClock
-from cli.common import Ctx, Group, as_organiser, emit, fail, pass_ctx, run_async
+from cli.common import Ctx, Group, as_organiser, emit, fail, national_actor, pass_ctx, run_async
 from storage.bots import ensure_default_bot
 from storage.db import Database
 
@@ -31,11 +31,14 @@ def members() -> None:
 @click.option("--count", type=click.IntRange(1, 100_000), required=True,
               help="How many codes to create.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def members_codes(ctx: Ctx, count: int, as_json: bool) -> None:
+def members_codes(ctx: Ctx, count: int, as_json: bool, as_organiser: str | None) -> None:
     """Create one-time member codes; they are shown now and only their hashes are kept."""
 
     async def issue(database: Database) -> list[str]:
+        # A code makes anyone a member, wherever they live: a national decision.
+        await national_actor(database, as_organiser, "members.codes")
         async with database.session() as s:
             return await member_rules.issue_codes(s, count, SystemClock())
 

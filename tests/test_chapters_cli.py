@@ -65,6 +65,10 @@ def walk_args(w: dict[str, Any], codes: dict[str, str], csv: str) -> dict[str, l
         "petition open": ["clean-air"], "petition close": ["clean-air"],
         "petition show": ["clean-air", "--json"],
         "petition invalidate": ["clean-air", "--reason", "test", "--dry-run"],
+        "petition reconcile": ["--json"],
+        "campaign create": ["--slug", "x-campaign", "--title-ko", "x"],
+        "members codes": ["--count", "2"],
+        "api-token create": ["--name", "seoul script 2", "--scope", "identities", "--json"],
         "poll create": ["--campaign", "air", "--slug", "x-poll", "--question-ko", "x"],
         "poll close": ["next-step"], "poll results": ["next-step", "--rows", "--json"],
         "supporters export": ["--format", "json"],
@@ -126,14 +130,15 @@ async def test_walk_every_cli_command_with_as_as_a_chapter_organiser(
         assert result.exception is None or isinstance(result.exception, SystemExit), command
         assert busan_in(result.output) == [], f"`{command} --as` shows a Busan person"
         outputs[command] = result.output
-    assert len(walked) >= 35
+    assert len(walked) >= 40
     # The walk is not vacuous: the lists of people show the chapter's.
     for command in ("event attendees", "event export", "supporters export"):
         assert all(n in outputs[command] for n in SEOUL), command
     assert "소원-서울사람0" in outputs["survey results"] + outputs["survey export"]
     # National objects and another chapter's people: refused, each refusal audited.
     refused = await refusals(db)
-    for target in ("petition.invalidate:clean-air", "event.create", "event.open:rally",
+    for target in ("petition.invalidate:clean-air", "petition.reconcile", "campaign.create",
+                   "members.codes", "event.create", "event.open:rally",
                    "event.update:rally", "survey.create", "survey.close:town-voice",
                    "idea.review:air", "idea.moderate:1", "idea.answer:1", "idea.threshold:air",
                    f"broadcast:{w['broadcast']}", f"event.checkin:{w['event'].id}"):
@@ -170,6 +175,20 @@ async def test_cli_broadcast_as_a_chapter_organiser(db: Database) -> None:
     await asyncio.to_thread(run, "broadcast", "preview", "--audience", "region=부산", *AS,
                             code=1)
     assert {"broadcast", "audience", f"broadcast:{w['broadcast']}"} <= await refusals(db)
+
+
+async def test_an_api_token_created_as_a_chapter_organiser_sees_their_chapter(
+        db: Database) -> None:
+    await world(db)
+    run = runner(db)
+    token = json.loads(await asyncio.to_thread(
+        run, "api-token", "create", "--name", "seoul sync", "--scope", "read", "--json", *AS))
+    app = create_app(Settings(secret_key="s" * 32), db, clock=FixedClock(NOW))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8000") as client:
+        people = (await client.get("/api/v1/people", params={"per_page": 100}, headers={
+            "Authorization": f"Bearer {token['token']}"})).text
+    assert all(n in people for n in SEOUL) and busan_in(people) == []
 
 
 async def test_cli_petition_invalidate_and_report_refusals_are_audited(db: Database) -> None:
