@@ -277,3 +277,25 @@ async def test_dashboard_csv_upload_by_a_chapter_organiser(db: Database) -> None
             response.text
     assert await imported_names(db) == {"서울새사람"}
     assert any(t.startswith("import:bot:") for t in await refusals(db))
+
+
+async def test_a_national_broadcasts_counts_are_not_a_chapters(db: Database) -> None:
+    w = await world(db)
+    run = runner(db)
+    mine = json.loads(await asyncio.to_thread(run, "broadcast", "send", "--text", "안녕",
+                                              "--draft", "--json", *AS))["id"]
+    app = create_app(Settings(secret_key="s" * 32), db, clock=FixedClock(NOW))
+    auth = {"Authorization": f"Bearer {w['token']}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1:8000") as client:
+        await sign_in(client, "seoul-org")
+        national = f"/broadcasts/{w['broadcast']}"
+        assert (await client.get(national)).status_code == 403
+        assert (await client.get(f"/broadcasts/{mine}")).status_code == 200
+        assert (await client.get("/api/v1" + national, headers=auth)).status_code == 403
+        assert (await client.get(f"/api/v1/broadcasts/{mine}", headers=auth)).json()[
+            "audience"] == 5
+        listed = (await client.get("/api/v1/broadcasts", headers=auth)).json()
+    sizes = {b["id"]: b["audience"] for b in listed["_embedded"]["nalgae:broadcasts"]}
+    assert sizes[w["broadcast"]] is None
+    assert f"broadcast:{w['broadcast']}" in await refusals(db)
