@@ -18,6 +18,7 @@ from sqlalchemy import select
 from campaigns import events
 from campaigns.clock import FixedClock
 from campaigns.settings import Settings
+from campaigns.x import accounts as x_accounts
 from storage import events as event_store
 from storage.db import Database
 from storage.models import Broadcast, EventRsvp, Supporter
@@ -68,6 +69,7 @@ def walk_args(w: dict[str, Any], codes: dict[str, str], csv: str) -> dict[str, l
         "petition reconcile": ["--json"],
         "campaign create": ["--slug", "x-campaign", "--title-ko", "x"],
         "members codes": ["--count", "2"],
+        "x post": ["--text", "안녕", "--account", "busan-x"],
         "api-token create": ["--name", "seoul script 2", "--scope", "identities", "--json"],
         "poll create": ["--campaign", "air", "--slug", "x-poll", "--question-ko", "x"],
         "poll close": ["next-step"], "poll results": ["next-step", "--rows", "--json"],
@@ -90,6 +92,16 @@ def walk_args(w: dict[str, Any], codes: dict[str, str], csv: str) -> dict[str, l
         "idea answer": ["1", "--outcome", "accepted", "--text", "yes"],
         "idea threshold": ["--campaign", "air", "--backs", "3"],
     }
+
+
+async def x_account(db: Database, name: str, chapter: str) -> int:
+    """A chapter's X account (credentials sealed; nothing is sent in these tests)."""
+    async with db.session() as s:
+        added = await x_accounts.add(s, FixedClock(NOW), name=name, chapter=chapter,
+                                     user_id="1800000000000000009", credentials={
+                                         "api_key": "k", "api_secret": "s",
+                                         "access_token": "t", "access_secret": "a"})
+    return int(added.id)
 
 
 async def passes(db: Database, w: dict[str, Any]) -> dict[str, str]:
@@ -115,6 +127,7 @@ async def test_walk_every_cli_command_with_as_as_a_chapter_organiser(
     run = runner(db)
     from cli import cli
 
+    await x_account(db, "busan-x", "busan")
     walked = sorted(commands_with_as(cli))
     (tmp_path / "people.csv").write_text(CSV, encoding="utf-8")
     args = walk_args(w, codes, str(tmp_path / "people.csv"))
@@ -137,8 +150,9 @@ async def test_walk_every_cli_command_with_as_as_a_chapter_organiser(
     assert "소원-서울사람0" in outputs["survey results"] + outputs["survey export"]
     # National objects and another chapter's people: refused, each refusal audited.
     refused = await refusals(db)
+    refused |= {t.partition(":")[0] + ":" for t in refused if t.startswith("x.post:")}
     for target in ("petition.invalidate:clean-air", "petition.reconcile", "campaign.create",
-                   "members.codes", "event.create", "event.open:rally",
+                   "members.codes", "event.create", "x.post:", "event.open:rally",
                    "event.update:rally", "survey.create", "survey.close:town-voice",
                    "idea.review:air", "idea.moderate:1", "idea.answer:1", "idea.threshold:air",
                    f"broadcast:{w['broadcast']}", f"event.checkin:{w['event'].id}"):
@@ -299,3 +313,14 @@ async def test_a_national_broadcasts_counts_are_not_a_chapters(db: Database) -> 
     sizes = {b["id"]: b["audience"] for b in listed["_embedded"]["nalgae:broadcasts"]}
     assert sizes[w["broadcast"]] is None
     assert f"broadcast:{w['broadcast']}" in await refusals(db)
+
+
+async def test_x_post_as_a_chapter_organiser_goes_through_their_chapters_account(
+        db: Database) -> None:
+    await world(db)
+    busan = await x_account(db, "busan-x", "busan")
+    run = runner(db)
+    for how in (("--account", "busan-x"), ("--chapter", "busan")):
+        out = await asyncio.to_thread(run, "x", "post", "--text", "안녕", *how, *AS, code=1)
+        assert "outside your chapters" in out
+    assert f"x.post:{busan}" in await refusals(db)
