@@ -420,7 +420,7 @@ async def schedule(
     window_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Schedule a draft (after a test send, say) for ``send_at`` or now."""
-    await _may_steer(db, clock, broadcast_id, actor)
+    await may_steer(db, clock, broadcast_id, actor)
     now = clock.now()
     at = send_at or now
     window_end = at + timedelta(minutes=window_minutes) if window_minutes else None
@@ -488,16 +488,24 @@ _REFUSED = {
 }
 
 
-async def _may_steer(db: Database, clock: Clock, broadcast_id: int, actor: str) -> None:
-    """A chapter organiser steers (schedules, pauses, resumes, cancels) only broadcasts kept
-    to their chapters' areas; a national one is refused (audited)."""
+def kept_to(scope: chapters.Scope, audience: dict[str, Any] | None) -> bool:
+    """Whether a broadcast (its stored audience) is kept to the scope's areas: a chapter
+    organiser sees and steers those only (a national one's counts are national figures)."""
+    if scope.national:
+        return True
+    areas = set((audience or {}).get("chapter_areas") or ())
+    return bool(areas) and areas <= scope.regions
+
+
+async def may_steer(db: Database, clock: Clock, broadcast_id: int, actor: str) -> None:
+    """A chapter organiser follows and steers (schedules, pauses, resumes, cancels, tests)
+    only broadcasts kept to their chapters' areas; another is refused (audited)."""
     async with db.session() as s:
         scope = await chapters.scope_of_actor(s, actor)
         if scope.national:
             return
         b = await store.get(s, broadcast_id)
-    areas = set((b.audience or {}).get("chapter_areas") or ()) if b is not None else set()
-    if b is not None and not (areas and areas <= scope.regions):
+    if b is not None and not kept_to(scope, b.audience):
         raise await chapters.refuse(db, clock, actor=actor, what=f"broadcast:{broadcast_id}")
 
 
@@ -505,7 +513,7 @@ async def control(
     db: Database, clock: Clock, broadcast_id: int, action: str, *, actor: str
 ) -> dict[str, Any]:
     """Pause, resume or cancel; raises BroadcastError when the state does not allow it."""
-    await _may_steer(db, clock, broadcast_id, actor)
+    await may_steer(db, clock, broadcast_id, actor)
     new, allowed = _TRANSITIONS[action]
     now = clock.now()
     async with db.session() as s:

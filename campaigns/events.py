@@ -663,9 +663,13 @@ class CheckIn:
 
 async def check_in(
     session: AsyncSession, slug: str, code: str, *, actor: str, clock: Clock,
+    areas: list[str] | None = None,
 ) -> CheckIn:
     """Check a person in by their pass code: once, only for this event, only while going.
-    A wrong or reused code gets a clear answer and changes nothing; every try is audited."""
+    A wrong or reused code gets a clear answer and changes nothing; every try is audited.
+    ``areas``: a scoped organiser's chapters; they check in only the people of their
+    areas (as their attendee list shows them), a pass from elsewhere is refused and the
+    refusal audited as `scope.refused`."""
     event = await _get(session, slug)
     now = clock.now()
     raw = normalise_code(code.removeprefix("NALGAE-EVENT:").strip())
@@ -681,6 +685,11 @@ async def check_in(
     elif row.checked_in_at is not None:
         result = CheckIn(False, _("This code was already used at {time}."),
                          {"time": local_display(row.checked_in_at, "ko")[11:]})
+    elif areas is not None and not await store.rsvp_in_areas(session, row.id, areas):
+        await supporters.audit(session, actor=actor, action="scope.refused",
+                               target=f"event.checkin:{event.id}", now=now)
+        result = CheckIn(False, _("This pass is of someone outside your chapters: a "
+                                  "national organiser checks them in."), {})
     elif row.status != GOING:
         result = CheckIn(False, _("This person is no longer going."), {})
     elif await store.check_in(session, row.id, actor=actor, now=now):

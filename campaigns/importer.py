@@ -32,6 +32,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import inputs
+from campaigns.chapters import Scope
 from campaigns.clock import Clock
 from campaigns.errors import RuleError
 from campaigns.i18n import _, t_plain
@@ -138,6 +139,9 @@ M_FIELD_COUNT = _("The row has {found} fields but the header has {expected}.")
 M_BAD_ID = _("Bad Telegram id “{value}”: expected a positive whole number.")
 M_NO_CONSENT = _("No consent: the consent column says “{value}”, not “yes”.")
 M_BAD_REGION = _("Unknown region “{value}”.")
+M_OUTSIDE = _("This person is outside your chapters ({region}): a national organiser imports "
+              "them.")
+M_NO_REGION = _("No region: your chapters import people of their regions only.")
 M_BAD_DISTRICT = _("Unknown city, county or district “{value}” in the region “{region}”.")
 M_BAD_LANGUAGE = _("Unknown language “{value}”: expected ko or en.")
 M_BAD_TIER = _("Unknown tier “{value}”: expected supporter or member.")
@@ -328,6 +332,29 @@ def _region_and_district(text: str, district_text: str = "") -> tuple[
     return (region, district, None) if district else (region, None, named)
 
 
+def keep_to_scope(parsed: Parsed, scope: Scope) -> int:
+    """A chapter organiser imports the people of their chapters' areas only: every other
+    row is a line problem (like a bad region), and so is a row with no region (else an
+    organiser could bring in people of anywhere). Returns how many rows were refused."""
+    if scope.national:
+        return 0
+    keep: list[Row] = []
+    refused = 0
+    for row in parsed.rows:
+        if scope.covers(row.region, row.district):
+            keep.append(row)
+            continue
+        refused += 1
+        if row.region is None:
+            parsed.add(Problem(row.line, "no_region", M_NO_REGION))
+        else:
+            where = row.region + (f"/{row.district}" if row.district else "")
+            parsed.add(Problem(row.line, "outside_chapters", M_OUTSIDE, {"region": where}))
+    parsed.rows = keep
+    parsed.problems.sort(key=lambda p: p.line)
+    return refused
+
+
 async def check_stored(session: AsyncSession, bot_id: int, parsed: Parsed) -> None:
     """Report rows whose Telegram id this bot already knows, and drop them from the rows."""
     known = await store.existing_external_ids(
@@ -355,11 +382,14 @@ async def import_supporters(
     dry_run: bool = False,
     progress: Progress | None = None,
     actor: str = "cli",
+    scope: Scope | None = None,
 ) -> ImportResult:
-    """Validate the whole file, then insert it in chunks within the caller's transaction."""
+    """Validate the whole file, then insert it in chunks within the caller's transaction.
+    ``scope``: a chapter organiser's; rows outside their areas are line problems."""
     with _no_cyclic_gc():
         return await _import_supporters(session, bot_id, text, clock, skip_invalid=skip_invalid,
-                                        dry_run=dry_run, progress=progress, actor=actor)
+                                        dry_run=dry_run, progress=progress, actor=actor,
+                                        scope=scope)
 
 
 @contextlib.contextmanager
@@ -391,8 +421,13 @@ async def _import_supporters(
     dry_run: bool,
     progress: Progress | None,
     actor: str,
+    scope: Scope | None = None,
 ) -> ImportResult:
     parsed = parse(text)
+    if not parsed.fatal and scope is not None and (refused := keep_to_scope(parsed, scope)):
+        # Audited in the caller's transaction, which commits whether or not rows go in.
+        await supporters.audit(session, actor=actor, action="scope.refused", now=clock.now(),
+                               target=f"import:bot:{bot_id}", details={"rows": refused})
     if not parsed.fatal:
         await check_stored(session, bot_id, parsed)
     total_rows = 0 if parsed.fatal else len(parsed.rows) + len(parsed.bad_lines)

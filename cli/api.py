@@ -10,7 +10,7 @@ import click
 from campaigns import api as api_rules
 from campaigns import webhooks as webhook_rules
 from campaigns.clock import SystemClock
-from cli.common import Ctx, Group, emit, pass_ctx, run_async
+from cli.common import Ctx, Group, actor_of, emit, pass_ctx, run_async
 from storage import api as store
 from storage.db import Database
 
@@ -27,15 +27,20 @@ def api_token() -> None:
 @click.option("--expires-in-days", type=int, default=None,
               help="The token stops working after this many days (default: until revoked).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--as", "as_organiser", default=None, metavar="ORGANISER",
+              help="Create it as this organiser: a chapter organiser's token sees their "
+                   "chapters only, as they do.")
 @pass_ctx
 def api_token_create(ctx: Ctx, name: str, scope: str, expires_in_days: int | None,
-                     as_json: bool) -> None:
+                     as_json: bool, as_organiser: str | None) -> None:
     """Create a token and print it once (it cannot be shown again)."""
 
     async def create(database: Database) -> dict[str, Any]:
+        # A token has the scope of whoever created it (campaigns.chapters.scope_of_actor).
+        actor = await actor_of(database, as_organiser)
         async with database.session() as s:
             new = await api_rules.create_token(s, name=name, scope=scope, clock=SystemClock(),
-                                               actor="cli", expires_in_days=expires_in_days)
+                                               actor=actor, expires_in_days=expires_in_days)
             return {"id": new.token.id, "name": new.token.name, "scope": new.token.scope,
                     "token": new.secret, "expires_at": _iso(new.token.expires_at)}
 

@@ -17,7 +17,7 @@ from campaigns import audience as audiences
 from campaigns import broadcasts as rules
 from campaigns.clock import SystemClock
 from campaigns.times import parse_optional
-from cli.common import Ctx, Group, emit, fail, pass_ctx, run_async
+from cli.common import Ctx, Group, actor_of, as_organiser, emit, fail, pass_ctx, run_async
 from storage import bots as bot_store
 from storage.bots import ensure_default_bot
 from storage.db import Database
@@ -107,12 +107,14 @@ def _button_rows(buttons: tuple[str, ...], as_json: bool) -> list[list[dict[str,
 
 
 async def _send(database: Database, ctx: Ctx, draft: rules.Draft, *, schedule: bool,
-                wait: bool, as_json: bool) -> dict[str, Any]:
+                wait: bool, as_json: bool, who: str | None = None) -> dict[str, Any]:
     clock = SystemClock()
+    actor = await actor_of(database, who)
     async with database.session() as s:
         bot = await ensure_default_bot(s, ctx.settings, clock.now())
+    # A chapter organiser's broadcast is kept to their chapters (rules.compose, audited).
     status = await rules.compose(database, clock, bot_id=bot.id, draft=draft,
-                                 created_by="cli", schedule=schedule)
+                                 created_by=actor, schedule=schedule)
     if wait and schedule:
         if not as_json:
             click.echo(status_line(status), err=True)
@@ -137,11 +139,12 @@ async def _send(database: Database, ctx: Ctx, draft: rules.Draft, *, schedule: b
 @click.option("--draft", is_flag=True, help="Store it as a draft (test it, then schedule it).")
 @click.option("--wait", is_flag=True, help="Wait until it is delivered, showing progress.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def broadcast_send(
     ctx: Ctx, text_ko: str | None, text_en: str | None, audience: str, at: str | None,
     window_minutes: float | None, buttons: tuple[str, ...], poll: str | None,
-    campaign: str | None, draft: bool, wait: bool, as_json: bool,
+    campaign: str | None, draft: bool, wait: bool, as_json: bool, as_organiser: str | None,
 ) -> None:
     """Compose a broadcast and send it now, at --at, or spread over --window-minutes."""
     if not text_ko and not text_en and not poll:
@@ -153,22 +156,24 @@ def broadcast_send(
                        poll=poll, campaign=campaign, send_at=send_at,
                        window_minutes=window_minutes)
     result = run_async(lambda d: _send(d, ctx, spec, schedule=not draft, wait=wait,
-                                       as_json=as_json), ctx)
+                                       as_json=as_json, who=as_organiser), ctx)
     emit(result, as_json, status_line)
 
 
 @broadcast.command("preview")
 @click.option("--audience", default="", help="Filters, as for `broadcast send`.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def broadcast_preview(ctx: Ctx, audience: str, as_json: bool) -> None:
+def broadcast_preview(ctx: Ctx, audience: str, as_json: bool, as_organiser: str | None) -> None:
     """How many messages a broadcast to this audience would send now."""
 
     async def preview(database: Database) -> dict[str, Any]:
+        actor = await actor_of(database, as_organiser)
         async with database.session() as s:
             bot = await ensure_default_bot(s, ctx.settings, SystemClock().now())
         parsed = audiences.parse(audience)
-        return {"audience": await rules.preview_size(database, bot.id, audience),
+        return {"audience": await rules.preview_size(database, bot.id, audience, actor=actor),
                 "filter": parsed}
 
     emit(run_async(preview, ctx), as_json, lambda r: f"{r['audience']} message(s) would be sent")
@@ -178,11 +183,15 @@ def broadcast_preview(ctx: Ctx, audience: str, as_json: bool) -> None:
 @click.argument("broadcast_id", type=int)
 @click.option("--wait", is_flag=True, help="Follow it until it is done.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def broadcast_status(ctx: Ctx, broadcast_id: int, wait: bool, as_json: bool) -> None:
+def broadcast_status(ctx: Ctx, broadcast_id: int, wait: bool, as_json: bool,
+                     as_organiser: str | None) -> None:
     """Progress of a broadcast: status, audience, sent, blocked, failed, pending."""
 
     async def follow(database: Database) -> dict[str, Any]:
+        await rules.may_steer(database, SystemClock(), broadcast_id,
+                              await actor_of(database, as_organiser))
         if wait:
             return await wait_for(database, broadcast_id, show=not as_json)
         return await rules.status(database, broadcast_id)
@@ -191,37 +200,47 @@ def broadcast_status(ctx: Ctx, broadcast_id: int, wait: bool, as_json: bool) -> 
     emit(status_keys(result), as_json, lambda _: status_line(result))
 
 
-def _control(ctx: Ctx, broadcast_id: int, action: str, as_json: bool) -> None:
-    result = run_async(lambda d: rules.control(d, SystemClock(), broadcast_id, action,
-                                               actor="cli"), ctx)
+def _control(ctx: Ctx, broadcast_id: int, action: str, as_json: bool,
+             who: str | None) -> None:
+    async def control(database: Database) -> dict[str, Any]:
+        return await rules.control(database, SystemClock(), broadcast_id, action,
+                                   actor=await actor_of(database, who))
+
+    result = run_async(control, ctx)
     emit(status_keys(result), as_json, lambda _: status_line(result))
 
 
 @broadcast.command("pause")
 @click.argument("broadcast_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def broadcast_pause(ctx: Ctx, broadcast_id: int, as_json: bool) -> None:
+def broadcast_pause(ctx: Ctx, broadcast_id: int, as_json: bool,
+                     as_organiser: str | None) -> None:
     """Stop sending (messages already handed to a worker still go out)."""
-    _control(ctx, broadcast_id, "pause", as_json)
+    _control(ctx, broadcast_id, "pause", as_json, as_organiser)
 
 
 @broadcast.command("resume")
 @click.argument("broadcast_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def broadcast_resume(ctx: Ctx, broadcast_id: int, as_json: bool) -> None:
+def broadcast_resume(ctx: Ctx, broadcast_id: int, as_json: bool,
+                     as_organiser: str | None) -> None:
     """Continue a paused broadcast."""
-    _control(ctx, broadcast_id, "resume", as_json)
+    _control(ctx, broadcast_id, "resume", as_json, as_organiser)
 
 
 @broadcast.command("cancel")
 @click.argument("broadcast_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def broadcast_cancel(ctx: Ctx, broadcast_id: int, as_json: bool) -> None:
+def broadcast_cancel(ctx: Ctx, broadcast_id: int, as_json: bool,
+                     as_organiser: str | None) -> None:
     """Cancel: nothing more is sent."""
-    _control(ctx, broadcast_id, "cancel", as_json)
+    _control(ctx, broadcast_id, "cancel", as_json, as_organiser)
 
 
 @broadcast.command("schedule")
@@ -229,19 +248,26 @@ def broadcast_cancel(ctx: Ctx, broadcast_id: int, as_json: bool) -> None:
 @click.option("--at", "at", help="Send time, ISO-8601; KST when no zone is given (default: now).")
 @click.option("--window-minutes", type=click.FloatRange(min=0), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def broadcast_schedule(ctx: Ctx, broadcast_id: int, at: str | None,
-                       window_minutes: float | None, as_json: bool) -> None:
+                       window_minutes: float | None, as_json: bool,
+                       as_organiser: str | None) -> None:
     """Schedule a draft (or send it now)."""
     send_at = parse_optional(at, field="--at")
-    result = run_async(lambda d: rules.schedule(d, SystemClock(), broadcast_id, actor="cli",
-                                                send_at=send_at,
-                                                window_minutes=window_minutes), ctx)
+
+    async def schedule(database: Database) -> dict[str, Any]:
+        return await rules.schedule(database, SystemClock(), broadcast_id,
+                                    actor=await actor_of(database, as_organiser),
+                                    send_at=send_at, window_minutes=window_minutes)
+
+    result = run_async(schedule, ctx)
     emit(result, as_json, status_line)
 
 
 async def _test_send(database: Database, broadcast_id: int, chat_id: int, language: str,
-                     name: str | None) -> dict[str, Any]:
+                     name: str | None, who: str | None = None) -> dict[str, Any]:
+    await rules.may_steer(database, SystemClock(), broadcast_id, await actor_of(database, who))
     message = await rules.test_message(database, broadcast_id, language=language, name=name)
     async with database.session() as s:
         status = await rules.status(database, broadcast_id)
@@ -262,11 +288,13 @@ async def _test_send(database: Database, broadcast_id: int, chat_id: int, langua
 @click.option("--language", type=click.Choice(["ko", "en"]), default="ko", show_default=True)
 @click.option("--name", default=None, help="The name to fill into {name}.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def broadcast_test(ctx: Ctx, broadcast_id: int, chat_id: int, language: str, name: str | None,
-                   as_json: bool) -> None:
+                   as_json: bool, as_organiser: str | None) -> None:
     """Send the broadcast to yourself only, as a supporter would see it."""
-    result = run_async(lambda d: _test_send(d, broadcast_id, chat_id, language, name), ctx)
+    result = run_async(lambda d: _test_send(d, broadcast_id, chat_id, language, name,
+                                            as_organiser), ctx)
     emit(result, as_json, lambda r: "test message sent" if r["ok"] else
          f"test message not sent: {r['error']}")
     if not result["ok"]:

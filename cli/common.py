@@ -115,6 +115,19 @@ async def national_actor(database: Database, who: str | None, what: str) -> str:
     return actor
 
 
+async def actor_of(database: Database, who: str | None) -> str:
+    """The audited actor for `--as ORGANISER` ("cli" without it); the rules it is passed to
+    look up its scope and refuse (audited) what lies outside it."""
+    async with database.session() as s:
+        return (await chapters.acting_as(s, who))[0]
+
+
+async def acting(database: Database, who: str | None) -> tuple[str, chapters.Scope]:
+    """(actor, scope) for `--as ORGANISER` (("cli", national) without it)."""
+    async with database.session() as s:
+        return await chapters.acting_as(s, who)
+
+
 async def areas_of(database: Database, who: str | None) -> list[str] | None:
     """The areas `--as ORGANISER` keeps to (None: national)."""
     async with database.session() as s:

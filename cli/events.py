@@ -15,7 +15,19 @@ import click
 from campaigns import events as rules
 from campaigns.clock import SystemClock
 from campaigns.text import quote_formula
-from cli.common import Ctx, Group, cli_language, emit, fail, pass_ctx, run_async
+from cli.common import (
+    Ctx,
+    Group,
+    acting,
+    areas_of,
+    as_organiser,
+    cli_language,
+    emit,
+    fail,
+    national_actor,
+    pass_ctx,
+    run_async,
+)
 from storage.db import Database
 
 
@@ -39,9 +51,14 @@ def _shown(summary: dict[str, Any]) -> dict[str, Any]:
             "unlimited": unlimited}
 
 
-async def _summary(database: Database, slug: str) -> dict[str, Any]:
+async def _summary(database: Database, slug: str, who: str | None = None) -> dict[str, Any]:
+    _actor, scope = await acting(database, who)
     async with database.session() as s:
-        return _shown(await rules.summary(s, slug))
+        summary = _shown(await rules.summary(s, slug))
+    if not scope.national:  # a chapter organiser: the provinces of their chapters only
+        summary["by_region"] = {k: n for k, n in summary["by_region"].items()
+                                if k in scope.provinces}
+    return summary
 
 
 @event.command("create")
@@ -64,50 +81,59 @@ async def _summary(database: Database, slug: str) -> dict[str, Any]:
 @click.option("--reminders", default=rules.DEFAULT_REMINDERS, show_default=True,
               help="Reminders before the start, e.g. 24h,2h ('' for none).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def event_create(ctx: Ctx, campaign_slug: str, slug: str, title_ko: str, title_en: str | None,
                  starts_at: str, ends_at: str, place: str, lat: float | None,
                  lon: float | None, capacity: int | None, waitlist: bool,
                  rsvp_closes_at: str | None, region: str | None, members_only: bool,
-                 reminders: str, as_json: bool) -> None:
+                 reminders: str, as_json: bool, as_organiser: str | None) -> None:
     """Create an event (a draft until `event open`)."""
 
     async def create(database: Database) -> dict[str, Any]:
+        # Events are national: a chapter organiser is refused (audited).
+        actor = await national_actor(database, as_organiser, "event.create")
         async with database.session() as s:
             e = await rules.create_event(
                 s, campaign_slug=campaign_slug, slug=slug, title_ko=title_ko,
                 title_en=title_en, starts_at=starts_at, ends_at=ends_at, place=place,
                 lat=lat, lon=lon, capacity=capacity, waitlist=waitlist,
                 rsvp_closes_at=rsvp_closes_at, region=region, members_only=members_only,
-                reminders=reminders, clock=SystemClock(), actor="cli")
+                reminders=reminders, clock=SystemClock(), actor=actor)
             return _shown(await rules.summary(s, e.slug))
 
     emit(run_async(create, ctx), as_json, _event_line)
 
 
-async def _transition(database: Database, slug: str, verb: str) -> dict[str, Any]:
+async def _transition(database: Database, slug: str, verb: str,
+                      who: str | None = None) -> dict[str, Any]:
+    actor = await national_actor(database, who, f"event.{verb}:{slug}")
     async with database.session() as s:
         change = rules.open_event if verb == "open" else rules.cancel_event
-        await change(s, slug, actor="cli", clock=SystemClock())
+        await change(s, slug, actor=actor, clock=SystemClock())
     return await _summary(database, slug)
 
 
 @event.command("open")
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def event_open(ctx: Ctx, slug: str, as_json: bool) -> None:
+def event_open(ctx: Ctx, slug: str, as_json: bool, as_organiser: str | None) -> None:
     """Open a draft event for RSVPs."""
-    emit(run_async(lambda d: _transition(d, slug, "open"), ctx), as_json, _event_line)
+    emit(run_async(lambda d: _transition(d, slug, "open", as_organiser), ctx), as_json,
+         _event_line)
 
 
 @event.command("cancel")
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def event_cancel(ctx: Ctx, slug: str, as_json: bool) -> None:
+def event_cancel(ctx: Ctx, slug: str, as_json: bool, as_organiser: str | None) -> None:
     """Cancel an event; everyone who answered is told, in their language."""
-    emit(run_async(lambda d: _transition(d, slug, "cancel"), ctx), as_json, _event_line)
+    emit(run_async(lambda d: _transition(d, slug, "cancel", as_organiser), ctx), as_json,
+         _event_line)
 
 
 @event.command("update")
@@ -127,18 +153,21 @@ def event_cancel(ctx: Ctx, slug: str, as_json: bool) -> None:
 @click.option("--members-only/--open-to-all", default=None)
 @click.option("--reminders", help="e.g. 24h,2h.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def event_update(ctx: Ctx, slug: str, title_ko: str | None, title_en: str | None,
                  starts_at: str | None, ends_at: str | None, place: str | None,
                  lat: float | None, lon: float | None, capacity: int | None, unlimited: bool,
                  waitlist: bool | None, rsvp_closes_at: str | None, region: str | None,
-                 members_only: bool | None, reminders: str | None, as_json: bool) -> None:
+                 members_only: bool | None, reminders: str | None, as_json: bool,
+                 as_organiser: str | None) -> None:
     """Change an event; a new time or place reaches everyone who answered."""
 
     async def update(database: Database) -> dict[str, Any]:
+        actor = await national_actor(database, as_organiser, f"event.update:{slug}")
         async with database.session() as s:
             await rules.update_event(
-                s, slug, actor="cli", clock=SystemClock(), title_ko=title_ko,
+                s, slug, actor=actor, clock=SystemClock(), title_ko=title_ko,
                 title_en=title_en, starts_at=starts_at, ends_at=ends_at, place=place,
                 lat=lat, lon=lon, capacity=capacity, unlimited=unlimited, waitlist=waitlist,
                 rsvp_closes_at=rsvp_closes_at, region=region, members_only=members_only,
@@ -151,10 +180,11 @@ def event_update(ctx: Ctx, slug: str, title_ko: str | None, title_en: str | None
 @event.command("show")
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def event_show(ctx: Ctx, slug: str, as_json: bool) -> None:
+def event_show(ctx: Ctx, slug: str, as_json: bool, as_organiser: str | None) -> None:
     """Status and counts: going, maybe, waitlisted, checked in, by region."""
-    emit(run_async(lambda d: _summary(d, slug), ctx), as_json, _event_line)
+    emit(run_async(lambda d: _summary(d, slug, as_organiser), ctx), as_json, _event_line)
 
 
 @event.command("attendees")
@@ -163,16 +193,18 @@ def event_show(ctx: Ctx, slug: str, as_json: bool) -> None:
               help="Comma-separated: going, waitlisted, maybe, not_going.")
 @click.option("--search", help="Part of a name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def event_attendees(ctx: Ctx, slug: str, statuses: str, search: str | None,
-                    as_json: bool) -> None:
+                    as_json: bool, as_organiser: str | None) -> None:
     """Who answered, going first, each in arrival order."""
 
     async def listing(database: Database) -> list[dict[str, Any]]:
+        areas = await areas_of(database, as_organiser)  # a chapter's people only
         async with database.session() as s:
             rows = await rules.attendees(
                 s, slug, statuses=[x.strip() for x in statuses.split(",") if x.strip()],
-                search=search)
+                search=search, areas=areas)
         return [{"seq": a.seq, "name": a.display_name, "region": a.region,
                  "status": a.status, "checked_in_at": a.checked_in_at} for a in rows]
 
@@ -185,13 +217,17 @@ def event_attendees(ctx: Ctx, slug: str, statuses: str, search: str | None,
 @click.argument("slug")
 @click.argument("code")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def event_checkin(ctx: Ctx, slug: str, code: str, as_json: bool) -> None:
+def event_checkin(ctx: Ctx, slug: str, code: str, as_json: bool,
+                  as_organiser: str | None) -> None:
     """Check a person in by the code on their pass (exit 1 when refused)."""
 
     async def check(database: Database) -> rules.CheckIn:
+        actor, scope = await acting(database, as_organiser)
         async with database.session() as s:
-            return await rules.check_in(s, slug, code, actor="cli", clock=SystemClock())
+            return await rules.check_in(s, slug, code, actor=actor, clock=SystemClock(),
+                                        areas=scope.region_filter)
 
     result = run_async(check, ctx)
     message = result.message(cli_language())
@@ -204,13 +240,16 @@ def event_checkin(ctx: Ctx, slug: str, code: str, as_json: bool) -> None:
 @click.argument("slug")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
               help="Write the CSV here (default: standard output).")
+@as_organiser
 @pass_ctx
-def event_export(ctx: Ctx, slug: str, output: str | None) -> None:
+def event_export(ctx: Ctx, slug: str, output: str | None, as_organiser: str | None) -> None:
     """Attendance as CSV (cells a spreadsheet could run as formulas are quoted)."""
 
     async def export(database: Database) -> list[dict[str, Any]]:
+        actor, scope = await acting(database, as_organiser)
         async with database.session() as s:
-            return await rules.export_attendance(s, slug, actor="cli", clock=SystemClock())
+            return await rules.export_attendance(s, slug, actor=actor, clock=SystemClock(),
+                                                 areas=scope.region_filter)
 
     rows = run_async(export, ctx)
     out = io.StringIO()

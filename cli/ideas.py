@@ -14,7 +14,7 @@ from campaigns import ideas as rules
 from campaigns.clock import SystemClock
 from campaigns.replies import Outgoing
 from campaigns.text import quote_formula
-from cli.common import Ctx, Group, emit, pass_ctx, run_async
+from cli.common import Ctx, Group, as_organiser, emit, national_actor, pass_ctx, run_async
 from storage.db import Database
 
 EXPORT_FIELDS = ("id", "title", "text", "status", "backs", "answer", "answer_text",
@@ -33,11 +33,14 @@ def _idea_line(r: dict[str, Any]) -> str:
 @idea.command("review")
 @click.option("--campaign", "campaign_slug", required=True, help="The campaign's slug.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def idea_review(ctx: Ctx, campaign_slug: str, as_json: bool) -> None:
+def idea_review(ctx: Ctx, campaign_slug: str, as_json: bool, as_organiser: str | None) -> None:
     """Ideas waiting for moderation, oldest first."""
 
     async def queue(database: Database) -> list[dict[str, Any]]:
+        # Moderating ideas is national (as on the dashboard): a chapter organiser is refused.
+        await national_actor(database, as_organiser, f"idea.review:{campaign_slug}")
         async with database.session() as s:
             return [{"id": i.id, "title": i.title, "text": i.body, "status": i.status,
                      "backs": i.back_count, "created_at": i.created_at.isoformat()}
@@ -48,9 +51,11 @@ def idea_review(ctx: Ctx, campaign_slug: str, as_json: bool) -> None:
          or "no idea waiting for review")
 
 
-async def _moderate(database: Database, fn: Any, **kwargs: Any) -> dict[str, Any]:
+async def _moderate(database: Database, fn: Any, who: str | None = None,
+                    **kwargs: Any) -> dict[str, Any]:
+    actor = await national_actor(database, who, f"idea.moderate:{kwargs['idea_id']}")
     async with database.session() as s:
-        messages: list[Outgoing] = await fn(s, actor="cli", clock=SystemClock(), **kwargs)
+        messages: list[Outgoing] = await fn(s, actor=actor, clock=SystemClock(), **kwargs)
     # Sent after the commit: the decision stands even if Telegram is unreachable.
     told = await direct.deliver(database, messages)
     async with database.session() as s:
@@ -60,22 +65,25 @@ async def _moderate(database: Database, fn: Any, **kwargs: Any) -> dict[str, Any
 @idea.command("approve")
 @click.argument("idea_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def idea_approve(ctx: Ctx, idea_id: int, as_json: bool) -> None:
+def idea_approve(ctx: Ctx, idea_id: int, as_json: bool, as_organiser: str | None) -> None:
     """Publish an idea (its proposer is told)."""
-    emit(run_async(lambda d: _moderate(d, rules.approve, idea_id=idea_id), ctx), as_json,
-         _idea_line)
+    emit(run_async(lambda d: _moderate(d, rules.approve, as_organiser, idea_id=idea_id), ctx),
+         as_json, _idea_line)
 
 
 @idea.command("reject")
 @click.argument("idea_id", type=int)
 @click.option("--reason", required=True, help="Sent to the proposer (3 to 500 characters).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def idea_reject(ctx: Ctx, idea_id: int, reason: str, as_json: bool) -> None:
+def idea_reject(ctx: Ctx, idea_id: int, reason: str, as_json: bool,
+                as_organiser: str | None) -> None:
     """Turn an idea down with a reason its proposer receives."""
-    emit(run_async(lambda d: _moderate(d, rules.reject, idea_id=idea_id, reason=reason), ctx),
-         as_json, _idea_line)
+    emit(run_async(lambda d: _moderate(d, rules.reject, as_organiser, idea_id=idea_id,
+                                       reason=reason), ctx), as_json, _idea_line)
 
 
 @idea.command("answer")
@@ -83,13 +91,16 @@ def idea_reject(ctx: Ctx, idea_id: int, reason: str, as_json: bool) -> None:
 @click.option("--outcome", type=click.Choice(list(rules.ANSWERS)), required=True)
 @click.option("--text", "text", required=True, help="The answer sent to every backer.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def idea_answer(ctx: Ctx, idea_id: int, outcome: str, text: str, as_json: bool) -> None:
+def idea_answer(ctx: Ctx, idea_id: int, outcome: str, text: str, as_json: bool,
+                as_organiser: str | None) -> None:
     """Answer a published idea; the bot then tells every backer once."""
 
     async def answer(database: Database) -> dict[str, Any]:
+        actor = await national_actor(database, as_organiser, f"idea.answer:{idea_id}")
         async with database.session() as s:
-            await rules.answer(s, idea_id, outcome=outcome, text=text, actor="cli",
+            await rules.answer(s, idea_id, outcome=outcome, text=text, actor=actor,
                                clock=SystemClock())
         async with database.session() as s:
             return await rules.show(s, idea_id)
@@ -126,12 +137,14 @@ def idea_show(ctx: Ctx, idea_id: int, as_json: bool) -> None:
 @click.option("--campaign", "campaign_slug", required=True, help="The campaign's slug.")
 @click.option("--backs", "threshold", type=int, help="Backs at which an answer is owed.")
 @click.option("--per-supporter", type=int, help="At most this many backs per supporter.")
+@as_organiser
 @pass_ctx
 def idea_threshold(ctx: Ctx, campaign_slug: str, threshold: int | None,
-                   per_supporter: int | None) -> None:
+                   per_supporter: int | None, as_organiser: str | None) -> None:
     """Set the answer threshold and the per-supporter back limit (omit one to clear it)."""
 
     async def set_(database: Database) -> None:
+        await national_actor(database, as_organiser, f"idea.threshold:{campaign_slug}")
         async with database.session() as s:
             await rules.set_threshold(s, campaign_slug, threshold=threshold,
                                       backs_per_supporter=per_supporter)

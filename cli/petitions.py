@@ -131,18 +131,21 @@ def _invalidated_line(r: dict[str, Any]) -> str:
 @click.option("--reason", required=True, help="Why; written to the audit log.")
 @click.option("--dry-run", is_flag=True, help="Count the matching signatures; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def petition_invalidate(ctx: Ctx, slug: str, since: str | None, until: str | None,
                         source_ref: str | None, region: str | None, reason: str,
-                        dry_run: bool, as_json: bool) -> None:
+                        dry_run: bool, as_json: bool, as_organiser: str | None) -> None:
     """Invalidate signatures matching explicit conditions; the count drops by exactly N."""
     start = parse_optional(since, field="--since")
     end = parse_optional(until, field="--until")
 
     async def invalidate(database: Database) -> dict[str, Any]:
+        # Petitions are national: invalidating is refused (audited) to a chapter organiser.
+        actor = await national_actor(database, as_organiser, f"petition.invalidate:{slug}")
         async with database.session() as s:
             r = await rules.invalidate(
-                s, slug, reason=reason, actor="cli", clock=SystemClock(), since=start,
+                s, slug, reason=reason, actor=actor, clock=SystemClock(), since=start,
                 until=end, source_ref=source_ref, region=region, dry_run=dry_run,
             )
             return {"petition": slug, "matched": r.matched, "invalidated": r.invalidated,
@@ -165,12 +168,16 @@ def _drift_text(r: dict[str, Any]) -> str:
 @click.option("--slug", help="One petition (default: all).")
 @click.option("--fix", is_flag=True, help="Correct the counters that drifted (audited).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def petition_reconcile(ctx: Ctx, slug: str | None, fix: bool, as_json: bool) -> None:
+def petition_reconcile(ctx: Ctx, slug: str | None, fix: bool, as_json: bool,
+                       as_organiser: str | None) -> None:
     """Recount signature rows and compare with the stored counters."""
 
     async def reconcile(database: Database) -> list[dict[str, Any]]:
-        drifts = await rules.reconcile(database, SystemClock(), fix=fix, slug=slug, actor="cli")
+        # National counters: a chapter organiser is refused (audited).
+        actor = await national_actor(database, as_organiser, "petition.reconcile")
+        drifts = await rules.reconcile(database, SystemClock(), fix=fix, slug=slug, actor=actor)
         return [{"petition_id": d.petition_id, "region": d.region, "stored": d.stored,
                  "pending": d.pending, "recount": d.recount, "drift": d.drift} for d in drifts]
 

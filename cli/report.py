@@ -62,8 +62,14 @@ def report_invites(ctx: Ctx, chapter: str | None, as_who: str | None, as_json: b
 
     async def build(database: Database) -> dict[str, Any]:
         async with database.session() as s:
-            _actor, scope = await chapters.acting_as(s, as_who)
-            return await invites.leaderboard(s, scope, chapter)
+            actor, scope = await chapters.acting_as(s, as_who)
+        try:
+            async with database.session() as s:
+                return await invites.leaderboard(s, scope, chapter)
+        except chapters.OutOfScope:
+            # Another chapter's inviters: refused, and the refusal audited.
+            raise await chapters.refuse(database, SystemClock(), actor=actor,
+                                        what=f"report.invites:{chapter}") from None
 
     emit(run_async(build, ctx), as_json, lambda d: "\n".join(
         f"{r['rank']:>3}. {r['name'] or '(name not shown)'}  {r['joined']:,}"

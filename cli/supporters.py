@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from campaigns import chapters, importer
 from campaigns import members as member_rules
 from campaigns.clock import SystemClock
-from cli.common import Ctx, Group, emit, fail, pass_ctx, run_async
+from cli.common import Ctx, Group, as_organiser, emit, fail, national_actor, pass_ctx, run_async
 from storage.bots import ensure_default_bot
 from storage.db import Database
 
@@ -31,11 +31,14 @@ def members() -> None:
 @click.option("--count", type=click.IntRange(1, 100_000), required=True,
               help="How many codes to create.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
-def members_codes(ctx: Ctx, count: int, as_json: bool) -> None:
+def members_codes(ctx: Ctx, count: int, as_json: bool, as_organiser: str | None) -> None:
     """Create one-time member codes; they are shown now and only their hashes are kept."""
 
     async def issue(database: Database) -> list[str]:
+        # A code makes anyone a member, wherever they live: a national decision.
+        await national_actor(database, as_organiser, "members.codes")
         async with database.session() as s:
             return await member_rules.issue_codes(s, count, SystemClock())
 
@@ -84,13 +87,16 @@ class _Progress:
 
 
 async def _import(database: Database, ctx: Ctx, text: str, progress: _Progress, *,
-                  skip_invalid: bool, dry_run: bool) -> importer.ImportResult:
+                  skip_invalid: bool, dry_run: bool,
+                  as_organiser: str | None = None) -> importer.ImportResult:
     clock = SystemClock()
     async with database.session() as s:
+        # A chapter organiser imports their chapters' people only (other rows: line errors).
+        actor, scope = await chapters.acting_as(s, as_organiser)
         bot = await ensure_default_bot(s, ctx.settings, clock.now(), keep_existing=True)
         result = await importer.import_supporters(
             s, bot.id, text, clock, skip_invalid=skip_invalid, dry_run=dry_run,
-            progress=progress,
+            progress=progress, actor=actor, scope=scope,
         )
     await importer.after_import(database, result)
     return result
@@ -119,9 +125,11 @@ def _report_import(result: importer.ImportResult, file: str, dry_run: bool,
               help="Import the valid rows and skip (but report) the invalid ones.")
 @click.option("--dry-run", is_flag=True, help="Check the file; import nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def supporters_import(
-    ctx: Ctx, file: str, skip_invalid: bool, dry_run: bool, as_json: bool
+    ctx: Ctx, file: str, skip_invalid: bool, dry_run: bool, as_json: bool,
+    as_organiser: str | None,
 ) -> None:
     """Load supporters from a CSV: telegram_id,name,language,region,tier,tags,consent."""
     text = importer.decode(Path(file).read_bytes())
@@ -129,7 +137,7 @@ def supporters_import(
     started = time.perf_counter()
     try:
         result = run_async(lambda d: _import(d, ctx, text, progress, skip_invalid=skip_invalid,
-                                             dry_run=dry_run), ctx)
+                                             dry_run=dry_run, as_organiser=as_organiser), ctx)
     except IntegrityError:
         # Someone in the file signed up through the bot while the import ran; the
         # transaction rolled back, so a second run reports them as already stored.

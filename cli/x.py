@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from campaigns import chapters
 from campaigns.clock import SystemClock
 from campaigns.errors import RuleError
 from campaigns.i18n import _
@@ -14,7 +15,7 @@ from campaigns.times import parse_optional
 from campaigns.x import accounts as x_accounts
 from campaigns.x.settings import XSettings
 from cli.broadcasts import status_line
-from cli.common import Ctx, Group, emit, fail, pass_ctx, run_async
+from cli.common import Ctx, Group, acting, as_organiser, emit, fail, pass_ctx, run_async
 from storage.db import Database
 
 
@@ -24,8 +25,9 @@ def x_group() -> None:
 
 
 async def _pick_account(database: Database, xs: XSettings, *, account: str | None,
-                        chapter: str | None) -> int:
-    """The X bot to post through: --account, else the chapter's account, else "default"."""
+                        chapter: str | None) -> tuple[int, str | None]:
+    """The X bot to post through (and its chapter): --account, else the chapter's account,
+    else "default"."""
     from bots.x.setup import ensure_x_bot
 
     if xs.enabled:
@@ -41,27 +43,32 @@ async def _pick_account(database: Database, xs: XSettings, *, account: str | Non
                 raise RuleError(_("the X channel is off: set the NALGAE_X_* credentials or add "
                                   "an account (nalgae x account add)"))
             bot = found
-        return int(bot.id)
+        return int(bot.id), bot.chapter
 
 
 async def _post(database: Database, ctx: Ctx, *, texts: dict[str, str],
                 petition: str | None, poll: str | None, campaign: str | None,
                 send_at: datetime | None, account: str | None,
-                chapter: str | None) -> dict[str, Any]:
+                chapter: str | None, who: str | None = None) -> dict[str, Any]:
     # The X client pulls in twitter-text: measured, ~0.7 s on every other command's start.
     from bots.x.setup import open_api, resolve_account_id
     from campaigns.x import posts as x_posts
 
     xs = ctx.settings.x
     clock = SystemClock()
-    bot_id = await _pick_account(database, xs, account=account, chapter=chapter)
+    actor, scope = await acting(database, who)
+    bot_id, posts_for = await _pick_account(database, xs, account=account, chapter=chapter)
+    if not scope.national and posts_for not in scope.chapters:
+        # A chapter organiser posts through their chapter's own account only: the default
+        # account speaks for the whole movement. Refused (audited) before any network.
+        raise await chapters.refuse(database, clock, actor=actor, what=f"x.post:{bot_id}")
     api = await open_api(database, xs, bot_id, clock=clock)
     try:
         account_id = await resolve_account_id(database, api, api.settings, bot_id)
     finally:
         await api.aclose()
     return await x_posts.compose_post(
-        database, clock, bot_id=bot_id, account_id=account_id, created_by="cli",
+        database, clock, bot_id=bot_id, account_id=account_id, created_by=actor,
         texts=texts, petition=petition, poll=poll, link_bot=xs.link_bot, campaign=campaign,
         send_at=send_at)
 
@@ -79,10 +86,11 @@ async def _post(database: Database, ctx: Ctx, *, texts: dict[str, str],
 @click.option("--chapter", help="Post for this chapter: through its X account if it has an "
               "enabled one, else through the default account.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_organiser
 @pass_ctx
 def x_post(ctx: Ctx, text_ko: str | None, text_en: str | None, petition: str | None,
            poll: str | None, campaign: str | None, at: str | None, account: str | None,
-           chapter: str | None, as_json: bool) -> None:
+           chapter: str | None, as_json: bool, as_organiser: str | None) -> None:
     """Post on X as the account; `nalgae worker` delivers it within X's limits."""
     send_at = parse_optional(at, field="--at")
     texts = {k: v for k, v in (("ko", text_ko), ("en", text_en)) if v}
@@ -91,7 +99,8 @@ def x_post(ctx: Ctx, text_ko: str | None, text_en: str | None, petition: str | N
     try:
         result = run_async(lambda d: _post(d, ctx, texts=texts, petition=petition, poll=poll,
                                            campaign=campaign, send_at=send_at,
-                                           account=account, chapter=chapter), ctx)
+                                           account=account, chapter=chapter,
+                                           who=as_organiser), ctx)
     except XApiError as exc:
         raise RuleError("{reason}", reason=str(exc)) from None
     emit(result, as_json, status_line)

@@ -433,6 +433,12 @@ async def rsvp_by_code(session: AsyncSession, code_hash: str) -> EventRsvp | Non
         select(EventRsvp).where(EventRsvp.code_hash == code_hash))).scalar_one_or_none()
 
 
+async def rsvp_in_areas(session: AsyncSession, rsvp_id: int, areas: Sequence[str]) -> bool:
+    """Whether an RSVP falls in a scoped organiser's areas (`keep_to`, as their lists)."""
+    query = keep_to(select(EventRsvp.id).where(EventRsvp.id == rsvp_id), areas, EventRsvp)
+    return (await session.execute(query)).first() is not None
+
+
 async def check_in(session: AsyncSession, rsvp_id: int, *, actor: str, now: datetime) -> bool:
     """Mark checked in once, only while going; False if that no longer holds."""
     result = await session.execute(

@@ -401,14 +401,15 @@ async def stored_rows(session: AsyncSession, survey_id: int) -> list[dict[str, A
     return [dict(r) for r in rows.mappings().all()]
 
 
-async def stream_rows(session: AsyncSession, survey_id: int,
-                      chunk: int = 1000) -> AsyncIterator[dict[str, Any]]:
+async def stream_rows(session: AsyncSession, survey_id: int, chunk: int = 1000,
+                      areas: Sequence[str] | None = None) -> AsyncIterator[dict[str, Any]]:
     """`stored_rows` streamed (a server-side cursor on PostgreSQL): exports of large
-    surveys never hold every answer in memory."""
+    surveys never hold every answer in memory. ``areas``: a chapter's answers only."""
     a = SurveyAnswer
     result = await session.stream(
-        select(a.response_key, a.question, a.value, a.tier, a.region, a.weight)
-        .where(a.survey_id == survey_id).order_by(a.response_key, a.question)
+        _answers_in(select(a.response_key, a.question, a.value, a.tier, a.region, a.weight)
+                    .where(a.survey_id == survey_id), areas)
+        .order_by(a.response_key, a.question)
         .execution_options(yield_per=chunk)
     )
     async for row in result.mappings():

@@ -24,7 +24,7 @@ from storage import polls as poll_store
 from storage import supporters as supporter_store
 from web import auth
 from web.pages import RULE_ERRORS, back, database, error_text, language, live, page, send_telegram
-from web.scope import scope_of
+from web.scope import forbidden, scope_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -203,12 +203,14 @@ async def _test_send(request: Request, me: auth.Session, broadcast_id: int) -> b
 
 @router.get("/broadcasts/{broadcast_id}", response_class=HTMLResponse)
 async def broadcast_page(request: Request, broadcast_id: int) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
     lang = language(request)
     try:
         status = await bc.status(database(request), broadcast_id)
     except bc.BroadcastError:
         raise HTTPException(404, "no such broadcast") from None
+    if not bc.kept_to(await scope_of(request, me), status["details"]["audience_filter"]):
+        raise await forbidden(request, me, f"broadcast:{broadcast_id}")
     texts = status["details"]["texts"]
     return page(request, "broadcast.html", {
         "b": status, "progress": _progress(status),
@@ -220,7 +222,13 @@ async def broadcast_page(request: Request, broadcast_id: int) -> Response:
 
 @router.get("/broadcasts/{broadcast_id}/live")
 async def broadcast_live(request: Request, broadcast_id: int) -> Response:
-    await auth.require(request)
+    me = await auth.require(request)
+    scope = await scope_of(request, me)
+    if not scope.national:  # another chapter's or a national broadcast: its counts refused
+        async with database(request).session() as s:
+            row = await broadcast_store.get(s, broadcast_id)
+        if row is not None and not bc.kept_to(scope, row.audience):
+            raise await forbidden(request, me, f"broadcast:{broadcast_id}")
 
     async def fetch() -> dict[str, Any]:
         status = await bc.status(database(request), broadcast_id)

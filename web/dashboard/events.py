@@ -143,10 +143,11 @@ async def checkin(request: Request, slug: str) -> Response:
     form = await request.form()
     me = await auth.require_change(request, form)
     lang = language(request)
+    areas = (await scope_of(request, me)).region_filter  # a chapter's attendees only
     try:
         async with database(request).session() as s:
             result = await events.check_in(s, slug, _text(form, "code"), actor=me.actor,
-                                           clock=request.app.state.clock)
+                                           clock=request.app.state.clock, areas=areas)
     except NotFound:
         raise HTTPException(404, "no such event") from None
     summary = await _summary(request, slug)

@@ -95,10 +95,12 @@ async def supporter_import(request: Request) -> Response:
             if bot is None:
                 error = t_plain(lang, _("There is no bot to send with."))
             else:
+                # A chapter organiser imports their chapters' people only.
                 result = await importer.import_supporters(
                     s, bot.id, text, request.app.state.clock,
                     skip_invalid=bool(form.get("skip_invalid")),
-                    dry_run=bool(form.get("dry_run")), actor=me.actor)
+                    dry_run=bool(form.get("dry_run")), actor=me.actor,
+                    scope=await chapters.scope_of(s, me.organiser.id))
         if result is not None:
             await importer.after_import(database(request), result)
     except RULE_ERRORS as exc:  # an unreadable file, a huge cell (campaigns.inputs)

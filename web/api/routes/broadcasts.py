@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from campaigns import api as rules
 from campaigns import audience as audiences
 from campaigns import broadcasts
+from campaigns.chapters import Scope
 from campaigns.settings import Settings
 from storage import api as store
 from storage import bots
@@ -25,7 +26,9 @@ from web.api.routes.common import (
     get_row,
     href,
     iso,
+    out_of_scope,
     paged,
+    scope_of,
 )
 from web.api.schemas import BroadcastIn, ScheduleIn, Text
 
@@ -38,12 +41,13 @@ def broadcast_json(request: Request, status: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _broadcast_brief(request: Request, b: Broadcast) -> dict[str, Any]:
+def _broadcast_brief(request: Request, b: Broadcast, scope: Scope) -> dict[str, Any]:
     return {
         "id": b.id,
         "status": b.status,
         "audience_filter": b.audience,
-        "audience": b.audience_size,
+        # Another chapter's (or a national) audience size is not a chapter token's figure.
+        "audience": b.audience_size if broadcasts.kept_to(scope, b.audience) else None,
         "send_at": iso(b.send_at),
         "created_by": b.created_by,
         "created_date": iso(b.created_at),
@@ -55,14 +59,20 @@ def _broadcast_brief(request: Request, b: Broadcast) -> dict[str, Any]:
 @router.get("/broadcasts", summary="Broadcasts, newest last")
 async def list_broadcasts(request: Request, token: Read, page: PageNo = 1,
                           per_page: PerPage = 25) -> dict[str, Any]:
+    scope = await scope_of(request, token)
     return await paged(request, store.broadcasts_query(), page, per_page,
-                        "nalgae:broadcasts", lambda b: _broadcast_brief(request, b))
+                        "nalgae:broadcasts", lambda b: _broadcast_brief(request, b, scope))
 
 
 @router.get("/broadcasts/{broadcast_id}", summary="A broadcast's status and progress")
 async def get_broadcast(request: Request, token: Read, broadcast_id: RowId
                         ) -> dict[str, Any]:
-    return broadcast_json(request, await broadcasts.status(database(request), broadcast_id))
+    status = await broadcasts.status(database(request), broadcast_id)
+    # A chapter's token: its chapters' broadcasts only (another's counts are not theirs).
+    if not broadcasts.kept_to(await scope_of(request, token),
+                              status["details"]["audience_filter"]):
+        raise await out_of_scope(request, token, f"broadcast:{broadcast_id}")
+    return broadcast_json(request, status)
 
 
 @router.post("/broadcasts", status_code=201,
