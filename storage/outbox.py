@@ -382,11 +382,11 @@ async def _insert_outbox(session: AsyncSession, broadcast_id: int, stmt: Any, co
         try:
             async with session.begin_nested():
                 result = await session.execute(stmt.from_select(cols, ordered))
-            return int(result.rowcount or 0)
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
         except IntegrityError:
             pass  # inserted meanwhile: skip those rows, as below
     result = await session.execute(stmt.from_select(cols, ordered).on_conflict_do_nothing())
-    return int(result.rowcount or 0)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 # --- scheduler claims -----------------------------------------------------------------------
