@@ -54,6 +54,15 @@ async def existing_external_ids(
 ) -> set[str]:
     """Those of ``external_ids`` already known to this bot on this channel."""
     found: set[str] = set()
+    # A list imported into a bot that knows no one on the channel yet (the first load of
+    # a movement's list) has nothing to compare: one probe of the unique index instead
+    # of a million (1.5 s at a million rows).
+    anyone = (await session.execute(
+        select(ChannelIdentity.id).where(ChannelIdentity.bot_id == bot_id,
+                                         ChannelIdentity.channel == channel).limit(1)
+    )).first()
+    if anyone is None:
+        return found
     postgres = session.get_bind().dialect.name == "postgresql"
     # PostgreSQL takes the ids as one array parameter; SQLite in lists under its limit.
     size = 100_000 if postgres else _LOOKUP_CHUNK
@@ -108,12 +117,13 @@ CREATE TEMP TABLE IF NOT EXISTS nalgae_import_staging (
     language text NOT NULL,
     region text,
     tier text NOT NULL,
-    district text,
-    tags text[] NOT NULL
+    tags text[] NOT NULL,
+    district text
 ) ON COMMIT DROP
 """
-_PG_STAGING_COLUMNS = ("external_user_id", "chat_id", "display_name", "language", "region",
-                       "tier", "district", "tags")
+# NewSupporter's fields, in its order: its tuples are COPied as they are (a million
+# rows, so no second tuple per row).
+_PG_STAGING_COLUMNS = NewSupporter._fields
 _PG_FROM_STAGING = (
     text("""
     INSERT INTO supporter (id, bot_id, display_name, language, region, tier, district, status,
@@ -157,8 +167,7 @@ async def _insert_postgresql(
     assert raw is not None
     await raw.copy_records_to_table(
         "nalgae_import_staging", columns=_PG_STAGING_COLUMNS,
-        records=[(r.external_user_id, r.chat_id, r.display_name, r.language, r.region,
-                  r.tier, r.district, list(r.tags)) for r in rows],
+        records=rows,
     )
     params = {
         "bot_id": bot_id, "channel": channel, "purpose": consent.purpose,

@@ -311,3 +311,18 @@ async def test_the_copy_import_gives_the_same_rows_with_or_without_row_by_row_ke
             with pytest.raises(Exception, match="foreign key"):
                 await s.execute(text(
                     "INSERT INTO supporter_tag (supporter_id, tag) VALUES (999999, 'x')"))
+
+
+def test_a_repeated_bad_cell_is_reported_on_every_line_it_is_on() -> None:
+    # Each distinct region, language and tags cell is read once per file: a bad one
+    # must still be reported on each line, and a good one give every line its value.
+    rows = "".join(f"{2000 + i},사람 {i},{'xx' if i % 2 else 'ko'},"
+                   f"{'화성' if i % 3 == 0 else '서울'},,{'a;b' if i % 2 else 'b;a'},yes\n"
+                   for i in range(12))
+    parsed = importer.parse(HEADER + rows)
+    bad = sorted((p.line, p.code) for p in parsed.problems)
+    assert [line for line, code in bad if code == "bad_language"] == [3, 5, 7, 9, 11, 13]
+    assert [line for line, code in bad if code == "bad_region"] == [2, 5, 8, 11]
+    assert [(r.line, r.region, r.tags) for r in parsed.rows] == [
+        (4, "seoul", ("b", "a")), (6, "seoul", ("b", "a")), (10, "seoul", ("b", "a")),
+        (12, "seoul", ("b", "a"))]
