@@ -59,7 +59,6 @@ CONSENT = store.GrantedConsent(
 MAX_TELEGRAM_ID = 2**52 - 1
 MAX_TAG = 64
 _TAG_SPLIT = re.compile(r"[;,|]")
-_DIGITS = re.compile(r"[0-9]+")
 
 Progress = Callable[[int, int], None]  # (rows done, rows to do)
 
@@ -159,7 +158,7 @@ def decode(data: bytes) -> str:
 
 
 def _telegram_id(value: str) -> int | None:
-    if not _DIGITS.fullmatch(value):
+    if not (value.isascii() and value.isdigit()):  # [0-9]+, not other scripts' digits
         return None
     number = int(value)
     return number if 0 < number <= MAX_TELEGRAM_ID else None
@@ -213,6 +212,11 @@ def parse(text: str) -> Parsed:
         return parsed
     pick = itemgetter(*(columns.index(name) for name in HEADER))
     cells = _Cells()
+    # The input gate per row, in its cheap form: one scan of the whole text for NUL,
+    # then only a row with a NUL or a long cell goes through the full check (which
+    # refuses it with its line).
+    has_nul = "\x00" in text
+    longest = inputs.CSV_CELL
     first_seen: dict[int, int] = {}
     line = reader.line_num  # the row about to be read starts on the next line
     rows = iter(reader)
@@ -224,8 +228,9 @@ def parse(text: str) -> Parsed:
         except csv.Error:  # a cell beyond the csv module's limit (128 KiB), a broken quote
             raise _too_big(reader.line_num) from None
         start, line = line + 1, reader.line_num
-        inputs.csv_cells(fields, start)  # the one input gate: a huge cell refuses the file
-        if not fields or not any(f.strip() for f in fields):
+        if has_nul or (fields and max(map(len, fields)) > longest):
+            inputs.csv_cells(fields, start)  # the one input gate: a huge cell refuses the file
+        if not fields or (not fields[0].strip() and not any(f.strip() for f in fields)):
             continue  # blank lines, and the empty rows spreadsheets leave at the end
         _check_row(parsed, start, fields, len(columns), pick, first_seen, cells)
     return parsed
@@ -260,9 +265,8 @@ def _check_row(
                            {"found": len(fields), "expected": expected}))
         return
     # The order of HEADER.
-    id_text, name_text, language_text, region_text, tier_text, tags_text, consent_text = (
-        f.strip() for f in pick(fields)
-    )
+    id_text, name_text, language_text, region_text, tier_text, tags_text, consent_text = map(
+        str.strip, pick(fields))
     before = len(parsed.problems)
     telegram_id = _telegram_id(id_text)
     if telegram_id is None:
