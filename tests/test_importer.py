@@ -326,3 +326,38 @@ def test_a_repeated_bad_cell_is_reported_on_every_line_it_is_on() -> None:
     assert [(r.line, r.region, r.tags) for r in parsed.rows] == [
         (4, "seoul", ("b", "a")), (6, "seoul", ("b", "a")), (10, "seoul", ("b", "a")),
         (12, "seoul", ("b", "a"))]
+
+
+async def test_a_list_in_several_chunks_links_each_person_to_their_own_rows(
+    db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The rows go in chunks (a COPY each on PostgreSQL, the tuples as they are): each
+    # supporter gets their own identity, district and tags, whatever chunk they are in.
+    from storage import importer as import_store
+
+    monkeypatch.setattr(import_store, "IMPORT_CHUNK", 2)
+    bot_id = await _bot(db)
+    result = await _import(db, bot_id, GOOD + "1006,고양 사람,ko,경기 고양시,member,press,yes\n")
+    assert result.imported == 6
+    async with db.session() as s:
+        rows = (await s.execute(
+            select(ChannelIdentity.external_user_id, ChannelIdentity.chat_id,
+                   Supporter.display_name, Supporter.region, Supporter.district, Supporter.tier)
+            .join(Supporter, Supporter.id == ChannelIdentity.supporter_id)
+            .order_by(ChannelIdentity.external_user_id))).all()
+        tags = {(sid, tag) for sid, tag in (await s.execute(
+            select(ChannelIdentity.external_user_id, SupporterTag.tag)
+            .join(SupporterTag, SupporterTag.supporter_id == ChannelIdentity.supporter_id)))}
+        consents = (await s.execute(select(func.count(func.distinct(Consent.supporter_id))))
+                    ).scalar_one()
+    assert [tuple(r) for r in rows] == [
+        ("1001", 1001, "김민수", "seoul", None, "supporter"),
+        ("1002", 1002, "Jane Doe", "busan", None, "member"),
+        ("1003", 1003, "박지영", "gyeonggi", None, "supporter"),
+        ("1004", 1004, None, "abroad", None, "supporter"),
+        ("1005", 1005, "No Region", None, None, "supporter"),
+        ("1006", 1006, "고양 사람", "gyeonggi", "goyang", "member"),
+    ]
+    assert tags == {("1001", "volunteer"), ("1001", "donor"), ("1003", "volunteer"),
+                    ("1006", "press")}
+    assert consents == 6
