@@ -61,11 +61,7 @@ async def existing_external_ids(
     # A list imported into a bot that knows no one on the channel yet (the first load of
     # a movement's list) has nothing to compare: one probe of the unique index instead
     # of a million (1.5 s at a million rows).
-    anyone = (await session.execute(
-        select(ChannelIdentity.id).where(ChannelIdentity.bot_id == bot_id,
-                                         ChannelIdentity.channel == channel).limit(1)
-    )).first()
-    if anyone is None:
+    if not await any_identity(session, bot_id, channel):
         return found
     postgres = session.get_bind().dialect.name == "postgresql"
     # PostgreSQL takes the ids as one array parameter; SQLite in lists under its limit.
@@ -84,6 +80,14 @@ async def existing_external_ids(
         )
         found.update(rows.scalars())
     return found
+
+
+async def any_identity(session: AsyncSession, bot_id: int, channel: str) -> bool:
+    """Whether this bot knows anyone on this channel."""
+    return (await session.execute(
+        select(ChannelIdentity.id).where(ChannelIdentity.bot_id == bot_id,
+                                         ChannelIdentity.channel == channel).limit(1)
+    )).first() is not None
 
 
 async def insert_supporters(

@@ -361,3 +361,25 @@ async def test_a_list_in_several_chunks_links_each_person_to_their_own_rows(
     assert tags == {("1001", "volunteer"), ("1001", "donor"), ("1003", "volunteer"),
                     ("1006", "press")}
     assert consents == 6
+
+
+async def test_a_problem_late_in_a_long_list_still_imports_nobody(
+    db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A first list is inserted while it is still being read; the chunks inserted before
+    # the bad line turns up are taken back, and every problem is still reported.
+    from storage import importer as import_store
+
+    monkeypatch.setattr(import_store, "IMPORT_CHUNK", 2)
+    bot_id = await _bot(db)
+    seen: list[tuple[int, int]] = []
+    text = GOOD + "1006,Late,ko,nowhere,,,yes\n1007,Dup,ko,,,,yes\n1007,Dup,ko,,,,yes\n"
+    result = await _import(db, bot_id, text, progress=lambda d, n: seen.append((d, n)))
+    assert (result.rows, result.imported, result.skipped, result.aborted) == (8, 0, 0, True)
+    assert [(p.line, p.code) for p in result.problems] == [(7, "bad_region"), (9, "duplicate")]
+    assert [await _count(db, m) for m in (Supporter, ChannelIdentity, Consent, SupporterTag)] == [
+        0, 0, 0, 0]
+    # With skip_invalid the good rows go in, each once.
+    result = await _import(db, bot_id, text, skip_invalid=True)
+    assert (result.rows, result.imported, result.skipped) == (8, 6, 2)
+    assert await _count(db, Supporter) == 6
