@@ -1,7 +1,7 @@
 """National scale: what an organiser does every day, timed at two sizes (issue 14).
 
     .venv/bin/python bench/scale.py [--sizes 100000,1000000] [--pg-url URL] [--keep]
-        [--sqlite] [--only dashboard_overview,forget] [--db-name nalgae_scale]
+        [--sqlite] [--only import,materialise] [--db-name nalgae_scale]
 
 For each size N (a fresh PostgreSQL database `nalgae_scale` on 127.0.0.1:5432, dropped
 at the end unless --keep; Redis for the app's rate limits) it builds, through the
@@ -21,7 +21,8 @@ Then it times each operation and prints one JSON line per operation:
 {"operation", "ms_100k", "ms_1m", "ratio", "sizes"} (ms_100k/ms_1m hold the small
 and the large size, whatever --sizes says). Page-type operations are the p95 of
 several requests through the real ASGI app (httpx ASGITransport), signed in as an
-organiser. Everything else goes to stderr.
+organiser. Everything else goes to stderr. --only runs some operations (and builds
+only what they need: the petitions and the poll only for those that read them).
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ async def timed(fn: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
 class Stage:
     """One database of one size, built and measured."""
 
-    def __init__(self, url: str, n: int, redis_url: str) -> None:
+    def __init__(self, url: str, n: int, redis_url: str,
+                 only: frozenset[str] | None = None) -> None:
         from campaigns.clock import SystemClock
         from campaigns.settings import database_url_for_driver
         from storage.db import Database
@@ -111,6 +113,10 @@ class Stage:
         self.clock = SystemClock()
         self.ms: dict[str, float] = {}
         self.extra: dict[str, Any] = {}
+        self.only = only
+
+    def wants(self, *operations: str) -> bool:
+        return self.only is None or any(op in self.only for op in operations)
 
     # --- build -----------------------------------------------------------------------------
 
@@ -141,8 +147,9 @@ class Stage:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "rss_before_mb": round(before)}
         del csv_text
-        await self.build_petitions()
-        await self.build_poll()
+        if self.wants(*PETITION_OPERATIONS):
+            await self.build_petitions()
+            await self.build_poll()
         await self.analyze()
 
     async def build_petitions(self) -> None:
@@ -219,23 +226,35 @@ class Stage:
 
     # --- measure ---------------------------------------------------------------------------
 
-    async def measure(self, only: set[str] | None = None) -> None:
-        groups = ((self.measure_store, {"audience_count", "materialise", "tally", "export",
-                                        "reconcile"}),
-                  (self.measure_pages, {"dashboard_overview", "petition_page",
-                                        "supporters_list"}),
-                  (self.measure_destructive, {"forget"}),
-                  (self.measure_size, {"db_bytes_per_supporter"}))
-        for measure, names in groups:
-            if only is None or names & only:
-                await measure()
+    async def measure(self) -> None:
+        await self.measure_store()
+        if self.wants("dashboard_overview", "petition_page", "supporters_list"):
+            await self.measure_pages()
+        if self.wants("forget"):
+            await self.measure_destructive()
+        if self.wants("db_bytes_per_supporter"):
+            await self.measure_size()
 
     async def measure_store(self) -> None:
-        from campaigns import audience as audiences
-        from campaigns import importer, polls
         from campaigns import petitions as petition_rules
-        from storage import outbox
-        from storage import polls as poll_store
+
+        if self.wants("audience_count"):
+            await self.measure_count()
+        if self.wants("materialise"):
+            await self.measure_materialise()
+        if self.wants("tally"):
+            await self.measure_tally()
+        if self.wants("export"):
+            await self.measure_export()
+        if self.wants("reconcile"):
+            # reconcile: recount of every petition's signatures against the counters.
+            ms, drift = await timed(lambda: petition_rules.reconcile(
+                self.db, self.clock, slug=self.big_petition))
+            assert not drift, drift
+            self.ms["reconcile"] = ms
+
+    async def measure_count(self) -> None:
+        from campaigns import audience as audiences
 
         # audience_count: what the composer's live count runs (three filters).
         samples = []
@@ -246,6 +265,9 @@ class Stage:
             samples.append(ms)
         self.ms["audience_count"] = p95(samples)
         self.extra["audience_count"] = {"count": count, "filters": AUDIENCE, "p95_of": REQUESTS}
+
+    async def measure_materialise(self) -> None:
+        from storage import outbox
 
         # materialise: a broadcast to everyone, written into the outbox, then rolled back.
         async with self.db.session() as s:
@@ -263,6 +285,10 @@ class Stage:
         self.ms["materialise"] = ms
         self.extra["materialise"] = {"rows": rows}
 
+    async def measure_tally(self) -> None:
+        from campaigns import polls
+        from storage import polls as poll_store
+
         # tally: the weighted result, exact, and equal to a recount from the rows.
         async with self.db.session() as s:
             poll = await poll_store.poll_by_id(s, self.poll_id)
@@ -278,6 +304,9 @@ class Stage:
                 recount[int(r["choices"])] += polls.parse_weight(r["weight"])
             assert [c.weight for c in results.overall.options] == recount, "tally differs"
             self.extra["tally"] = {"recount_equal": True}
+
+    async def measure_export(self) -> None:
+        from campaigns import importer
 
         # export: the CLI's path, written to a sink that only counts bytes.
         class Sink(io.TextIOBase):
@@ -297,12 +326,6 @@ class Stage:
             "rows": exported, "rows_per_s": round(exported / ms * 1000),
             "peak_rss_growth_mb": round(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before)}
-
-        # reconcile: recount of every petition's signatures against the counters.
-        ms, drift = await timed(lambda: petition_rules.reconcile(
-            self.db, self.clock, slug=self.big_petition))
-        assert not drift, drift
-        self.ms["reconcile"] = ms
 
     async def measure_pages(self) -> None:
         import httpx
@@ -405,16 +428,19 @@ class Stage:
 OPERATIONS = ("import", "audience_count", "materialise", "tally", "dashboard_overview",
               "petition_page", "supporters_list", "export", "forget", "reconcile",
               "db_bytes_per_supporter")
+# Those that read the petitions or the poll (the rest need only the supporters).
+PETITION_OPERATIONS = ("tally", "dashboard_overview", "petition_page", "supporters_list",
+                       "forget", "reconcile", "db_bytes_per_supporter")
 
 
 async def run_stage(admin_url: str | None, n: int, redis_url: str, keep: bool,
-                    only: set[str] | None = None) -> Stage:
+                    only: frozenset[str] | None = None) -> Stage:
     if admin_url is None:  # SQLite, the embedded default: a file of its own
         folder = Path(tempfile.mkdtemp(prefix="nalgae-scale-"))
-        stage = Stage(f"sqlite:///{folder}/scale.db", n, redis_url)
+        stage = Stage(f"sqlite:///{folder}/scale.db", n, redis_url, only)
         try:
             await stage.build()
-            await stage.measure(only)
+            await stage.measure()
             log(f"[{n} sqlite] " + json.dumps({k: round(v, 1) for k, v in stage.ms.items()}))
         finally:
             await stage.close()
@@ -423,12 +449,12 @@ async def run_stage(admin_url: str | None, n: int, redis_url: str, keep: bool,
         return stage
     await admin(admin_url, f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     await admin(admin_url, f'CREATE DATABASE "{DB_NAME}"')
-    stage = Stage(admin_url.rsplit("/", 1)[0] + "/" + DB_NAME, n, redis_url)
+    stage = Stage(admin_url.rsplit("/", 1)[0] + "/" + DB_NAME, n, redis_url, only)
     try:
         started = time.perf_counter()
         await stage.build()
         log(f"[{n}] built in {time.perf_counter() - started:.0f} s; measuring")
-        await stage.measure(only)
+        await stage.measure()
         log(f"[{n}] " + json.dumps({k: round(v, 1) for k, v in stage.ms.items()}))
     finally:
         await stage.close()
@@ -452,14 +478,16 @@ async def main() -> None:
     parser.add_argument("--db-name", default=DB_NAME,
                         help="the PostgreSQL database to build (and drop); another name lets"
                              " two runs share a server")
-    parser.add_argument("--only", default="",
-                        help="comma-separated operations to measure (the build is the same;"
-                             " import is always timed)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated operations to run (default: all), e.g. "
+                             "import,materialise; the build makes only what they need")
     args = parser.parse_args()
     DB_NAME = args.db_name
     small, large = (int(x) for x in args.sizes.split(","))
     pg_url = None if args.sqlite else args.pg_url
-    only = {"import", *args.only.split(",")} if args.only else None
+    only = frozenset(args.only.split(",")) if args.only else None
+    if only is not None and not only <= set(OPERATIONS):
+        parser.error(f"--only: unknown {sorted(only - set(OPERATIONS))}; one of {OPERATIONS}")
     a = await run_stage(pg_url, small, args.redis_url, keep=False, only=only)
     b = await run_stage(pg_url, large, args.redis_url, keep=args.keep, only=only)
     for name in OPERATIONS:

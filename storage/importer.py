@@ -25,8 +25,12 @@ from storage.models import ChannelIdentity, Consent, Supporter, SupporterTag, UT
 
 log = logging.getLogger(__name__)
 
-# Rows per round trip; it also sets how often progress is reported.
+# Rows per round trip of an export.
 CHUNK = 10_000
+# Rows per chunk of an import (each: a COPY and four statements); it also sets how often
+# progress is reported. Five times the export's: a million rows took 0.7 s less of the
+# process's CPU than in chunks of 10,000, and memory holds the whole list anyway.
+IMPORT_CHUNK = 50_000
 _LOOKUP_CHUNK = 5000  # under SQLite's and asyncpg's 32,767 bound parameters
 
 
@@ -55,6 +59,11 @@ async def existing_external_ids(
 ) -> set[str]:
     """Those of ``external_ids`` already known to this bot on this channel."""
     found: set[str] = set()
+    # A list imported into a bot that knows no one on the channel yet (the first load of
+    # a movement's list) has nothing to compare: one probe of the unique index instead
+    # of a million (1.5 s at a million rows).
+    if not await any_identity(session, bot_id, channel):
+        return found
     postgres = session.get_bind().dialect.name == "postgresql"
     # PostgreSQL takes the ids as one array parameter; SQLite in lists under its limit.
     size = 100_000 if postgres else _LOOKUP_CHUNK
@@ -74,6 +83,14 @@ async def existing_external_ids(
     return found
 
 
+async def any_identity(session: AsyncSession, bot_id: int, channel: str) -> bool:
+    """Whether this bot knows anyone on this channel."""
+    return (await session.execute(
+        select(ChannelIdentity.id).where(ChannelIdentity.bot_id == bot_id,
+                                         ChannelIdentity.channel == channel).limit(1)
+    )).first() is not None
+
+
 async def insert_supporters(
     session: AsyncSession,
     *,
@@ -85,7 +102,7 @@ async def insert_supporters(
 ) -> int:
     """Insert active, consenting supporters with their identity, consent and tags.
 
-    Runs in the caller's transaction; call it with chunks of about CHUNK rows.
+    Runs in the caller's transaction; call it with chunks of about IMPORT_CHUNK rows.
     """
     if not rows:
         return 0
@@ -109,12 +126,13 @@ CREATE TEMP TABLE IF NOT EXISTS nalgae_import_staging (
     language text NOT NULL,
     region text,
     tier text NOT NULL,
-    district text,
-    tags text[] NOT NULL
+    tags text[] NOT NULL,
+    district text
 ) ON COMMIT DROP
 """
-_PG_STAGING_COLUMNS = ("external_user_id", "chat_id", "display_name", "language", "region",
-                       "tier", "district", "tags")
+# NewSupporter's fields, in its order: its tuples are COPied as they are (a million
+# rows, so no second tuple per row).
+_PG_STAGING_COLUMNS = NewSupporter._fields
 _PG_FROM_STAGING = (
     text("""
     INSERT INTO supporter (id, bot_id, display_name, language, region, tier, district, status,
@@ -158,8 +176,7 @@ async def _insert_postgresql(
     assert raw is not None
     await raw.copy_records_to_table(
         "nalgae_import_staging", columns=_PG_STAGING_COLUMNS,
-        records=[(r.external_user_id, r.chat_id, r.display_name, r.language, r.region,
-                  r.tier, r.district, list(r.tags)) for r in rows],
+        records=rows,
     )
     params = {
         "bot_id": bot_id, "channel": channel, "purpose": consent.purpose,

@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -266,7 +267,7 @@ async def audience_size(session: AsyncSession, bot_id: int, query: AudienceQuery
                 and _dialect(session) == "postgresql")
     if narrowed:
         # Region and tier narrow a million supporters to a few ten thousand by an
-        # index range (ix_supporter_audience). Every other filter is then cheapest as
+        # index range (ix_supporter_bot_region_id). Every other filter is then cheapest as
         # a probe per candidate (an index-only lookup each), but PostgreSQL hashes the
         # whole filter table instead when the filter is common: a tag half the list
         # carries is 500,000 rows read to keep 18,000 (0.3-0.5 s at a million against
@@ -358,8 +359,8 @@ async def materialise(
     cols = ["broadcast_id", "bot_id", "supporter_id", "identity_id", "channel", "chat_id",
             "status", "attempts", "not_before"]
     insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert_fn(OUT).from_select(cols, source).on_conflict_do_nothing()
-    result = await session.execute(stmt)
+    rows = await _insert_outbox(session, broadcast_id, insert_fn(OUT), cols, source,
+                                aud.c.supporter_id)
     if several:
         # Which bots the rows go out through: the workers open a lane for each.
         via = sorted(int(b) for b in (await session.execute(
@@ -367,6 +368,35 @@ async def materialise(
         )).scalars())
         await session.execute(
             update(BCAST).where(BCAST.c.id == broadcast_id).values(via_bot_ids=via or None))
+    return rows
+
+
+async def _insert_outbox(session: AsyncSession, broadcast_id: int, stmt: Any, cols: list[str],
+                         source: Select[Any], supporter_id: Any) -> int:
+    """Insert the rows of ``source``, skipping those the broadcast already has.
+
+    A broadcast is materialised once, by the scheduler that moved it to sending (that
+    UPDATE's row lock keeps a second one out until the first has committed), so its
+    outbox is nearly always empty here, and then a plain INSERT does: ON CONFLICT DO
+    NOTHING checks the unique index for every row before inserting it (a speculative
+    insertion each), 30 % of the time at a million rows. Rows in supporter order go
+    into the unique index (supporter first) in its order, one leaf after the next,
+    and the plan reads both tables in that order instead of hashing one of them
+    (together 13.7 -> about 8 s of server time at a million, see the README). Should
+    the broadcast have rows after all, or someone insert them meanwhile, the statement
+    falls back to skipping the duplicates: the unique constraint still holds either way.
+    """
+    has_rows = (await session.execute(
+        select(OUT.c.id).where(OUT.c.broadcast_id == broadcast_id).limit(1))).first()
+    ordered = source.order_by(supporter_id)
+    if has_rows is None:
+        try:
+            async with session.begin_nested():
+                result = await session.execute(stmt.from_select(cols, ordered))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        except IntegrityError:
+            pass  # inserted meanwhile: skip those rows, as below
+    result = await session.execute(stmt.from_select(cols, ordered).on_conflict_do_nothing())
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -232,6 +232,75 @@ async def test_send_now_materialises_one_row_per_supporter(db: Database) -> None
     assert len(await outbox(db, status["id"])) == 4
 
 
+async def test_materialising_again_adds_exactly_the_missing_rows(db: Database) -> None:
+    # The first materialisation is a plain INSERT (no conflict check per row); a
+    # broadcast that already has rows falls back to skipping the ones it has.
+    from sqlalchemy import delete
+
+    from storage import outbox as store
+    from storage.models import Broadcast, OutboxMessage
+
+    bot = await make_bot(db)
+    first = await seed(db, 5, bot_id=bot)
+    async with db.session() as s:
+        b = Broadcast(bot_id=bot, texts={"ko": "x"}, audience={}, status="sending",
+                      send_at=T0, created_by="test", created_at=T0)
+        s.add(b)
+        await s.flush()
+        bid = b.id
+        assert await store.materialise(s, broadcast_id=bid, bot_id=bot,
+                                       query=store.AudienceQuery(), send_at=T0,
+                                       window_end=None) == 5
+    # One row gone (say, by hand) and two people joined since.
+    async with db.session() as s:
+        await s.execute(delete(OutboxMessage).where(OutboxMessage.supporter_id == first[0]))
+    joined = await seed(db, 2, bot_id=bot, chat_base=20_000)
+    async with db.session() as s:
+        assert await store.materialise(s, broadcast_id=bid, bot_id=bot,
+                                       query=store.AudienceQuery(), send_at=T0,
+                                       window_end=None) == 3
+    rows = await outbox(db, bid)
+    assert sorted(r["supporter_id"] for r in rows) == sorted([*first, *joined])
+
+
+async def test_two_materialisations_at_once_write_each_row_once(db: Database) -> None:
+    if not db.is_postgres:
+        pytest.skip("SQLite has one writer: the second waits for the first to commit")
+    import asyncio
+
+    from storage import outbox as store
+    from storage.models import Broadcast
+
+    bot = await make_bot(db)
+    await seed(db, 50, bot_id=bot)
+    async with db.session() as s:
+        b = Broadcast(bot_id=bot, texts={"ko": "x"}, audience={}, status="sending",
+                      send_at=T0, created_by="test", created_at=T0)
+        s.add(b)
+        await s.flush()
+        bid = b.id
+    first_done = asyncio.Event()
+
+    async def materialise(wait: bool) -> int:
+        async with db.session() as s:
+            if not wait:
+                # Both find the broadcast without rows, so both take the plain INSERT.
+                n = await store.materialise(s, broadcast_id=bid, bot_id=bot,
+                                            query=store.AudienceQuery(), send_at=T0,
+                                            window_end=None)
+                first_done.set()
+                await asyncio.sleep(0.3)  # the other now waits on our uncommitted rows
+                return n
+            await first_done.wait()
+            return await store.materialise(s, broadcast_id=bid, bot_id=bot,
+                                           query=store.AudienceQuery(), send_at=T0,
+                                           window_end=None)
+
+    assert sorted(await asyncio.gather(materialise(False), materialise(True))) == [0, 50]
+    rows = await outbox(db, bid)
+    assert len(rows) == len({r["supporter_id"] for r in rows}) == 50
+
+
 async def test_a_bad_template_stores_nothing(db: Database) -> None:
     bot = await make_bot(db, token=TOKEN, base_url="http://127.0.0.1:9/bot")
     await seed(db, 2, bot_id=bot)

@@ -311,3 +311,75 @@ async def test_the_copy_import_gives_the_same_rows_with_or_without_row_by_row_ke
             with pytest.raises(Exception, match="foreign key"):
                 await s.execute(text(
                     "INSERT INTO supporter_tag (supporter_id, tag) VALUES (999999, 'x')"))
+
+
+def test_a_repeated_bad_cell_is_reported_on_every_line_it_is_on() -> None:
+    # Each distinct region, language and tags cell is read once per file: a bad one
+    # must still be reported on each line, and a good one give every line its value.
+    rows = "".join(f"{2000 + i},사람 {i},{'xx' if i % 2 else 'ko'},"
+                   f"{'화성' if i % 3 == 0 else '서울'},,{'a;b' if i % 2 else 'b;a'},yes\n"
+                   for i in range(12))
+    parsed = importer.parse(HEADER + rows)
+    bad = sorted((p.line, p.code) for p in parsed.problems)
+    assert [line for line, code in bad if code == "bad_language"] == [3, 5, 7, 9, 11, 13]
+    assert [line for line, code in bad if code == "bad_region"] == [2, 5, 8, 11]
+    assert [(r.line, r.region, r.tags) for r in parsed.rows] == [
+        (4, "seoul", ("b", "a")), (6, "seoul", ("b", "a")), (10, "seoul", ("b", "a")),
+        (12, "seoul", ("b", "a"))]
+
+
+async def test_a_list_in_several_chunks_links_each_person_to_their_own_rows(
+    db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The rows go in chunks (a COPY each on PostgreSQL, the tuples as they are): each
+    # supporter gets their own identity, district and tags, whatever chunk they are in.
+    from storage import importer as import_store
+
+    monkeypatch.setattr(import_store, "IMPORT_CHUNK", 2)
+    bot_id = await _bot(db)
+    result = await _import(db, bot_id, GOOD + "1006,고양 사람,ko,경기 고양시,member,press,yes\n")
+    assert result.imported == 6
+    async with db.session() as s:
+        rows = (await s.execute(
+            select(ChannelIdentity.external_user_id, ChannelIdentity.chat_id,
+                   Supporter.display_name, Supporter.region, Supporter.district, Supporter.tier)
+            .join(Supporter, Supporter.id == ChannelIdentity.supporter_id)
+            .order_by(ChannelIdentity.external_user_id))).all()
+        tags = {(sid, tag) for sid, tag in (await s.execute(
+            select(ChannelIdentity.external_user_id, SupporterTag.tag)
+            .join(SupporterTag, SupporterTag.supporter_id == ChannelIdentity.supporter_id)))}
+        consents = (await s.execute(select(func.count(func.distinct(Consent.supporter_id))))
+                    ).scalar_one()
+    assert [tuple(r) for r in rows] == [
+        ("1001", 1001, "김민수", "seoul", None, "supporter"),
+        ("1002", 1002, "Jane Doe", "busan", None, "member"),
+        ("1003", 1003, "박지영", "gyeonggi", None, "supporter"),
+        ("1004", 1004, None, "abroad", None, "supporter"),
+        ("1005", 1005, "No Region", None, None, "supporter"),
+        ("1006", 1006, "고양 사람", "gyeonggi", "goyang", "member"),
+    ]
+    assert tags == {("1001", "volunteer"), ("1001", "donor"), ("1003", "volunteer"),
+                    ("1006", "press")}
+    assert consents == 6
+
+
+async def test_a_problem_late_in_a_long_list_still_imports_nobody(
+    db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A first list is inserted while it is still being read; the chunks inserted before
+    # the bad line turns up are taken back, and every problem is still reported.
+    from storage import importer as import_store
+
+    monkeypatch.setattr(import_store, "IMPORT_CHUNK", 2)
+    bot_id = await _bot(db)
+    seen: list[tuple[int, int]] = []
+    text = GOOD + "1006,Late,ko,nowhere,,,yes\n1007,Dup,ko,,,,yes\n1007,Dup,ko,,,,yes\n"
+    result = await _import(db, bot_id, text, progress=lambda d, n: seen.append((d, n)))
+    assert (result.rows, result.imported, result.skipped, result.aborted) == (8, 0, 0, True)
+    assert [(p.line, p.code) for p in result.problems] == [(7, "bad_region"), (9, "duplicate")]
+    assert [await _count(db, m) for m in (Supporter, ChannelIdentity, Consent, SupporterTag)] == [
+        0, 0, 0, 0]
+    # With skip_invalid the good rows go in, each once.
+    result = await _import(db, bot_id, text, skip_invalid=True)
+    assert (result.rows, result.imported, result.skipped) == (8, 6, 2)
+    assert await _count(db, Supporter) == 6
