@@ -266,12 +266,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_supporter")),
     )
     op.create_index(
-        "ix_supporter_bot_region_id",
+        "ix_supporter_audience",
         "supporter",
-        ["bot_id", "region", "id"],
+        ["bot_id", "region", "tier", "status", "id"],
         unique=False,
-        postgresql_include=["tier", "status"],
     )
+    op.create_index(
+        "ix_supporter_bot_region_id", "supporter", ["bot_id", "region", "id"], unique=False
+    )
+    op.create_index("ix_supporter_bot_status", "supporter", ["bot_id", "status"], unique=False)
     op.create_table(
         "webhook_delivery",
         sa.Column(
@@ -1414,9 +1417,9 @@ def downgrade() -> None:
         sqlite_where=sa.text("status = 'pending'"),
     )
     op.drop_table("webhook_delivery")
-    op.drop_index(
-        "ix_supporter_bot_region_id", table_name="supporter", postgresql_include=["tier", "status"]
-    )
+    op.drop_index("ix_supporter_bot_status", table_name="supporter")
+    op.drop_index("ix_supporter_bot_region_id", table_name="supporter")
+    op.drop_index("ix_supporter_audience", table_name="supporter")
     op.drop_table("supporter")
     op.drop_table("login_link")
     op.drop_index("ix_inbox_pending", table_name="inbox_update")
