@@ -267,7 +267,7 @@ async def audience_size(session: AsyncSession, bot_id: int, query: AudienceQuery
                 and _dialect(session) == "postgresql")
     if narrowed:
         # Region and tier narrow a million supporters to a few ten thousand by an
-        # index range (ix_supporter_bot_region_id). Every other filter is then cheapest as
+        # index range (ix_supporter_area). Every other filter is then cheapest as
         # a probe per candidate (an index-only lookup each), but PostgreSQL hashes the
         # whole filter table instead when the filter is common: a tag half the list
         # carries is 500,000 rows read to keep 18,000 (0.3-0.5 s at a million against

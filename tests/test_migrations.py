@@ -128,8 +128,8 @@ async def test_upgrade_builds_back_an_index_the_database_lacks(empty_db: Databas
     (the one migration never runs again there)."""
     await migrate.upgrade(empty_db)
     async with empty_db.engine.begin() as conn:
-        await conn.exec_driver_sql("DROP INDEX ix_supporter_audience")
-    assert await migrate.upgrade(empty_db) == ["ix_supporter_audience"]
+        await conn.exec_driver_sql("DROP INDEX ix_supporter_area")
+    assert await migrate.upgrade(empty_db) == ["ix_supporter_area"]
     assert await migrate.schema_differences(empty_db) == []
     assert await migrate.upgrade(empty_db) == []  # nothing left to build
 
@@ -188,8 +188,8 @@ async def test_upgrade_builds_indexes_concurrently_while_supporters_keep_writing
     await migrate.upgrade(db)
     bot_id = await make_bot(db)
     async with db.engine.begin() as conn:
-        await conn.exec_driver_sql("DROP INDEX ix_supporter_audience")
-        await conn.exec_driver_sql("DROP INDEX ix_supporter_bot_region_id")
+        await conn.exec_driver_sql("DROP INDEX ix_consent_supporter")
+        await conn.exec_driver_sql("DROP INDEX ix_supporter_area")
     rows = "".join(f"{1_000_000 + i},Person {i},ko,{('seoul', 'busan', 'jeju')[i % 3]},"
                    f"{('member', 'supporter')[i % 2]},,yes\n" for i in range(50_000))
     clock = SystemClock()
@@ -198,11 +198,11 @@ async def test_upgrade_builds_indexes_concurrently_while_supporters_keep_writing
             s, bot_id, "telegram_id,name,language,region,tier,tags,consent\n" + rows, clock)
     await importer.after_import(db, result)
     assert result.imported == 50_000
-    await _leave_invalid_index(url, "ix_supporter_bot_region_id", "bot_id, region, id")
+    await _leave_invalid_index(url, "ix_supporter_area", "bot_id, region, id")
     async with db.session() as s:
         assert (await s.execute(text(
             "SELECT indisvalid FROM pg_index WHERE indexrelid ="
-            " 'ix_supporter_bot_region_id'::regclass"))).scalar_one() is False
+            " 'ix_supporter_area'::regclass"))).scalar_one() is False
 
     stop = asyncio.Event()
     latencies: list[tuple[float, float]] = []
@@ -246,7 +246,7 @@ async def test_upgrade_builds_indexes_concurrently_while_supporters_keep_writing
     stop.set()
     await asyncio.gather(*tasks)
 
-    assert sorted(built) == ["ix_supporter_audience", "ix_supporter_bot_region_id"]
+    assert sorted(built) == ["ix_consent_supporter", "ix_supporter_area"]
     assert blocked_by_builder == []
     slowest = max(end - start for start, end in latencies)
     assert slowest < 1.0, f"a write took {slowest:.2f} s"
@@ -255,15 +255,15 @@ async def test_upgrade_builds_indexes_concurrently_while_supporters_keep_writing
     async with db.session() as s:
         assert (await s.execute(text(
             "SELECT bool_and(indisvalid) FROM pg_index WHERE indexrelid IN"
-            " ('ix_supporter_audience'::regclass, 'ix_supporter_bot_region_id'::regclass)"
+            " ('ix_consent_supporter'::regclass, 'ix_supporter_area'::regclass)"
         ))).scalar_one() is True
         await s.execute(text("ANALYZE supporter"))
         plan = "\n".join((await s.execute(text(
             "EXPLAIN SELECT count(*) FROM supporter WHERE bot_id = :b AND region = 'seoul'"
             " AND tier = 'member' AND status = 'active'"), {"b": bot_id})).scalars())
-        assert "ix_supporter_audience" in plan, plan
+        assert "ix_supporter_area" in plan, plan
         plan = "\n".join((await s.execute(text(
             "EXPLAIN SELECT id FROM supporter WHERE bot_id = :b AND region = 'jeju'"
             " ORDER BY id DESC LIMIT 50"), {"b": bot_id})).scalars())
-        assert "ix_supporter_bot_region_id" in plan, plan
+        assert "ix_supporter_area" in plan, plan
     assert await migrate.schema_differences(db) == []

@@ -59,8 +59,10 @@ class Supporter(Base):
         # composer's live count narrows a million supporters to a region by its range
         # and checks tier and status on the index entry (INCLUDE, PostgreSQL), so it
         # never visits a candidate's row (index-only). Counts per status of a bot read
-        # it from the bot_id prefix.
-        Index("ix_supporter_bot_region_id", "bot_id", "region", "id",
+        # it from the bot_id prefix. (A new name, not ix_supporter_bot_region_id with
+        # columns added: a released database drops that one in 0002 and builds this one
+        # concurrently at `nalgae db upgrade`.)
+        Index("ix_supporter_area", "bot_id", "region", "id",
               postgresql_include=["tier", "status"]),
     )
 

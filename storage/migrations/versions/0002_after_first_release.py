@@ -200,8 +200,27 @@ def upgrade() -> None:
     with op.batch_alter_table("event_rsvp", schema=None) as batch_op:
         batch_op.add_column(sa.Column("source_ref", sa.String(length=64), nullable=True))
 
+    with op.batch_alter_table("supporter", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_supporter_audience"))
+        batch_op.drop_index(batch_op.f("ix_supporter_bot_region_id"))
+        batch_op.drop_index(batch_op.f("ix_supporter_bot_status"))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("supporter", schema=None) as batch_op:
+        batch_op.drop_index("ix_supporter_area", postgresql_include=["tier", "status"])
+        batch_op.create_index(
+            batch_op.f("ix_supporter_bot_status"), ["bot_id", "status"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_supporter_bot_region_id"), ["bot_id", "region", "id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_supporter_audience"),
+            ["bot_id", "region", "tier", "status", "id"],
+            unique=False,
+        )
+
     with op.batch_alter_table("event_rsvp", schema=None) as batch_op:
         batch_op.drop_column("source_ref")
 
