@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, delete, func, literal, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import upsert_insert
@@ -155,6 +167,194 @@ async def active_progress_many(
     for r in rows:
         out.setdefault(r.supporter_id, r)  # the first one: the one touched last
     return out
+
+
+# --- the answering hot path: plain rows, set-based writes -------------------------------------
+
+@dataclass
+class ProgressRow:
+    """A `survey_progress` row as plain values: the answering rules change it in memory and
+    `save_progress` writes a whole batch's changes at once (no ORM objects per answer).
+    `id` is None for a row not inserted yet."""
+
+    id: int | None
+    survey_id: int
+    supporter_id: int
+    answers: dict[str, Any]
+    path: list[str]
+    current: str
+    state: str
+    started_at: datetime
+    updated_at: datetime
+    reminded_at: datetime | None = None
+    submitted_at: datetime | None = None
+
+    def stamp(self) -> tuple[Any, ...]:
+        """What `save_progress` writes, to tell a changed row from one only read."""
+        return (self.answers, self.path, self.current, self.state, self.updated_at,
+                self.reminded_at, self.submitted_at)
+
+
+_P = SurveyProgress
+_PROGRESS = (_P.id, _P.survey_id, _P.supporter_id, _P.answers, _P.path, _P.current, _P.state,
+             _P.started_at, _P.updated_at, _P.reminded_at, _P.submitted_at)
+
+
+def _progress_row(r: Any) -> ProgressRow:
+    return ProgressRow(int(r[0]), int(r[1]), int(r[2]), dict(r[3] or {}), list(r[4] or []),
+                       str(r[5]), str(r[6]), r[7], r[8], r[9], r[10])
+
+
+async def progress_rows(
+    session: AsyncSession, pairs: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], ProgressRow]:
+    """`progress_many` as plain rows: (survey id, supporter id) -> row, one query."""
+    if not pairs:
+        return {}
+    rows = await session.execute(
+        select(*_PROGRESS).where(_P.survey_id.in_({s for s, _ in pairs}),
+                                 _P.supporter_id.in_({p for _, p in pairs})))
+    wanted = set(pairs)
+    out = {}
+    for r in rows.all():
+        if (r[1], r[2]) in wanted:
+            out[(int(r[1]), int(r[2]))] = _progress_row(r)
+    return out
+
+
+async def active_progress_rows(
+    session: AsyncSession, supporter_ids: Sequence[int]
+) -> dict[int, ProgressRow]:
+    """`active_progress_many` as plain rows: supporter id -> the row touched last."""
+    if not supporter_ids:
+        return {}
+    rows = await session.execute(
+        select(*_PROGRESS)
+        .join(Survey, Survey.id == _P.survey_id)
+        .where(_P.supporter_id.in_(set(supporter_ids)), _P.state.in_(ACTIVE_STATES),
+               Survey.status == "open")
+        .order_by(_P.updated_at.desc(), _P.id.desc()))
+    out: dict[int, ProgressRow] = {}
+    for r in rows.all():
+        if int(r[2]) not in out:  # the first one: the one touched last
+            out[int(r[2])] = _progress_row(r)
+    return out
+
+
+# On the table, not the mapped class: a list of parameters is then one plain executemany
+# (the ORM would take it for a bulk update by primary key, object machinery and all).
+_PROGRESS_TABLE: Table = SurveyProgress.__table__  # type: ignore[assignment]
+_ANSWER_TABLE: Table = SurveyAnswer.__table__  # type: ignore[assignment]
+_PENDING_TABLE: Table = SurveyAnswerPending.__table__  # type: ignore[assignment]
+_SAVE_PROGRESS = (
+    update(_PROGRESS_TABLE).where(_PROGRESS_TABLE.c.id == bindparam("row_id"))
+    .values(answers=bindparam("answers"), path=bindparam("path"), current=bindparam("current"),
+            state=bindparam("state"), updated_at=bindparam("updated_at"),
+            reminded_at=bindparam("reminded_at"), submitted_at=bindparam("submitted_at"))
+
+)
+
+
+async def save_progress(session: AsyncSession, *, new: Sequence[ProgressRow] = (),
+                        changed: Sequence[ProgressRow] = (), deleted: Sequence[int] = ()) -> None:
+    """A batch's progress in at most three statements: rows started (a row another process
+    started meanwhile wins), rows changed (one executemany), rows removed."""
+    if new:
+        await session.execute(
+            upsert_insert(session, SurveyProgress).values([
+                {"survey_id": r.survey_id, "supporter_id": r.supporter_id, "answers": r.answers,
+                 "path": r.path, "current": r.current, "state": r.state,
+                 "started_at": r.started_at, "updated_at": r.updated_at,
+                 "reminded_at": r.reminded_at, "submitted_at": r.submitted_at} for r in new])
+            .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"]))
+    if changed:
+        await session.execute(_SAVE_PROGRESS, [
+            {"row_id": r.id, "answers": r.answers, "path": r.path, "current": r.current,
+             "state": r.state, "updated_at": r.updated_at, "reminded_at": r.reminded_at,
+             "submitted_at": r.submitted_at} for r in changed])
+    if deleted:
+        await session.execute(delete(SurveyProgress).where(SurveyProgress.id.in_(list(deleted))))
+
+
+async def responded_pairs(
+    session: AsyncSession, pairs: Sequence[tuple[int, int]]
+) -> set[tuple[int, int]]:
+    """Which of these (survey id, supporter id) pairs have submitted, in one query."""
+    if not pairs:
+        return set()
+    r = SurveyRespondent
+    rows = await session.execute(
+        select(r.survey_id, r.supporter_id).where(r.survey_id.in_({s for s, _ in pairs}),
+                                                  r.supporter_id.in_({p for _, p in pairs})))
+    wanted = set(pairs)
+    return {(int(s), int(p)) for s, p in rows.all() if p is not None and (s, p) in wanted}
+
+
+@dataclass(frozen=True)
+class Response:
+    """One submitted response: its answers and the tier, region and weight they carry
+    (`supporter_id` None: anonymous)."""
+
+    survey_id: int
+    supporter_id: int | None
+    answers: dict[str, str]
+    tier: str
+    region: str | None
+    weight: str
+
+
+async def write_responses(session: AsyncSession, responses: Sequence[Response], *,
+                          respondents: Sequence[tuple[int, int]],
+                          replaced: Sequence[tuple[int, int]]) -> None:
+    """`record_respondent` and `write_answers` for a whole batch: the "has answered" marks,
+    the earlier answers of the `replaced` (survey, supporter) pairs removed (edits), and
+    every answer row in one executemany per table, each response under a fresh key."""
+    if respondents:
+        await session.execute(
+            upsert_insert(session, SurveyRespondent)
+            .values([{"survey_id": s, "supporter_id": p} for s, p in respondents])
+            .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"]))
+    if replaced:
+        await session.execute(
+            delete(SurveyAnswer)
+            .where(tuple_(SurveyAnswer.survey_id, SurveyAnswer.supporter_id).in_(list(replaced)))
+            .execution_options(synchronize_session=False))
+    named: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for r in responses:
+        key = new_response_key()
+        for q, v in r.answers.items():
+            row = {"survey_id": r.survey_id, "response_key": key, "question": q, "value": v,
+                   "tier": r.tier, "region": r.region, "weight": r.weight}
+            if r.supporter_id is None:
+                pending.append(row)
+            else:
+                named.append({**row, "supporter_id": r.supporter_id})
+    if named:
+        await session.execute(insert(_ANSWER_TABLE), named)
+    if pending:
+        await session.execute(insert(_PENDING_TABLE), pending)
+
+
+_SURVEY_STAMP = (Survey.id, Survey.updated_at, Survey.status, Survey.closes_at)
+
+
+async def survey_stamps(session: AsyncSession,
+                        ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
+    """(updated_at, status, closes_at) per survey id: enough to tell whether a survey
+    definition held in memory is still the stored one (its questions never change)."""
+    if not ids:
+        return {}
+    rows = await session.execute(select(*_SURVEY_STAMP).where(Survey.id.in_(set(ids))))
+    return {int(r[0]): tuple(r[1:]) for r in rows.all()}
+
+
+async def survey_rows(session: AsyncSession, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Whole survey rows as plain mappings, id -> columns, in one query."""
+    if not ids:
+        return {}
+    rows = await session.execute(select(Survey.__table__).where(Survey.id.in_(set(ids))))
+    return {int(m["id"]): dict(m) for m in rows.mappings().all()}
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,8 @@ class FastLane(GroupCommit):
                  limiter: RateLimiter | None) -> None:
         super().__init__(max_batch=1000, max_delay=0.003)
         self.db, self.clock, self.bot_id, self.limiter = db, clock, bot_id, limiter
+        # Survey definitions parsed once per process, checked against the store per batch.
+        self.surveys = surveys.SurveyCache()
 
     async def flush(self, items: list[Any]) -> list[Any]:
         now = self.clock.now()
@@ -227,7 +229,8 @@ class FastLane(GroupCommit):
             answers_at = [i for i in todo if isinstance(items[i][2], SurveyAnswer)]
             if answers_at:
                 said = await surveys.answer_batch(
-                    session, [items[i][2].request for i in answers_at], self.clock)
+                    session, [items[i][2].request for i in answers_at], self.clock,
+                    cache=self.surveys)
                 handled.update((i, a) for i, a in zip(answers_at, said, strict=True)
                                if a is not None)
             await inbox.mark_done(session, [(self.bot_id, items[i][0]) for i in handled], now)
