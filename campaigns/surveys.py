@@ -748,8 +748,16 @@ class SurveyCache:
         self.size = size
         self._held: dict[int, tuple[tuple[Any, ...], SurveyView]] = {}
 
-    async def views(self, session: AsyncSession, ids: Iterable[int]) -> dict[int, SurveyView]:
-        stamps = await store.survey_stamps(session, list(set(ids)))
+    async def views(self, session: AsyncSession, ids: Iterable[int],
+                    stamps: Mapping[int, tuple[Any, ...]] | None = None
+                    ) -> dict[int, SurveyView]:
+        """The surveys of `ids` that exist; `stamps` already read in this transaction
+        (with the progress rows) spare their query."""
+        known = dict(stamps or {})
+        missing = [i for i in set(ids) if i not in known]
+        if missing:
+            known.update(await store.survey_stamps(session, missing))
+        stamps = {i: known[i] for i in set(ids) if i in known}
         out: dict[int, SurveyView] = {}
         stale: list[int] = []
         for survey_id, stamp in stamps.items():
@@ -769,10 +777,10 @@ class SurveyCache:
         return out
 
 
-async def _views(session: AsyncSession, ids: Iterable[int],
-                 cache: SurveyCache | None) -> dict[int, SurveyView]:
+async def _views(session: AsyncSession, ids: Iterable[int], cache: SurveyCache | None,
+                 stamps: Mapping[int, tuple[Any, ...]] | None = None) -> dict[int, SurveyView]:
     if cache is not None:
-        return await cache.views(session, ids)
+        return await cache.views(session, ids, stamps)
     return {i: SurveyView.of(row)
             for i, row in (await store.survey_rows(session, list(set(ids)))).items()}
 
@@ -1086,11 +1094,11 @@ async def answer_batch(session: AsyncSession, requests: Sequence[AnswerRequest],
                 and sup.pending_input not in _SIGNUP_INPUTS:
             todo.append((i, sup, None))
     pairs = [(d.survey_id, sup.id) for _, sup, d in todo if d is not None]
-    by_pair = await store.progress_rows(session, pairs)
-    active = await store.active_progress_rows(
-        session, [sup.id for i, sup, d in todo if d is None])
+    found = await store.progress_for_batch(
+        session, pairs=pairs, typists=[sup.id for i, sup, d in todo if d is None])
+    by_pair, active = found.by_pair, found.active
     views = await _views(session, {s for s, _ in pairs}
-                         | {p.survey_id for p in active.values()}, cache)
+                         | {p.survey_id for p in active.values()}, cache, found.stamps)
     # "Has answered" decides only entering without progress and sending from the summary.
     w = _Answering(clock, await store.responded_pairs(session, [
         pair for pair in pairs if pair not in by_pair or by_pair[pair].state == "confirm"]))

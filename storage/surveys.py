@@ -11,12 +11,14 @@ from typing import Any
 from sqlalchemy import (
     Select,
     Table,
+    and_,
     bindparam,
     case,
     delete,
     func,
     insert,
     literal,
+    or_,
     select,
     tuple_,
     update,
@@ -196,6 +198,7 @@ class ProgressRow:
 
 
 _P = SurveyProgress
+_SURVEY_STAMP = (Survey.id, Survey.updated_at, Survey.status, Survey.closes_at)
 _PROGRESS = (_P.id, _P.survey_id, _P.supporter_id, _P.answers, _P.path, _P.current, _P.state,
              _P.started_at, _P.updated_at, _P.reminded_at, _P.submitted_at)
 
@@ -246,6 +249,48 @@ async def active_progress_rows(
 _PROGRESS_TABLE: Table = SurveyProgress.__table__  # type: ignore[assignment]
 _ANSWER_TABLE: Table = SurveyAnswer.__table__  # type: ignore[assignment]
 _PENDING_TABLE: Table = SurveyAnswerPending.__table__  # type: ignore[assignment]
+@dataclass
+class BatchProgress:
+    """What `progress_for_batch` read: the pressed surveys' rows, the typists' active rows,
+    and (updated_at, status, closes_at) of every survey those rows belong to."""
+
+    by_pair: dict[tuple[int, int], ProgressRow]
+    active: dict[int, ProgressRow]
+    stamps: dict[int, tuple[Any, ...]]
+
+
+async def progress_for_batch(session: AsyncSession, *, pairs: Sequence[tuple[int, int]],
+                             typists: Sequence[int]) -> BatchProgress:
+    """`progress_rows` for the (survey id, supporter id) pairs of button presses and
+    `active_progress_rows` for the people who typed, in one query that also brings each
+    survey's `survey_stamps` (a batch's round trips are its cost under load)."""
+    out = BatchProgress({}, {}, {})
+    wanted, typing = set(pairs), set(typists)
+    tests = []
+    if typing:
+        tests.append(and_(_P.supporter_id.in_(typing), _P.state.in_(ACTIVE_STATES),
+                          Survey.status == "open"))
+    if wanted:
+        tests.append(and_(_P.survey_id.in_({s for s, _ in wanted}),
+                          _P.supporter_id.in_({p for _, p in wanted})))
+    if not tests:
+        return out
+    rows = await session.execute(
+        select(*_PROGRESS, *_SURVEY_STAMP)
+        .join(Survey, Survey.id == _P.survey_id)
+        .where(or_(*tests))
+        .order_by(_P.updated_at.desc(), _P.id.desc()))
+    for r in rows.all():
+        survey_id, supporter_id = int(r[1]), int(r[2])
+        out.stamps[survey_id] = tuple(r[12:])
+        if (survey_id, supporter_id) in wanted:
+            out.by_pair[(survey_id, supporter_id)] = _progress_row(r)
+        elif (supporter_id in typing and supporter_id not in out.active
+              and r[6] in ACTIVE_STATES and r[13] == "open"):
+            out.active[supporter_id] = _progress_row(r)  # the first: the one touched last
+    return out
+
+
 _SAVE_PROGRESS = (
     update(_PROGRESS_TABLE).where(_PROGRESS_TABLE.c.id == bindparam("row_id"))
     .values(answers=bindparam("answers"), path=bindparam("path"), current=bindparam("current"),
@@ -334,9 +379,6 @@ async def write_responses(session: AsyncSession, responses: Sequence[Response], 
         await session.execute(insert(_ANSWER_TABLE), named)
     if pending:
         await session.execute(insert(_PENDING_TABLE), pending)
-
-
-_SURVEY_STAMP = (Survey.id, Survey.updated_at, Survey.status, Survey.closes_at)
 
 
 async def survey_stamps(session: AsyncSession,
