@@ -249,6 +249,7 @@ async def active_progress_rows(
 _PROGRESS_TABLE: Table = SurveyProgress.__table__  # type: ignore[assignment]
 _ANSWER_TABLE: Table = SurveyAnswer.__table__  # type: ignore[assignment]
 _PENDING_TABLE: Table = SurveyAnswerPending.__table__  # type: ignore[assignment]
+_RESPONDENT_TABLE: Table = SurveyRespondent.__table__  # type: ignore[assignment]
 @dataclass
 class BatchProgress:
     """What `progress_for_batch` read: the pressed surveys' rows, the typists' active rows,
@@ -305,13 +306,14 @@ async def save_progress(session: AsyncSession, *, new: Sequence[ProgressRow] = (
     """A batch's progress in at most three statements: rows started (a row another process
     started meanwhile wins), rows changed (one executemany), rows removed."""
     if new:
+        # One executemany of one statement (compiled once), not a VALUES list per batch size.
         await session.execute(
-            upsert_insert(session, SurveyProgress).values([
+            upsert_insert(session, _PROGRESS_TABLE)
+            .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"]), [
                 {"survey_id": r.survey_id, "supporter_id": r.supporter_id, "answers": r.answers,
                  "path": r.path, "current": r.current, "state": r.state,
                  "started_at": r.started_at, "updated_at": r.updated_at,
                  "reminded_at": r.reminded_at, "submitted_at": r.submitted_at} for r in new])
-            .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"]))
     if changed:
         await session.execute(_SAVE_PROGRESS, [
             {"row_id": r.id, "answers": r.answers, "path": r.path, "current": r.current,
@@ -356,9 +358,9 @@ async def write_responses(session: AsyncSession, responses: Sequence[Response], 
     every answer row in one executemany per table, each response under a fresh key."""
     if respondents:
         await session.execute(
-            upsert_insert(session, SurveyRespondent)
-            .values([{"survey_id": s, "supporter_id": p} for s, p in respondents])
-            .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"]))
+            upsert_insert(session, _RESPONDENT_TABLE)
+            .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"]),
+            [{"survey_id": s, "supporter_id": p} for s, p in respondents])
     if replaced:
         await session.execute(
             delete(SurveyAnswer)
