@@ -468,3 +468,28 @@ async def test_a_survey_closed_elsewhere_is_seen_at_the_next_batch(db: Database)
     async with db.session() as s:
         stored = (await s.execute(select(SurveyProgress.answers))).scalar_one()
     assert stored == {}
+
+
+async def test_a_named_response_edited_after_sending_replaces_the_first(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    [sid] = await make_supporters(db, bot_id, clock.now(), 1)
+    p = person(bot_id, 0)
+    for step in (("go",), ("a", 0, 0), ("a", 2, 3)):
+        await press(db, p, clock, *step)
+    await type_(db, clock, sid, "40")
+    await press(db, p, clock, "s", 4)
+    assert "고맙습니다" in await press(db, p, clock, "ok")
+    # Change answers: "No" now, which asks why; the rest kept.
+    await press(db, p, clock, "ed")
+    await press(db, p, clock, "a", 0, 1)
+    await press(db, p, clock, "m", 1, 0b1)
+    for pos, step in ((2, "k"), (3, "k"), (4, "s")):
+        await press(db, p, clock, step, pos)
+    assert "수정" in await press(db, p, clock, "ok")
+    async with db.session() as s:
+        rows = (await s.execute(select(SurveyAnswer))).scalars().all()
+        respondents = (await s.execute(select(SurveyRespondent))).scalars().all()
+    assert sorted((r.question, r.value) for r in rows) == [
+        ("age", "40"), ("trust", "3"), ("voted", "1"), ("why-not", "0")]
+    assert {r.supporter_id for r in rows} == {sid} and len(respondents) == 1
