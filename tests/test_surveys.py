@@ -493,3 +493,16 @@ async def test_a_named_response_edited_after_sending_replaces_the_first(db: Data
     assert sorted((r.question, r.value) for r in rows) == [
         ("age", "40"), ("trust", "3"), ("voted", "1"), ("why-not", "0")]
     assert {r.supporter_id for r in rows} == {sid} and len(respondents) == 1
+
+
+async def test_a_malformed_survey_button_in_a_batch_fails_nobody_else(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    await make_supporters(db, bot_id, clock.now(), 2)
+    async with db.session() as s:
+        survey_id = (await surveys.get(s, "civic-5min")).id
+    said, _n = await _batch(db, clock, [
+        surveys.AnswerRequest(person(bot_id, 0), data="sv:forged:x"),
+        surveys.AnswerRequest(person(bot_id, 1), data=f"sv:{survey_id}:go")])
+    assert "더 이상 없는" in said[0]
+    assert "1/5" in said[1]
