@@ -1081,21 +1081,24 @@ async def answer_batch(session: AsyncSession, requests: Sequence[AnswerRequest],
     most once per batch and the answers of one person stay in order.
     """
     out: list[list[Reply] | None] = [None] * len(requests)
-    known = await supporters.briefs_of(
-        session, [(r.person.bot_id, r.person.channel, r.person.user_id) for r in requests])
+    parsed = [parse_data(r.data) if r.data is not None else None for r in requests]
+    # People and their progress in one query: what a press names, or what typed text
+    # would answer (an unparsable press loads neither).
+    known, found = await store.people_and_progress(session, [
+        (r.person.bot_id, r.person.channel, r.person.user_id,
+         d.survey_id if d is not None else (-1 if r.data is not None else None))
+        for r, d in zip(requests, parsed, strict=True)])
     todo: list[tuple[int, supporters.Brief, SurveyData | None]] = []
     for i, r in enumerate(requests):
         sup = known.get((r.person.bot_id, r.person.channel, r.person.user_id))
         if sup is None or sup.status != "active":
             continue
         if r.data is not None:
-            todo.append((i, sup, parse_data(r.data)))
+            todo.append((i, sup, parsed[i]))
         elif r.text is not None and not is_stop_word(r.text) \
                 and sup.pending_input not in _SIGNUP_INPUTS:
             todo.append((i, sup, None))
     pairs = [(d.survey_id, sup.id) for _, sup, d in todo if d is not None]
-    found = await store.progress_for_batch(session, pairs=pairs, typists=[
-        sup.id for i, sup, d in todo if d is None and requests[i].data is None])
     by_pair, active = found.by_pair, found.active
     views = await _views(session, {s for s, _ in pairs}
                          | {p.survey_id for p in active.values()}, cache, found.stamps)

@@ -35,6 +35,7 @@ from storage.models import (
     SurveyProgress,
     SurveyRespondent,
 )
+from storage.supporters import Brief
 
 ACTIVE_STATES = ("answering", "confirm")
 
@@ -96,34 +97,6 @@ async def close_due(session: AsyncSession, now: datetime) -> list[tuple[int, str
 
 # --- progress ---------------------------------------------------------------------------------
 
-async def progress_of(
-    session: AsyncSession, survey_id: int, supporter_id: int
-) -> SurveyProgress | None:
-    return (await session.execute(
-        select(SurveyProgress).where(SurveyProgress.survey_id == survey_id,
-                                     SurveyProgress.supporter_id == supporter_id)
-    )).scalar_one_or_none()
-
-
-async def start_progress(
-    session: AsyncSession, survey_id: int, supporter_id: int, now: datetime
-) -> SurveyProgress:
-    """The person's progress row, created if absent (a repeat press creates nothing)."""
-    await session.execute(
-        upsert_insert(session, SurveyProgress)
-        .values(survey_id=survey_id, supporter_id=supporter_id, answers={}, path=[],
-                current="", state="answering", started_at=now, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"])
-    )
-    found = await progress_of(session, survey_id, supporter_id)
-    assert found is not None
-    return found
-
-
-async def delete_progress(session: AsyncSession, progress_id: int) -> None:
-    await session.execute(delete(SurveyProgress).where(SurveyProgress.id == progress_id))
-
-
 async def active_progress(session: AsyncSession, supporter_id: int) -> SurveyProgress | None:
     """The survey the person touched last and has not submitted: where typed text goes."""
     return (await session.execute(
@@ -134,41 +107,6 @@ async def active_progress(session: AsyncSession, supporter_id: int) -> SurveyPro
         .order_by(SurveyProgress.updated_at.desc(), SurveyProgress.id.desc())
         .limit(1)
     )).scalar_one_or_none()
-
-
-async def progress_many(
-    session: AsyncSession, pairs: Sequence[tuple[int, int]]
-) -> dict[tuple[int, int], SurveyProgress]:
-    """`progress_of` for a batch of (survey id, supporter id) pairs, in one query."""
-    if not pairs:
-        return {}
-    rows = (await session.execute(
-        select(SurveyProgress).where(
-            SurveyProgress.survey_id.in_({s for s, _ in pairs}),
-            SurveyProgress.supporter_id.in_({p for _, p in pairs}))
-    )).scalars()
-    wanted = set(pairs)
-    return {(r.survey_id, r.supporter_id): r for r in rows
-            if (r.survey_id, r.supporter_id) in wanted}
-
-
-async def active_progress_many(
-    session: AsyncSession, supporter_ids: Sequence[int]
-) -> dict[int, SurveyProgress]:
-    """`active_progress` for a batch of people, in one query."""
-    if not supporter_ids:
-        return {}
-    rows = (await session.execute(
-        select(SurveyProgress)
-        .join(Survey, Survey.id == SurveyProgress.survey_id)
-        .where(SurveyProgress.supporter_id.in_(set(supporter_ids)),
-               SurveyProgress.state.in_(ACTIVE_STATES), Survey.status == "open")
-        .order_by(SurveyProgress.updated_at.desc(), SurveyProgress.id.desc())
-    )).scalars()
-    out: dict[int, SurveyProgress] = {}
-    for r in rows:
-        out.setdefault(r.supporter_id, r)  # the first one: the one touched last
-    return out
 
 
 # --- the answering hot path: plain rows, set-based writes -------------------------------------
@@ -260,36 +198,53 @@ class BatchProgress:
     stamps: dict[int, tuple[Any, ...]]
 
 
-async def progress_for_batch(session: AsyncSession, *, pairs: Sequence[tuple[int, int]],
-                             typists: Sequence[int]) -> BatchProgress:
-    """`progress_rows` for the (survey id, supporter id) pairs of button presses and
-    `active_progress_rows` for the people who typed, in one query that also brings each
-    survey's `survey_stamps` (a batch's round trips are its cost under load)."""
+async def people_and_progress(
+    session: AsyncSession, people: Sequence[tuple[int, str, str, int | None]],
+) -> tuple[dict[tuple[int, str, str], Brief], BatchProgress]:
+    """`supporters.briefs_of` and `progress_for_batch` in one query per bot: for each
+    (bot id, channel, user id, survey id pressed or None for typed text), the person
+    and their progress in that survey, or their active progress rows; with the stamps
+    of those rows' surveys."""
+    briefs: dict[tuple[int, str, str], Brief] = {}
     out = BatchProgress({}, {}, {})
-    wanted, typing = set(pairs), set(typists)
-    tests = []
-    if typing:
-        tests.append(and_(_P.supporter_id.in_(typing), _P.state.in_(ACTIVE_STATES),
-                          Survey.status == "open"))
-    if wanted:
-        tests.append(and_(_P.survey_id.in_({s for s, _ in wanted}),
-                          _P.supporter_id.in_({p for _, p in wanted})))
-    if not tests:
-        return out
-    rows = await session.execute(
-        select(*_PROGRESS, *_SURVEY_STAMP)
-        .join(Survey, Survey.id == _P.survey_id)
-        .where(or_(*tests))
-        .order_by(_P.updated_at.desc(), _P.id.desc()))
-    for r in rows.all():
-        survey_id, supporter_id = int(r[1]), int(r[2])
-        out.stamps[survey_id] = tuple(r[12:])
-        if (survey_id, supporter_id) in wanted:
-            out.by_pair[(survey_id, supporter_id)] = _progress_row(r)
-        elif (supporter_id in typing and supporter_id not in out.active
-              and r[6] in ACTIVE_STATES and r[13] == "open"):
-            out.active[supporter_id] = _progress_row(r)  # the first: the one touched last
-    return out
+    groups: dict[tuple[int, str], list[tuple[str, int | None]]] = {}
+    for bot_id, channel, user_id, survey_id in people:
+        groups.setdefault((bot_id, channel), []).append((user_id, survey_id))
+    ci, s = ChannelIdentity, Supporter
+    for (bot_id, channel), members in groups.items():
+        typing = {u for u, sv in members if sv is None}
+        wanted = {(u, sv) for u, sv in members if sv is not None}
+        tests = []
+        if typing:
+            tests.append(and_(ci.external_user_id.in_(typing), _P.state.in_(ACTIVE_STATES)))
+        if wanted:
+            tests.append(and_(ci.external_user_id.in_({u for u, _ in wanted}),
+                              _P.survey_id.in_({sv for _, sv in wanted})))
+        rows = await session.execute(
+            select(ci.external_user_id, s.id, s.status, s.language, s.region, s.tier,
+                   s.source_ref, s.pending_input, *_PROGRESS, *_SURVEY_STAMP)
+            .select_from(ci)
+            .join(s, s.id == ci.supporter_id)
+            .outerjoin(_P, and_(_P.supporter_id == s.id, or_(*tests)))
+            .outerjoin(Survey, Survey.id == _P.survey_id)
+            .where(ci.bot_id == bot_id, ci.channel == channel,
+                   ci.external_user_id.in_({u for u, _ in members}))
+            .order_by(_P.updated_at.desc(), _P.id.desc()))
+        for r in rows.all():
+            user = str(r[0])
+            briefs.setdefault((bot_id, channel, user), Brief(*r[1:8]))
+            progress = r[8:19]
+            if progress[0] is None:
+                continue  # no progress row that matters
+            survey_id, supporter_id = int(progress[1]), int(progress[2])
+            out.stamps[survey_id] = tuple(r[20:23])
+            if (user, survey_id) in wanted:
+                out.by_pair[(survey_id, supporter_id)] = _progress_row(progress)
+            elif (user in typing and supporter_id not in out.active
+                  and progress[6] in ACTIVE_STATES and r[21] == "open"):
+                # The first of an open survey: the one touched last.
+                out.active[supporter_id] = _progress_row(progress)
+    return briefs, out
 
 
 _SAVE_PROGRESS = (
@@ -455,17 +410,6 @@ async def claim_reminders(
 
 
 # --- submissions ------------------------------------------------------------------------------
-
-async def record_respondent(session: AsyncSession, survey_id: int, supporter_id: int) -> bool:
-    """Mark "has answered": True the first time, False on a repeat."""
-    stmt = (
-        upsert_insert(session, SurveyRespondent)
-        .values(survey_id=survey_id, supporter_id=supporter_id)
-        .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"])
-        .returning(SurveyRespondent.id)
-    )
-    return (await session.execute(stmt)).first() is not None
-
 
 async def has_responded(session: AsyncSession, survey_id: int, supporter_id: int) -> bool:
     return await session.scalar(
