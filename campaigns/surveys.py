@@ -808,7 +808,7 @@ class _Answering:
 
     def held(self, row: ProgressRow | None) -> ProgressRow | None:
         """A stored row the rules may change (its values now, to write only changes)."""
-        if row is not None and row.id is not None:
+        if row is not None and row.id is not None and row.id not in self._loaded:
             self._loaded[row.id] = (row, (dict(row.answers), list(row.path), *row.stamp()[2:]))
         return row
 
