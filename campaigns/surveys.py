@@ -1102,9 +1102,7 @@ async def answer_batch(session: AsyncSession, requests: Sequence[AnswerRequest],
     by_pair, active = found.by_pair, found.active
     views = await _views(session, {s for s, _ in pairs}
                          | {p.survey_id for p in active.values()}, cache, found.stamps)
-    # "Has answered" decides only entering without progress and sending from the summary.
-    w = _Answering(clock, await store.responded_pairs(session, [
-        pair for pair in pairs if pair not in by_pair or by_pair[pair].state == "confirm"]))
+    w = _Answering(clock, found.responded)
     for i, sup, d in todo:
         if d is not None:
             out[i] = _button(w, sup, d, views.get(d.survey_id),

@@ -190,12 +190,14 @@ _PENDING_TABLE: Table = SurveyAnswerPending.__table__  # type: ignore[assignment
 _RESPONDENT_TABLE: Table = SurveyRespondent.__table__  # type: ignore[assignment]
 @dataclass
 class BatchProgress:
-    """What `progress_for_batch` read: the pressed surveys' rows, the typists' active rows,
-    and (updated_at, status, closes_at) of every survey those rows belong to."""
+    """What `people_and_progress` read: the pressed surveys' rows, the typists' active
+    rows, (updated_at, status, closes_at) of every survey those rows belong to, and
+    which pressed (survey id, supporter id) pairs have submitted."""
 
     by_pair: dict[tuple[int, int], ProgressRow]
     active: dict[int, ProgressRow]
     stamps: dict[int, tuple[Any, ...]]
+    responded: set[tuple[int, int]]
 
 
 async def people_and_progress(
@@ -206,7 +208,7 @@ async def people_and_progress(
     and their progress in that survey, or their active progress rows; with the stamps
     of those rows' surveys."""
     briefs: dict[tuple[int, str, str], Brief] = {}
-    out = BatchProgress({}, {}, {})
+    out = BatchProgress({}, {}, {}, set())
     groups: dict[tuple[int, str], list[tuple[str, int | None]]] = {}
     for bot_id, channel, user_id, survey_id in people:
         groups.setdefault((bot_id, channel), []).append((user_id, survey_id))
@@ -220,19 +222,26 @@ async def people_and_progress(
         if wanted:
             tests.append(and_(ci.external_user_id.in_({u for u, _ in wanted}),
                               _P.survey_id.in_({sv for _, sv in wanted})))
+        pressers, pressed = {u for u, _ in wanted}, {sv for _, sv in wanted}
+        done = SurveyRespondent
         rows = await session.execute(
             select(ci.external_user_id, s.id, s.status, s.language, s.region, s.tier,
-                   s.source_ref, s.pending_input, *_PROGRESS, *_SURVEY_STAMP)
+                   s.source_ref, s.pending_input, *_PROGRESS, *_SURVEY_STAMP, done.survey_id)
             .select_from(ci)
             .join(s, s.id == ci.supporter_id)
             .outerjoin(_P, and_(_P.supporter_id == s.id, or_(*tests)))
             .outerjoin(Survey, Survey.id == _P.survey_id)
+            # "Has answered" for the pressed surveys (entering, sending) on the same trip.
+            .outerjoin(done, and_(done.supporter_id == s.id, done.survey_id.in_(pressed or {-1}),
+                                  ci.external_user_id.in_(pressers or {""})))
             .where(ci.bot_id == bot_id, ci.channel == channel,
                    ci.external_user_id.in_({u for u, _ in members}))
             .order_by(_P.updated_at.desc(), _P.id.desc()))
         for r in rows.all():
             user = str(r[0])
             briefs.setdefault((bot_id, channel, user), Brief(*r[1:8]))
+            if r[23] is not None and (user, int(r[23])) in wanted:
+                out.responded.add((int(r[23]), int(r[1])))
             progress = r[8:19]
             if progress[0] is None:
                 continue  # no progress row that matters

@@ -506,3 +506,22 @@ async def test_a_malformed_survey_button_in_a_batch_fails_nobody_else(db: Databa
         surveys.AnswerRequest(person(bot_id, 1), data=f"sv:{survey_id}:go")])
     assert "더 이상 없는" in said[0]
     assert "1/5" in said[1]
+
+
+async def test_an_anonymous_survey_sent_through_a_batch_is_not_answered_twice(
+        db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock, CIVIC.replace("slug: civic-5min",
+                                                  "slug: civic-5min\nanonymous: true"))
+    await make_supporters(db, bot_id, clock.now(), 2)
+    async with db.session() as s:
+        survey_id = (await surveys.get(s, "civic-5min")).id
+    people = [person(bot_id, 0), person(bot_id, 1)]
+    for step in ("go", "a:0:0", "a:2:3", "40", "s:4", "ok", "go"):
+        asked = [surveys.AnswerRequest(p, text=step) if step == "40" else
+                 surveys.AnswerRequest(p, data=f"sv:{survey_id}:{step}") for p in people]
+        said, _n = await _batch(db, clock, asked)
+    assert all("이미 이 설문에 응답" in text for text in said)
+    async with db.session() as s:
+        assert len((await s.execute(select(SurveyAnswerPending))).scalars().all()) == 6
+        assert (await s.execute(select(SurveyProgress))).first() is None
