@@ -24,7 +24,7 @@ from __future__ import annotations
 import html
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -52,7 +52,8 @@ from storage import petitions as petition_store
 from storage import supporters
 from storage import surveys as store
 from storage.db import Database
-from storage.models import Supporter, Survey, SurveyProgress
+from storage.models import Supporter, Survey
+from storage.surveys import ProgressRow
 
 KINDS: tuple[str, ...] = ("single", "multiple", "scale", "number", "short_text", "long_text")
 CHOICE_KINDS = ("single", "multiple")
@@ -405,15 +406,64 @@ def visible(q: dict[str, Any], answers: Mapping[str, str],
     return not hit if cond["op"] == "not_equals" else hit
 
 
-def _questions(survey: Survey) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class SurveyView:
+    """A survey as the answering rules read it: the stored columns, and the questions
+    parsed once (in order, by key, and each key's position). Built from a plain row or
+    from the ORM object; a fast lane keeps them between batches (`SurveyCache`)."""
+
+    id: int
+    slug: str
+    title_ko: str
+    title_en: str
+    definition: dict[str, Any]
+    anonymous: bool
+    locked: bool
+    weights: dict[str, str]
+    audience_tier: str | None
+    audience_region: str | None
+    status: str
+    closes_at: datetime | None
+    questions: list[dict[str, Any]]
+    by_key: dict[str, dict[str, Any]]
+    positions: dict[str, int]
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any] | Survey) -> SurveyView:
+        get: Callable[[str], Any] = (row.get if isinstance(row, Mapping)
+                                     else partial(getattr, row))
+        definition = dict(get("definition") or {})
+        questions = list(definition.get("questions") or [])
+        return cls(
+            id=int(get("id")), slug=str(get("slug")), title_ko=str(get("title_ko")),
+            title_en=str(get("title_en")), definition=definition,
+            anonymous=bool(get("anonymous")), locked=bool(get("locked")),
+            weights=dict(get("weights") or {}), audience_tier=get("audience_tier"),
+            audience_region=get("audience_region"), status=str(get("status")),
+            closes_at=get("closes_at"), questions=questions,
+            by_key={q["key"]: q for q in questions},
+            positions={q["key"]: i for i, q in enumerate(questions)})
+
+
+# Where the rules only read a survey's columns and questions, either form does.
+AnySurvey = Survey | SurveyView
+# The person answering: the ORM row (the PTB path) or the batch's brief (the fast lane).
+Respondent = Supporter | supporters.Brief
+
+
+def _questions(survey: AnySurvey) -> list[dict[str, Any]]:
+    if isinstance(survey, SurveyView):
+        return survey.questions
     return list(survey.definition["questions"])
 
 
-def _by_key(survey: Survey) -> dict[str, dict[str, Any]]:
+def _by_key(survey: AnySurvey) -> dict[str, dict[str, Any]]:
+    if isinstance(survey, SurveyView):
+        return survey.by_key
     return {q["key"]: q for q in _questions(survey)}
 
 
-def next_key(survey: Survey, answers: Mapping[str, str], after: str | None) -> str | None:
+def next_key(survey: AnySurvey, answers: Mapping[str, str], after: str | None) -> str | None:
     """The next question to show after `after` (None: the first), or None for the summary."""
     qs = _questions(survey)
     by_key = _by_key(survey)
@@ -424,7 +474,7 @@ def next_key(survey: Survey, answers: Mapping[str, str], after: str | None) -> s
     return None
 
 
-def stored_value(survey: Survey, question: str, option: str) -> str | None:
+def stored_value(survey: AnySurvey, question: str, option: str) -> str | None:
     """An answer as organisers name it (a choice's value or its number from 1, a scale
     point, a number) in the form answers are stored; None when the question has no such
     answer (audience filters `answer=<survey>:<question>:<option>`)."""
@@ -445,7 +495,7 @@ def stored_value(survey: Survey, question: str, option: str) -> str | None:
     return None
 
 
-def consistent(survey: Survey, answers: Mapping[str, str]) -> dict[str, str]:
+def consistent(survey: AnySurvey, answers: Mapping[str, str]) -> dict[str, str]:
     """Answers with those of hidden questions dropped (in order, so chains resolve)."""
     by_key = _by_key(survey)
     kept: dict[str, str] = {}
@@ -455,7 +505,7 @@ def consistent(survey: Survey, answers: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
-def progress_label(survey: Survey, progress: SurveyProgress) -> str:
+def progress_label(survey: AnySurvey, progress: ProgressRow) -> str:
     """ "3/7": the place of the current question among those that may still be shown."""
     qs = _questions(survey)
     by_key = _by_key(survey)
@@ -543,7 +593,7 @@ def _tr(text: Mapping[str, str] | None, lang: str) -> str:
     return html.escape(text.get(lang) or text["ko"], quote=False)
 
 
-def _title(survey: Survey, lang: str) -> str:
+def _title(survey: AnySurvey, lang: str) -> str:
     return html.escape(survey.title_en if lang == "en" else survey.title_ko, quote=False)
 
 
@@ -554,15 +604,17 @@ def show_answer(q: dict[str, Any], value: str, lang: str) -> str:
     return html.escape(value, quote=False)
 
 
-def _cb(survey: Survey, *parts: object) -> str:
+def _cb(survey: AnySurvey, *parts: object) -> str:
     return ":".join(["sv", str(survey.id), *(str(p) for p in parts)])
 
 
-def _position(survey: Survey, key: str) -> int:
+def _position(survey: AnySurvey, key: str) -> int:
+    if isinstance(survey, SurveyView):
+        return survey.positions[key]
     return next(i for i, q in enumerate(_questions(survey)) if q["key"] == key)
 
 
-def question_reply(survey: Survey, progress: SurveyProgress, lang: str, *, selected: int = 0,
+def question_reply(survey: AnySurvey, progress: ProgressRow, lang: str, *, selected: int = 0,
                    hint: str | None = None, edit: bool = False) -> Reply:
     """One question with its buttons, its progress ("3/7"), Back and Skip where allowed."""
     q = _by_key(survey)[progress.current]
@@ -613,7 +665,7 @@ def question_reply(survey: Survey, progress: SurveyProgress, lang: str, *, selec
     return Reply("\n".join(lines), buttons=buttons, edit=edit)
 
 
-def summary_reply(survey: Survey, progress: SurveyProgress, lang: str, *,
+def summary_reply(survey: AnySurvey, progress: ProgressRow, lang: str, *,
                   edit: bool = False) -> Reply:
     """Every answer given, to confirm before submitting."""
     answers = consistent(survey, progress.answers or {})
@@ -632,7 +684,7 @@ def summary_reply(survey: Survey, progress: SurveyProgress, lang: str, *,
     return Reply("\n".join(lines), buttons=buttons, edit=edit)
 
 
-def _thanks(survey: Survey, lang: str, edited: bool) -> Reply:
+def _thanks(survey: AnySurvey, lang: str, edited: bool) -> Reply:
     text = _tr(survey.definition.get("thanks"), lang) or t(lang, "Thank you for answering!")
     lines = [f"📝 <b>{_title(survey, lang)}</b>", "", text]
     buttons: list[list[Button]] = []
@@ -646,11 +698,11 @@ def _thanks(survey: Survey, lang: str, edited: bool) -> Reply:
 
 # --- supporters: starting, answering, confirming ---------------------------------------------
 
-def is_open(survey: Survey, now: datetime) -> bool:
+def is_open(survey: AnySurvey, now: datetime) -> bool:
     return survey.status == "open" and (survey.closes_at is None or now < survey.closes_at)
 
 
-def _eligible(survey: Survey, supporter: Supporter) -> Reply | None:
+def _eligible(survey: AnySurvey, supporter: Respondent) -> Reply | None:
     lang = supporter.language
     if survey.audience_tier is not None and supporter.tier != survey.audience_tier:
         if survey.audience_tier == "member":
@@ -677,40 +729,139 @@ async def _supporter_of(session: AsyncSession, person: Person) -> Supporter | No
     return known.supporter
 
 
-def _touch(progress: SurveyProgress, now: datetime) -> None:
+def _touch(progress: ProgressRow, now: datetime) -> None:
     progress.updated_at = now
     # Any activity re-arms the one reminder for the next idle day.
     progress.reminded_at = None
 
 
-async def begin(session: AsyncSession, supporter: Supporter, slug: str,
+class SurveyCache:
+    """Parsed survey definitions kept by one process between batches of answers.
+
+    Each batch reads every survey's (updated_at, status, closes_at) in one small query
+    and parses a definition again only when that changed: a survey opened or closed by
+    any process (the dashboard, the CLI, the closing tick) is seen at the next batch,
+    while its questions, which never change once created, are parsed once. Keep one
+    cache per database (survey ids are only unique within one)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._held: dict[int, tuple[tuple[Any, ...], SurveyView]] = {}
+
+    async def views(self, session: AsyncSession, ids: Iterable[int],
+                    stamps: Mapping[int, tuple[Any, ...]] | None = None
+                    ) -> dict[int, SurveyView]:
+        """The surveys of `ids` that exist; `stamps` already read in this transaction
+        (with the progress rows) spare their query."""
+        known = dict(stamps or {})
+        missing = [i for i in set(ids) if i not in known]
+        if missing:
+            known.update(await store.survey_stamps(session, missing))
+        stamps = {i: known[i] for i in set(ids) if i in known}
+        out: dict[int, SurveyView] = {}
+        stale: list[int] = []
+        for survey_id, stamp in stamps.items():
+            held = self._held.get(survey_id)
+            if held is not None and held[0] == stamp:
+                out[survey_id] = held[1]
+            else:
+                stale.append(survey_id)
+        if stale:
+            if len(self._held) + len(stale) > self.size:
+                self._held.clear()
+            for survey_id, row in (await store.survey_rows(session, stale)).items():
+                view = SurveyView.of(row)
+                self._held[survey_id] = ((row["updated_at"], row["status"], row["closes_at"]),
+                                         view)
+                out[survey_id] = view
+        return out
+
+
+async def _views(session: AsyncSession, ids: Iterable[int], cache: SurveyCache | None,
+                 stamps: Mapping[int, tuple[Any, ...]] | None = None) -> dict[int, SurveyView]:
+    if cache is not None:
+        return await cache.views(session, ids, stamps)
+    return {i: SurveyView.of(row)
+            for i, row in (await store.survey_rows(session, list(set(ids)))).items()}
+
+
+class _Answering:
+    """The survey answers of one transaction (one person's, or a fast-lane batch's).
+
+    The rules below are plain functions over a `ProgressRow` and a `SurveyView`: they
+    change the row in memory and note here what else to store (rows started or
+    removed, responses, "has answered" marks, events); `flush` then writes the lot
+    set-based, a fixed number of statements whatever the number of answers.
+    `responded` holds the (survey, supporter) pairs known to have submitted, read
+    beforehand for the pairs that may need it (entering without progress, sending)."""
+
+    def __init__(self, clock: Clock, responded: set[tuple[int, int]]) -> None:
+        self.now = clock.now()
+        self.responded = responded
+        self._loaded: dict[int, tuple[ProgressRow, tuple[Any, ...]]] = {}
+        self.started: list[ProgressRow] = []
+        self.removed: list[int] = []
+        self.responses: list[store.Response] = []
+        self.respondents: list[tuple[int, int]] = []
+        self.replaced: list[tuple[int, int]] = []
+        self.completed: list[tuple[dict[str, Any], int | None]] = []
+
+    def held(self, row: ProgressRow | None) -> ProgressRow | None:
+        """A stored row the rules may change (its values now, to write only changes)."""
+        if row is not None and row.id is not None and row.id not in self._loaded:
+            self._loaded[row.id] = (row, (dict(row.answers), list(row.path), *row.stamp()[2:]))
+        return row
+
+    def start(self, survey_id: int, supporter_id: int) -> ProgressRow:
+        row = ProgressRow(None, survey_id, supporter_id, {}, [], "", "answering",
+                          self.now, self.now)
+        self.started.append(row)
+        return row
+
+    async def flush(self, session: AsyncSession) -> None:
+        removed = set(self.removed)
+        changed = [row for row_id, (row, before) in self._loaded.items()
+                   if row_id not in removed and row.stamp() != before]
+        await store.save_progress(session, new=self.started, changed=changed,
+                                  deleted=self.removed)
+        await store.write_responses(session, self.responses, respondents=self.respondents,
+                                    replaced=self.replaced)
+        if self.completed:
+            await events.emit_many(session, events.SURVEY_COMPLETED, self.completed,
+                                   now=self.now)
+
+
+async def begin(session: AsyncSession, supporter: Respondent, slug: str,
                 clock: Clock) -> list[Reply]:
     """Start or resume a survey (deep link `survey_<slug>`, /survey, a broadcast button)."""
     lang = supporter.language
     survey = await store.survey_by_slug(session, slug.strip().lower())
     if survey is None or survey.status == "draft":
         return [_unknown(lang, slug)]
-    return await _enter(session, supporter, survey, clock)
+    pair = (survey.id, supporter.id)
+    w = _Answering(clock, await store.responded_pairs(session, [pair]))
+    progress = (await store.progress_rows(session, [pair])).get(pair)
+    replies = _enter(w, supporter, SurveyView.of(survey), w.held(progress))
+    await w.flush(session)
+    return replies
 
 
-async def _enter(session: AsyncSession, supporter: Supporter, survey: Survey,
-                 clock: Clock, *, edit: bool = False) -> list[Reply]:
+def _enter(w: _Answering, supporter: Respondent, survey: SurveyView,
+           progress: ProgressRow | None, *, edit: bool = False) -> list[Reply]:
     lang = supporter.language
-    now = clock.now()
-    if not is_open(survey, now):
+    if not is_open(survey, w.now):
         return [_closed(lang)]
     refused = _eligible(survey, supporter)
     if refused:
         return [refused]
-    progress = await store.progress_of(session, survey.id, supporter.id)
-    if progress is None and await store.has_responded(session, survey.id, supporter.id):
+    if progress is None and (survey.id, supporter.id) in w.responded:
         # An anonymous response: nothing links it back to the person any more.
         return [Reply(t(lang, "You have already answered this survey. Thank you!"))]
     if progress is not None and progress.state == "submitted":
         return [_thanks(survey, lang, edited=False)]
     replies: list[Reply] = []
     if progress is None:
-        progress = await store.start_progress(session, survey.id, supporter.id, now)
+        progress = w.start(survey.id, supporter.id)
         intro = _tr(survey.definition.get("intro"), lang)
         if intro:
             replies.append(Reply(f"📝 <b>{_title(survey, lang)}</b>\n\n{intro}"))
@@ -720,19 +871,19 @@ async def _enter(session: AsyncSession, supporter: Supporter, survey: Survey,
         first = next_key(survey, {}, None)
         assert first is not None
         progress.current, progress.path = first, [first]
-    _touch(progress, now)
+    _touch(progress, w.now)
     replies.append(_current(survey, progress, lang, edit=edit))
     return replies
 
 
-def _current(survey: Survey, progress: SurveyProgress, lang: str, *, edit: bool = False,
+def _current(survey: SurveyView, progress: ProgressRow, lang: str, *, edit: bool = False,
              hint: str | None = None) -> Reply:
     if progress.state == "confirm":
         return summary_reply(survey, progress, lang, edit=edit)
     return question_reply(survey, progress, lang, hint=hint, edit=edit)
 
 
-def _advance(survey: Survey, progress: SurveyProgress, value: str | None) -> None:
+def _advance(survey: SurveyView, progress: ProgressRow, value: str | None) -> None:
     """Record (or skip) the current question and move to the next one or the summary."""
     answers = dict(progress.answers or {})
     if value is None:
@@ -750,7 +901,7 @@ def _advance(survey: Survey, progress: SurveyProgress, value: str | None) -> Non
         progress.path = [*progress.path, following]
 
 
-def _back(progress: SurveyProgress) -> None:
+def _back(progress: ProgressRow) -> None:
     if progress.state == "confirm":
         progress.state = "answering"
         progress.current = progress.path[-1]
@@ -787,47 +938,53 @@ async def button(session: AsyncSession, person: Person, data: str,
     supporter = await _supporter_of(session, person)
     if supporter is None:
         return [Reply(t(lang, "not_signed_up"), toast=t(lang, "Please sign up first"))]
-    survey = await store.survey_by_id(session, parsed.survey_id) if parsed else None
-    progress = None
+    survey = progress = None
+    responded: set[tuple[int, int]] = set()
+    if parsed is not None:
+        survey = (await _views(session, [parsed.survey_id], None)).get(parsed.survey_id)
     if parsed is not None and survey is not None:
-        progress = await store.progress_of(session, survey.id, supporter.id)
-    return await _button(session, supporter, parsed, survey, progress, clock)
+        pair = (survey.id, supporter.id)
+        progress = (await store.progress_rows(session, [pair])).get(pair)
+        responded = await store.responded_pairs(session, [pair])
+    w = _Answering(clock, responded)
+    replies = _button(w, supporter, parsed, survey, w.held(progress))
+    await w.flush(session)
+    return replies
 
 
-async def _button(session: AsyncSession, supporter: Supporter, parsed: SurveyData | None,
-                  survey: Survey | None, progress: SurveyProgress | None,
-                  clock: Clock) -> list[Reply]:
+def _button(w: _Answering, supporter: Respondent, parsed: SurveyData | None,
+            survey: SurveyView | None, progress: ProgressRow | None) -> list[Reply]:
     """`button` with the survey and the person's progress on it already looked up (the
     fast lane looks them up for a whole batch at once)."""
     lang = supporter.language
     if parsed is None or survey is None or survey.status == "draft":
         return [Reply(t(lang, "This survey no longer exists."),
                       toast=t(lang, "This survey no longer exists."))]
-    now = clock.now()
+    now = w.now
     if parsed.action == "go":
-        return await _enter(session, supporter, survey, clock)
+        return _enter(w, supporter, survey, progress)
     if not is_open(survey, now):
         return [_closed(lang)]
     if progress is None:
-        return await _enter(session, supporter, survey, clock)
+        return _enter(w, supporter, survey, progress)
     if parsed.action == "ed":
-        return await edit_answers(session, survey, supporter, progress, clock)
+        return edit_answers(w, survey, supporter, progress)
     if progress.state == "submitted":
         return [_thanks(survey, lang, edited=False)]
-    qs = _questions(survey)
+    qs = survey.questions
     stale = parsed.position is not None and (
         progress.state != "answering" or parsed.position >= len(qs)
         or qs[parsed.position]["key"] != progress.current)
     if stale:
         # An old message's button: show where the person really is.
         return [_current(survey, progress, lang, edit=True)]
-    q = _by_key(survey).get(progress.current)
+    q = survey.by_key.get(progress.current)
     if parsed.action == "b":
         _back(progress)
     elif parsed.action == "ok":
         if progress.state != "confirm":
             return [_current(survey, progress, lang, edit=True)]
-        return await submit(session, survey, supporter, progress, clock)
+        return submit(w, survey, supporter, progress)
     elif q is None:
         return [_current(survey, progress, lang, edit=True)]
     elif parsed.action == "s":
@@ -862,25 +1019,28 @@ async def _button(session: AsyncSession, supporter: Supporter, parsed: SurveyDat
     return [_current(survey, progress, lang, edit=True)]
 
 
-async def typed(session: AsyncSession, supporter: Supporter, text: str,
+async def typed(session: AsyncSession, supporter: Respondent, text: str,
                 clock: Clock) -> list[Reply] | None:
     """A typed message while a survey waits for an answer; None when no survey does."""
-    progress = await store.active_progress(session, supporter.id)
-    return await _typed(session, supporter, progress, text, clock)
-
-
-async def _typed(session: AsyncSession, supporter: Supporter, progress: SurveyProgress | None,
-                 text: str, clock: Clock) -> list[Reply] | None:
-    """`typed` with the person's active progress already looked up."""
+    progress = (await store.active_progress_rows(session, [supporter.id])).get(supporter.id)
     if progress is None or progress.state != "answering":
         return None
-    survey = await store.survey_by_id(session, progress.survey_id)
-    if survey is None:
+    survey = (await _views(session, [progress.survey_id], None)).get(progress.survey_id)
+    w = _Answering(clock, set())
+    replies = _typed(w, supporter, w.held(progress), survey, text)
+    await w.flush(session)
+    return replies
+
+
+def _typed(w: _Answering, supporter: Respondent, progress: ProgressRow | None,
+           survey: SurveyView | None, text: str) -> list[Reply] | None:
+    """`typed` with the person's active progress and its survey already looked up."""
+    if progress is None or progress.state != "answering" or survey is None:
         return None
     lang = supporter.language
-    if not is_open(survey, clock.now()):
+    if not is_open(survey, w.now):
         return [_closed(lang)]
-    q = _by_key(survey).get(progress.current)
+    q = survey.by_key.get(progress.current)
     if q is None:
         return None
     result = parse_typed(q, text)
@@ -890,7 +1050,7 @@ async def _typed(session: AsyncSession, supporter: Supporter, progress: SurveyPr
         return [question_reply(survey, progress, lang,
                                hint="⚠️ " + t(lang, result.hint, **result.params))]
     _advance(survey, progress, result.value)
-    _touch(progress, clock.now())
+    _touch(progress, w.now)
     return [_current(survey, progress, lang)]
 
 
@@ -908,9 +1068,12 @@ _SIGNUP_INPUTS = ONBOARDING_STEPS | {"rename", REDISTRICT}
 
 
 async def answer_batch(session: AsyncSession, requests: Sequence[AnswerRequest],
-                       clock: Clock) -> list[list[Reply] | None]:
+                       clock: Clock, cache: SurveyCache | None = None
+                       ) -> list[list[Reply] | None]:
     """Many survey presses and typed answers in one transaction, each answered as
-    `button` / typed_input.text_message answers it.
+    `button` / typed_input.text_message answers it, in a fixed number of statements:
+    the people, their progress rows, the surveys (from `cache` when given), "has
+    answered" where needed, then `_Answering.flush`.
 
     ``None`` means "handle it alone on the normal path": a person not signed up (or in
     the middle of sign-up), a stop word, typed text no survey question waits for. The
@@ -918,46 +1081,48 @@ async def answer_batch(session: AsyncSession, requests: Sequence[AnswerRequest],
     most once per batch and the answers of one person stay in order.
     """
     out: list[list[Reply] | None] = [None] * len(requests)
-    known: dict[tuple[int, str, str], Supporter] = {}
-    groups: dict[tuple[int, str], list[str]] = {}
-    for r in requests:
-        groups.setdefault((r.person.bot_id, r.person.channel), []).append(r.person.user_id)
-    for (bot_id, channel), user_ids in groups.items():
-        found = await supporters.find_many(session, bot_id, channel, user_ids)
-        known.update({(bot_id, channel, uid): k.supporter for uid, k in found.items()})
-    todo: list[tuple[int, Supporter, SurveyData | None]] = []
+    parsed = [parse_data(r.data) if r.data is not None else None for r in requests]
+    # People and their progress in one query: what a press names, or what typed text
+    # would answer (an unparsable press loads neither).
+    known, found = await store.people_and_progress(session, [
+        (r.person.bot_id, r.person.channel, r.person.user_id,
+         d.survey_id if d is not None else (-1 if r.data is not None else None))
+        for r, d in zip(requests, parsed, strict=True)])
+    todo: list[tuple[int, supporters.Brief, SurveyData | None]] = []
     for i, r in enumerate(requests):
         sup = known.get((r.person.bot_id, r.person.channel, r.person.user_id))
         if sup is None or sup.status != "active":
             continue
         if r.data is not None:
-            todo.append((i, sup, parse_data(r.data)))
+            todo.append((i, sup, parsed[i]))
         elif r.text is not None and not is_stop_word(r.text) \
                 and sup.pending_input not in _SIGNUP_INPUTS:
             todo.append((i, sup, None))
     pairs = [(d.survey_id, sup.id) for _, sup, d in todo if d is not None]
-    by_pair = await store.progress_many(session, pairs)
-    active = await store.active_progress_many(
-        session, [sup.id for i, sup, d in todo if d is None])
-    # Held here for the whole batch: the session's identity map keeps objects weakly, and
-    # without a reference every item would load its survey again.
-    held = {sid: await store.survey_by_id(session, sid)
-            for sid in {d.survey_id for _, _, d in todo if d is not None}
-            | {p.survey_id for p in active.values()}}
+    by_pair, active = found.by_pair, found.active
+    views = await _views(session, {s for s, _ in pairs}
+                         | {p.survey_id for p in active.values()}, cache, found.stamps)
+    w = _Answering(clock, found.responded)
     for i, sup, d in todo:
-        r = requests[i]
         if d is not None:
-            survey = held[d.survey_id]
-            out[i] = await _button(session, sup, d, survey,
-                                   by_pair.get((d.survey_id, sup.id)), clock)
+            out[i] = _button(w, sup, d, views.get(d.survey_id),
+                             w.held(by_pair.get((d.survey_id, sup.id))))
+        elif requests[i].data is not None:
+            # `sv:` data that does not parse (forged, or from an old version): the answer
+            # the PTB path gives, not an error that would fail the whole batch.
+            out[i] = _button(w, sup, None, None, None)
         else:
-            assert r.text is not None
-            out[i] = await _typed(session, sup, active.get(sup.id), r.text, clock)
+            text = requests[i].text
+            assert text is not None
+            progress = active.get(sup.id)
+            out[i] = _typed(w, sup, w.held(progress),
+                            views.get(progress.survey_id) if progress else None, text)
+    await w.flush(session)
     return out
 
 
-async def edit_answers(session: AsyncSession, survey: Survey, supporter: Supporter,
-                       progress: SurveyProgress, clock: Clock) -> list[Reply]:
+def edit_answers(w: _Answering, survey: SurveyView, supporter: Respondent,
+                 progress: ProgressRow) -> list[Reply]:
     """Go through the questions again, each with the answer given shown (and "Keep")."""
     lang = supporter.language
     if progress.state == "submitted" and (survey.locked or survey.anonymous):
@@ -966,38 +1131,42 @@ async def edit_answers(session: AsyncSession, survey: Survey, supporter: Support
     first = next_key(survey, progress.answers or {}, None)
     assert first is not None
     progress.state, progress.current, progress.path = "answering", first, [first]
-    _touch(progress, clock.now())
+    _touch(progress, w.now)
     return [question_reply(survey, progress, lang, edit=True)]
 
 
-async def submit(session: AsyncSession, survey: Survey, supporter: Supporter,
-                 progress: SurveyProgress, clock: Clock) -> list[Reply]:
+def submit(w: _Answering, survey: SurveyView, supporter: Respondent,
+           progress: ProgressRow) -> list[Reply]:
     """Store the response. Anonymous: the progress row goes and the answers keep no link."""
     lang = supporter.language
-    now = clock.now()
+    now = w.now
     answers = consistent(survey, progress.answers or {})
-    missing = [q for q in _questions(survey)
+    missing = [q for q in survey.questions
                if q["required"] and q["key"] not in answers
-               and visible(q, answers, _by_key(survey))]
+               and visible(q, answers, survey.by_key)]
     if missing:
         progress.state, progress.current = "answering", missing[0]["key"]
         progress.path = [*progress.path, missing[0]["key"]]
         return [question_reply(survey, progress, lang, edit=True,
                                hint=t(lang, "This question needs an answer."))]
-    first = await store.record_respondent(session, survey.id, supporter.id)
+    pair = (survey.id, supporter.id)
+    first = pair not in w.responded
+    if first:
+        w.responded.add(pair)
+        w.respondents.append(pair)
     weight = survey.weights.get(supporter.tier, "0")
     if survey.anonymous:
+        assert progress.id is not None
+        w.removed.append(progress.id)
         if not first:
-            await store.delete_progress(session, progress.id)
             return [Reply(t(lang, "You have already answered this survey. Thank you!"))]
-        await store.write_answers(session, survey_id=survey.id, supporter_id=None,
-                                  answers=answers, tier=supporter.tier, region=supporter.region,
-                                  weight=weight)
-        await store.delete_progress(session, progress.id)
+        w.responses.append(store.Response(survey.id, None, answers, supporter.tier,
+                                          supporter.region, weight))
     else:
-        await store.write_answers(session, survey_id=survey.id, supporter_id=supporter.id,
-                                  answers=answers, tier=supporter.tier, region=supporter.region,
-                                  weight=weight)
+        if not first:
+            w.replaced.append(pair)  # an edit: the new answers replace the earlier ones
+        w.responses.append(store.Response(survey.id, supporter.id, answers, supporter.tier,
+                                          supporter.region, weight))
         progress.answers, progress.state, progress.current = answers, "submitted", ""
         progress.submitted_at, progress.updated_at = now, now
     # An anonymous survey's event names nobody (and carries no answers, like secret ballots).
@@ -1005,8 +1174,7 @@ async def submit(session: AsyncSession, survey: Survey, supporter: Supporter,
                             "anonymous": survey.anonymous, "edited": not first}
     if not survey.anonymous:
         data["person_id"] = supporter.id
-    await events.emit(session, events.SURVEY_COMPLETED, data, now=now,
-                      supporter_id=None if survey.anonymous else supporter.id)
+    w.completed.append((data, None if survey.anonymous else supporter.id))
     return [_thanks(survey, lang, edited=not first)]
 
 

@@ -41,16 +41,20 @@ def _insert_statement(dialect: str) -> Any:
 
 
 async def insert_updates(
-    session: AsyncSession, rows: list[tuple[int, int, str, datetime]]
+    session: AsyncSession, rows: list[tuple[int, int, str, datetime]], *,
+    handled: bool = False,
 ) -> list[bool]:
     """Store (bot, update_id, payload, received_at) rows; for each, True if it is new.
 
     A repeat of a stored update, or a second copy inside the same batch, is False.
+    `handled`: stored as handled already, without the payload (the fast lane, which
+    answers them in the same transaction; `reopen` puts back those it does not answer).
     """
     unique: dict[tuple[int, int], dict[str, Any]] = {}
     for b, u, p, n in rows:
-        unique.setdefault((b, u), {"bot_id": b, "update_id": u, "payload": p,
-                                   "received_at": n, "attempts": 0})
+        unique.setdefault((b, u), {"bot_id": b, "update_id": u,
+                                   "payload": None if handled else p, "received_at": n,
+                                   "processed_at": n if handled else None, "attempts": 0})
     dialect = session.get_bind().dialect.name
     result = await session.execute(_insert_statement(dialect), list(unique.values()))
     inserted = {(b, u) for b, u in result.all()}
@@ -75,6 +79,20 @@ async def mark_done(session: AsyncSession, keys: list[tuple[int, int]], now: dat
     """Updates handled: record when, and drop their payload (it holds personal data)."""
     if keys:
         await session.execute(_DONE, [{"b": b, "u": u, "now": now} for b, u in keys])
+
+
+_REOPEN = (
+    update(_INBOX)
+    .where(_INBOX.c.bot_id == bindparam("b"), _INBOX.c.update_id == bindparam("u"))
+    .values(processed_at=None, payload=bindparam("p"))
+)
+
+
+async def reopen(session: AsyncSession, rows: list[tuple[int, int, str]]) -> None:
+    """(bot, update_id, payload) stored as handled that are not: pending again, payload back
+    (in the same transaction, so no other process ever sees them handled)."""
+    if rows:
+        await session.execute(_REOPEN, [{"b": b, "u": u, "p": p} for b, u, p in rows])
 
 
 class InboxWriter(GroupCommit):

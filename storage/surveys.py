@@ -8,7 +8,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, delete, func, literal, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.chapters import in_areas, keep_to
@@ -22,6 +36,7 @@ from storage.models import (
     SurveyProgress,
     SurveyRespondent,
 )
+from storage.supporters import Brief
 
 ACTIVE_STATES = ("answering", "confirm")
 
@@ -83,34 +98,6 @@ async def close_due(session: AsyncSession, now: datetime) -> list[tuple[int, str
 
 # --- progress ---------------------------------------------------------------------------------
 
-async def progress_of(
-    session: AsyncSession, survey_id: int, supporter_id: int
-) -> SurveyProgress | None:
-    return (await session.execute(
-        select(SurveyProgress).where(SurveyProgress.survey_id == survey_id,
-                                     SurveyProgress.supporter_id == supporter_id)
-    )).scalar_one_or_none()
-
-
-async def start_progress(
-    session: AsyncSession, survey_id: int, supporter_id: int, now: datetime
-) -> SurveyProgress:
-    """The person's progress row, created if absent (a repeat press creates nothing)."""
-    await session.execute(
-        upsert_insert(session, SurveyProgress)
-        .values(survey_id=survey_id, supporter_id=supporter_id, answers={}, path=[],
-                current="", state="answering", started_at=now, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"])
-    )
-    found = await progress_of(session, survey_id, supporter_id)
-    assert found is not None
-    return found
-
-
-async def delete_progress(session: AsyncSession, progress_id: int) -> None:
-    await session.execute(delete(SurveyProgress).where(SurveyProgress.id == progress_id))
-
-
 async def active_progress(session: AsyncSession, supporter_id: int) -> SurveyProgress | None:
     """The survey the person touched last and has not submitted: where typed text goes."""
     return (await session.execute(
@@ -123,39 +110,260 @@ async def active_progress(session: AsyncSession, supporter_id: int) -> SurveyPro
     )).scalar_one_or_none()
 
 
-async def progress_many(
+# --- the answering hot path: plain rows, set-based writes -------------------------------------
+
+@dataclass
+class ProgressRow:
+    """A `survey_progress` row as plain values: the answering rules change it in memory and
+    `save_progress` writes a whole batch's changes at once (no ORM objects per answer).
+    `id` is None for a row not inserted yet."""
+
+    id: int | None
+    survey_id: int
+    supporter_id: int
+    answers: dict[str, Any]
+    path: list[str]
+    current: str
+    state: str
+    started_at: datetime
+    updated_at: datetime
+    reminded_at: datetime | None = None
+    submitted_at: datetime | None = None
+
+    def stamp(self) -> tuple[Any, ...]:
+        """What `save_progress` writes, to tell a changed row from one only read."""
+        return (self.answers, self.path, self.current, self.state, self.updated_at,
+                self.reminded_at, self.submitted_at)
+
+
+_P = SurveyProgress
+_SURVEY_STAMP = (Survey.id, Survey.updated_at, Survey.status, Survey.closes_at)
+_PROGRESS = (_P.id, _P.survey_id, _P.supporter_id, _P.answers, _P.path, _P.current, _P.state,
+             _P.started_at, _P.updated_at, _P.reminded_at, _P.submitted_at)
+
+
+def _progress_row(r: Any) -> ProgressRow:
+    return ProgressRow(int(r[0]), int(r[1]), int(r[2]), dict(r[3] or {}), list(r[4] or []),
+                       str(r[5]), str(r[6]), r[7], r[8], r[9], r[10])
+
+
+async def progress_rows(
     session: AsyncSession, pairs: Sequence[tuple[int, int]]
-) -> dict[tuple[int, int], SurveyProgress]:
-    """`progress_of` for a batch of (survey id, supporter id) pairs, in one query."""
+) -> dict[tuple[int, int], ProgressRow]:
+    """`progress_many` as plain rows: (survey id, supporter id) -> row, one query."""
     if not pairs:
         return {}
-    rows = (await session.execute(
-        select(SurveyProgress).where(
-            SurveyProgress.survey_id.in_({s for s, _ in pairs}),
-            SurveyProgress.supporter_id.in_({p for _, p in pairs}))
-    )).scalars()
+    rows = await session.execute(
+        select(*_PROGRESS).where(_P.survey_id.in_({s for s, _ in pairs}),
+                                 _P.supporter_id.in_({p for _, p in pairs})))
     wanted = set(pairs)
-    return {(r.survey_id, r.supporter_id): r for r in rows
-            if (r.survey_id, r.supporter_id) in wanted}
+    out = {}
+    for r in rows.all():
+        if (r[1], r[2]) in wanted:
+            out[(int(r[1]), int(r[2]))] = _progress_row(r)
+    return out
 
 
-async def active_progress_many(
+async def active_progress_rows(
     session: AsyncSession, supporter_ids: Sequence[int]
-) -> dict[int, SurveyProgress]:
-    """`active_progress` for a batch of people, in one query."""
+) -> dict[int, ProgressRow]:
+    """`active_progress_many` as plain rows: supporter id -> the row touched last."""
     if not supporter_ids:
         return {}
-    rows = (await session.execute(
-        select(SurveyProgress)
-        .join(Survey, Survey.id == SurveyProgress.survey_id)
-        .where(SurveyProgress.supporter_id.in_(set(supporter_ids)),
-               SurveyProgress.state.in_(ACTIVE_STATES), Survey.status == "open")
-        .order_by(SurveyProgress.updated_at.desc(), SurveyProgress.id.desc())
-    )).scalars()
-    out: dict[int, SurveyProgress] = {}
-    for r in rows:
-        out.setdefault(r.supporter_id, r)  # the first one: the one touched last
+    rows = await session.execute(
+        select(*_PROGRESS)
+        .join(Survey, Survey.id == _P.survey_id)
+        .where(_P.supporter_id.in_(set(supporter_ids)), _P.state.in_(ACTIVE_STATES),
+               Survey.status == "open")
+        .order_by(_P.updated_at.desc(), _P.id.desc()))
+    out: dict[int, ProgressRow] = {}
+    for r in rows.all():
+        if int(r[2]) not in out:  # the first one: the one touched last
+            out[int(r[2])] = _progress_row(r)
     return out
+
+
+# On the table, not the mapped class: a list of parameters is then one plain executemany
+# (the ORM would take it for a bulk update by primary key, object machinery and all).
+_PROGRESS_TABLE: Table = SurveyProgress.__table__  # type: ignore[assignment]
+_ANSWER_TABLE: Table = SurveyAnswer.__table__  # type: ignore[assignment]
+_PENDING_TABLE: Table = SurveyAnswerPending.__table__  # type: ignore[assignment]
+_RESPONDENT_TABLE: Table = SurveyRespondent.__table__  # type: ignore[assignment]
+@dataclass
+class BatchProgress:
+    """What `people_and_progress` read: the pressed surveys' rows, the typists' active
+    rows, (updated_at, status, closes_at) of every survey those rows belong to, and
+    which pressed (survey id, supporter id) pairs have submitted."""
+
+    by_pair: dict[tuple[int, int], ProgressRow]
+    active: dict[int, ProgressRow]
+    stamps: dict[int, tuple[Any, ...]]
+    responded: set[tuple[int, int]]
+
+
+async def people_and_progress(
+    session: AsyncSession, people: Sequence[tuple[int, str, str, int | None]],
+) -> tuple[dict[tuple[int, str, str], Brief], BatchProgress]:
+    """`supporters.briefs_of` and `progress_for_batch` in one query per bot: for each
+    (bot id, channel, user id, survey id pressed or None for typed text), the person
+    and their progress in that survey, or their active progress rows; with the stamps
+    of those rows' surveys."""
+    briefs: dict[tuple[int, str, str], Brief] = {}
+    out = BatchProgress({}, {}, {}, set())
+    groups: dict[tuple[int, str], list[tuple[str, int | None]]] = {}
+    for bot_id, channel, user_id, survey_id in people:
+        groups.setdefault((bot_id, channel), []).append((user_id, survey_id))
+    ci, s = ChannelIdentity, Supporter
+    for (bot_id, channel), members in groups.items():
+        typing = {u for u, sv in members if sv is None}
+        wanted = {(u, sv) for u, sv in members if sv is not None}
+        tests = []
+        if typing:
+            tests.append(and_(ci.external_user_id.in_(typing), _P.state.in_(ACTIVE_STATES)))
+        if wanted:
+            tests.append(and_(ci.external_user_id.in_({u for u, _ in wanted}),
+                              _P.survey_id.in_({sv for _, sv in wanted})))
+        pressers, pressed = {u for u, _ in wanted}, {sv for _, sv in wanted}
+        done = SurveyRespondent
+        rows = await session.execute(
+            select(ci.external_user_id, s.id, s.status, s.language, s.region, s.tier,
+                   s.source_ref, s.pending_input, *_PROGRESS, *_SURVEY_STAMP, done.survey_id)
+            .select_from(ci)
+            .join(s, s.id == ci.supporter_id)
+            .outerjoin(_P, and_(_P.supporter_id == s.id, or_(*tests)))
+            .outerjoin(Survey, Survey.id == _P.survey_id)
+            # "Has answered" for the pressed surveys (entering, sending) on the same trip.
+            .outerjoin(done, and_(done.supporter_id == s.id, done.survey_id.in_(pressed or {-1}),
+                                  ci.external_user_id.in_(pressers or {""})))
+            .where(ci.bot_id == bot_id, ci.channel == channel,
+                   ci.external_user_id.in_({u for u, _ in members}))
+            .order_by(_P.updated_at.desc(), _P.id.desc()))
+        for r in rows.all():
+            user = str(r[0])
+            briefs.setdefault((bot_id, channel, user), Brief(*r[1:8]))
+            if r[23] is not None and (user, int(r[23])) in wanted:
+                out.responded.add((int(r[23]), int(r[1])))
+            progress = r[8:19]
+            if progress[0] is None:
+                continue  # no progress row that matters
+            survey_id, supporter_id = int(progress[1]), int(progress[2])
+            out.stamps[survey_id] = tuple(r[20:23])
+            if (user, survey_id) in wanted:
+                out.by_pair[(survey_id, supporter_id)] = _progress_row(progress)
+            elif (user in typing and supporter_id not in out.active
+                  and progress[6] in ACTIVE_STATES and r[21] == "open"):
+                # The first of an open survey: the one touched last.
+                out.active[supporter_id] = _progress_row(progress)
+    return briefs, out
+
+
+_SAVE_PROGRESS = (
+    update(_PROGRESS_TABLE).where(_PROGRESS_TABLE.c.id == bindparam("row_id"))
+    .values(answers=bindparam("answers"), path=bindparam("path"), current=bindparam("current"),
+            state=bindparam("state"), updated_at=bindparam("updated_at"),
+            reminded_at=bindparam("reminded_at"), submitted_at=bindparam("submitted_at"))
+
+)
+
+
+async def save_progress(session: AsyncSession, *, new: Sequence[ProgressRow] = (),
+                        changed: Sequence[ProgressRow] = (), deleted: Sequence[int] = ()) -> None:
+    """A batch's progress in at most three statements: rows started (a row another process
+    started meanwhile wins), rows changed (one executemany), rows removed."""
+    if new:
+        # One executemany of one statement (compiled once), not a VALUES list per batch size.
+        await session.execute(
+            upsert_insert(session, _PROGRESS_TABLE)
+            .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"]), [
+                {"survey_id": r.survey_id, "supporter_id": r.supporter_id, "answers": r.answers,
+                 "path": r.path, "current": r.current, "state": r.state,
+                 "started_at": r.started_at, "updated_at": r.updated_at,
+                 "reminded_at": r.reminded_at, "submitted_at": r.submitted_at} for r in new])
+    if changed:
+        await session.execute(_SAVE_PROGRESS, [
+            {"row_id": r.id, "answers": r.answers, "path": r.path, "current": r.current,
+             "state": r.state, "updated_at": r.updated_at, "reminded_at": r.reminded_at,
+             "submitted_at": r.submitted_at} for r in changed])
+    if deleted:
+        await session.execute(delete(SurveyProgress).where(SurveyProgress.id.in_(list(deleted))))
+
+
+async def responded_pairs(
+    session: AsyncSession, pairs: Sequence[tuple[int, int]]
+) -> set[tuple[int, int]]:
+    """Which of these (survey id, supporter id) pairs have submitted, in one query."""
+    if not pairs:
+        return set()
+    r = SurveyRespondent
+    rows = await session.execute(
+        select(r.survey_id, r.supporter_id).where(r.survey_id.in_({s for s, _ in pairs}),
+                                                  r.supporter_id.in_({p for _, p in pairs})))
+    wanted = set(pairs)
+    return {(int(s), int(p)) for s, p in rows.all() if p is not None and (s, p) in wanted}
+
+
+@dataclass(frozen=True)
+class Response:
+    """One submitted response: its answers and the tier, region and weight they carry
+    (`supporter_id` None: anonymous)."""
+
+    survey_id: int
+    supporter_id: int | None
+    answers: dict[str, str]
+    tier: str
+    region: str | None
+    weight: str
+
+
+async def write_responses(session: AsyncSession, responses: Sequence[Response], *,
+                          respondents: Sequence[tuple[int, int]],
+                          replaced: Sequence[tuple[int, int]]) -> None:
+    """`record_respondent` and `write_answers` for a whole batch: the "has answered" marks,
+    the earlier answers of the `replaced` (survey, supporter) pairs removed (edits), and
+    every answer row in one executemany per table, each response under a fresh key."""
+    if respondents:
+        await session.execute(
+            upsert_insert(session, _RESPONDENT_TABLE)
+            .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"]),
+            [{"survey_id": s, "supporter_id": p} for s, p in respondents])
+    if replaced:
+        await session.execute(
+            delete(SurveyAnswer)
+            .where(tuple_(SurveyAnswer.survey_id, SurveyAnswer.supporter_id).in_(list(replaced)))
+            .execution_options(synchronize_session=False))
+    named: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for r in responses:
+        key = new_response_key()
+        for q, v in r.answers.items():
+            row = {"survey_id": r.survey_id, "response_key": key, "question": q, "value": v,
+                   "tier": r.tier, "region": r.region, "weight": r.weight}
+            if r.supporter_id is None:
+                pending.append(row)
+            else:
+                named.append({**row, "supporter_id": r.supporter_id})
+    if named:
+        await session.execute(insert(_ANSWER_TABLE), named)
+    if pending:
+        await session.execute(insert(_PENDING_TABLE), pending)
+
+
+async def survey_stamps(session: AsyncSession,
+                        ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
+    """(updated_at, status, closes_at) per survey id: enough to tell whether a survey
+    definition held in memory is still the stored one (its questions never change)."""
+    if not ids:
+        return {}
+    rows = await session.execute(select(*_SURVEY_STAMP).where(Survey.id.in_(set(ids))))
+    return {int(r[0]): tuple(r[1:]) for r in rows.all()}
+
+
+async def survey_rows(session: AsyncSession, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Whole survey rows as plain mappings, id -> columns, in one query."""
+    if not ids:
+        return {}
+    rows = await session.execute(select(Survey.__table__).where(Survey.id.in_(set(ids))))
+    return {int(m["id"]): dict(m) for m in rows.mappings().all()}
 
 
 @dataclass(frozen=True)
@@ -212,17 +420,6 @@ async def claim_reminders(
 
 
 # --- submissions ------------------------------------------------------------------------------
-
-async def record_respondent(session: AsyncSession, survey_id: int, supporter_id: int) -> bool:
-    """Mark "has answered": True the first time, False on a repeat."""
-    stmt = (
-        upsert_insert(session, SurveyRespondent)
-        .values(survey_id=survey_id, supporter_id=supporter_id)
-        .on_conflict_do_nothing(index_elements=["survey_id", "supporter_id"])
-        .returning(SurveyRespondent.id)
-    )
-    return (await session.execute(stmt)).first() is not None
-
 
 async def has_responded(session: AsyncSession, survey_id: int, supporter_id: int) -> bool:
     return await session.scalar(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from campaigns import petitions, surveys
 from campaigns.clock import FixedClock
@@ -393,3 +393,135 @@ async def test_anonymous_answers_are_mixed_in_shuffled_batches(db: Database) -> 
     assert sorted(int(a["age"]) for a in by_key.values()) == [*range(20, 29), 99]
     assert [a["voted"] for a in by_key.values() if a["age"] == "99"] == ["1"]
     assert result["unmixed"] == 0 and result["questions"][0]["overall"]["respondents"] == 10
+
+
+async def _batch(db: Database, clock: FixedClock, requests: list[surveys.AnswerRequest],
+                 cache: surveys.SurveyCache | None = None) -> tuple[list[str], int]:
+    """One fast-lane batch: the last reply text of each request, and the statements run."""
+    ran: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        ran.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with db.session() as s:
+            said = await surveys.answer_batch(s, requests, clock, cache=cache)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    return [(r or [])[-1].text if r else "" for r in said], len(ran)
+
+
+async def test_a_batch_of_answers_costs_the_same_statements_for_one_person_or_ten(
+        db: Database) -> None:
+    """The fast lane's set-based path: a batch's statements do not grow with its people
+    (loaded together, written together), and everyone's answers are stored."""
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    ids = await make_supporters(db, bot_id, clock.now(), 11)
+    async with db.session() as s:
+        survey_id = (await surveys.get(s, "civic-5min")).id
+    one, ten = [person(bot_id, 0)], [person(bot_id, n) for n in range(1, 11)]
+
+    def presses(people: list[Person], *parts: object) -> list[surveys.AnswerRequest]:
+        data = ":".join(["sv", str(survey_id), *map(str, parts)])
+        return [surveys.AnswerRequest(p, data=data) for p in people]
+
+    steps: list[tuple[Any, ...]] = [("go",), ("a", 0, 0), ("a", 2, 3), ("40",), ("s", 4),
+                                    ("ok",)]
+    for step in steps:
+        if step == ("40",):
+            asked = [[surveys.AnswerRequest(p, text="40") for p in group]
+                     for group in (one, ten)]
+        else:
+            asked = [presses(group, *step) for group in (one, ten)]
+        (said_one, alone), (said_ten, together) = [await _batch(db, clock, a) for a in asked]
+        assert alone == together, step
+        assert len(set(said_ten)) == 1 and said_ten[0] == said_one[0], step
+    assert "고맙습니다" in said_one[0]
+    async with db.session() as s:
+        rows = (await s.execute(select(SurveyAnswer))).scalars().all()
+        respondents = await surveys.results(s, "civic-5min")
+    assert {r.supporter_id for r in rows} == set(ids) and len(rows) == 3 * 11
+    assert respondents["respondents"] == 11
+
+
+async def test_a_survey_closed_elsewhere_is_seen_at_the_next_batch(db: Database) -> None:
+    """Definitions are cached between batches, but a survey closed by another process
+    (the dashboard, the CLI, the closing tick) refuses answers at once, even within the
+    same clock tick as it was opened."""
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    await make_supporters(db, bot_id, clock.now(), 1)
+    cache = surveys.SurveyCache()
+    async with db.session() as s:
+        survey_id = (await surveys.get(s, "civic-5min")).id
+    p = person(bot_id, 0)
+    go = [surveys.AnswerRequest(p, data=f"sv:{survey_id}:go")]
+    [text], _n = await _batch(db, clock, go, cache)
+    assert "1/5" in text
+    async with db.session() as s:
+        await surveys.close_survey(s, "civic-5min", actor="test", clock=clock)
+    [text], _n = await _batch(db, clock, [
+        surveys.AnswerRequest(p, data=f"sv:{survey_id}:a:0:0")], cache)
+    assert "마감" in text
+    async with db.session() as s:
+        stored = (await s.execute(select(SurveyProgress.answers))).scalar_one()
+    assert stored == {}
+
+
+async def test_a_named_response_edited_after_sending_replaces_the_first(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    [sid] = await make_supporters(db, bot_id, clock.now(), 1)
+    p = person(bot_id, 0)
+    for step in (("go",), ("a", 0, 0), ("a", 2, 3)):
+        await press(db, p, clock, *step)
+    await type_(db, clock, sid, "40")
+    await press(db, p, clock, "s", 4)
+    assert "고맙습니다" in await press(db, p, clock, "ok")
+    # Change answers: "No" now, which asks why; the rest kept.
+    await press(db, p, clock, "ed")
+    await press(db, p, clock, "a", 0, 1)
+    await press(db, p, clock, "m", 1, 0b1)
+    for pos, step in ((2, "k"), (3, "k"), (4, "s")):
+        await press(db, p, clock, step, pos)
+    assert "수정" in await press(db, p, clock, "ok")
+    async with db.session() as s:
+        rows = (await s.execute(select(SurveyAnswer))).scalars().all()
+        respondents = (await s.execute(select(SurveyRespondent))).scalars().all()
+    assert sorted((r.question, r.value) for r in rows) == [
+        ("age", "40"), ("trust", "3"), ("voted", "1"), ("why-not", "0")]
+    assert {r.supporter_id for r in rows} == {sid} and len(respondents) == 1
+
+
+async def test_a_malformed_survey_button_in_a_batch_fails_nobody_else(db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock)
+    await make_supporters(db, bot_id, clock.now(), 2)
+    async with db.session() as s:
+        survey_id = (await surveys.get(s, "civic-5min")).id
+    said, _n = await _batch(db, clock, [
+        surveys.AnswerRequest(person(bot_id, 0), data="sv:forged:x"),
+        surveys.AnswerRequest(person(bot_id, 1), data=f"sv:{survey_id}:go")])
+    assert "더 이상 없는" in said[0]
+    assert "1/5" in said[1]
+
+
+async def test_an_anonymous_survey_sent_through_a_batch_is_not_answered_twice(
+        db: Database) -> None:
+    clock = FixedClock()
+    bot_id = await setup(db, clock, CIVIC.replace("slug: civic-5min",
+                                                  "slug: civic-5min\nanonymous: true"))
+    await make_supporters(db, bot_id, clock.now(), 2)
+    async with db.session() as s:
+        survey_id = (await surveys.get(s, "civic-5min")).id
+    people = [person(bot_id, 0), person(bot_id, 1)]
+    for step in ("go", "a:0:0", "a:2:3", "40", "s:4", "ok", "go"):
+        asked = [surveys.AnswerRequest(p, text=step) if step == "40" else
+                 surveys.AnswerRequest(p, data=f"sv:{survey_id}:{step}") for p in people]
+        said, _n = await _batch(db, clock, asked)
+    assert all("이미 이 설문에 응답" in text for text in said)
+    async with db.session() as s:
+        assert len((await s.execute(select(SurveyAnswerPending))).scalars().all()) == 6
+        assert (await s.execute(select(SurveyProgress))).first() is None

@@ -207,12 +207,17 @@ class FastLane(GroupCommit):
                  limiter: RateLimiter | None) -> None:
         super().__init__(max_batch=1000, max_delay=0.003)
         self.db, self.clock, self.bot_id, self.limiter = db, clock, bot_id, limiter
+        # Survey definitions parsed once per process, checked against the store per batch.
+        self.surveys = surveys.SurveyCache()
 
     async def flush(self, items: list[Any]) -> list[Any]:
         now = self.clock.now()
         async with self.db.session() as session:
+            # Stored as handled (no payload kept): one statement fewer than marking them
+            # afterwards. What is not answered here is reopened below, for PTB.
             new = await inbox.insert_updates(
-                session, [(self.bot_id, u, payload, now) for u, payload, _ in items])
+                session, [(self.bot_id, u, payload, now) for u, payload, _ in items],
+                handled=True)
             todo = [i for i, is_new in enumerate(new) if is_new]
             signs = [i for i in todo if isinstance(items[i][2], SignRequest)]
             presses = [i for i in todo if isinstance(items[i][2], RsvpPress)]
@@ -227,10 +232,12 @@ class FastLane(GroupCommit):
             answers_at = [i for i in todo if isinstance(items[i][2], SurveyAnswer)]
             if answers_at:
                 said = await surveys.answer_batch(
-                    session, [items[i][2].request for i in answers_at], self.clock)
+                    session, [items[i][2].request for i in answers_at], self.clock,
+                    cache=self.surveys)
                 handled.update((i, a) for i, a in zip(answers_at, said, strict=True)
                                if a is not None)
-            await inbox.mark_done(session, [(self.bot_id, items[i][0]) for i in handled], now)
+            await inbox.reopen(session, [(self.bot_id, items[i][0], items[i][1])
+                                         for i in todo if i not in handled])
         out = []
         for i, is_new in enumerate(new):
             if not is_new:
