@@ -318,7 +318,7 @@ class Response:
 async def write_responses(session: AsyncSession, responses: Sequence[Response], *,
                           respondents: Sequence[tuple[int, int]],
                           replaced: Sequence[tuple[int, int]]) -> None:
-    """`record_respondent` and `write_answers` for a whole batch: the "has answered" marks,
+    """A whole batch's responses: the "has answered" marks,
     the earlier answers of the `replaced` (survey, supporter) pairs removed (edits), and
     every answer row in one executemany per table, each response under a fresh key."""
     if respondents:

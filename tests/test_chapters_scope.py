@@ -96,7 +96,8 @@ async def world(db: Database) -> dict[str, Any]:
                 s, survey_id=survey.id, supporter_id=sid,
                 answers={"happy": "0", "wish": f"소원-{sup.display_name}"},
                 tier="supporter", region=sup.region, weight="1")
-            await survey_store.record_respondent(s, survey.id, sid)
+            await survey_store.write_responses(s, [], respondents=[(survey.id, sid)],
+                                               replaced=[])
     async with db.session() as s:
         sigs = dict((await s.execute(select(Signature.supporter_id, Signature.id))).all())
         rsvps = dict((await s.execute(select(EventRsvp.supporter_id, EventRsvp.id))).all())
