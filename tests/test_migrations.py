@@ -99,6 +99,8 @@ async def test_sqlite_foreign_keys_are_back_on_after_migrating(tmp_path: Path) -
 # so their text is frozen (the sha256 of the file as the commit in RELEASED shipped it).
 RELEASED_SHA256 = {
     "0001_initial.py": "820f7c5c74efc27c8fc97e3304a4a0ef16b08f6e7f5c687d7a3e3c0bd0bb38ad",
+    "0002_after_first_release.py":
+        "513aed482c2b3da4bf6fab99a9f2b2f814f4ce9254864e56c78d50f34cc11c33",
 }
 
 

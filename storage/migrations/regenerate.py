@@ -53,7 +53,8 @@ from storage.migrate import MIGRATIONS_DIR, alembic_config
 VERSIONS = MIGRATIONS_DIR / "versions"
 
 # revision -> the commit that released it (`git show <commit>:<path>` is the frozen text).
-RELEASED = {"0001": "5a7a948"}
+# 0002: this round's schema, final in 5c1f4a7, released with the round that landed it.
+RELEASED = {"0001": "5a7a948", "0002": "5c1f4a7"}
 
 
 def tidy(source: str) -> str:
