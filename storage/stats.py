@@ -103,14 +103,9 @@ async def recount_signups_by_day(
     return out
 
 
-def _counted_regions(areas: Sequence[str] | None) -> frozenset[str | None] | None:
-    """The provinces whose counters answer for `areas`; None: every region (national).
-    A chapter with a district among its areas is counted from the rows instead (the
-    counters know provinces, not districts): see the callers."""
-    return None if areas is None else frozenset(areas)
-
-
 def _by_district(areas: Sequence[str] | None) -> bool:
+    """Whether a chapter's areas name a district: the counters know provinces only, so
+    such a chapter is counted from the rows; whole provinces from their counters."""
     return areas is not None and any(AREA_SEP in a for a in areas)
 
 
@@ -121,7 +116,7 @@ async def counts_by_status_and_tier(
     from theirs; a chapter with districts from the rows)."""
     if _by_district(areas):
         return await recount_by_status_and_tier(session, bot_id, areas)
-    keep = _counted_regions(areas)
+    keep = None if areas is None else frozenset(areas)
     out: dict[tuple[str, str], int] = {}
     for (status, tier, region), n in (
             await supporter_counts.by_status_tier_region(session, bot_id)).items():
@@ -137,7 +132,7 @@ async def active_by_region(
     with districts: from the rows)."""
     if _by_district(areas):
         return await recount_active_by_region(session, bot_id, areas)
-    keep = _counted_regions(areas)
+    keep = None if areas is None else frozenset(areas)
     out: dict[str | None, int] = {}
     for (status, _tier, region), n in (
             await supporter_counts.by_status_tier_region(session, bot_id)).items():
