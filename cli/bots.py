@@ -12,7 +12,7 @@ import click
 
 from campaigns import bots as rules
 from campaigns.clock import SystemClock
-from cli.common import Ctx, Group, emit, fail, pass_ctx, run_async
+from cli.common import Ctx, Group, add_enable_disable, emit, fail, pass_ctx, run_async
 from storage.bots import ensure_default_bot
 from storage.db import Database
 
@@ -71,26 +71,10 @@ def bot_list(ctx: Ctx, as_json: bool) -> None:
          lambda rows: "\n".join(_line(v) for v in rows) or "no bots yet")
 
 
-def _toggle(enabled: bool) -> Any:
-    def command(ctx: Ctx, name: str, as_json: bool) -> None:
-        async def toggle(database: Database) -> dict[str, Any]:
-            async with database.session() as s:
-                return (await rules.set_enabled(s, SystemClock(), name, enabled)).as_dict()
-
-        emit(run_async(toggle, ctx), as_json,
-             lambda v: f"bot {v['name']} {'enabled' if v['enabled'] else 'disabled'}")
-
-    return command
-
-
-for _verb, _enabled, _help in (
-    ("enable", True, "Serve NAME again (within a minute, no restart)."),
-    ("disable", False, "Stop serving NAME and sending through it (within a minute)."),
-):
-    bot.command(_verb, help=_help)(
-        click.argument("name")(
-            click.option("--json", "as_json", is_flag=True, help="Print JSON.")(
-                pass_ctx(_toggle(_enabled)))))
+add_enable_disable(bot, "bot", rules.set_enabled, (
+    "Serve NAME again (within a minute, no restart).",
+    "Stop serving NAME and sending through it (within a minute).",
+))
 
 
 @bot.command("remove")

@@ -59,6 +59,26 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], str] | None = None) ->
                                                         default=str))
 
 
+def add_enable_disable(group: click.Group, what: str,
+                       set_enabled: Callable[..., Awaitable[Any]],
+                       helps: tuple[str, str]) -> None:
+    """`enable NAME` and `disable NAME` on `group` (bots, X accounts): each calls
+    `set_enabled(session, clock, name, enabled)`, whose result has `.as_dict()`."""
+    for verb, enabled, help_text in (("enable", True, helps[0]), ("disable", False, helps[1])):
+        def command(ctx: Ctx, name: str, as_json: bool, enabled: bool = enabled) -> None:
+            async def toggle(database: Database) -> dict[str, Any]:
+                async with database.session() as s:
+                    return dict((await set_enabled(s, SystemClock(), name, enabled)).as_dict())
+
+            emit(run_async(toggle, ctx), as_json,
+                 lambda v: f"{what} {v['name']} {'enabled' if v['enabled'] else 'disabled'}")
+
+        group.command(verb, help=help_text)(
+            click.argument("name")(
+                click.option("--json", "as_json", is_flag=True, help="Print JSON.")(
+                    pass_ctx(command))))
+
+
 def fail(message: str, as_json: bool = False, code: int = 1) -> NoReturn:
     """A clear error on stderr (JSON when asked) and a non-zero exit."""
     if as_json:

@@ -15,7 +15,17 @@ from campaigns.times import parse_optional
 from campaigns.x import accounts as x_accounts
 from campaigns.x.settings import XSettings
 from cli.broadcasts import status_line
-from cli.common import Ctx, Group, acting, as_organiser, emit, fail, pass_ctx, run_async
+from cli.common import (
+    Ctx,
+    Group,
+    acting,
+    add_enable_disable,
+    as_organiser,
+    emit,
+    fail,
+    pass_ctx,
+    run_async,
+)
 from storage.db import Database
 
 
@@ -184,26 +194,10 @@ def x_account_remove(ctx: Ctx, name: str, as_json: bool) -> None:
     emit(run_async(remove, ctx), as_json, lambda v: f"X account {v['name']} removed")
 
 
-def _toggle(enabled: bool) -> Any:
-    def command(ctx: Ctx, name: str, as_json: bool) -> None:
-        async def toggle(database: Database) -> dict[str, Any]:
-            async with database.session() as s:
-                return (await x_accounts.set_enabled(s, SystemClock(), name, enabled)).as_dict()
-
-        emit(run_async(toggle, ctx), as_json,
-             lambda v: f"X account {v['name']} {'enabled' if v['enabled'] else 'disabled'}")
-
-    return command
-
-
-for _verb, _enabled, _help in (
-    ("enable", True, "Post through NAME again (within a minute, no restart)."),
-    ("disable", False, "Stop posting through NAME (its queued posts wait)."),
-):
-    x_account.command(_verb, help=_help)(
-        click.argument("name")(
-            click.option("--json", "as_json", is_flag=True, help="Print JSON.")(
-                pass_ctx(_toggle(_enabled)))))
+add_enable_disable(x_account, "X account", x_accounts.set_enabled, (
+    "Post through NAME again (within a minute, no restart).",
+    "Stop posting through NAME (its queued posts wait).",
+))
 
 
 @x_account.command("check")
