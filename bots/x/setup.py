@@ -15,7 +15,7 @@ from campaigns.x.settings import XSettings
 from storage import bots as bot_store
 from storage import x as store
 from storage.db import Database
-from storage.models import Bot
+from storage.models import Bot, XAccount
 from storage.secrets import SecretKeyError
 
 from .client import XApi, XApiError
@@ -84,18 +84,24 @@ async def account_settings(db: Database, settings: XSettings, bot_id: int, *,
         if not settings.enabled:
             raise XApiError("auth", "the default X account has no NALGAE_X_* credentials")
         if settings.refreshable:
-            async with db.session() as s:
-                try:
-                    sealed = store.seal_credentials(s, settings.credentials())
-                except SecretKeyError as err:
-                    raise XApiError("auth", f"X account {bot.name}: {err}") from None
-                await store.seed_account(s, bot_id=bot_id, auth="oauth2-refresh",
-                                         credentials=sealed, seed=accounts.seed_of(settings),
-                                         now=clock.now())
+            seed = accounts.seed_of(settings)
+            if row is None or row.seed != seed:
+                # New settings' credentials (first start, or a new refresh token: the fix
+                # for a refused refresh): seeding writes them and clears the refusal.
+                async with db.session() as s:
+                    try:
+                        sealed = store.seal_credentials(s, settings.credentials())
+                    except SecretKeyError as err:
+                        raise XApiError("auth", f"X account {bot.name}: {err}") from None
+                    await store.seed_account(s, bot_id=bot_id, auth="oauth2-refresh",
+                                             credentials=sealed, seed=seed, now=clock.now())
+            else:
+                _refused(bot.name, row)
         return bot.name, settings
     if row is None:
         raise XApiError("auth", f"X account {bot.name} has no credentials: nalgae x account "
                                 f"add --name {bot.name} --replace ...")
+    _refused(bot.name, row)
     try:
         values = store.reveal_credentials(db.keyring, row.credentials)
     except SecretKeyError as err:
@@ -104,14 +110,11 @@ async def account_settings(db: Database, settings: XSettings, bot_id: int, *,
     return bot.name, replace(settings.with_credentials(values), user_id=known)
 
 
-async def stopped(db: Database, bot_id: int) -> str | None:
-    """Why posting through this account is stopped (a refused OAuth 2.0 refresh), or None."""
-    async with db.session() as s:
-        row = await store.account(s, bot_id)
-        bot = await bot_store.get_bot(s, bot_id)
-    if row is None or not row.refresh_error:
-        return None
-    return stopped_line(bot.name if bot is not None else str(bot_id), row.refresh_error)
+def _refused(name: str, row: XAccount) -> None:
+    """A refused OAuth 2.0 refresh stops the account (posts, replies, read-backs wait)
+    until it has a new refresh token; asking X again with the dead one is pointless."""
+    if row.refresh_error:
+        raise XApiError("auth", stopped_line(name, row.refresh_error))
 
 
 async def open_api(db: Database, settings: XSettings, bot_id: int, *, clock: Clock,

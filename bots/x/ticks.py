@@ -30,7 +30,7 @@ from storage.db import Database
 
 from .account import XAccount
 from .client import MentionsPage, XApi, XApiError
-from .setup import links, open_api, resolve_account_id, stopped, x_bots
+from .setup import links, open_api, resolve_account_id, x_bots
 
 log = logging.getLogger("nalgae.x")
 
@@ -151,13 +151,9 @@ async def _mentions_of(ctx: TickContext, bot_id: int, link: Links) -> dict[str, 
         and (cur.blocked_until is None or cur.blocked_until <= now))
     if not read_due and not due:
         return None
-    reason = await stopped(ctx.db, bot_id)
-    if reason is not None:
-        _warn_once(reason)  # said once; its replies wait like its posts
-        return None
     try:
         api = await open_api(ctx.db, x, bot_id, clock=ctx.clock, owner=ctx.owner)
-    except XApiError as err:
+    except XApiError as err:  # e.g. a refused refresh: said once; its replies wait
         _warn_once(f"X bot {bot_id}: {err}")
         return None
     try:
@@ -218,10 +214,6 @@ async def poll_results_tick(ctx: TickContext) -> object:
         bots = await store.bots_with_polls_due(s, now)
     closed = 0
     for bot_id in bots:
-        reason = await stopped(ctx.db, bot_id)
-        if reason is not None:
-            _warn_once(reason)
-            continue
         try:
             api = await open_api(ctx.db, ctx.settings.x, bot_id, clock=ctx.clock,
                                  owner=ctx.owner)
