@@ -229,6 +229,10 @@ async def test_walk_every_page_and_api_route_as_a_chapter_organiser(db: Database
             text = (await client.get(url)).text
             assert all(n in text for n in SEOUL), url
         assert "소원-서울사람0" in (await client.get("/surveys/town-voice")).text
+        # The overview's district drill-down counts a whole province: not for a chapter.
+        for province in ("busan", "seoul"):
+            home = (await client.get(f"/?region={province}")).text
+            assert 'id="chart-districts"' not in home, province
     assert len(walked) > 60
     # Another chapter's rows and page are refused, and each refusal is audited.
     for url in (f"/api/v1/petitions/{w['petition'].id}/signatures/{w['sig']['busan']}",

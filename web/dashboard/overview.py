@@ -108,7 +108,9 @@ async def home(request: Request) -> Response:
     async with database(request).session() as session:
         open_now = await open_now_rules.open_items(session, request.app.state.clock, None,
                                                    limit=OPEN_NOW)
-    province = drill_down(request)
+    # A chapter organiser gets no drill-down: its counts are the whole province's (as on
+    # the petition page; their own areas are already the chart above).
+    province = drill_down(request) if areas is None else None
     if province is not None:
         extras["districts"] = await _districts(request, province, lang)
     return render(request, lang, "dashboard.html", {
