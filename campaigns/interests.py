@@ -75,11 +75,11 @@ async def show(session: AsyncSession, chapter: str | None) -> dict[str, Any]:
 
 
 async def _menu(session: AsyncSession, s: Supporter, *, edit: bool = False) -> Reply:
-    offered = await store.offered(session, s.region, s.bot_id)
+    offered = await store.offered(session, s.region, s.bot_id, s.district)
     names = {i.name for i in offered}
     # Chosen, then taken off the list by the organiser: shown (ticked) so they can be
     # dropped; a button press only ever drops them (`toggle`).
-    gone = [i for i in await store.withdrawn(session, s.id, s.region, s.bot_id)
+    gone = [i for i in await store.withdrawn(session, s.id, s.region, s.bot_id, s.district)
             if i.name not in names]
     lang = s.language
     if not offered and not gone:
@@ -113,14 +113,15 @@ async def toggle(session: AsyncSession, person: Person, data: str, clock: Clock)
         return [Reply(t(normalise_language(person.language_code), "not_signed_up"))]
     raw = data.partition(":")[2]
     interest_id = int(raw) if raw.isdigit() and len(raw) < 12 else None
-    offered = {i.id: i.name for i in await store.offered(session, s.region, s.bot_id)}
+    offered = {i.id: i.name for i in await store.offered(session, s.region, s.bot_id, s.district)}
     name = offered.get(interest_id) if interest_id is not None else None
     if name is not None:
         on = not await store.has_tag(session, s.id, name)
         await store.set_tag(session, s.id, name, on)
         s.updated_at = clock.now()
     elif interest_id is not None:
-        gone = {i.id: i.name for i in await store.withdrawn(session, s.id, s.region, s.bot_id)}
+        gone = {i.id: i.name for i in await store.withdrawn(session, s.id, s.region,
+                                                             s.bot_id, s.district)}
         if interest_id in gone and gone[interest_id] not in offered.values():
             await store.set_tag(session, s.id, gone[interest_id], False)  # drop, never add
             s.updated_at = clock.now()

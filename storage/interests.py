@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from storage.chapters import AREA_SEP
 from storage.db import upsert_insert
 from storage.models import Chapter, Interest, SupporterTag
 
@@ -42,17 +43,20 @@ async def listed(session: AsyncSession, chapter_id: int | None) -> list[str]:
         .order_by(Interest.position, Interest.id))).scalars())
 
 
-async def _chapters_of(session: AsyncSession, region: str | None, bot_id: int) -> list[int]:
-    """The chapters covering `region` or speaking through `bot_id` (chapters are few:
-    their region lists are read here)."""
+async def _chapters_of(session: AsyncSession, region: str | None, bot_id: int,
+                       district: str | None = None) -> list[int]:
+    """The chapters covering `region` (a whole province, or the person's district of it)
+    or speaking through `bot_id` (chapters are few: their area lists are read here)."""
+    mine = {region, f"{region}{AREA_SEP}{district}"} if region is not None else set()
     return [c.id for c in (await session.execute(select(Chapter))).scalars()
-            if (region is not None and region in (c.regions or [])) or c.bot_id == bot_id]
+            if mine & set(c.regions or []) or c.bot_id == bot_id]
 
 
-async def offered(session: AsyncSession, region: str | None, bot_id: int) -> list[Interest]:
+async def offered(session: AsyncSession, region: str | None, bot_id: int,
+                  district: str | None = None) -> list[Interest]:
     """Everyone's interests, then those of the chapters covering `region` or speaking
     through `bot_id`."""
-    chapter_ids = await _chapters_of(session, region, bot_id)
+    chapter_ids = await _chapters_of(session, region, bot_id, district)
     rows = (await session.execute(
         select(Interest).where(or_(Interest.chapter_id.is_(None),
                                    Interest.chapter_id.in_(chapter_ids)),
@@ -63,10 +67,10 @@ async def offered(session: AsyncSession, region: str | None, bot_id: int) -> lis
 
 
 async def withdrawn(session: AsyncSession, supporter_id: int, region: str | None,
-                    bot_id: int) -> list[Interest]:
+                    bot_id: int, district: str | None = None) -> list[Interest]:
     """The interests of those same lists that were taken off them and that this person
     still has as a tag (one row per name)."""
-    chapter_ids = await _chapters_of(session, region, bot_id)
+    chapter_ids = await _chapters_of(session, region, bot_id, district)
     rows = (await session.execute(
         select(Interest).join(SupporterTag, SupporterTag.tag == Interest.name)
         .where(SupporterTag.supporter_id == supporter_id, Interest.retired.is_(True),
