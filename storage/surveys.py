@@ -210,6 +210,9 @@ async def people_and_progress(
     of those rows' surveys."""
     briefs: dict[tuple[int, str, str], Brief] = {}
     out = BatchProgress({}, {}, {}, set())
+    # One row object per progress row: a person may press one survey and type into the
+    # same one in a batch, and a change made through either must be the one written.
+    read: dict[int, ProgressRow] = {}
     groups: dict[tuple[int, str], list[tuple[str, int | None]]] = {}
     for bot_id, channel, user_id, survey_id in people:
         groups.setdefault((bot_id, channel), []).append((user_id, survey_id))
@@ -248,12 +251,15 @@ async def people_and_progress(
                 continue  # no progress row that matters
             survey_id, supporter_id = int(progress[1]), int(progress[2])
             out.stamps[survey_id] = tuple(r[20:23])
+            row = read.get(int(progress[0]))
+            if row is None:
+                row = read[int(progress[0])] = _progress_row(progress)
             if (user, survey_id) in wanted:
-                out.by_pair[(survey_id, supporter_id)] = _progress_row(progress)
-            elif (user in typing and supporter_id not in out.active
-                  and progress[6] in ACTIVE_STATES and r[21] == "open"):
+                out.by_pair[(survey_id, supporter_id)] = row
+            if (user in typing and supporter_id not in out.active
+                    and progress[6] in ACTIVE_STATES and r[21] == "open"):
                 # The first of an open survey: the one touched last.
-                out.active[supporter_id] = _progress_row(progress)
+                out.active[supporter_id] = row
     return briefs, out
 
 
