@@ -100,9 +100,7 @@ async def refuse(db: Database, clock: Clock, *, actor: str, what: str,
     """Audit a refusal (in its own transaction: the refused one is rolled back) and
     return the error to raise."""
     async with db.session() as session:
-        await supporter_store.audit(session, actor=actor, action="scope.refused", target=what,
-                                    now=clock.now(), details=details)
-    return OutOfScope("that is outside your chapters")
+        return await refused_here(session, clock, actor=actor, what=what, details=details)
 
 
 def limit_audience(scope: Scope, audience: dict[str, list[str]]) -> dict[str, list[str]] | None:
@@ -270,6 +268,3 @@ def area_name(area: str, lang: str) -> str:
     if lang == "ko":
         return f"{region_name(province, 'ko')} {district_name(province, town, 'ko')}"
     return f"{district_name(province, town, 'en')}, {region_name(province, 'en')}"
-
-
-# --- chapter pages (the dashboard) ------------------------------------------------------------

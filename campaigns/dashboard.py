@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
 from campaigns.polls import too_small
-from campaigns.regions import REGIONS, districts
+from campaigns.regions import REGIONS, district_codes, districts
 from campaigns.ticks import TickContext
 from campaigns.times import KST_OFFSET  # days are Korean calendar days, UTC+9
 from storage import petitions as petition_store
@@ -104,7 +104,7 @@ class DistrictCounts:
 def district_counts(province: str, counts: dict[str | None, int]) -> DistrictCounts:
     """The groups that may be shown: a district of fewer than polls.MIN_GROUP people is
     left out (the one person from 울릉군 is not to be picked out), as in every breakdown."""
-    known = {code for code, _, _ in districts(province)}
+    known = district_codes(province)
     merged: dict[str | None, int] = {}
     for code, n in counts.items():
         key = code if code in known else None  # a code no longer listed counts as not given

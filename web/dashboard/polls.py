@@ -97,14 +97,15 @@ async def _poll_fragment(request: Request, slug: str, lang: str, scope: Scope) -
         mine = await polls.results(s, poll, scope.region_filter)
         national = await polls.results(s, poll) if chapters.poll_results_public(
             poll.status) else None
-        voters = await poll_store.voter_count(s, poll.id)
-        # The X column is national (X never says who voted): shown with the national figures.
-        x = await x_column(s, poll.id) if national is not None else None
+        voters = x = None
+        if national is not None:  # the national voters and the X column (X never says
+            voters = await poll_store.voter_count(s, poll.id)  # who voted) go together
+            x = await x_column(s, poll.id)
     html = (f"<h2>{escape(t_plain(lang, _('In your chapters')))}</h2>"
             + render_results(request, poll, mine, mine.overall.voters, lang))
     if national is not None:
         html += (f"<h2>{escape(t_plain(lang, _('Nationwide')))}</h2>"
-                 + render_results(request, poll, national, voters, lang, x))
+                 + render_results(request, poll, national, voters or 0, lang, x))
     return html
 
 
